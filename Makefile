@@ -1,0 +1,47 @@
+# Sluice: the verbs people use. Every target builds its own virtualenv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv dev test test-all test-faults lint bench bench-smoke kafka-jars clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install Sluice with its dev tools
+
+kafka-jars: $(STAMP) ## resolve the Apache Kafka broker jars from Maven Central into the cache
+	$(VENV)/bin/sluice kafka-jars
+
+dev: $(STAMP) ## run the whole stack on embedded Kafka and PostgreSQL, print a demo key and curl
+	$(VENV)/bin/sluice dev
+
+test: $(STAMP) ## the default test suite (unit + integration on real Kafka and PostgreSQL)
+	$(PY) -m pytest -m "not slow and not faults" $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## every test except the destructive fault suite
+	$(PY) -m pytest -m "not faults" $(PYTEST_ARGS)
+
+test-faults: $(STAMP) ## the fault-injection suite
+	$(PY) -m pytest -m faults $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench-smoke: $(STAMP) ## post N events in batches; print events/s accepted and time until queryable
+	$(PY) -m sluice.bench_smoke
+
+bench: bench-smoke ## benchmarks (see README)
+
+clean: ## remove the virtualenv and local state
+	rm -rf $(VENV) .sluice
