@@ -1,0 +1,87 @@
+"""Who is calling: the tenant and scopes of the API key, never anything from the body.
+
+Verified keys are cached for `key_cache_seconds`, so a revoked key stops
+working within that bound.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from producer_api.keys import matches, parse_key
+from sinks.api_keys import find_key
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    tenant: str
+    prefix: str
+    scopes: frozenset[str]
+
+
+class Unauthenticated(Exception):
+    """No key, or a key that is unknown, revoked, expired or malformed."""
+
+
+class Forbidden(Exception):
+    """A valid key without the scope the route needs."""
+
+
+class KeyVerifier:
+    """Resolves a presented key to a `Principal`, with a short cache."""
+
+    def __init__(self, pool: AsyncConnectionPool, secret: str, cache_seconds: float) -> None:
+        self._pool = pool
+        self._secret = secret
+        self._ttl = cache_seconds
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def verify(self, key: str | None) -> Principal:
+        if not key:
+            raise Unauthenticated("missing API key")
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        principal = await self._lookup(key)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + self._ttl, principal)
+        return principal
+
+    async def _lookup(self, key: str) -> Principal:
+        prefix = parse_key(key)
+        if prefix is None:
+            raise Unauthenticated("malformed API key")
+        async with self._pool.connection() as conn:
+            stored = await find_key(conn, prefix)
+        if stored is None or not matches(self._secret, key, stored.key_hash):
+            raise Unauthenticated("unknown API key")
+        now = datetime.now(UTC)
+        if stored.revoked_at is not None or (stored.expires_at and stored.expires_at <= now):
+            raise Unauthenticated("revoked or expired API key")
+        return Principal(stored.tenant, stored.prefix, frozenset(stored.scopes))
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key from `X-API-Key`, or `Authorization: Bearer …` / `Api-Token …`."""
+    key = request.headers.get("X-API-Key")
+    if key:
+        return key.strip()
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() in ("bearer", "api-token") and value:
+        return value.strip()
+    return None
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes and "admin" not in principal.scopes:
+        raise Forbidden(f"this key lacks the {scope} scope")

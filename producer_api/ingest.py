@@ -1,0 +1,163 @@
+"""The door's core: from a request's raw events to the Kafka messages that carry them.
+
+Pure and transport-free. Valid events are grouped by partition (computed from
+each event's identity) into one `IngestEnvelope` per partition; rejected
+events become dead letters with their bytes untouched. The handler sends the
+messages and maps the outcome to a status code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from schemas.codec import encode
+from schemas.deadletter import Origin, build_dead_letter
+from schemas.identity import Identity, new_event_id, partition_for
+from schemas.outcome import Rejected, Violation
+from schemas.topics import TopicNames
+from schemas.validators import Validator
+from sluice.kafka import OutgoingMessage
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who sent what, where: everything about a request except its events."""
+
+    tenant: str
+    family: str
+    route: Mapping[str, str]
+    content_type: str
+    received_at: datetime
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def origin(self) -> Origin:
+        return Origin(self.tenant, self.family, self.route, self.content_type, self.received_at)
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """What became of one event of the request."""
+
+    index: int
+    event_id: str | None
+    accepted: bool
+    reasons: tuple[Violation, ...] = ()
+    dead_letter_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.accepted:
+            return {"index": self.index, "id": self.event_id, "status": "accepted"}
+        return {
+            "index": self.index,
+            "id": self.event_id,
+            "status": "rejected",
+            "dead_letter_id": self.dead_letter_id,
+            "reasons": [r.as_dict() for r in self.reasons],
+        }
+
+
+@dataclass
+class IngestPlan:
+    """Messages to produce for a request, and the per-event results to answer with."""
+
+    messages: list[OutgoingMessage] = field(default_factory=list)
+    results: list[EventResult] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for r in self.results if r.accepted)
+
+    @property
+    def byte_size(self) -> int:
+        return sum(len(m[3] or b"") for m in self.messages)
+
+
+def plan_events(
+    ctx: RequestContext,
+    raws: Sequence[bytes],
+    validate: Validator,
+    topics: TopicNames,
+    partitions: int,
+) -> IngestPlan:
+    """Validate each raw event; envelope the valid ones by partition, dead-letter the rest."""
+    plan = IngestPlan()
+    by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for index, raw in enumerate(raws):
+        outcome = validate(raw, ctx.route)
+        if isinstance(outcome, Rejected):
+            dead = build_dead_letter(
+                raw=raw, reasons=outcome.violations, origin=ctx.origin(), stage="door",
+                event_id=outcome.event_id,
+            )  # fmt: skip
+            dlq_partition = partition_for(dead.key, partitions)
+            plan.messages.append((topics.dlq, dlq_partition, dead.key, dead.value, dead.headers))
+            plan.results.append(
+                EventResult(index, outcome.event_id, False, outcome.violations, dead.dead_letter_id)
+            )
+            continue
+        event_id = outcome.event_id or new_event_id()
+        key = Identity(ctx.tenant, ctx.family, event_id).key()
+        by_partition[partition_for(key, partitions)].append(_item("upsert", event_id, raw))
+        plan.results.append(EventResult(index, event_id, True))
+    plan.messages += _envelopes(ctx, by_partition, topics)
+    return plan
+
+
+def plan_unsplittable(
+    ctx: RequestContext, body: bytes, reason: str, topics: TopicNames, partitions: int
+) -> IngestPlan:
+    """A body that cannot be split into events is one dead letter of the whole body."""
+    violation = Violation("unsplittable_body", "$", reason)
+    dead = build_dead_letter(raw=body, reasons=(violation,), origin=ctx.origin(), stage="door")
+    partition = partition_for(dead.key, partitions)
+    return IngestPlan(
+        messages=[(topics.dlq, partition, dead.key, dead.value, dead.headers)],
+        results=[EventResult(0, None, False, (violation,), dead.dead_letter_id)],
+    )
+
+
+def plan_deletes(
+    ctx: RequestContext,
+    event_ids: Sequence[str],
+    receipt_id: str,
+    topics: TopicNames,
+    partitions: int,
+) -> IngestPlan:
+    """Deletes by id travel through each id's partition, after every version accepted before."""
+    by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for event_id in event_ids:
+        key = Identity(ctx.tenant, ctx.family, event_id).key()
+        item = _item("delete", event_id, b"")
+        item["receipt_id"] = receipt_id
+        by_partition[partition_for(key, partitions)].append(item)
+    plan = IngestPlan(messages=_envelopes(ctx, by_partition, topics))
+    plan.results = [EventResult(i, eid, True) for i, eid in enumerate(event_ids)]
+    return plan
+
+
+def _item(op: str, event_id: str, raw: bytes) -> dict[str, Any]:
+    return {"op": op, "event_id": event_id, "raw": raw, "attempt": 1, "replay_of": None,
+            "receipt_id": None}  # fmt: skip
+
+
+def _envelopes(
+    ctx: RequestContext, by_partition: Mapping[int, list[dict[str, Any]]], topics: TopicNames
+) -> list[OutgoingMessage]:
+    out: list[OutgoingMessage] = []
+    for partition, items in sorted(by_partition.items()):
+        envelope = {
+            "request_id": ctx.request_id,
+            "tenant": ctx.tenant,
+            "family": ctx.family,
+            "route": dict(ctx.route),
+            "content_type": ctx.content_type,
+            "received_at": ctx.received_at,
+            "items": items,
+        }
+        out.append((topics.ingest_raw, partition, None, encode("IngestEnvelope", envelope), None))
+    return out

@@ -1,0 +1,141 @@
+"""Sluice's native API: `/v1/events` to send, query and delete CloudEvents-style events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from producer_api.auth import Principal, presented_key, require_scope
+from producer_api.body import Unsplittable, split_json_events
+from producer_api.errors import error_response
+from producer_api.ingest import RequestContext, plan_deletes, plan_events, plan_unsplittable
+from producer_api.resources import DOOR, Door
+from schemas.validators import validator_for
+from sinks.queries import BadCursor, EventFilter, find_events, get_event
+
+FAMILY = "native"
+MAX_PAGE = 1000
+
+routes = web.RouteTableDef()
+
+
+async def _principal(request: web.Request, scope: str) -> Principal:
+    principal = await request.app[DOOR].keys.verify(presented_key(request))
+    require_scope(principal, scope)
+    return principal
+
+
+def _context(request: web.Request, principal: Principal) -> RequestContext:
+    return RequestContext(
+        tenant=principal.tenant,
+        family=FAMILY,
+        route=dict(request.match_info),
+        content_type=request.content_type,
+        received_at=datetime.now(UTC),
+    )
+
+
+@routes.post("/v1/events")
+async def post_events(request: web.Request) -> web.Response:
+    """Accept one event or an array; 202 once Kafka acknowledged every accepted event."""
+    principal = await _principal(request, "events:write")
+    door = request.app[DOOR]
+    body = await request.read()
+    ctx = _context(request, principal)
+    partitions = door.settings.partitions
+    try:
+        raws = split_json_events(body)
+    except Unsplittable as exc:
+        plan = plan_unsplittable(ctx, body, str(exc), door.topics, partitions)
+    else:
+        if len(raws) > door.settings.max_events_per_request:
+            limit = door.settings.max_events_per_request
+            return error_response(413, "too_many_events", f"at most {limit} events per request")
+        plan = plan_events(ctx, raws, validator_for(FAMILY), door.topics, partitions)
+    await door.publisher.publish(plan.messages)
+    rejected = [r.as_dict() for r in plan.results if not r.accepted]
+    answer = {
+        "request_id": ctx.request_id,
+        "accepted": plan.accepted,
+        "ids": [r.event_id for r in plan.results if r.accepted],
+        "rejected": rejected,
+    }
+    status = 202 if plan.accepted or not rejected else 400
+    return web.json_response(answer, status=status)
+
+
+@routes.get("/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    principal = await _principal(request, "events:read")
+    q = request.query
+    try:
+        flt = EventFilter(
+            type=q.get("type"),
+            source=q.get("source"),
+            time_from=_time(q.get("from")),
+            time_to=_time(q.get("to")),
+        )
+        limit = min(int(q.get("limit", "100")), MAX_PAGE)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+    except ValueError as exc:
+        return error_response(400, "bad_query", str(exc))
+    door = request.app[DOOR]
+    try:
+        async with door.pool.connection() as conn:
+            rows, cursor = await find_events(
+                conn, principal.tenant, FAMILY, flt, limit=limit, cursor=q.get("cursor")
+            )
+    except BadCursor as exc:
+        return error_response(400, "bad_cursor", str(exc))
+    return web.json_response({"events": [_event_json(r) for r in rows], "next_cursor": cursor})
+
+
+@routes.get("/v1/events/{id}")
+async def show_event(request: web.Request) -> web.Response:
+    principal = await _principal(request, "events:read")
+    async with request.app[DOOR].pool.connection() as conn:
+        row = await get_event(conn, principal.tenant, FAMILY, request.match_info["id"])
+    if row is None:
+        return error_response(404, "not_found", "no such event")
+    return web.json_response(_event_json(row))
+
+
+@routes.delete("/v1/events/{id}")
+async def delete_event(request: web.Request) -> web.Response:
+    """Delete one event by id: ordered after every version accepted before it.
+
+    The answer is the same whether or not the id exists for this tenant, so it
+    reveals nothing; the delete covers versions still in the pipeline.
+    """
+    principal = await _principal(request, "events:delete")
+    door: Door = request.app[DOOR]
+    ctx = _context(request, principal)
+    receipt_id = str(uuid.uuid4())
+    event_id = request.match_info["id"]
+    plan = plan_deletes(ctx, [event_id], receipt_id, door.topics, door.settings.partitions)
+    await door.publisher.publish(plan.messages)
+    return web.json_response({"deletion_id": receipt_id, "ids": [event_id]}, status=202)
+
+
+def _time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _event_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["event_id"],
+        "type": row["type"],
+        "source": row["source"],
+        "subject": row["subject"],
+        "time": row["time"].isoformat(),
+        "data": row["data"],
+        "received_at": row["received_at"].isoformat(),
+        "version": row["version"],
+    }

@@ -1,0 +1,50 @@
+"""Typed application keys for what handlers share, and their set-up and tear-down."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from producer_api.auth import KeyVerifier
+from producer_api.publish import Publisher
+from schemas.topics import TopicNames
+from sluice.kafka import AsyncProducer, producer_config
+from sluice.settings import Settings
+
+
+@dataclass(frozen=True)
+class Door:
+    """What every handler needs: settings, topics, the publisher, the pool, the key verifier."""
+
+    settings: Settings
+    topics: TopicNames
+    publisher: Publisher
+    pool: AsyncConnectionPool
+    keys: KeyVerifier
+
+
+SETTINGS = web.AppKey("settings", Settings)
+DOOR = web.AppKey("door", Door)
+
+
+async def door_context(app: web.Application) -> AsyncIterator[None]:
+    """Open Kafka and PostgreSQL clients for the app's lifetime."""
+    settings = app[SETTINGS]
+    producer = AsyncProducer(producer_config(settings))
+    pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=10, open=False)
+    await pool.open()
+    app[DOOR] = Door(
+        settings=settings,
+        topics=TopicNames.for_prefix(settings.topic_prefix),
+        publisher=Publisher(producer, settings.max_inflight_bytes),
+        pool=pool,
+        keys=KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds),
+    )
+    try:
+        yield
+    finally:
+        producer.close()
+        await pool.close()

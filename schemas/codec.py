@@ -1,0 +1,81 @@
+"""The Avro codec: Confluent wire format over Sluice's local schema files.
+
+A message is the magic byte 0, a 4-byte big-endian schema id, then the Avro
+binary body. Schema ids come from `SCHEMA_IDS` below (the local schema files
+are the registry), so a Confluent-aware consumer can tell the schemas apart.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import fastavro
+
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+SCHEMA_IDS: dict[str, int] = {
+    "IngestEnvelope": 1,
+    "CanonicalEvent": 2,
+    "DeadLetter": 3,
+}
+_FILES = {
+    "IngestEnvelope": "ingest_envelope.avsc",
+    "CanonicalEvent": "canonical_event.avsc",
+    "DeadLetter": "dead_letter.avsc",
+}
+_NAMES_BY_ID = {v: k for k, v in SCHEMA_IDS.items()}
+
+
+class CodecError(ValueError):
+    """Bytes that are not a Sluice Avro message, or a record its schema rejects."""
+
+
+@cache
+def load_schema(name: str) -> Any:
+    """The parsed Avro schema called `name` (one of `SCHEMA_IDS`)."""
+    text = resources.files("schemas").joinpath("avro", _FILES[name]).read_text("utf-8")
+    return fastavro.parse_schema(json.loads(text))
+
+
+def encode(name: str, record: dict[str, Any]) -> bytes:
+    """Encode `record` with schema `name` in the Confluent wire format."""
+    out = io.BytesIO()
+    out.write(_HEADER.pack(MAGIC, SCHEMA_IDS[name]))
+    try:
+        fastavro.schemaless_writer(out, load_schema(name), record)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CodecError(f"cannot encode {name}: {exc}") from exc
+    return out.getvalue()
+
+
+def decode(payload: bytes, expected: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Decode a wire-format message into (schema name, record).
+
+    Raises `CodecError` for a wrong magic byte, an unknown schema id, a schema
+    other than `expected`, or a body that does not parse.
+    """
+    if len(payload) < _HEADER.size:
+        raise CodecError("message shorter than the wire-format header")
+    magic, schema_id = _HEADER.unpack_from(payload)
+    if magic != MAGIC:
+        raise CodecError(f"unknown magic byte {magic}")
+    name = _NAMES_BY_ID.get(schema_id)
+    if name is None:
+        raise CodecError(f"unknown schema id {schema_id}")
+    if expected is not None and name != expected:
+        raise CodecError(f"expected {expected}, got {name}")
+    body = io.BytesIO(payload)
+    body.seek(_HEADER.size)
+    try:
+        record = fastavro.schemaless_reader(body, load_schema(name), None)
+    except (ValueError, TypeError, EOFError, IndexError, KeyError, StopIteration) as exc:
+        raise CodecError(f"cannot decode {name}: {exc}") from exc
+    if not isinstance(record, dict):
+        raise CodecError(f"{name} did not decode to a record")
+    return name, record

@@ -1,0 +1,70 @@
+"""An event's identity and the partition it lives in on every topic.
+
+The identity is (tenant, family, event id). Tenants and families are drawn
+from restricted alphabets without `|`, so the key `tenant|family|event_id`
+is unambiguous. The partition is Kafka's default (Java client) choice for
+that key: murmur2, made positive, modulo the partition count, so
+Kafka-native producers that key by identity land in the same partition.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import NamedTuple
+
+TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+FAMILIES = ("native", "dashdive", "datahub", "baselime", "dynatrace", "dakkio")
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+class Identity(NamedTuple):
+    tenant: str
+    family: str
+    event_id: str
+
+    def key(self) -> bytes:
+        """The message key used on `events` and `events.dlq`."""
+        return f"{self.tenant}|{self.family}|{self.event_id}".encode()
+
+    @classmethod
+    def from_key(cls, key: bytes) -> Identity:
+        tenant, family, event_id = key.decode().split("|", 2)
+        return cls(tenant, family, event_id)
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (seed 0x9747b28c), as a signed 32-bit int like Java's."""
+    length = len(data)
+    h = (0x9747B28C ^ length) & _MASK
+    rounded = length - (length & 3)
+    for i in range(0, rounded, 4):
+        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        k = (k * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    tail = length & 3
+    if tail == 3:
+        h ^= data[rounded + 2] << 16
+    if tail >= 2:
+        h ^= data[rounded + 1] << 8
+    if tail >= 1:
+        h ^= data[rounded]
+        h = (h * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def new_event_id() -> str:
+    """An id for an event that arrived without one (UUIDv4)."""
+    return str(uuid.uuid4())

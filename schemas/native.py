@@ -1,0 +1,121 @@
+"""Validation of Sluice's native events (CloudEvents-style JSON objects).
+
+Fields: `id` (optional string), `type`, `source`, `time` (RFC 3339; UTC when
+no offset is given), `subject` (optional), `data` (an object). Unknown
+fields are accepted and ignored. The fast path is one msgspec decode into a
+Struct; only a failing event pays for the slower pass that lists every
+violation.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
+
+MAX_ID_LENGTH = 256
+MAX_TEXT_LENGTH = 1024
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_LENGTH)]
+
+
+class NativeEvent(msgspec.Struct, frozen=True):
+    type: _Text
+    source: _Text
+    time: datetime
+    data: msgspec.Raw
+    id: _Id | None = None
+    subject: _Text | None = None
+
+
+_decoder = msgspec.json.Decoder(NativeEvent)
+_REQUIRED = ("type", "source", "time", "data")
+
+
+def validate_native(raw: bytes) -> Outcome:
+    """Turn one raw native event into a `ValidEvent` or a `Rejected` with all its reasons."""
+    try:
+        event = _decoder.decode(raw)
+    except msgspec.DecodeError:
+        return _explain(raw)
+    data = bytes(event.data).lstrip()
+    if not data.startswith(b"{"):
+        return Rejected(
+            (Violation("wrong_type", "$.data", "data must be a JSON object"),), event.id
+        )
+    return ValidEvent(
+        event_id=event.id,
+        type=event.type,
+        source=event.source,
+        subject=event.subject,
+        time=_as_utc(event.time),
+        data_json=data.decode(),
+    )
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _explain(raw: bytes) -> Rejected:
+    """The slow path: list every violation of an event msgspec refused."""
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        return Rejected((Violation("malformed_json", "$", f"not valid JSON: {exc}"),))
+    if not isinstance(obj, dict):
+        return Rejected((Violation("wrong_type", "$", "an event must be a JSON object"),))
+    found = [v for name in _REQUIRED for v in _check_required(obj, name)]
+    found += [v for name in ("id", "subject") for v in _check_optional_text(obj, name)]
+    event_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    if not found:
+        found.append(Violation("invalid", "$", "event does not match the native schema"))
+    return Rejected(tuple(found), event_id)
+
+
+def _check_required(obj: dict[str, Any], name: str) -> list[Violation]:
+    path = f"$.{name}"
+    if name not in obj or obj[name] is None:
+        return [Violation("missing_field", path, f"`{name}` is required")]
+    value = obj[name]
+    if name == "data":
+        ok = isinstance(value, dict)
+        return [] if ok else [Violation("wrong_type", path, "data must be a JSON object")]
+    if not isinstance(value, str):
+        return [Violation("wrong_type", path, f"`{name}` must be a string")]
+    if name == "time":
+        return _check_time(value, path)
+    return _check_length(value, path, MAX_TEXT_LENGTH)
+
+
+def _check_optional_text(obj: dict[str, Any], name: str) -> list[Violation]:
+    value = obj.get(name)
+    if value is None:
+        return []
+    path = f"$.{name}"
+    if not isinstance(value, str):
+        return [Violation("wrong_type", path, f"`{name}` must be a string")]
+    limit = MAX_ID_LENGTH if name == "id" else MAX_TEXT_LENGTH
+    return _check_length(value, path, limit)
+
+
+def _check_length(value: str, path: str, limit: int) -> list[Violation]:
+    if not value:
+        return [Violation("invalid_value", path, "must not be empty")]
+    if len(value) > limit:
+        return [Violation("invalid_value", path, f"longer than {limit} characters")]
+    return []
+
+
+def _check_time(value: str, path: str) -> list[Violation]:
+    try:
+        msgspec.json.decode(msgspec.json.encode(value), type=datetime)
+    except msgspec.ValidationError:
+        return [Violation("invalid_timestamp", path, "time must be an RFC 3339 timestamp")]
+    return []

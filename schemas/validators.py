@@ -1,0 +1,20 @@
+"""The validator for each API family, by name. Families register here as they arrive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from schemas.native import validate_native
+from schemas.outcome import Outcome
+
+Validator = Callable[[bytes, Mapping[str, str]], Outcome]
+"""A validator sees one event's raw bytes and the request's route parameters."""
+
+VALIDATORS: dict[str, Validator] = {
+    "native": lambda raw, route: validate_native(raw),
+}
+
+
+def validator_for(family: str) -> Validator:
+    """The validator of `family`; KeyError for a family Sluice does not know."""
+    return VALIDATORS[family]

@@ -1,0 +1,150 @@
+"""The sink: consume `events` and `events.dlq`, write batches to PostgreSQL, then commit.
+
+Offsets are committed only after the database transaction that covers them
+has committed, so a crash anywhere redelivers (and the idempotent writes make
+redelivery harmless). A database outage is retried with back-off on the same
+batch; it never skips messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, Message
+
+from schemas.codec import CodecError, decode
+from schemas.identity import Identity
+from schemas.topics import TopicNames
+from sinks.rows import EventRow, TombstoneRow
+from sinks.writer import write_dead_letters, write_events
+from sluice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+VERSION_HEADER = "sluice.version"
+
+
+@dataclass
+class Batch:
+    """One poll's worth of messages, sorted into what the writer needs."""
+
+    upserts: list[EventRow] = field(default_factory=list)
+    tombstones: list[TombstoneRow] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    undecodable: int = 0
+
+    def __len__(self) -> int:
+        return len(self.upserts) + len(self.tombstones) + len(self.dead_letters)
+
+
+def header(msg: Message, name: str) -> bytes | None:
+    pairs: list[tuple[str, str | bytes]] = list(msg.headers() or [])
+    for key, value in pairs:
+        if key == name:
+            return value.encode() if isinstance(value, str) else value
+    return None
+
+
+def sort_messages(messages: list[Message], topics: TopicNames) -> Batch:
+    """Decode a poll's messages into event rows, tombstones and dead letters."""
+    batch = Batch()
+    for msg in messages:
+        value = msg.value()
+        try:
+            if msg.topic() == topics.dlq:
+                batch.dead_letters.append(decode(value or b"", "DeadLetter")[1])
+            elif value is None:
+                batch.tombstones.append(_tombstone(msg))
+            else:
+                batch.upserts.append(EventRow.from_record(decode(value, "CanonicalEvent")[1]))
+        except (CodecError, ValueError) as exc:
+            batch.undecodable += 1
+            log.error(
+                "skipping undecodable message %s[%d]@%d: %s",
+                msg.topic(), msg.partition(), msg.offset(), exc,
+            )  # fmt: skip
+    return batch
+
+
+def _tombstone(msg: Message) -> TombstoneRow:
+    identity = Identity.from_key(msg.key() or b"")
+    version = header(msg, VERSION_HEADER)
+    if version is None:
+        raise ValueError("tombstone without a version header")
+    return TombstoneRow(identity.tenant, identity.family, identity.event_id, int(version))
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": settings.sink_group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "max.poll.interval.ms": 600_000,
+        "client.id": "sluice-sink",
+    }
+
+
+class Sink:
+    """Runs the consume → write → commit loop until `stop()` is called."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._topics = TopicNames.for_prefix(settings.topic_prefix)
+        self._stopping = threading.Event()
+        self.rows_written = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        consumer = Consumer(consumer_config(self._settings))
+        consumer.subscribe([self._topics.events, self._topics.dlq])
+        conn = self._connect()
+        try:
+            while not self._stopping.is_set():
+                messages = consumer.consume(self._settings.sink_batch_size, timeout=0.5)
+                messages = [m for m in messages if m.error() is None]
+                if not messages:
+                    continue
+                batch = sort_messages(messages, self._topics)
+                conn = self._write_until_durable(conn, batch)
+                consumer.commit(asynchronous=False)
+                self.rows_written += len(batch)
+        finally:
+            consumer.close()
+            conn.close()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        delay = 0.5
+        while True:
+            try:
+                return psycopg.connect(self._settings.database_url, autocommit=True)
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _write_until_durable(
+        self, conn: psycopg.Connection[Any], batch: Batch
+    ) -> psycopg.Connection[Any]:
+        """Write `batch` in one transaction, retrying through database outages."""
+        delay = 0.5
+        while True:
+            try:
+                with conn.transaction():
+                    write_events(conn, batch.upserts, batch.tombstones)
+                    write_dead_letters(conn, batch.dead_letters)
+                return conn
+            except psycopg.OperationalError as exc:
+                log.warning("database write failed (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                if conn.closed or conn.broken:
+                    conn = self._connect()

@@ -1,0 +1,144 @@
+"""Kafka clients shared by the door, the stream processor and the sinks.
+
+`AsyncProducer` wraps confluent-kafka's producer for asyncio: a background
+thread serves delivery reports, and callers await one `DeliveryBatch` per
+request (or per processed envelope), never one future per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from sluice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ProduceFailed(Exception):
+    """Kafka did not acknowledge every message of a batch (outage, timeout, full queue)."""
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """Producer settings for durability: idempotent, acks=all, compressed, batched."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "message.max.bytes": 20_000_000,
+        "message.timeout.ms": settings.produce_timeout_ms,
+        "queue.buffering.max.kbytes": 262_144,
+        "queue.buffering.max.messages": 500_000,
+        "client.id": "sluice",
+    }
+
+
+class DeliveryBatch:
+    """Completes when Kafka has acknowledged all `expected` messages, or fails on the first error.
+
+    Delivery callbacks run on the producer's poll thread, the only writer of
+    the counters; the result is handed to the event loop thread-safely.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[None] = loop.create_future()
+        self._remaining = expected
+        self._failed = False
+        if expected == 0:
+            self._future.set_result(None)
+
+    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if self._failed:
+            return
+        if err is not None:
+            self._failed = True
+            self._loop.call_soon_threadsafe(self._settle, ProduceFailed(str(err)))
+            return
+        self._remaining -= 1
+        if self._remaining == 0:
+            self._loop.call_soon_threadsafe(self._settle, None)
+
+    def fail_now(self, exc: ProduceFailed) -> None:
+        """Fail from the event-loop thread (e.g. the local queue is full)."""
+        self._failed = True
+        self._settle(exc)
+
+    def _settle(self, exc: ProduceFailed | None) -> None:
+        if self._future.done():
+            return
+        if exc is None:
+            self._future.set_result(None)
+        else:
+            self._future.set_exception(exc)
+
+    async def wait(self) -> None:
+        """Return once every message is acknowledged; raise `ProduceFailed` otherwise."""
+        await self._future
+
+
+OutgoingMessage = tuple[str, int, bytes | None, bytes | None, Sequence[tuple[str, bytes]] | None]
+"""(topic, partition, key, value, headers); partition -1 lets the client choose."""
+
+
+class AsyncProducer:
+    """An idempotent confluent-kafka producer usable from asyncio."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._producer = Producer(config)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> DeliveryBatch:
+        """Queue all `messages`; the returned batch completes when Kafka acknowledged them."""
+        batch = DeliveryBatch(asyncio.get_running_loop(), len(messages))
+        for topic, partition, key, value, headers in messages:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=partition,
+                    headers=list(headers) if headers else None,
+                    on_delivery=batch.on_delivery,
+                )
+            except BufferError as exc:
+                batch.fail_now(ProduceFailed(f"producer queue full: {exc}"))
+                break
+            except KafkaException as exc:
+                batch.fail_now(ProduceFailed(str(exc)))
+                break
+        return batch
+
+    def queue_length(self) -> int:
+        """Messages waiting in the client for delivery (a back-pressure signal)."""
+        return len(self._producer)
+
+    def cluster_reachable(self, timeout: float = 2.0) -> bool:
+        """True when a broker answers a metadata request (writes nothing)."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (up to `timeout`), then stop the delivery thread."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            log.warning("closing producer with %d undelivered messages", remaining)
+        self._stop.set()
+        self._thread.join(timeout=2)

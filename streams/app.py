@@ -1,0 +1,106 @@
+"""The Faust app, built by a factory so tests and `sluice worker` each build their own.
+
+The agent takes envelopes from `ingest.raw` in small batches, runs the pure
+`process_envelope` on each, produces the results with one delivery wait per
+batch, and only then lets Faust acknowledge (and later commit) the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import faust
+
+from schemas.codec import CodecError, decode
+from schemas.topics import TopicNames
+from sluice.kafka import AsyncProducer, OutgoingMessage, ProduceFailed, producer_config
+from sluice.settings import Settings
+from streams.outputs import to_messages
+from streams.process import Position, process_envelope, undecodable_envelope
+
+log = logging.getLogger(__name__)
+
+ENVELOPES_PER_BATCH = 64
+BATCH_WINDOW_SECONDS = 0.05
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app with the validating agent, wired to `settings`' Kafka and topics."""
+    brokers = [f"kafka://{hp}" for hp in settings.kafka_bootstrap_servers.split(",")]
+    app = faust.App(
+        settings.worker_id,
+        broker=brokers,
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+    )
+    topics = TopicNames.for_prefix(settings.topic_prefix)
+    ingest = app.topic(
+        topics.ingest_raw, key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw", internal=False,
+    )  # fmt: skip
+    forwarder = Forwarder(settings, topics)
+
+    @app.agent(ingest, name="validate")
+    async def validate(stream: Any) -> None:
+        async for events in stream.take_events(ENVELOPES_PER_BATCH, within=BATCH_WINDOW_SECONDS):
+            await forwarder.handle(list(events))
+
+    return app
+
+
+class Forwarder:
+    """Processes a batch of envelopes and waits until Kafka holds every result."""
+
+    def __init__(self, settings: Settings, topics: TopicNames) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._producer: AsyncProducer | None = None
+
+    def _get_producer(self) -> AsyncProducer:
+        if self._producer is None:
+            self._producer = AsyncProducer(producer_config(self._settings))
+        return self._producer
+
+    async def handle(self, events: list[Any]) -> None:
+        messages: list[OutgoingMessage] = []
+        for event in events:
+            msg = event.message
+            at = Position(msg.topic, msg.partition, msg.offset)
+            try:
+                _, envelope = decode(msg.value, "IngestEnvelope")
+            except CodecError as exc:
+                dead = undecodable_envelope(msg.value or b"", at, str(exc))
+                messages.append(
+                    (self._topics.dlq, at.partition, dead.key, dead.value, dead.headers)
+                )
+                continue
+            messages += to_messages(process_envelope(envelope, at), at.partition, self._topics)
+        await self._send_until_acknowledged(messages)
+
+    async def _send_until_acknowledged(self, messages: list[OutgoingMessage]) -> None:
+        """Produce `messages`; through an outage, retry the whole batch (writes are idempotent).
+
+        Faust acknowledges the batch's offsets as soon as this returns or raises,
+        so it must not return before delivery; if the worker is cancelled while
+        results are undelivered, the process exits at once so no offset past
+        them is committed.
+        """
+        delay = 0.5
+        while True:
+            try:
+                await self._get_producer().send_batch(messages).wait()
+                return
+            except ProduceFailed as exc:
+                log.warning("could not produce %d results (%s); retrying", len(messages), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except asyncio.CancelledError:
+                log.critical("stopped with undelivered results; exiting before any commit")
+                os._exit(75)

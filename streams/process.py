@@ -1,0 +1,140 @@
+"""The stream processor's core: one ingest envelope in, events, tombstones and dead letters out.
+
+Pure: it sees a decoded envelope and where it sat in `ingest.raw`, never a
+Kafka message. Each item's version is its position there, so a later item of
+the same identity is newer by construction (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.codec import encode
+from schemas.deadletter import DeadLetterMessage, Origin, build_dead_letter, stream_dead_letter_id
+from schemas.identity import Identity
+from schemas.outcome import Rejected, Violation
+from schemas.validators import VALIDATORS
+
+log = logging.getLogger(__name__)
+
+INDEX_BITS = 20
+"""An envelope holds fewer than 2**20 items; version = offset << 20 | index."""
+
+
+def version_of(offset: int, index: int) -> int:
+    """The version of the `index`-th item of the envelope at `offset`: later is newer."""
+    return (offset << INDEX_BITS) | index
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where an envelope sat in `ingest.raw`."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class EventOut:
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class TombstoneOut:
+    key: bytes
+    version: int
+
+
+@dataclass
+class Processed:
+    """What one envelope became, in item order per output kind."""
+
+    events: list[EventOut] = field(default_factory=list)
+    tombstones: list[TombstoneOut] = field(default_factory=list)
+    dead_letters: list[DeadLetterMessage] = field(default_factory=list)
+
+
+def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
+    """Validate and normalise every item of `envelope`."""
+    out = Processed()
+    origin = _origin(envelope, at)
+    validate = VALIDATORS.get(envelope["family"])
+    for index, item in enumerate(envelope["items"]):
+        identity = Identity(envelope["tenant"], envelope["family"], item["event_id"])
+        version = version_of(at.offset, index)
+        if item["op"] == "delete":
+            out.tombstones.append(TombstoneOut(identity.key(), version))
+            continue
+        try:
+            if validate is None:
+                reasons: tuple[Violation, ...] = (
+                    Violation("unknown_family", "$", f"no validator for {envelope['family']!r}"),
+                )
+                out.dead_letters.append(_reject(item, reasons, origin, at, index))
+                continue
+            outcome = validate(item["raw"], envelope["route"])
+            if isinstance(outcome, Rejected):
+                out.dead_letters.append(_reject(item, outcome.violations, origin, at, index))
+                continue
+            record = {
+                "tenant": identity.tenant,
+                "family": identity.family,
+                "event_id": identity.event_id,
+                "type": outcome.type,
+                "source": outcome.source,
+                "subject": outcome.subject,
+                "time": outcome.time,
+                "data_json": outcome.data_json,
+                "received_at": envelope["received_at"],
+                "version": version,
+            }
+            out.events.append(EventOut(identity.key(), encode("CanonicalEvent", record)))
+        except Exception as exc:  # a bug on one event's data must not skip it or stop the agent
+            log.exception("processing failed for %s", identity)
+            reason = Violation("processing_error", "$", f"{type(exc).__name__}: {exc}")
+            out.dead_letters.append(_reject(item, (reason,), origin, at, index))
+    return out
+
+
+def undecodable_envelope(raw: bytes, at: Position, error: str) -> DeadLetterMessage:
+    """A message on `ingest.raw` that is not an envelope: one dead letter of its bytes."""
+    origin = Origin(
+        tenant="_undecodable", family="native", route={}, content_type="application/octet-stream",
+        received_at=datetime.now(UTC), source_topic=at.topic, source_partition=at.partition,
+        source_offset=at.offset,
+    )  # fmt: skip
+    return build_dead_letter(
+        raw=raw,
+        reasons=(Violation("undecodable_envelope", "$", error),),
+        origin=origin,
+        stage="stream",
+        dead_letter_id=stream_dead_letter_id(at.topic, at.partition, at.offset, 0),
+    )
+
+
+def _origin(envelope: dict[str, Any], at: Position) -> Origin:
+    return Origin(
+        tenant=envelope["tenant"], family=envelope["family"], route=envelope["route"],
+        content_type=envelope["content_type"], received_at=envelope["received_at"],
+        source_topic=at.topic, source_partition=at.partition, source_offset=at.offset,
+    )  # fmt: skip
+
+
+def _reject(
+    item: dict[str, Any], reasons: tuple[Violation, ...], origin: Origin, at: Position, index: int
+) -> DeadLetterMessage:
+    from dataclasses import replace
+
+    return build_dead_letter(
+        raw=item["raw"],
+        reasons=reasons,
+        origin=replace(origin, attempt=item["attempt"], replay_of=item["replay_of"]),
+        stage="stream",
+        event_id=item["event_id"],
+        dead_letter_id=stream_dead_letter_id(at.topic, at.partition, at.offset, index),
+    )
