@@ -43,8 +43,8 @@ class Batch:
 
 
 def header(msg: Message, name: str) -> bytes | None:
-    pairs: list[tuple[str, str | bytes]] = list(msg.headers() or [])
-    for key, value in pairs:
+    raw = msg.headers() or []
+    for key, value in raw.items() if isinstance(raw, dict) else raw:
         if key == name:
             return value.encode() if isinstance(value, str) else value
     return None

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from producer_api.ingest import RequestContext, plan_deletes, plan_events, plan_unsplittable
+from schemas.codec import decode
+from schemas.identity import Identity, partition_for
+from schemas.topics import TopicNames
+from schemas.validators import validator_for
+
+TOPICS = TopicNames.for_prefix("t.")
+CTX = RequestContext("acme", "native", {}, "application/json", datetime(2024, 1, 1, tzinfo=UTC))
+
+
+def _event(i: int, with_id: bool = True) -> bytes:
+    ident = f'"id":"e{i}",' if with_id else ""
+    return (
+        f'{{{ident}"type":"t","source":"s","time":"2024-01-01T00:00:00Z","data":{{"i":{i}}}}}'
+    ).encode()
+
+
+def test_valid_events_are_enveloped_once_per_partition() -> None:
+    raws = [_event(i) for i in range(50)]
+    plan = plan_events(CTX, raws, validator_for("native"), TOPICS, 4)
+    assert plan.accepted == 50
+    partitions = [m[1] for m in plan.messages]
+    assert all(m[0] == TOPICS.ingest_raw for m in plan.messages)
+    assert len(partitions) == len(set(partitions)) <= 4
+    seen = []
+    for _topic, partition, _key, value, _headers in plan.messages:
+        assert value is not None
+        _, envelope = decode(value, "IngestEnvelope")
+        assert envelope["tenant"] == "acme"
+        for item in envelope["items"]:
+            key = Identity("acme", "native", item["event_id"]).key()
+            assert partition_for(key, 4) == partition
+            seen.append(item["raw"])
+    assert sorted(seen) == sorted(raws)
+
+
+def test_missing_ids_are_assigned_and_reported() -> None:
+    plan = plan_events(CTX, [_event(1, with_id=False)], validator_for("native"), TOPICS, 4)
+    (result,) = plan.results
+    assert result.accepted and result.event_id and len(result.event_id) == 36
+
+
+def test_rejected_events_become_dead_letters_with_their_bytes() -> None:
+    bad = b'{"type": 1}'
+    plan = plan_events(CTX, [_event(1), bad], validator_for("native"), TOPICS, 4)
+    assert [r.accepted for r in plan.results] == [True, False]
+    dlq = [m for m in plan.messages if m[0] == TOPICS.dlq]
+    assert len(dlq) == 1
+    value = dlq[0][3]
+    assert value is not None
+    _, record = decode(value, "DeadLetter")
+    assert record["raw"] == bad
+    assert record["stage"] == "door"
+    assert record["dead_letter_id"] == plan.results[1].dead_letter_id
+    assert {r["code"] for r in record["reasons"]} >= {"wrong_type", "missing_field"}
+    assert dict(dlq[0][4] or [])["__sluice.errors.stage"] == b"door"
+
+
+def test_unsplittable_body_is_one_dead_letter() -> None:
+    plan = plan_unsplittable(CTX, b"<xml/>", "not JSON", TOPICS, 4)
+    assert len(plan.messages) == 1 and plan.accepted == 0
+    value = plan.messages[0][3]
+    assert value is not None
+    assert decode(value, "DeadLetter")[1]["raw"] == b"<xml/>"
+
+
+def test_deletes_go_to_the_ids_partition() -> None:
+    plan = plan_deletes(CTX, ["e1"], "receipt", TOPICS, 4)
+    ((topic, partition, _k, value, _h),) = plan.messages
+    assert topic == TOPICS.ingest_raw
+    assert partition == partition_for(Identity("acme", "native", "e1").key(), 4)
+    assert value is not None
+    (item,) = decode(value, "IngestEnvelope")[1]["items"]
+    assert item["op"] == "delete" and item["receipt_id"] == "receipt"

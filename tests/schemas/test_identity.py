@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.identity import Identity, murmur2, partition_for
+
+
+def test_murmur2_matches_the_java_client() -> None:
+    # Vectors from Apache Kafka's own UtilsTest for Utils.murmur2.
+    assert murmur2(b"21") == -973932308
+    assert murmur2(b"foobar") == -790332482
+    assert murmur2(b"a-little-bit-long-string") == -985981536
+    assert murmur2(b"a-little-bit-longer-string") == -1486304829
+    assert murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") == -58897971
+    assert murmur2(b"abc") == 479470107
+
+
+@given(st.text(min_size=1, max_size=40), st.integers(min_value=1, max_value=64))
+def test_partition_is_stable_and_in_range(event_id: str, partitions: int) -> None:
+    key = Identity("acme", "native", event_id).key()
+    p = partition_for(key, partitions)
+    assert 0 <= p < partitions
+    assert p == partition_for(Identity("acme", "native", event_id).key(), partitions)
+
+
+def test_partitions_spread_keys() -> None:
+    counts = Counter(partition_for(Identity("t", "native", str(i)).key(), 4) for i in range(4000))
+    assert set(counts) == {0, 1, 2, 3}
+    assert min(counts.values()) > 800
+
+
+@given(st.text(max_size=40))
+def test_key_round_trips(event_id: str) -> None:
+    identity = Identity("acme", "datahub", event_id)
+    assert Identity.from_key(identity.key()) == identity

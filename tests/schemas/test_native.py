@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from schemas.native import validate_native
+from schemas.outcome import Rejected, ValidEvent
+
+
+def test_valid_event_is_normalised_to_utc() -> None:
+    out = validate_native(
+        b'{"id":"e1","type":"t","source":"s","time":"2024-01-01T02:00:00+02:00",'
+        b'"data":{"a":[1,2]},"unknown":true}'
+    )
+    assert isinstance(out, ValidEvent)
+    assert out.event_id == "e1"
+    assert out.time == datetime(2024, 1, 1, 0, 0, tzinfo=UTC)
+    assert out.data_json == '{"a":[1,2]}'
+
+
+def test_time_without_offset_is_utc() -> None:
+    out = validate_native(b'{"type":"t","source":"s","time":"2024-01-01T00:00:00","data":{}}')
+    assert isinstance(out, ValidEvent)
+    assert out.time.tzinfo is not None
+    assert out.event_id is None
+
+
+def test_every_violation_is_reported() -> None:
+    out = validate_native(b'{"id":"x","type":5,"time":"yesterday","data":[1]}')
+    assert isinstance(out, Rejected)
+    found = {(v.code, v.path) for v in out.violations}
+    assert found == {
+        ("wrong_type", "$.type"),
+        ("missing_field", "$.source"),
+        ("invalid_timestamp", "$.time"),
+        ("wrong_type", "$.data"),
+    }
+    assert out.event_id == "x"
+
+
+def test_malformed_json_and_non_objects() -> None:
+    bad = validate_native(b'{"type": "t",')
+    assert isinstance(bad, Rejected) and bad.violations[0].code == "malformed_json"
+    arr = validate_native(b"[1,2]")
+    assert isinstance(arr, Rejected) and arr.violations[0].code == "wrong_type"
+
+
+def test_empty_strings_are_rejected() -> None:
+    out = validate_native(b'{"type":"","source":"s","time":"2024-01-01T00:00:00Z","data":{}}')
+    assert isinstance(out, Rejected)
+    assert out.violations[0].path == "$.type"

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from schemas.codec import decode
+from schemas.identity import Identity
+from schemas.outcome import Outcome
+from streams import process as process_module
+from streams.process import Position, process_envelope, version_of
+
+AT = Position("t.ingest.raw", 2, 40)
+
+
+def _envelope(*items: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "request_id": "r", "tenant": "acme", "family": "native", "route": {},
+        "content_type": "application/json", "received_at": datetime(2024, 1, 1, tzinfo=UTC),
+        "items": list(items),
+    }  # fmt: skip
+
+
+def _item(event_id: str, raw: bytes, op: str = "upsert") -> dict[str, Any]:
+    return {"op": op, "event_id": event_id, "raw": raw, "attempt": 1, "replay_of": None,
+            "receipt_id": None}  # fmt: skip
+
+
+GOOD = b'{"type":"t","source":"s","time":"2024-01-01T00:00:00Z","data":{"v":1}}'
+
+
+def test_valid_items_get_versions_from_their_position() -> None:
+    out = process_envelope(_envelope(_item("a", GOOD), _item("a", GOOD)), AT)
+    versions = [decode(e.value, "CanonicalEvent")[1]["version"] for e in out.events]
+    assert versions == [version_of(40, 0), version_of(40, 1)]
+    assert version_of(41, 0) > version_of(40, 5)
+    assert out.events[0].key == Identity("acme", "native", "a").key()
+
+
+def test_invalid_items_are_dead_lettered_raw_with_stable_ids() -> None:
+    bad = b'{"type": 7}'
+    first = process_envelope(_envelope(_item("a", GOOD), _item("b", bad)), AT)
+    again = process_envelope(_envelope(_item("a", GOOD), _item("b", bad)), AT)
+    assert len(first.events) == 1 and len(first.dead_letters) == 1
+    record = decode(first.dead_letters[0].value, "DeadLetter")[1]
+    assert record["raw"] == bad and record["stage"] == "stream"
+    assert (record["source_partition"], record["source_offset"]) == (2, 40)
+    assert first.dead_letters[0].dead_letter_id == again.dead_letters[0].dead_letter_id
+
+
+def test_deletes_become_tombstones_with_a_version() -> None:
+    out = process_envelope(_envelope(_item("a", GOOD), _item("a", b"", op="delete")), AT)
+    assert [t.version for t in out.tombstones] == [version_of(40, 1)]
+    assert out.tombstones[0].key == Identity("acme", "native", "a").key()
+
+
+def test_an_exception_on_one_event_dead_letters_only_that_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = process_module.VALIDATORS["native"]
+
+    def explode(raw: bytes, route: Mapping[str, str]) -> Outcome:
+        if b"boom" in raw:
+            raise RuntimeError("validator bug")
+        return real(raw, route)
+
+    monkeypatch.setitem(process_module.VALIDATORS, "native", explode)
+    out = process_envelope(_envelope(_item("a", b'{"boom":1}'), _item("b", GOOD)), AT)
+    assert len(out.events) == 1
+    (dead,) = out.dead_letters
+    assert decode(dead.value, "DeadLetter")[1]["reasons"][0]["code"] == "processing_error"
