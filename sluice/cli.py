@@ -70,10 +70,9 @@ def sink() -> None:
 @main.command("kafka-jars")
 def kafka_jars() -> None:
     """Resolve the Apache Kafka broker jars from Maven Central into the cache."""
-    from sluice.launchers.kafka import resolve_kafka_jars
-    from sluice.launchers.paths import cache_dir
+    from sluice.launchers.kafka import default_cache_dir, resolve_kafka_jars
 
-    click.echo(str(resolve_kafka_jars(cache_dir())))
+    click.echo(str(resolve_kafka_jars(default_cache_dir())))
 
 
 @main.command()

@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from producer_api.keys import PAYLOAD_LENGTH, PREFIX_LENGTH, generate_key, hash_key, matches, parse_key
+from producer_api.keys import (
+    PAYLOAD_LENGTH,
+    PREFIX_LENGTH,
+    generate_key,
+    hash_key,
+    matches,
+    parse_key,
+)
 
 
 def test_generated_keys_have_the_seed_format() -> None:

@@ -1,0 +1,29 @@
+# The Sluice image: one image, one `sluice` command; compose.yaml picks the subcommand
+# (api, worker, sink, migrate, topics) per service.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+# Only what the package needs, so local state (.venv, .sluice, .git) never enters the image.
+COPY pyproject.toml README.md ./
+COPY sluice ./sluice
+COPY schemas ./schemas
+COPY producer_api ./producer_api
+COPY streams ./streams
+COPY sinks ./sinks
+RUN pip install . && rm -rf /src
+
+# Run unprivileged; the worker keeps its local state in /var/lib/sluice (a volume).
+RUN useradd --system --create-home --home-dir /home/sluice sluice \
+    && mkdir -p /var/lib/sluice && chown sluice:sluice /var/lib/sluice
+USER sluice
+WORKDIR /home/sluice
+ENV SLUICE_STATE_DIR=/var/lib/sluice
+
+EXPOSE 8080
+ENTRYPOINT ["sluice"]
+CMD ["--help"]
