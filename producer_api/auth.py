@@ -85,3 +85,12 @@ def presented_key(request: web.Request) -> str | None:
 def require_scope(principal: Principal, scope: str) -> None:
     if scope not in principal.scopes and "admin" not in principal.scopes:
         raise Forbidden(f"this key lacks the {scope} scope")
+
+
+async def authorize(request: web.Request, scope: str) -> Principal:
+    """The caller of `request`, who must hold `scope` (raises Unauthenticated/Forbidden)."""
+    from producer_api.resources import DOOR
+
+    principal = await request.config_dict[DOOR].keys.verify(presented_key(request))
+    require_scope(principal, scope)
+    return principal

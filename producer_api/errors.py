@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from producer_api.auth import Forbidden, Unauthenticated
 from producer_api.publish import Overloaded
@@ -26,27 +27,40 @@ def error_response(
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorFormatter = Callable[[int, str, str, dict[str, str] | None], web.Response]
+"""(status, code, message, headers) → the response in a family's own error format."""
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Unauthenticated as exc:
-        return error_response(401, "unauthenticated", str(exc))
-    except Forbidden as exc:
-        return error_response(403, "forbidden", str(exc))
-    except Overloaded as exc:
-        return error_response(503, "overloaded", str(exc), {"Retry-After": RETRY_AFTER_SECONDS})
-    except ProduceFailed as exc:
-        log.warning("Kafka did not acknowledge a request: %s", exc)
-        return error_response(
-            503, "kafka_unavailable", "events were not acknowledged by Kafka; retry",
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )  # fmt: skip
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "body_too_large", exc.text or "request body too large")
-    except web.HTTPException as exc:
-        if exc.status >= 400 and exc.content_type != "application/json":
-            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-        raise
+def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
+    """Map the core's exceptions to status codes, answered in `fmt`'s format.
+
+    Each API family's sub-app installs one with its own formatter; the root app
+    uses the native format.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        retry = {"Retry-After": RETRY_AFTER_SECONDS}
+        try:
+            return await handler(request)
+        except Unauthenticated as exc:
+            return fmt(401, "unauthenticated", str(exc), None)
+        except Forbidden as exc:
+            return fmt(403, "forbidden", str(exc), None)
+        except Overloaded as exc:
+            return fmt(503, "overloaded", str(exc), retry)
+        except ProduceFailed as exc:
+            log.warning("Kafka did not acknowledge a request: %s", exc)
+            return fmt(503, "kafka_unavailable", "not acknowledged by Kafka; retry", retry)
+        except web.HTTPRequestEntityTooLarge as exc:
+            return fmt(413, "body_too_large", exc.text or "request body too large", None)
+        except web.HTTPException as exc:
+            if exc.status >= 400 and exc.content_type != "application/json":
+                code = exc.reason.lower().replace(" ", "_")
+                return fmt(exc.status, code, exc.reason, None)
+            raise
+
+    return middleware
+
+
+error_middleware = error_middleware_for(error_response)

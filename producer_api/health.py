@@ -19,7 +19,7 @@ async def healthz(_request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     """Ready when a Kafka broker answers metadata and PostgreSQL answers a query."""
-    door = request.app[DOOR]
+    door = request.config_dict[DOOR]
     kafka_ok = await asyncio.to_thread(door.publisher.producer.cluster_reachable, 2.0)
     try:
         async with door.pool.connection(timeout=2.0) as conn:

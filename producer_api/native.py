@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from producer_api.auth import Principal, presented_key, require_scope
+from producer_api.accept import (
+    accept_deletes,
+    accept_events,
+    accept_unsplittable,
+    door_of,
+    request_context,
+)
+from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.errors import error_response
-from producer_api.ingest import RequestContext, plan_deletes, plan_events, plan_unsplittable
-from producer_api.resources import DOOR, Door
-from schemas.validators import validator_for
 from sinks.queries import BadCursor, EventFilter, find_events, get_event
 
 FAMILY = "native"
@@ -22,40 +25,22 @@ MAX_PAGE = 1000
 routes = web.RouteTableDef()
 
 
-async def _principal(request: web.Request, scope: str) -> Principal:
-    principal = await request.app[DOOR].keys.verify(presented_key(request))
-    require_scope(principal, scope)
-    return principal
-
-
-def _context(request: web.Request, principal: Principal) -> RequestContext:
-    return RequestContext(
-        tenant=principal.tenant,
-        family=FAMILY,
-        route=dict(request.match_info),
-        content_type=request.content_type,
-        received_at=datetime.now(UTC),
-    )
-
-
 @routes.post("/v1/events")
 async def post_events(request: web.Request) -> web.Response:
     """Accept one event or an array; 202 once Kafka acknowledged every accepted event."""
-    principal = await _principal(request, "events:write")
-    door = request.app[DOOR]
+    principal = await authorize(request, "events:write")
+    door = door_of(request)
     body = await request.read()
-    ctx = _context(request, principal)
-    partitions = door.settings.partitions
+    ctx = request_context(request, principal, FAMILY)
     try:
         raws = split_json_events(body)
     except Unsplittable as exc:
-        plan = plan_unsplittable(ctx, body, str(exc), door.topics, partitions)
+        plan = await accept_unsplittable(door, ctx, body, str(exc))
     else:
         if len(raws) > door.settings.max_events_per_request:
             limit = door.settings.max_events_per_request
             return error_response(413, "too_many_events", f"at most {limit} events per request")
-        plan = plan_events(ctx, raws, validator_for(FAMILY), door.topics, partitions)
-    await door.publisher.publish(plan.messages)
+        plan = await accept_events(door, ctx, raws)
     rejected = [r.as_dict() for r in plan.results if not r.accepted]
     answer = {
         "request_id": ctx.request_id,
@@ -69,7 +54,7 @@ async def post_events(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events")
 async def list_events(request: web.Request) -> web.Response:
-    principal = await _principal(request, "events:read")
+    principal = await authorize(request, "events:read")
     q = request.query
     try:
         flt = EventFilter(
@@ -83,7 +68,7 @@ async def list_events(request: web.Request) -> web.Response:
             raise ValueError("limit must be at least 1")
     except ValueError as exc:
         return error_response(400, "bad_query", str(exc))
-    door = request.app[DOOR]
+    door = door_of(request)
     try:
         async with door.pool.connection() as conn:
             rows, cursor = await find_events(
@@ -96,8 +81,8 @@ async def list_events(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events/{id}")
 async def show_event(request: web.Request) -> web.Response:
-    principal = await _principal(request, "events:read")
-    async with request.app[DOOR].pool.connection() as conn:
+    principal = await authorize(request, "events:read")
+    async with door_of(request).pool.connection() as conn:
         row = await get_event(conn, principal.tenant, FAMILY, request.match_info["id"])
     if row is None:
         return error_response(404, "not_found", "no such event")
@@ -111,13 +96,10 @@ async def delete_event(request: web.Request) -> web.Response:
     The answer is the same whether or not the id exists for this tenant, so it
     reveals nothing; the delete covers versions still in the pipeline.
     """
-    principal = await _principal(request, "events:delete")
-    door: Door = request.app[DOOR]
-    ctx = _context(request, principal)
-    receipt_id = str(uuid.uuid4())
+    principal = await authorize(request, "events:delete")
     event_id = request.match_info["id"]
-    plan = plan_deletes(ctx, [event_id], receipt_id, door.topics, door.settings.partitions)
-    await door.publisher.publish(plan.messages)
+    ctx = request_context(request, principal, FAMILY)
+    receipt_id, _plan = await accept_deletes(door_of(request), ctx, [event_id])
     return web.json_response({"deletion_id": receipt_id, "ids": [event_id]}, status=202)
 
 

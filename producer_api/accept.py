@@ -1,0 +1,68 @@
+"""The one ingest path every API family shares: plan, publish, return the plan.
+
+A family adapter parses its body into raw events (or fails to), builds a
+`RequestContext`, calls one of these, and maps the returned plan to its own
+answer format. Kafka's acknowledgement of every message has happened when
+these return; `Overloaded` / `ProduceFailed` propagate to the error middleware.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from producer_api.auth import Principal
+from producer_api.ingest import (
+    IngestPlan,
+    RequestContext,
+    plan_deletes,
+    plan_events,
+    plan_unsplittable,
+)
+from producer_api.resources import DOOR, Door
+from schemas.validators import validator_for
+
+
+def door_of(request: web.Request) -> Door:
+    """The shared door resources, from the root app (works inside family sub-apps)."""
+    return request.config_dict[DOOR]
+
+
+def request_context(request: web.Request, principal: Principal, family: str) -> RequestContext:
+    """Context of a request: tenant from the key, route parameters from the URL."""
+    return RequestContext(
+        tenant=principal.tenant,
+        family=family,
+        route=dict(request.match_info),
+        content_type=request.content_type,
+        received_at=datetime.now(UTC),
+    )
+
+
+async def accept_events(door: Door, ctx: RequestContext, raws: Sequence[bytes]) -> IngestPlan:
+    """Validate with the family's validator; publish envelopes and dead letters; wait for Kafka."""
+    plan = plan_events(ctx, raws, validator_for(ctx.family), door.topics, door.settings.partitions)
+    await door.publisher.publish(plan.messages)
+    return plan
+
+
+async def accept_unsplittable(
+    door: Door, ctx: RequestContext, body: bytes, reason: str
+) -> IngestPlan:
+    """Record a body that cannot be split into events as one dead letter."""
+    plan = plan_unsplittable(ctx, body, reason, door.topics, door.settings.partitions)
+    await door.publisher.publish(plan.messages)
+    return plan
+
+
+async def accept_deletes(
+    door: Door, ctx: RequestContext, event_ids: Sequence[str]
+) -> tuple[str, IngestPlan]:
+    """Publish deletes by id; return the deletion receipt id and the plan."""
+    receipt_id = str(uuid.uuid4())
+    plan = plan_deletes(ctx, event_ids, receipt_id, door.topics, door.settings.partitions)
+    await door.publisher.publish(plan.messages)
+    return receipt_id, plan
