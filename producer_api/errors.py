@@ -57,7 +57,7 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
         except web.HTTPException as exc:
             if exc.status >= 400 and exc.content_type != "application/json":
                 code = exc.reason.lower().replace(" ", "_")
-                return fmt(exc.status, code, exc.reason, None)
+                return fmt(exc.status, code, exc.text or exc.reason, None)
             raise
 
     return middleware

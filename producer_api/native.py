@@ -17,6 +17,7 @@ from producer_api.accept import (
 from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.errors import error_response
+from schemas.identity import FAMILIES
 from sinks.queries import BadCursor, EventFilter, find_events, get_event
 
 FAMILY = "native"
@@ -56,6 +57,7 @@ async def post_events(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:read")
     q = request.query
+    family = _family(request)
     try:
         flt = EventFilter(
             type=q.get("type"),
@@ -72,7 +74,7 @@ async def list_events(request: web.Request) -> web.Response:
     try:
         async with door.pool.connection() as conn:
             rows, cursor = await find_events(
-                conn, principal.tenant, FAMILY, flt, limit=limit, cursor=q.get("cursor")
+                conn, principal.tenant, family, flt, limit=limit, cursor=q.get("cursor")
             )
     except BadCursor as exc:
         return error_response(400, "bad_cursor", str(exc))
@@ -82,8 +84,9 @@ async def list_events(request: web.Request) -> web.Response:
 @routes.get("/v1/events/{id}")
 async def show_event(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:read")
+    family = _family(request)
     async with door_of(request).pool.connection() as conn:
-        row = await get_event(conn, principal.tenant, FAMILY, request.match_info["id"])
+        row = await get_event(conn, principal.tenant, family, request.match_info["id"])
     if row is None:
         return error_response(404, "not_found", "no such event")
     return web.json_response(_event_json(row))
@@ -103,6 +106,14 @@ async def delete_event(request: web.Request) -> web.Response:
     return web.json_response({"deletion_id": receipt_id, "ids": [event_id]}, status=202)
 
 
+def _family(request: web.Request) -> str:
+    """Reads cover the native family unless `?family=` names another API family."""
+    family = request.query.get("family", FAMILY)
+    if family not in FAMILIES:
+        raise web.HTTPBadRequest(text=f"unknown family {family!r}; one of {', '.join(FAMILIES)}")
+    return family
+
+
 def _time(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -113,6 +124,7 @@ def _time(value: str | None) -> datetime | None:
 def _event_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["event_id"],
+        "family": row["family"],
         "type": row["type"],
         "source": row["source"],
         "subject": row["subject"],

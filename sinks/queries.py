@@ -11,7 +11,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-_EVENT_COLUMNS = "event_id, type, source, subject, time, data, received_at, version"
+_EVENT_COLUMNS = "family, event_id, type, source, subject, time, data, received_at, version"
 
 
 @dataclass(frozen=True)
