@@ -42,9 +42,17 @@ def request_context(request: web.Request, principal: Principal, family: str) -> 
     )
 
 
-async def accept_events(door: Door, ctx: RequestContext, raws: Sequence[bytes]) -> IngestPlan:
-    """Validate with the family's validator; publish envelopes and dead letters; wait for Kafka."""
-    plan = plan_events(ctx, raws, validator_for(ctx.family), door.topics, door.settings.partitions)
+async def accept_events(
+    door: Door, ctx: RequestContext, raws: Sequence[bytes], *, all_or_nothing: bool = False
+) -> IngestPlan:
+    """Validate with the family's validator; publish envelopes and dead letters; wait for Kafka.
+
+    `all_or_nothing`: one invalid event dead-letters the whole request (see `plan_events`).
+    """
+    plan = plan_events(
+        ctx, raws, validator_for(ctx.family), door.topics, door.settings.partitions,
+        all_or_nothing=all_or_nothing,
+    )  # fmt: skip
     await door.publisher.publish(plan.messages)
     return plan
 

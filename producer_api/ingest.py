@@ -23,6 +23,11 @@ from schemas.topics import TopicNames
 from schemas.validators import Validator
 from sluice.kafka import OutgoingMessage
 
+BATCH_REJECTED = Violation(
+    "batch_rejected", "$", "valid, but another event of the batch is not; nothing was ingested"
+)
+"""The reason given to valid events of an all-or-nothing batch that was rejected."""
+
 
 @dataclass(frozen=True)
 class RequestContext:
@@ -83,12 +88,21 @@ def plan_events(
     validate: Validator,
     topics: TopicNames,
     partitions: int,
+    *,
+    all_or_nothing: bool = False,
 ) -> IngestPlan:
-    """Validate each raw event; envelope the valid ones by partition, dead-letter the rest."""
+    """Validate each raw event; envelope the valid ones by partition, dead-letter the rest.
+
+    With `all_or_nothing`, one invalid event rejects the whole request: nothing is
+    enveloped and every event, valid ones too (reason `batch_rejected`), is dead-lettered.
+    """
     plan = IngestPlan()
     by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for index, raw in enumerate(raws):
-        outcome = validate(raw, ctx.route)
+    outcomes = [validate(raw, ctx.route) for raw in raws]
+    reject_all = all_or_nothing and any(isinstance(o, Rejected) for o in outcomes)
+    for index, (raw, outcome) in enumerate(zip(raws, outcomes, strict=True)):
+        if reject_all and not isinstance(outcome, Rejected):
+            outcome = Rejected((BATCH_REJECTED,), outcome.event_id)
         if isinstance(outcome, Rejected):
             dead = build_dead_letter(
                 raw=raw, reasons=outcome.violations, origin=ctx.origin(), stage="door",

@@ -76,3 +76,23 @@ def test_deletes_go_to_the_ids_partition() -> None:
     assert value is not None
     (item,) = decode(value, "IngestEnvelope")[1]["items"]
     assert item["op"] == "delete" and item["receipt_id"] == "receipt"
+
+
+def test_all_or_nothing_dead_letters_every_event_when_one_is_invalid() -> None:
+    bad = b'{"type": 1}'
+    raws = [_event(1), bad, _event(2)]
+    plan = plan_events(CTX, raws, validator_for("native"), TOPICS, 4, all_or_nothing=True)
+    assert plan.accepted == 0
+    assert all(m[0] == TOPICS.dlq for m in plan.messages) and len(plan.messages) == 3
+    stored = [decode(m[3] or b"", "DeadLetter")[1] for m in plan.messages]
+    assert [d["raw"] for d in stored] == raws
+    assert [d["event_id"] for d in stored] == ["e1", None, "e2"]
+    assert stored[0]["reasons"][0]["code"] == "batch_rejected"
+    assert stored[1]["reasons"][0]["code"] != "batch_rejected"
+
+
+def test_all_or_nothing_changes_nothing_when_every_event_is_valid() -> None:
+    raws = [_event(i) for i in range(3)]
+    plan = plan_events(CTX, raws, validator_for("native"), TOPICS, 4, all_or_nothing=True)
+    assert plan.accepted == 3
+    assert all(m[0] == TOPICS.ingest_raw for m in plan.messages)
