@@ -19,6 +19,7 @@ from producer_api.body import Unsplittable, split_json_events
 from producer_api.errors import error_response
 from schemas.identity import FAMILIES
 from sinks.queries import BadCursor, EventFilter, find_events, get_event
+from sinks.tenancy import tenant_connection
 
 FAMILY = "native"
 MAX_PAGE = 1000
@@ -72,7 +73,7 @@ async def list_events(request: web.Request) -> web.Response:
         return error_response(400, "bad_query", str(exc))
     door = door_of(request)
     try:
-        async with door.pool.connection() as conn:
+        async with tenant_connection(door.pool, principal.tenant) as conn:
             rows, cursor = await find_events(
                 conn, principal.tenant, family, flt, limit=limit, cursor=q.get("cursor")
             )
@@ -85,7 +86,7 @@ async def list_events(request: web.Request) -> web.Response:
 async def show_event(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:read")
     family = _family(request)
-    async with door_of(request).pool.connection() as conn:
+    async with tenant_connection(door_of(request).pool, principal.tenant) as conn:
         row = await get_event(conn, principal.tenant, family, request.match_info["id"])
     if row is None:
         return error_response(404, "not_found", "no such event")
