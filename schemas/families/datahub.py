@@ -1,0 +1,183 @@
+"""Validation of DoiT DataHub events (`POST /datahub/v1/events`, and CSV rows).
+
+An event: `provider` (letters, digits, `_`, space, `-`), optional `id`, `time`
+(RFC 3339), `dimensions` `[{type: fixed|label|project_label, key, value}]` with
+`fixed` keys from DataHub's sixteen, `metrics` `[{type, value: number}]`.
+Unknown fields are dropped from the canonical event.
+
+Canonical mapping: type `datahub.event`, source the provider, time in UTC,
+data `{provider, time, dimensions, metrics}` as sent (the id is the event's
+identity). DataHub's own documentation shows bodies with trailing commas, so a
+body that is JSON except for trailing commas is read as if they were absent.
+
+CSV rows (route `format=csv`) are validated by `datahub_csv`, which shares the
+dimension, metric and time rules here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
+
+FAMILY = "datahub"
+EVENT_TYPE = "datahub.event"
+MAX_TEXT = 1024
+MAX_ITEMS = 1000
+
+FIXED_KEYS = frozenset({
+    "billing_account_id", "country", "is_marketplace", "operation", "pricing_unit",
+    "project_id", "project_name", "project_number", "region", "resource_id",
+    "resource_global_id", "service_description", "service_id", "sku_description", "sku_id",
+    "zone",
+})  # fmt: skip
+DIMENSION_TYPES = ("fixed", "label", "project_label")
+
+_PROVIDER = re.compile(r"[A-Za-z0-9_ \-]{1,256}")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_STRING_OR_TRAILING_COMMA = re.compile(rb'"(?:[^"\\]|\\.)*"|,(?=\s*[}\]])', re.DOTALL)
+
+
+def validate_datahub(raw: bytes, route: Mapping[str, str]) -> Outcome:
+    """One raw DataHub event (or CSV row, when the route says `format=csv`)."""
+    if route.get("format") == "csv":
+        from schemas.families.datahub_csv import validate_csv_row
+
+        return validate_csv_row(raw, route)
+    try:
+        obj = decode_lenient(raw)
+    except msgspec.DecodeError as exc:
+        return Rejected((Violation("malformed_json", "$", f"not valid JSON: {exc}"),))
+    if not isinstance(obj, dict):
+        return Rejected((Violation("wrong_type", "$", "an event must be a JSON object"),))
+    event_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    found = check_provider(obj.get("provider"), "$.provider") + _check_id(obj.get("id"))
+    found += check_time(obj.get("time"), "$.time")
+    found += _check_list(obj.get("dimensions"), "$.dimensions", check_dimension)
+    found += _check_list(obj.get("metrics"), "$.metrics", check_metric)
+    if found:
+        return Rejected(tuple(found), event_id)
+    data = {
+        "provider": obj["provider"],
+        "time": obj["time"],
+        "dimensions": [_known(d, ("type", "key", "value")) for d in obj.get("dimensions") or []],
+        "metrics": [_known(m, ("type", "value")) for m in obj.get("metrics") or []],
+    }
+    return canonical(event_id, data)
+
+
+def canonical(event_id: str | None, data: dict[str, Any]) -> ValidEvent:
+    """The canonical event of valid DataHub `data` (shared by JSON events and CSV rows)."""
+    return ValidEvent(
+        event_id=event_id,
+        type=EVENT_TYPE,
+        source=data["provider"],
+        subject=None,
+        time=parse_time(data["time"]),
+        data_json=msgspec.json.encode(data).decode(),
+    )
+
+
+def decode_lenient(raw: bytes) -> Any:
+    """Decode JSON; failing that, the same bytes with trailing commas blanked out."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return msgspec.json.decode(blank_trailing_commas(raw))
+
+
+def blank_trailing_commas(raw: bytes) -> bytes:
+    """`raw` with each comma before a closing `}`/`]` (outside strings) turned into a space.
+
+    The length and every offset stay the same, so elements sliced from the result
+    can be sliced from the original bytes at the same positions.
+    """
+    return _STRING_OR_TRAILING_COMMA.sub(lambda m: b" " if m[0] == b"," else m[0], raw)
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 timestamp (already checked) in UTC."""
+    return datetime.fromisoformat(value.upper().replace(" ", "T")).astimezone(UTC)
+
+
+def check_time(value: Any, path: str) -> list[Violation]:
+    if value is None:
+        return [Violation("missing_field", path, "`time` is required")]
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        return [Violation("invalid_timestamp", path, "must be an RFC 3339 timestamp")]
+    try:
+        parse_time(value)
+    except ValueError:
+        return [Violation("invalid_timestamp", path, "must be an RFC 3339 timestamp")]
+    return []
+
+
+def check_provider(value: Any, path: str) -> list[Violation]:
+    if value is None:
+        return [Violation("missing_field", path, "`provider` is required")]
+    if not isinstance(value, str) or not _PROVIDER.fullmatch(value):
+        message = "must be 1 to 256 letters, digits, underscores, spaces or dashes"
+        return [Violation("invalid_value", path, message)]
+    return []
+
+
+def check_dimension(item: Any, path: str) -> list[Violation]:
+    if not isinstance(item, dict):
+        return [Violation("wrong_type", path, "a dimension must be an object")]
+    kind, key = item.get("type"), item.get("key")
+    found = []
+    if kind not in DIMENSION_TYPES:
+        found.append(
+            Violation("invalid_value", f"{path}.type", "must be fixed, label or project_label")
+        )
+    found += _text(key, f"{path}.key")
+    if kind == "fixed" and isinstance(key, str) and key not in FIXED_KEYS:
+        found.append(
+            Violation("invalid_value", f"{path}.key", f"{key!r} is not a fixed dimension key")
+        )
+    value = item.get("value")
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        found.append(Violation("wrong_type", f"{path}.value", "must be a string"))
+    return found
+
+
+def check_metric(item: Any, path: str) -> list[Violation]:
+    if not isinstance(item, dict):
+        return [Violation("wrong_type", path, "a metric must be an object")]
+    found = _text(item.get("type"), f"{path}.type")
+    value = item.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        found.append(Violation("wrong_type", f"{path}.value", "must be a number"))
+    return found
+
+
+def _check_id(value: Any) -> list[Violation]:
+    return [] if value is None else _text(value, "$.id")
+
+
+def _text(value: Any, path: str) -> list[Violation]:
+    if value is None:
+        return [Violation("missing_field", path, "is required")]
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT:
+        return [Violation("invalid_value", path, f"must be a string of 1 to {MAX_TEXT} characters")]
+    return []
+
+
+def _check_list(
+    value: Any, path: str, check_item: Callable[[Any, str], list[Violation]]
+) -> list[Violation]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        return [Violation("wrong_type", path, f"must be an array of at most {MAX_ITEMS} items")]
+    return [v for i, item in enumerate(value) for v in check_item(item, f"{path}[{i}]")]
+
+
+def _known(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: item[name] for name in names if name in item}

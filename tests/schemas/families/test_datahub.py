@@ -1,0 +1,117 @@
+"""DataHub validation: JSON events (with the seed's trailing commas) and CSV rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from schemas.families.datahub import blank_trailing_commas, validate_datahub
+from schemas.families.datahub_csv import header_violations, parse_record
+from schemas.outcome import Rejected, ValidEvent
+
+SEED_EVENT = b"""{
+  "provider": "Datadog",
+  "id": "12345678-1234-1234-1234-123412341234",
+  "dimensions": [
+    {"key": "service_description", "value": "Devices", "type": "fixed"},
+    {"key": "zone", "value": "us-east-1b", "type": "fixed",},
+    {"key": "department", "value": "rnd", "type": "project_label",}
+  ],
+  "time": "2024-02-23T12:00:00.00Z",
+  "metrics": [{"value": 352, "type": "cost",}, {"value": 36, "type": "usage",}]
+}"""
+CSV = {"format": "csv", "provider": "mysuperdataset",
+       "header": "usage_date,id,fixed.region,label.team,metric.cost,metric.usage"}  # fmt: skip
+
+
+def _paths(outcome: object) -> set[tuple[str, str]]:
+    assert isinstance(outcome, Rejected)
+    return {(v.code, v.path) for v in outcome.violations}
+
+
+def test_the_seed_event_with_its_trailing_commas() -> None:
+    outcome = validate_datahub(SEED_EVENT, {})
+    assert isinstance(outcome, ValidEvent), outcome
+    assert outcome.event_id == "12345678-1234-1234-1234-123412341234"
+    assert outcome.source == "Datadog" and outcome.type == "datahub.event"
+    assert outcome.time == datetime(2024, 2, 23, 12, tzinfo=UTC)
+    data = json.loads(outcome.data_json)
+    assert data["metrics"] == [{"type": "cost", "value": 352}, {"type": "usage", "value": 36}]
+    assert data["dimensions"][2] == {"type": "project_label", "key": "department", "value": "rnd"}
+
+
+def test_blanking_trailing_commas_keeps_offsets_and_strings() -> None:
+    raw = b'{"a": ",}", "b": [1, 2 ,] ,}'
+    blanked = blank_trailing_commas(raw)
+    assert len(blanked) == len(raw)
+    assert json.loads(blanked) == {"a": ",}", "b": [1, 2]}
+
+
+def test_every_violation_names_its_field() -> None:
+    event: dict[str, Any] = {
+        "provider": "Data/dog", "id": "", "time": "2024-02-23 12:00",
+        "dimensions": [{"type": "fixed", "key": "colour", "value": "x"}, {"type": "tag"}],
+        "metrics": [{"type": "cost", "value": "352"}],
+    }  # fmt: skip
+    assert _paths(validate_datahub(json.dumps(event).encode(), {})) == {
+        ("invalid_value", "$.provider"), ("invalid_value", "$.id"),
+        ("invalid_timestamp", "$.time"), ("invalid_value", "$.dimensions[0].key"),
+        ("invalid_value", "$.dimensions[1].type"), ("missing_field", "$.dimensions[1].key"),
+        ("wrong_type", "$.dimensions[1].value"), ("wrong_type", "$.metrics[0].value"),
+    }  # fmt: skip
+
+
+def test_provider_and_time_are_required_and_unknown_fields_dropped() -> None:
+    assert _paths(validate_datahub(b'{"metrics": []}', {})) == {
+        ("missing_field", "$.provider"), ("missing_field", "$.time"),
+    }  # fmt: skip
+    ok = validate_datahub(b'{"provider": "p", "time": "2024-01-01T00:00:00+02:00", "x": 1}', {})
+    assert isinstance(ok, ValidEvent) and ok.event_id is None
+    assert ok.time == datetime(2023, 12, 31, 22, tzinfo=UTC)
+    assert "x" not in json.loads(ok.data_json)
+
+
+def test_a_good_csv_row() -> None:
+    outcome = validate_datahub(b"2024-03-10T00:00:00Z,e-1,us-east1,alpha,1.5,", CSV)
+    assert isinstance(outcome, ValidEvent), outcome
+    assert outcome.event_id == "e-1" and outcome.source == "mysuperdataset"
+    data = json.loads(outcome.data_json)
+    assert data["dimensions"] == [
+        {"type": "fixed", "key": "region", "value": "us-east1"},
+        {"type": "label", "key": "team", "value": "alpha"},
+    ]
+    assert data["metrics"] == [{"type": "cost", "value": 1.5}]
+
+
+def test_a_quoted_row_spanning_lines() -> None:
+    outcome = validate_datahub(b'2024-03-10T00:00:00Z,,"us,\neast",,7,8', CSV)
+    assert isinstance(outcome, ValidEvent) and outcome.event_id is None
+    assert json.loads(outcome.data_json)["dimensions"][0]["value"] == "us,\neast"
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (b"yesterday,,r,t,1,2", {("invalid_timestamp", "usage_date")}),
+        (b"2024-03-10T00:00:00Z,,r,t,lots,2", {("invalid_number", "metric.cost")}),
+        (b"2024-03-10T00:00:00Z,,r,t,,", {("missing_metric", "metric")}),
+        (b"2024-03-10T00:00:00Z,r,t,1", {("column_count", "row")}),
+        (b"\xff\xfe,,,,1,2", {("malformed_row", "row")}),
+    ],
+)
+def test_bad_csv_rows_name_their_column(row: bytes, expected: set[tuple[str, str]]) -> None:
+    assert _paths(validate_datahub(row, CSV)) == expected
+
+
+def test_csv_headers() -> None:
+    assert header_violations(parse_record(CSV["header"])) == []
+    found = {(v.code, v.path) for v in header_violations(["id", "fixed.colour", "metric.cost"])}
+    assert found == {
+        ("missing_column", "usage_date"), ("unknown_column", "fixed.colour"),
+    }  # fmt: skip
+    assert {v.code for v in header_violations(["usage_date", "label.a", "cost"])} == {
+        "unknown_column", "missing_column",
+    }  # fmt: skip
