@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import psycopg
 from aiohttp import web
 
 from producer_api.auth import Principal
@@ -20,10 +22,14 @@ from producer_api.ingest import (
     RequestContext,
     plan_deletes,
     plan_events,
+    plan_filter_delete,
     plan_unsplittable,
 )
 from producer_api.resources import DOOR, Door
+from schemas.deletes import DeleteFilter, unique_ids
 from schemas.validators import validator_for
+from sinks.deletions import create_receipt
+from sinks.tenancy import tenant_connection
 
 
 def door_of(request: web.Request) -> Door:
@@ -71,6 +77,40 @@ async def accept_deletes(
 ) -> tuple[str, IngestPlan]:
     """Publish deletes by id; return the deletion receipt id and the plan."""
     receipt_id = str(uuid.uuid4())
+    ids = unique_ids(event_ids)
+    await _pending_receipt(door, ctx, receipt_id, "ids", {"ids": ids}, len(ids))
     plan = plan_deletes(ctx, event_ids, receipt_id, door.topics, door.settings.partitions)
     await door.publisher.publish(plan.messages)
     return receipt_id, plan
+
+
+async def accept_filter_delete(
+    door: Door, ctx: RequestContext, flt: DeleteFilter
+) -> tuple[str, IngestPlan]:
+    """Publish a delete by filter to every partition; return the receipt id and the plan.
+
+    It covers the tenant's events of `ctx.family` matching `flt` that were accepted
+    before Kafka acknowledged it (stored or still in flight), and their dead letters.
+    `DeleteFilter()` (no constraint) deletes all of the family's events.
+    """
+    receipt_id = str(uuid.uuid4())
+    partitions = door.settings.partitions
+    await _pending_receipt(door, ctx, receipt_id, "filter", flt.as_json(), partitions)
+    plan = plan_filter_delete(ctx, flt, receipt_id, door.topics, partitions)
+    await door.publisher.publish(plan.messages)
+    return receipt_id, plan
+
+
+async def _pending_receipt(
+    door: Door, ctx: RequestContext, receipt_id: str, kind: str, target: dict[str, Any],
+    expected: int,
+) -> None:  # fmt: skip
+    """Write the receipt before publishing, so `GET /v1/deletions/{id}` knows it at once."""
+    try:
+        async with tenant_connection(door.pool, ctx.tenant) as conn:
+            await create_receipt(
+                conn, deletion_id=receipt_id, tenant=ctx.tenant, family=ctx.family, kind=kind,
+                target=target, expected=expected, requested_at=ctx.received_at,
+            )  # fmt: skip
+    except psycopg.OperationalError as exc:
+        raise web.HTTPServiceUnavailable(text="deletion receipts unavailable; retry") from exc

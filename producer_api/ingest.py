@@ -11,12 +11,13 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from schemas.codec import encode
 from schemas.deadletter import Origin, build_dead_letter
+from schemas.deletes import DeleteFilter
 from schemas.identity import Identity, new_event_id, partition_for
 from schemas.outcome import Rejected, Violation
 from schemas.topics import TopicNames
@@ -42,6 +43,23 @@ class RequestContext:
 
     def origin(self) -> Origin:
         return Origin(self.tenant, self.family, self.route, self.content_type, self.received_at)
+
+
+@dataclass(frozen=True)
+class ReplayOf:
+    """A replay's lineage: the dead letter it re-sends, and the attempt it becomes.
+
+    `event_id` is the id a replayed event without one gets (the dead letter's
+    event id, else its dead-letter id), so replaying it again collapses by id.
+    """
+
+    dead_letter_id: str
+    attempt: int
+    event_id: str
+
+    def fallback_id(self, index: int) -> str:
+        """A stable id for the `index`-th event of the replayed body when it carries none."""
+        return self.event_id if index == 0 else f"{self.event_id}.{index}"
 
 
 @dataclass(frozen=True)
@@ -90,13 +108,18 @@ def plan_events(
     partitions: int,
     *,
     all_or_nothing: bool = False,
+    replay: ReplayOf | None = None,
 ) -> IngestPlan:
     """Validate each raw event; envelope the valid ones by partition, dead-letter the rest.
 
     With `all_or_nothing`, one invalid event rejects the whole request: nothing is
     enveloped and every event, valid ones too (reason `batch_rejected`), is dead-lettered.
+    With `replay`, events and dead letters carry its attempt and lineage.
     """
     plan = IngestPlan()
+    origin = ctx.origin()
+    if replay is not None:
+        origin = replace(origin, attempt=replay.attempt, replay_of=replay.dead_letter_id)
     by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
     outcomes = [validate(raw, ctx.route) for raw in raws]
     reject_all = all_or_nothing and any(isinstance(o, Rejected) for o in outcomes)
@@ -105,8 +128,8 @@ def plan_events(
             outcome = Rejected((BATCH_REJECTED,), outcome.event_id)
         if isinstance(outcome, Rejected):
             dead = build_dead_letter(
-                raw=raw, reasons=outcome.violations, origin=ctx.origin(), stage="door",
-                event_id=outcome.event_id,
+                raw=raw, reasons=outcome.violations, origin=origin, stage="door",
+                event_id=outcome.event_id or _fallback_id(replay, index),
             )  # fmt: skip
             dlq_partition = partition_for(dead.key, partitions)
             plan.messages.append((topics.dlq, dlq_partition, dead.key, dead.value, dead.headers))
@@ -114,9 +137,12 @@ def plan_events(
                 EventResult(index, outcome.event_id, False, outcome.violations, dead.dead_letter_id)
             )
             continue
-        event_id = outcome.event_id or new_event_id()
+        event_id = outcome.event_id or _fallback_id(replay, index) or new_event_id()
         key = Identity(ctx.tenant, ctx.family, event_id).key()
-        by_partition[partition_for(key, partitions)].append(_item("upsert", event_id, raw))
+        item = _item("upsert", event_id, raw)
+        if replay is not None:
+            item.update(attempt=replay.attempt, replay_of=replay.dead_letter_id)
+        by_partition[partition_for(key, partitions)].append(item)
         plan.results.append(EventResult(index, event_id, True))
     plan.messages += _envelopes(ctx, by_partition, topics)
     return plan
@@ -154,6 +180,10 @@ def plan_deletes(
     return plan
 
 
+def _fallback_id(replay: ReplayOf | None, index: int) -> str | None:
+    return replay.fallback_id(index) if replay is not None else None
+
+
 def _item(op: str, event_id: str, raw: bytes) -> dict[str, Any]:
     return {"op": op, "event_id": event_id, "raw": raw, "attempt": 1, "replay_of": None,
             "receipt_id": None}  # fmt: skip
@@ -175,3 +205,25 @@ def _envelopes(
         }
         out.append((topics.ingest_raw, partition, None, encode("IngestEnvelope", envelope), None))
     return out
+
+
+def plan_filter_delete(
+    ctx: RequestContext,
+    flt: DeleteFilter,
+    receipt_id: str,
+    topics: TopicNames,
+    partitions: int,
+) -> IngestPlan:
+    """A delete by filter goes to every partition of `ingest.raw`.
+
+    In each partition it lands after everything accepted there before it, so it
+    covers the matching events already stored and those still in flight, and
+    nothing accepted after it.
+    """
+    by_partition: dict[int, list[dict[str, Any]]] = {}
+    for partition in range(partitions):
+        item = _item("delete", "", b"")
+        item["receipt_id"] = receipt_id
+        item["delete_filter"] = flt.to_record()
+        by_partition[partition] = [item]
+    return IngestPlan(messages=_envelopes(ctx, by_partition, topics))

@@ -20,15 +20,23 @@ MAGIC = 0
 _HEADER = struct.Struct(">bI")
 
 SCHEMA_IDS: dict[str, int] = {
-    "IngestEnvelope": 1,
+    "IngestEnvelope": 4,
     "CanonicalEvent": 2,
     "DeadLetter": 3,
+    "FilterDeletion": 5,
 }
 _FILES = {
     "IngestEnvelope": "ingest_envelope.avsc",
     "CanonicalEvent": "canonical_event.avsc",
     "DeadLetter": "dead_letter.avsc",
+    "FilterDeletion": "filter_deletion.avsc",
 }
+SUPERSEDED: dict[int, tuple[str, str]] = {
+    1: ("IngestEnvelope", "ingest_envelope.v1.avsc"),
+}
+"""Older writer schemas still readable: id → (record name, file). A message written with
+one is read with Avro schema resolution into the current schema (new fields take their
+defaults), so Kafka-native producers and messages already on a topic keep working."""
 _NAMES_BY_ID = {v: k for k, v in SCHEMA_IDS.items()}
 
 
@@ -37,10 +45,14 @@ class CodecError(ValueError):
 
 
 @cache
-def load_schema(name: str) -> Any:
-    """The parsed Avro schema called `name` (one of `SCHEMA_IDS`)."""
-    text = resources.files("schemas").joinpath("avro", _FILES[name]).read_text("utf-8")
+def _load_file(filename: str) -> Any:
+    text = resources.files("schemas").joinpath("avro", filename).read_text("utf-8")
     return fastavro.parse_schema(json.loads(text))
+
+
+def load_schema(name: str) -> Any:
+    """The parsed current Avro schema called `name` (one of `SCHEMA_IDS`)."""
+    return _load_file(_FILES[name])
 
 
 def encode(name: str, record: dict[str, Any]) -> bytes:
@@ -66,6 +78,10 @@ def decode(payload: bytes, expected: str | None = None) -> tuple[str, dict[str, 
     if magic != MAGIC:
         raise CodecError(f"unknown magic byte {magic}")
     name = _NAMES_BY_ID.get(schema_id)
+    writer = None
+    if name is None and schema_id in SUPERSEDED:
+        name, filename = SUPERSEDED[schema_id]
+        writer = _load_file(filename)
     if name is None:
         raise CodecError(f"unknown schema id {schema_id}")
     if expected is not None and name != expected:
@@ -73,7 +89,10 @@ def decode(payload: bytes, expected: str | None = None) -> tuple[str, dict[str, 
     body = io.BytesIO(payload)
     body.seek(_HEADER.size)
     try:
-        record = fastavro.schemaless_reader(body, load_schema(name), None)
+        if writer is None:
+            record = fastavro.schemaless_reader(body, load_schema(name), None)
+        else:
+            record = fastavro.schemaless_reader(body, writer, load_schema(name))
     except (ValueError, TypeError, EOFError, IndexError, KeyError, StopIteration) as exc:
         raise CodecError(f"cannot decode {name}: {exc}") from exc
     if not isinstance(record, dict):

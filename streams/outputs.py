@@ -6,12 +6,11 @@ so the order Kafka gave it at the door is the order it keeps downstream.
 
 from __future__ import annotations
 
+from schemas.deletes import DELETION_HEADER, REQUESTED_AT_HEADER
+from schemas.deletes import VERSION_HEADER as VERSION_HEADER  # re-exported for older importers
 from schemas.topics import TopicNames
 from sluice.kafka import OutgoingMessage
-from streams.process import Processed
-
-VERSION_HEADER = "sluice.version"
-"""Header carrying a tombstone's version (a null value has no room for it)."""
+from streams.process import Processed, TombstoneOut
 
 
 def to_messages(processed: Processed, partition: int, topics: TopicNames) -> list[OutgoingMessage]:
@@ -20,8 +19,20 @@ def to_messages(processed: Processed, partition: int, topics: TopicNames) -> lis
     for event in processed.events:
         out.append((topics.events, partition, event.key, event.value, None))
     for tomb in processed.tombstones:
-        headers = [(VERSION_HEADER, str(tomb.version).encode())]
-        out.append((topics.events, partition, tomb.key, None, headers))
+        out.append((topics.events, partition, tomb.key, None, tombstone_headers(tomb)))
+    for deletion in processed.filter_deletions:
+        out.append((topics.events, partition, deletion.key, deletion.value, None))
     for dead in processed.dead_letters:
         out.append((topics.dlq, partition, dead.key, dead.value, dead.headers))
     return out
+
+
+def tombstone_headers(tomb: TombstoneOut) -> list[tuple[str, bytes]]:
+    """The version always; the receipt and the request time when the delete has them."""
+    headers = [(VERSION_HEADER, str(tomb.version).encode())]
+    if tomb.deletion_id is not None:
+        headers.append((DELETION_HEADER, tomb.deletion_id.encode()))
+    if tomb.requested_at is not None:
+        micros = int(tomb.requested_at.timestamp() * 1_000_000)
+        headers.append((REQUESTED_AT_HEADER, str(micros).encode()))
+    return headers

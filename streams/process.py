@@ -14,19 +14,14 @@ from typing import Any
 
 from schemas.codec import encode
 from schemas.deadletter import DeadLetterMessage, Origin, build_dead_letter, stream_dead_letter_id
+from schemas.deletes import filter_key
 from schemas.identity import Identity
 from schemas.outcome import Rejected, Violation
 from schemas.validators import VALIDATORS
+from schemas.versions import INDEX_BITS as INDEX_BITS  # re-exported: defined in schemas
+from schemas.versions import version_of as version_of
 
 log = logging.getLogger(__name__)
-
-INDEX_BITS = 20
-"""An envelope holds fewer than 2**20 items; version = offset << 20 | index."""
-
-
-def version_of(offset: int, index: int) -> int:
-    """The version of the `index`-th item of the envelope at `offset`: later is newer."""
-    return (offset << INDEX_BITS) | index
 
 
 @dataclass(frozen=True)
@@ -46,17 +41,34 @@ class EventOut:
 
 @dataclass(frozen=True)
 class TombstoneOut:
+    """A delete by id: a null value for the identity's key, the version in a header."""
+
     key: bytes
     version: int
+    deletion_id: str | None = None
+    requested_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FilterDeletionOut:
+    """A delete by filter's copy for this partition: an Avro `FilterDeletion` on `events`."""
+
+    key: bytes
+    value: bytes
 
 
 @dataclass
 class Processed:
-    """What one envelope became, in item order per output kind."""
+    """What one envelope became, in item order per output kind.
+
+    Ordering between kinds does not matter downstream: each carries its
+    version, and the sink compares versions, not arrival order.
+    """
 
     events: list[EventOut] = field(default_factory=list)
     tombstones: list[TombstoneOut] = field(default_factory=list)
     dead_letters: list[DeadLetterMessage] = field(default_factory=list)
+    filter_deletions: list[FilterDeletionOut] = field(default_factory=list)
 
 
 def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
@@ -68,7 +80,7 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
         identity = Identity(envelope["tenant"], envelope["family"], item["event_id"])
         version = version_of(at.offset, index)
         if item["op"] == "delete":
-            out.tombstones.append(TombstoneOut(identity.key(), version))
+            _delete(envelope, item, version, out)
             continue
         try:
             if validate is None:
@@ -99,6 +111,26 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
             reason = Violation("processing_error", "$", f"{type(exc).__name__}: {exc}")
             out.dead_letters.append(_reject(item, (reason,), origin, at, index))
     return out
+
+
+def _delete(envelope: dict[str, Any], item: dict[str, Any], version: int, out: Processed) -> None:
+    """A delete by id becomes a tombstone; a delete by filter, a `FilterDeletion` record."""
+    deletion_id = item.get("receipt_id")
+    flt = item.get("delete_filter")
+    if flt is None:
+        identity = Identity(envelope["tenant"], envelope["family"], item["event_id"])
+        out.tombstones.append(
+            TombstoneOut(identity.key(), version, deletion_id, envelope["received_at"])
+        )
+        return
+    deletion_id = deletion_id or f"{envelope['request_id']}:{version}"
+    record = {
+        "deletion_id": deletion_id, "tenant": envelope["tenant"], "family": envelope["family"],
+        "filter": flt, "version": version, "requested_at": envelope["received_at"],
+    }  # fmt: skip
+    out.filter_deletions.append(
+        FilterDeletionOut(filter_key(deletion_id), encode("FilterDeletion", record))
+    )
 
 
 def undecodable_envelope(raw: bytes, at: Position, error: str) -> DeadLetterMessage:
