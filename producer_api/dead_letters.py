@@ -1,0 +1,262 @@
+"""Dead-letter routes: list, read, replay (one or by filter, as a job), discard.
+
+Tenant-scoped: the tenant comes from the key, and another tenant's dead letter
+answers 404 exactly like a missing one. Reads need `deadletters:read`; replay
+and discard need `deadletters:replay`. The replay itself is `producer_api.replay`,
+shared with `sluice replay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from producer_api.accept import door_of
+from producer_api.auth import authorize
+from producer_api.errors import error_response
+from producer_api.replay import ReplayDeps, ReplayError, replay_one, run_job
+from schemas.identity import FAMILIES
+from sinks import dead_letters as store
+from sinks.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
+from sinks.queries import BadCursor
+from sinks.tenancy import tenant_connection
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+MAX_RUNNING_JOBS = 2
+"""Replay jobs one API process runs at once; more wait their turn."""
+MAX_QUEUED_JOBS = 32
+"""Jobs one API process holds (running or waiting) before it answers 429."""
+JSON_PATCH = "application/json-patch+json"
+
+routes = web.RouteTableDef()
+
+
+@dataclass
+class JobRunner:
+    """The replay jobs this process runs in the background, bounded in number."""
+
+    running: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_RUNNING_JOBS))
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def start(self, deps: ReplayDeps, tenant: str, job_id: str, flt: DeadLetterFilter,
+              dry_run: bool) -> None:  # fmt: skip
+        async def run() -> None:
+            async with self.running:
+                try:
+                    await run_job(deps, tenant, job_id, flt, dry_run)
+                except Exception:
+                    log.exception("replay job %s crashed", job_id)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"replay-job-{job_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+JOBS = web.AppKey("replay_jobs", JobRunner)
+
+
+async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
+    app[JOBS] = runner = JobRunner()
+    yield
+    for task in list(runner.tasks):
+        task.cancel()
+    await asyncio.gather(*runner.tasks, return_exceptions=True)
+
+
+def install(app: web.Application) -> None:
+    """Add the dead-letter routes and the background job runner to the front door."""
+    app.cleanup_ctx.append(_jobs_context)
+    app.add_routes(routes)
+
+
+def _deps(request: web.Request) -> ReplayDeps:
+    door = door_of(request)
+    return ReplayDeps(door.pool, door.publisher, door.topics, door.settings.partitions)
+
+
+@routes.get("/v1/dead-letters")
+async def list_dead_letters(request: web.Request) -> web.Response:
+    """A page of the caller's dead letters, oldest first, with filters and a cursor."""
+    principal = await authorize(request, "deadletters:read")
+    try:
+        flt = _filter(dict(request.query))
+        limit = min(int(request.query.get("limit", "100")), MAX_PAGE)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+    except ValueError as exc:
+        return error_response(400, "bad_query", str(exc))
+    try:
+        async with tenant_connection(door_of(request).pool, principal.tenant) as conn:
+            rows, cursor = await store.find_dead_letters(
+                conn, principal.tenant, flt, limit=limit, cursor=request.query.get("cursor")
+            )
+    except BadCursor as exc:
+        return error_response(400, "bad_cursor", str(exc))
+    return web.json_response({"dead_letters": [_summary(r) for r in rows], "next_cursor": cursor})
+
+
+@routes.get("/v1/dead-letters/{id}")
+async def show_dead_letter(request: web.Request) -> web.Response:
+    """One dead letter: JSON with the raw body in base64, or the raw bytes themselves."""
+    principal = await authorize(request, "deadletters:read")
+    async with tenant_connection(door_of(request).pool, principal.tenant) as conn:
+        dead = await store.get_dead_letter(conn, principal.tenant, request.match_info["id"])
+    if dead is None:
+        return error_response(404, "not_found", "no such dead letter")
+    if "application/octet-stream" in request.headers.get("Accept", ""):
+        return web.Response(
+            body=dead.raw,
+            content_type="application/octet-stream",
+            headers={"X-Sluice-Content-Type": dead.content_type},
+        )
+    return web.json_response({**_summary(dead), "raw_base64": base64.b64encode(dead.raw).decode()})
+
+
+@routes.post("/v1/dead-letters/{id}/replay")
+async def replay_dead_letter(request: web.Request) -> web.Response:
+    """Replay one dead letter, as stored or corrected (full body, or JSON Patch)."""
+    principal = await authorize(request, "deadletters:replay")
+    dry_run = _flag(request.query.get("dry_run"))
+    sent = await request.read()
+    body: bytes | None = None
+    patch: Any = None
+    if sent and request.content_type == JSON_PATCH:
+        try:
+            patch = json.loads(sent)
+        except ValueError as exc:
+            return error_response(400, "bad_patch", f"the JSON Patch is not JSON: {exc}")
+    elif sent:
+        body = sent
+    try:
+        result = await replay_one(
+            _deps(request), principal.tenant, request.match_info["id"],
+            body=body, patch=patch, dry_run=dry_run,
+        )  # fmt: skip
+    except ReplayError as exc:
+        return error_response(exc.status, exc.code, str(exc))
+    status = 202 if result.outcome == "replayed" else 200
+    return web.json_response(result.as_dict(), status=status)
+
+
+@routes.post("/v1/dead-letters/replay")
+async def replay_by_filter(request: web.Request) -> web.Response:
+    """Start a replay job over every pending dead letter matching a filter; 202 with its id."""
+    principal = await authorize(request, "deadletters:replay")
+    runner = request.app[JOBS]
+    if len(runner.tasks) >= MAX_QUEUED_JOBS:
+        return error_response(429, "too_many_jobs", "too many replay jobs; retry later")
+    try:
+        spec = await request.json() if await request.read() else {}
+        if not isinstance(spec, dict):
+            raise ValueError("the body must be a JSON object of filters")
+        dry_run = bool(spec.pop("dry_run", False)) or _flag(request.query.get("dry_run"))
+        flt = _filter({k: str(v) for k, v in spec.items()})
+    except ValueError as exc:
+        return error_response(400, "bad_filter", str(exc))
+    flt = DeadLetterFilter(**{**vars(flt), "status": "pending"})
+    deps = _deps(request)
+    async with tenant_connection(deps.pool, principal.tenant) as conn:
+        total = await store.count_dead_letters(conn, principal.tenant, flt)
+        job_id = await store.create_job(conn, principal.tenant, flt, dry_run, total)
+    runner.start(deps, principal.tenant, job_id, flt, dry_run)
+    return web.json_response(
+        {"job_id": job_id, "total": total, "status_url": f"/v1/replay-jobs/{job_id}"}, status=202
+    )
+
+
+@routes.get("/v1/replay-jobs/{id}")
+async def show_job(request: web.Request) -> web.Response:
+    """A replay job's state, counts and progress (from PostgreSQL: any API process answers)."""
+    principal = await authorize(request, "deadletters:read")
+    async with tenant_connection(door_of(request).pool, principal.tenant) as conn:
+        job = await store.get_job(conn, principal.tenant, request.match_info["id"])
+    if job is None:
+        return error_response(404, "not_found", "no such replay job")
+    return web.json_response(job_json(job))
+
+
+@routes.post("/v1/dead-letters/{id}/discard")
+async def discard_dead_letter(request: web.Request) -> web.Response:
+    """Mark a pending dead letter discarded: it will not be replayed."""
+    principal = await authorize(request, "deadletters:replay")
+    dead_letter_id = request.match_info["id"]
+    async with tenant_connection(door_of(request).pool, principal.tenant) as conn:
+        status = await store.discard(conn, principal.tenant, dead_letter_id)
+    if status is None:
+        return error_response(404, "not_found", "no such dead letter")
+    if status != "discarded":
+        return error_response(409, "not_pending", f"this dead letter is {status}")
+    return web.json_response({"dead_letter_id": dead_letter_id, "status": status})
+
+
+def job_json(job: dict[str, Any]) -> dict[str, Any]:
+    """A replay job as JSON, with its progress as a fraction."""
+    done = sum(job[k] for k in ("replayed", "still_invalid", "failed", "skipped"))
+    stamps = ("created_at", "started_at", "finished_at", "heartbeat_at")
+    return {
+        "job_id": str(job["job_id"]),
+        "state": job["state"],
+        "dry_run": job["dry_run"],
+        "filter": job["filter"],
+        "counts": {k: job[k] for k in store.JOB_COUNTS},
+        "progress": 1.0 if job["state"] == "done" else round(done / max(job["total"], 1), 4),
+        "error": job["error"],
+        **{k: job[k].isoformat() if job[k] else None for k in stamps},
+    }
+
+
+def _summary(dead: StoredDeadLetter) -> dict[str, Any]:
+    return {
+        "dead_letter_id": dead.id,
+        "family": dead.family,
+        "route": dead.route,
+        "content_type": dead.content_type,
+        "stage": dead.stage,
+        "reasons": dead.reasons,
+        "received_at": dead.received_at.isoformat(),
+        "event_id": dead.event_id,
+        "attempt": dead.attempt,
+        "replay_of": str(dead.replay_of) if dead.replay_of else None,
+        "source": {"topic": dead.source_topic, "partition": dead.source_partition,
+                   "offset": dead.source_offset},
+        "status": dead.status,
+        "outcome": dead.outcome,
+        "size": len(dead.raw),
+    }  # fmt: skip
+
+
+def _filter(q: dict[str, str]) -> DeadLetterFilter:
+    """Filters from query parameters (or a job's JSON body); ValueError on a bad one."""
+    for name, allowed in (("family", FAMILIES), ("stage", STAGES), ("status", STATUSES)):
+        if name in q and q[name] not in allowed:
+            raise ValueError(f"unknown {name} {q[name]!r}; one of {', '.join(allowed)}")
+    return DeadLetterFilter(
+        family=q.get("family"),
+        stage=q.get("stage"),
+        reason=q.get("reason"),
+        status=q.get("status"),
+        time_from=_time(q.get("from")),
+        time_to=_time(q.get("to")),
+        text=q.get("q") or None,
+    )
+
+
+def _time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")

@@ -1,0 +1,379 @@
+"""Replaying dead letters: the one core the HTTP routes and `sluice replay` share.
+
+A replay re-enters the pipeline through `ingest.raw` as the dead letter's
+tenant, family and route, through the same planner and validators as a new
+request (`plan_events`), with `attempt + 1` and `replay_of` as lineage. A body
+that is still invalid becomes a new dead letter with that lineage.
+
+No duplicates: a dead letter is *claimed* in PostgreSQL before anything is
+published, and marked `replayed` only after Kafka acknowledged the replay; a
+failed publish releases the claim. The replayed event keeps the dead letter's
+event id (or one derived from the dead-letter id), so even a replay repeated
+after a crash between Kafka's acknowledgement and the mark collapses into one
+event by id (newest wins). A replay is refused when the event was deleted after
+the dead letter was received.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonpatch
+from psycopg_pool import AsyncConnectionPool
+
+from producer_api.body import Unsplittable, split_json_events
+from producer_api.ingest import IngestPlan, ReplayOf, RequestContext, plan_events
+from producer_api.publish import Overloaded, Publisher
+from schemas.topics import TopicNames
+from schemas.validators import validator_for
+from sinks import dead_letters as store
+from sinks.dead_letters import DeadLetterFilter, StoredDeadLetter
+from sinks.tenancy import tenant_connection
+from sluice.kafka import ProduceFailed
+
+log = logging.getLogger(__name__)
+
+CLAIM_SECONDS = 120.0
+"""How long a claim holds; well above the producer's delivery timeout."""
+
+
+class ReplayError(Exception):
+    """A replay that cannot happen; `status` and `code` say why, for HTTP and the CLI."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ReplayDeps:
+    """What a replay needs: the database, a publisher that waits for Kafka, topic names."""
+
+    pool: AsyncConnectionPool
+    publisher: Publisher
+    topics: TopicNames
+    partitions: int
+    owner: str = field(default_factory=lambda: f"replayer-{uuid.uuid4()}")
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What one replay did (or, dry, would do)."""
+
+    dead_letter_id: str
+    outcome: str
+    """`replayed` or `still_invalid` (dry run: `valid` or `invalid`)."""
+    event_ids: list[str]
+    new_dead_letter_ids: list[str]
+    reasons: list[dict[str, str]]
+    dry_run: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def corrected_body(raw: bytes, body: bytes | None, patch: Any = None) -> bytes:
+    """The bytes to replay: the stored raw, a full replacement, or the raw with a JSON Patch."""
+    if body is not None:
+        return body
+    if patch is None:
+        return raw
+    try:
+        document = json.loads(raw)
+        patched = jsonpatch.apply_patch(document, patch)
+    except (ValueError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+        raise ReplayError(400, "bad_patch", f"the JSON Patch does not apply: {exc}") from exc
+    except TypeError as exc:
+        raise ReplayError(400, "bad_patch", f"not a JSON Patch: {exc}") from exc
+    return json.dumps(patched, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def replay_context(dead: StoredDeadLetter, received_at: datetime | None = None) -> RequestContext:
+    """The request a replay of `dead` stands for: same tenant, family, route, content type."""
+    return RequestContext(
+        tenant=dead.tenant,
+        family=dead.family,
+        route=dict(dead.route),
+        content_type=dead.content_type,
+        received_at=received_at or datetime.now(UTC),
+        request_id=f"replay-{uuid.uuid4()}",
+    )
+
+
+def plan_replay(
+    dead: StoredDeadLetter, body: bytes, topics: TopicNames, partitions: int
+) -> IngestPlan:
+    """Validate and plan the replay of `dead` with `body` (pure: nothing is sent).
+
+    A dead letter holds one event, except a body that could not be split: its
+    replay (usually corrected) is split as a JSON body again.
+    """
+    raws = [body]
+    if any(r.get("code") == "unsplittable_body" for r in dead.reasons):
+        try:
+            raws = split_json_events(body)
+        except Unsplittable:
+            raws = [body]
+    lineage = ReplayOf(dead.id, dead.attempt + 1, dead.event_id or dead.id)
+    return plan_events(
+        replay_context(dead), raws, validator_for(dead.family), topics, partitions, replay=lineage
+    )
+
+
+def summarize(dead: StoredDeadLetter, plan: IngestPlan, dry_run: bool) -> ReplayResult:
+    """The result of a replay from its plan."""
+    rejected = [r for r in plan.results if not r.accepted]
+    valid = not rejected
+    if dry_run:
+        outcome = "valid" if valid else "invalid"
+    else:
+        outcome = "replayed" if valid else "still_invalid"
+    return ReplayResult(
+        dead_letter_id=dead.id,
+        outcome=outcome,
+        event_ids=[r.event_id for r in plan.results if r.accepted and r.event_id],
+        new_dead_letter_ids=[r.dead_letter_id for r in rejected if r.dead_letter_id],
+        reasons=[v.as_dict() for r in rejected for v in r.reasons],
+        dry_run=dry_run,
+    )
+
+
+async def get_or_404(deps: ReplayDeps, tenant: str, dead_letter_id: str) -> StoredDeadLetter:
+    """`tenant`'s dead letter, or ReplayError 404 (also for another tenant's id)."""
+    async with tenant_connection(deps.pool, tenant) as conn:
+        dead = await store.get_dead_letter(conn, tenant, dead_letter_id)
+    if dead is None:
+        raise ReplayError(404, "not_found", "no such dead letter")
+    return dead
+
+
+async def replay_one(
+    deps: ReplayDeps,
+    tenant: str,
+    dead_letter_id: str,
+    *,
+    body: bytes | None = None,
+    patch: Any = None,
+    dry_run: bool = False,
+) -> ReplayResult:
+    """Replay one dead letter (optionally corrected); dry: only say what would happen."""
+    dead = await get_or_404(deps, tenant, dead_letter_id)
+    replayed_body = corrected_body(dead.raw, body, patch)
+    if dry_run:
+        return summarize(dead, plan_replay(dead, replayed_body, deps.topics, deps.partitions), True)
+    async with tenant_connection(deps.pool, tenant) as conn:
+        claimed = await store.claim_one(conn, tenant, dead_letter_id, deps.owner, CLAIM_SECONDS)
+    if claimed is None:
+        await _explain_unclaimable(deps, tenant, dead_letter_id)
+    plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions)
+    (result,) = await _publish_and_mark(deps, tenant, [(dead, plan)])
+    return result
+
+
+async def _explain_unclaimable(deps: ReplayDeps, tenant: str, dead_letter_id: str) -> None:
+    dead = await get_or_404(deps, tenant, dead_letter_id)
+    if dead.status != "pending":
+        raise ReplayError(409, "not_pending", f"this dead letter is already {dead.status}")
+    raise ReplayError(409, "replay_in_progress", "another replay of this dead letter is running")
+
+
+async def _publish_and_mark(
+    deps: ReplayDeps, tenant: str, planned: Sequence[tuple[StoredDeadLetter, IngestPlan]]
+) -> list[ReplayResult]:
+    """Publish claimed replays; mark them replayed once Kafka acknowledged, else release.
+
+    Raises ReplayError 409 for a single replay whose event was deleted after the
+    rejection; in a batch those are released and reported as `skipped`.
+    """
+    deleted = await _deleted(deps, tenant, planned)
+    if deleted:
+        async with tenant_connection(deps.pool, tenant) as conn:
+            await store.release(conn, tenant, deps.owner, [d.dead_letter_id for d in deleted])
+        if len(planned) == 1:
+            raise ReplayError(409, "event_deleted", "the event was deleted after this rejection")
+    gone = {d.dead_letter_id for d in deleted}
+    go = [(d, p) for d, p in planned if d.dead_letter_id not in gone]
+    messages = [m for _d, p in go for m in p.messages]
+    try:
+        await deps.publisher.publish(messages)
+    except BaseException:
+        async with tenant_connection(deps.pool, tenant) as conn:
+            await store.release(conn, tenant, deps.owner, [d.dead_letter_id for d, _p in go])
+        raise
+    results = [summarize(d, p, dry_run=False) for d, p in go]
+    outcomes = [
+        (d.dead_letter_id, _outcome_json(r)) for (d, _p), r in zip(go, results, strict=True)
+    ]
+    async with tenant_connection(deps.pool, tenant) as conn:
+        await store.mark_replayed(conn, tenant, deps.owner, outcomes)
+    return results
+
+
+def _outcome_json(result: ReplayResult) -> dict[str, Any]:
+    return {
+        "outcome": result.outcome,
+        "event_ids": result.event_ids,
+        "new_dead_letter_ids": result.new_dead_letter_ids,
+    }
+
+
+async def _deleted(
+    deps: ReplayDeps, tenant: str, planned: Sequence[tuple[StoredDeadLetter, IngestPlan]]
+) -> list[StoredDeadLetter]:
+    """The claimed dead letters whose event was deleted after they were received."""
+    candidates = [
+        (d.family, r.event_id, d.received_at)
+        for d, p in planned
+        for r in p.results
+        if r.accepted and r.event_id
+    ]
+    async with tenant_connection(deps.pool, tenant) as conn:
+        gone = await store.deleted_after(conn, tenant, candidates)
+    return [
+        d
+        for d, p in planned
+        if any((d.family, r.event_id) in gone for r in p.results if r.accepted)
+    ]
+
+
+@dataclass
+class ReplayCounts:
+    """Running totals of a bulk replay (dry run: `replayed` counts would-be-valid ones)."""
+
+    replayed: int = 0
+    still_invalid: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.replayed + self.still_invalid + self.failed + self.skipped
+
+    def add(self, other: ReplayCounts) -> None:
+        for name in ("replayed", "still_invalid", "failed", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("replayed", "still_invalid", "failed", "skipped")}
+
+
+Progress = Callable[[ReplayCounts], Awaitable[None]]
+"""Called after each batch with that batch's counts."""
+
+
+async def replay_matching(
+    deps: ReplayDeps,
+    tenant: str,
+    flt: DeadLetterFilter,
+    *,
+    dry_run: bool = False,
+    batch_size: int = 200,
+    progress: Progress | None = None,
+) -> ReplayCounts:
+    """Replay every pending dead letter of `tenant` matching `flt`, a claimed batch at a time.
+
+    Concurrent callers with the same filter take disjoint batches. Kafka not
+    acknowledging a batch releases it and raises ReplayError 503.
+    """
+    flt = replace(flt, status="pending")
+    if dry_run:
+        return await _dry_run_matching(deps, tenant, flt, batch_size, progress)
+    total = ReplayCounts()
+    given_up: list[uuid.UUID] = []
+    while True:
+        async with tenant_connection(deps.pool, tenant) as conn:
+            rows = await store.claim_batch(
+                conn, tenant, flt, deps.owner, CLAIM_SECONDS, batch_size, given_up
+            )
+        if not rows:
+            return total
+        step = await _replay_claimed(deps, tenant, rows, given_up)
+        total.add(step)
+        if progress is not None:
+            await progress(step)
+
+
+async def _replay_claimed(
+    deps: ReplayDeps, tenant: str, rows: Sequence[StoredDeadLetter], given_up: list[uuid.UUID]
+) -> ReplayCounts:
+    counts = ReplayCounts()
+    planned: list[tuple[StoredDeadLetter, IngestPlan]] = []
+    for dead in rows:
+        try:
+            planned.append((dead, plan_replay(dead, dead.raw, deps.topics, deps.partitions)))
+        except KeyError:  # a family this build does not know: leave it pending
+            counts.failed += 1
+            given_up.append(dead.dead_letter_id)
+    try:
+        results = await _publish_and_mark(deps, tenant, planned)
+    except (ProduceFailed, Overloaded) as exc:
+        raise ReplayError(503, "kafka_unavailable", f"Kafka did not acknowledge: {exc}") from exc
+    finally:
+        if counts.failed:
+            async with tenant_connection(deps.pool, tenant) as conn:
+                await store.release(conn, tenant, deps.owner, given_up)
+    done = {r.dead_letter_id for r in results}
+    for dead, _plan in planned:
+        if dead.id not in done:
+            counts.skipped += 1
+            given_up.append(dead.dead_letter_id)
+    counts.replayed += sum(1 for r in results if r.outcome == "replayed")
+    counts.still_invalid += sum(1 for r in results if r.outcome == "still_invalid")
+    return counts
+
+
+async def _dry_run_matching(
+    deps: ReplayDeps, tenant: str, flt: DeadLetterFilter, batch_size: int, progress: Progress | None
+) -> ReplayCounts:
+    total = ReplayCounts()
+    cursor: str | None = None
+    while True:
+        async with tenant_connection(deps.pool, tenant) as conn:
+            rows, cursor = await store.find_dead_letters(
+                conn, tenant, flt, limit=batch_size, cursor=cursor
+            )
+        step = ReplayCounts()
+        for dead in rows:
+            try:
+                result = summarize(
+                    dead, plan_replay(dead, dead.raw, deps.topics, deps.partitions), True
+                )
+            except KeyError:
+                step.failed += 1
+                continue
+            step.replayed += result.outcome == "valid"
+            step.still_invalid += result.outcome == "invalid"
+        total.add(step)
+        if progress is not None:
+            await progress(step)
+        if cursor is None:
+            return total
+
+
+async def run_job(
+    deps: ReplayDeps, tenant: str, job_id: str, flt: DeadLetterFilter, dry_run: bool
+) -> None:
+    """Run a recorded replay job to its end, keeping its counts in PostgreSQL."""
+
+    async def record(step: ReplayCounts) -> None:
+        async with tenant_connection(deps.pool, tenant) as conn:
+            await store.update_job(conn, tenant, job_id, add=step.as_dict())
+
+    async with tenant_connection(deps.pool, tenant) as conn:
+        await store.update_job(conn, tenant, job_id, state="running")
+    try:
+        await replay_matching(deps, tenant, flt, dry_run=dry_run, progress=record)
+    except ReplayError as exc:
+        log.error("replay job %s failed: %s", job_id, exc)
+        async with tenant_connection(deps.pool, tenant) as conn:
+            await store.update_job(conn, tenant, job_id, state="failed", error=str(exc))
+        return
+    async with tenant_connection(deps.pool, tenant) as conn:
+        await store.update_job(conn, tenant, job_id, state="done")
