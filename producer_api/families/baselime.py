@@ -1,0 +1,154 @@
+"""Baselime's Events API at `/baselime`: `POST /v1/{dataset}/{namespace}`, key in `x-api-key`.
+
+The body is a JSON array of event objects. Valid events are ingested even when
+others of the same request fail; the answer is then 400 with the failed
+events under `invalid` (and, beyond Baselime, their dead-letter ids and
+reasons under `errors`), the failed events stored raw as dead letters.
+Answers use Baselime's bodies: `{"message": "Request Accepted"}` and so on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
+from producer_api.auth import Principal, authorize
+from producer_api.body import Unsplittable, split_json_events
+from producer_api.errors import Handler, error_middleware_for
+from producer_api.ingest import EventResult, RequestContext
+from producer_api.resources import Door
+from schemas.families.baselime import NAME_PATTERN, RECEIVED_AT
+from sinks.catalog import KnownNames, dataset_exists
+from sinks.tenancy import tenant_connection
+
+FAMILY = "baselime"
+INGEST_PATH = "/v1/{dataset}/{namespace}"
+KNOWN_DATASETS = web.AppKey("baselime_known_datasets", KnownNames)
+
+log = logging.getLogger(__name__)
+
+_MESSAGES = {
+    400: "Bad Request",
+    401: "Unauthorised",
+    403: "Forbidden",
+    405: "Method Not Allowed",
+    413: "Request Entity Too Large",
+    429: "Too Many Requests",
+    500: "Internal Error",
+    503: "Service Unavailable",
+}
+
+
+def message(status: int, **extra: Any) -> web.Response:
+    """An answer in Baselime's shape: `{"message": ...}` plus any extra keys."""
+    return web.json_response({"message": _MESSAGES.get(status, "Error"), **extra}, status=status)
+
+
+def baselime_error(
+    status: int, code: str, text: str, headers: dict[str, str] | None
+) -> web.Response:
+    """The error middleware's formatter. A path that does not match is Baselime's 400
+    ("missing or invalid path parameters"), not a 404."""
+    status = 400 if status == 404 else status
+    response = message(status)
+    response.headers.update(headers or {})
+    return response
+
+
+@web.middleware
+async def internal_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An unexpected failure is Baselime's `500 {"message": "Internal Error"}`."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return message(500)
+
+
+def create_subapp() -> web.Application:
+    """The sub-app mounted at `/baselime`."""
+    middlewares: list[Middleware] = [internal_errors, error_middleware_for(baselime_error)]
+    app = web.Application(middlewares=middlewares)
+    app[KNOWN_DATASETS] = KnownNames()
+    app.router.add_post(INGEST_PATH, post_events)
+    return app
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """Ingest a batch of events into an existing dataset; 202 when every event was valid."""
+    principal = await authorize(request, "events:write")
+    dataset = request.match_info["dataset"]
+    names = (dataset, request.match_info["namespace"])
+    if not all(NAME_PATTERN.match(name) for name in names):
+        return message(400)
+    door = door_of(request)
+    body = await request.read()
+    if not body.strip():
+        return message(400)
+    ctx = _context(request, principal)
+    if not await _dataset_exists(request, door, principal.tenant, dataset):
+        reason = f"dataset {dataset!r} does not exist (create it with `sluice datasets create`)"
+        await accept_unsplittable(door, ctx, body, reason)
+        return message(400)
+    try:
+        raws = _split_array(body)
+    except Unsplittable as exc:
+        await accept_unsplittable(door, ctx, body, str(exc))
+        return message(400)
+    if not raws:
+        return message(400)
+    if len(raws) > door.settings.max_events_per_request:
+        return message(413)
+    plan = await accept_events(door, ctx, raws)
+    failed = [r for r in plan.results if not r.accepted]
+    if not failed:
+        return web.json_response({"message": "Request Accepted"}, status=202)
+    return message(400, invalid=[_echo(raws[r.index]) for r in failed], errors=_errors(failed))
+
+
+def _context(request: web.Request, principal: Principal) -> RequestContext:
+    """The request's context, with the receive time in the route so the stream agrees on it."""
+    ctx = request_context(request, principal, FAMILY)
+    return replace(ctx, route={**ctx.route, RECEIVED_AT: ctx.received_at.isoformat()})
+
+
+async def _dataset_exists(request: web.Request, door: Door, tenant: str, dataset: str) -> bool:
+    known = request.app[KNOWN_DATASETS]
+    if known.known((tenant, dataset)):
+        return True
+    async with tenant_connection(door.pool, tenant) as conn:
+        found = await dataset_exists(conn, tenant, dataset)
+    if found:
+        known.remember((tenant, dataset))
+    return found
+
+
+def _split_array(body: bytes) -> list[bytes]:
+    """The elements of a JSON array body, each as its exact bytes; anything else is refused."""
+    if not body.lstrip().startswith(b"["):
+        raise Unsplittable("the body must be a JSON array of events")
+    return split_json_events(body)
+
+
+def _echo(raw: bytes) -> Any:
+    """A failed event as it was sent, for the `invalid` list."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return raw.decode(errors="replace")
+
+
+def _errors(failed: list[EventResult]) -> list[dict[str, Any]]:
+    return [
+        {"index": r.index, "dead_letter_id": r.dead_letter_id,
+         "reasons": [v.as_dict() for v in r.reasons]}
+        for r in failed
+    ]  # fmt: skip

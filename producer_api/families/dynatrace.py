@@ -1,0 +1,126 @@
+"""Dynatrace OpenPipeline generic events at `/dynatrace`: `POST /platform/ingest/v1/events`.
+
+The key goes in `Authorization: Api-Token <key>` (or `Bearer`) and needs the
+ingest scope (`events:write`, OpenPipeline's `openpipeline.events`). The body
+is one event object or a list of them. 202 with no body when every event was
+accepted; a request with an invalid event is refused whole (400, nothing
+ingested, every event stored raw as a dead letter), answered in Dynatrace's
+error envelope with one constraint violation per problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
+from producer_api.auth import Principal, authorize
+from producer_api.body import Unsplittable, split_json_events
+from producer_api.errors import Handler, error_middleware_for
+from producer_api.ingest import BATCH_REJECTED, EventResult, RequestContext
+from schemas.families.dynatrace import RECEIVED_AT
+
+FAMILY = "dynatrace"
+INGEST_PATH = "/platform/ingest/v1/events"
+INVALID_INPUT = "The input is invalid."
+
+log = logging.getLogger(__name__)
+
+_MESSAGES = {
+    401: "Missing or invalid authentication token.",
+    403: "The token lacks the openpipeline.events permission.",
+    404: "Endpoint not found.",
+    405: "Method not allowed.",
+    413: "Content too large.",
+    429: "Too many requests.",
+    500: "Internal server error.",
+    503: "Service unavailable.",
+}
+
+
+def envelope(
+    status: int,
+    message: str,
+    violations: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """Dynatrace's `ErrorResponseEnvelope`, with constraint violations when there are any."""
+    error: dict[str, Any] = {"code": status, "message": message}
+    if violations:
+        error["details"] = {"type": "constraintViolation", "constraintViolations": violations}
+    return web.json_response({"error": error}, status=status, headers=headers)
+
+
+def dynatrace_error(
+    status: int, code: str, text: str, headers: dict[str, str] | None
+) -> web.Response:
+    """The error middleware's formatter: Dynatrace's envelope with its messages."""
+    return envelope(status, _MESSAGES.get(status, text), headers=headers)
+
+
+@web.middleware
+async def internal_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An unexpected failure is a 500 in the error envelope."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return envelope(500, _MESSAGES[500])
+
+
+def create_subapp() -> web.Application:
+    """The sub-app mounted at `/dynatrace`."""
+    middlewares: list[Middleware] = [internal_errors, error_middleware_for(dynatrace_error)]
+    app = web.Application(middlewares=middlewares)
+    app.router.add_post(INGEST_PATH, post_events)
+    return app
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """Ingest one generic event or a list; 202 with no body once Kafka holds them all."""
+    principal = await authorize(request, "events:write")
+    door = door_of(request)
+    body = await request.read()
+    ctx = _context(request, principal)
+    try:
+        raws = split_json_events(body)
+    except Unsplittable as exc:
+        await accept_unsplittable(door, ctx, body, str(exc))
+        return envelope(400, INVALID_INPUT, [_violation("", str(exc))])
+    if not raws:
+        return envelope(400, INVALID_INPUT, [_violation("", "at least one event is required")])
+    if len(raws) > door.settings.max_events_per_request:
+        limit = door.settings.max_events_per_request
+        return envelope(413, f"At most {limit} events per request.")
+    plan = await accept_events(door, ctx, raws, all_or_nothing=True)
+    if plan.accepted == len(raws):
+        return web.Response(status=202)
+    listed = body.lstrip().startswith(b"[")
+    violations = [v for r in plan.results for v in _violations(r, listed)]
+    return envelope(400, INVALID_INPUT, violations)
+
+
+def _context(request: web.Request, principal: Principal) -> RequestContext:
+    """The request's context, with the receive time in the route so the stream agrees on it."""
+    ctx = request_context(request, principal, FAMILY)
+    return replace(ctx, route={**ctx.route, RECEIVED_AT: ctx.received_at.isoformat()})
+
+
+def _violations(result: EventResult, listed: bool) -> list[dict[str, Any]]:
+    """The constraint violations of one refused event (none for valid ones of the batch)."""
+    prefix = f"[{result.index}]" if listed else ""
+    return [
+        _violation(prefix + reason.path.removeprefix("$"), reason.message)
+        for reason in result.reasons
+        if reason != BATCH_REJECTED
+    ]
+
+
+def _violation(path: str, message: str) -> dict[str, Any]:
+    return {"path": path, "message": message, "parameterLocation": "PAYLOAD_BODY"}
