@@ -1,0 +1,37 @@
+"""What every benchmark phase shares: settings, topics, processes, keys and offset probes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.config import BenchConfig
+from bench.procs import BenchProcesses
+from bench.watch import Offsets
+from schemas.topics import TopicNames
+from sluice.settings import Settings
+
+
+@dataclass
+class BenchContext:
+    """One benchmark run against one Kafka and one PostgreSQL."""
+
+    cfg: BenchConfig
+    settings: Settings
+    topics: TopicNames
+    procs: BenchProcesses
+    offsets: Offsets
+    tag: str
+    """Unique to the run: topic prefix, consumer groups, tenants and event ids derive from it."""
+    keys: dict[str, str] = field(default_factory=dict)
+    """API key per tenant the run created."""
+
+    @property
+    def raw_door_topic(self) -> str:
+        return f"{self.settings.topic_prefix}bench.raw-door"
+
+    @property
+    def raw_stream_topic(self) -> str:
+        return f"{self.settings.topic_prefix}bench.raw-stream"
+
+    def tenant(self, purpose: str) -> str:
+        return f"bench-{self.tag}-{purpose}"

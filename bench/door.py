@@ -1,0 +1,95 @@
+"""Phase 1 and 7: the door alone (api processes only) against a raw produce loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psutil
+
+from bench.context import BenchContext
+from bench.events import bodies, event_bytes
+from bench.load import closed_loop
+from bench.procs import cpu_delta
+from bench.raw import produce_loop
+from bench.stats import latency_ms, status_counts
+from schemas.identity import Identity
+from sluice.kafka import producer_config
+
+
+def drive_door(ctx: BenchContext, phase: str, total: int, batch: int) -> dict[str, Any]:
+    """Post `total` events in requests of `batch` and summarise what the door did."""
+    key = ctx.keys[ctx.tenant("door")]
+    work = [(b, b.count(b'"id":')) for b in bodies(f"{ctx.tag}-{phase}", total, batch)]
+    cpu_before, clock_cpu = ctx.procs.cpu_seconds(), time.process_time()
+    started = time.perf_counter()
+    records = asyncio.run(closed_loop(ctx.procs.base_url, key, work, ctx.cfg.concurrency))
+    seconds = time.perf_counter() - started
+    accepted = sum(r.accepted for r in records)
+    cpu = cpu_delta(cpu_before, ctx.procs.cpu_seconds())
+    return {
+        "events": total,
+        "batch": batch,
+        "concurrency": ctx.cfg.concurrency,
+        "accepted": accepted,
+        "seconds": seconds,
+        "per_second": accepted / seconds,
+        "latency_ms": latency_ms(records),
+        "answers": status_counts(records),
+        "cpu_us_per_event": {n: 1e6 * s / max(accepted, 1) for n, s in cpu.items()},
+        "load_generator_cpu_us_per_event": 1e6
+        * (time.process_time() - clock_cpu)
+        / max(accepted, 1),
+    }
+
+
+def raw_door(ctx: BenchContext, phase: str, total: int) -> dict[str, Any]:
+    """The same events, one keyed message each, produced straight to Kafka."""
+    tenant, prefix = ctx.tenant("door"), f"{ctx.tag}-{phase}"
+    messages = [
+        (Identity(tenant, "native", f"{prefix}-{i}").key(), event_bytes(prefix, i))
+        for i in range(total)
+    ]
+    return produce_loop(producer_config(ctx.settings), ctx.raw_door_topic, messages).as_dict()
+
+
+def two_doors(ctx: BenchContext, total: int, batch: int) -> dict[str, Any]:
+    """Start a second api process on the same port, drive both, stop the second."""
+    ctx.procs.start("api-2", "api")
+    _wait_listening(ctx, "api-2", timeout=60)
+    try:
+        warmed = warm_up(ctx, "warm-two", concurrency=ctx.cfg.concurrency)
+        return {**drive_door(ctx, "door-two", total, batch), "warm_accepted": warmed}
+    finally:
+        ctx.procs.stop("api-2")
+
+
+def _wait_listening(ctx: BenchContext, name: str, timeout: float) -> None:
+    """Wait until process `name` listens on the API port (SO_REUSEPORT lets both bind it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ctx.procs.check_alive()
+        try:
+            conns = ctx.procs.handles[name].net_connections(kind="tcp")
+        except psutil.Error:
+            conns = []
+        if any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr[1] == ctx.settings.http_port
+            for c in conns
+        ):
+            time.sleep(1.0)  # let it finish start-up (Kafka producer, key pool) after binding
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{name} did not listen within {timeout}s:\n{ctx.procs.log_tail(name)}")
+
+
+def warm_up(ctx: BenchContext, phase: str = "warm", concurrency: int = 2) -> int:
+    """A few requests so each door's key cache, pool and producer are warm before timing.
+
+    Returns how many events the door accepted (they flow down the pipeline too).
+    """
+    key = ctx.keys[ctx.tenant("door")]
+    work = [(b, b.count(b'"id":')) for b in bodies(f"{ctx.tag}-{phase}", 255 * 16, 255)]
+    records = asyncio.run(closed_loop(ctx.procs.base_url, key, work, concurrency))
+    return sum(r.accepted for r in records)

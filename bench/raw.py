@@ -1,0 +1,161 @@
+"""The raw baselines: the same work done by the bare client libraries, no Sluice code.
+
+* door: a confluent-kafka `produce()` loop of the same events, one keyed message
+  each, with the door's own producer settings (idempotent, acks=all, lz4);
+* stream: a confluent consume → produce loop from `ingest.raw` to a topic of
+  the bench's own, one message per event (the envelope is opened to find them);
+* sink: binary COPY of the same rows into the same table, under a tenant of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, Producer
+
+from schemas.codec import decode
+from sinks.bulk import copy_event_rows
+from sinks.rows import EventRow
+
+
+@dataclass(frozen=True)
+class RawRun:
+    """Units moved, wall seconds, and CPU seconds of this (the harness's) process."""
+
+    units: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.units / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "units": self.units,
+            "seconds": self.seconds,
+            "per_second": self.rate,
+            "cpu_us_per_unit": 1e6 * self.cpu_seconds / max(self.units, 1),
+        }
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def run(self, units: int) -> RawRun:
+        return RawRun(units, time.perf_counter() - self.wall, time.process_time() - self.cpu)
+
+
+def produce_loop(
+    config: dict[str, Any], topic: str, messages: Sequence[tuple[bytes, bytes]]
+) -> RawRun:
+    """Produce every (key, value) to `topic` and wait for Kafka to acknowledge them all."""
+    producer = Producer(config)
+    producer.produce(topic, b"warm-up", b"warm-up")  # connection and producer id, untimed
+    producer.flush(30)
+    clock = _Clock()
+    for i, (key, value) in enumerate(messages):
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return clock.run(len(messages))
+
+
+def consume_produce_loop(
+    bootstrap: str,
+    producer_config: dict[str, Any],
+    source: str,
+    target: str,
+    events: int,
+    timeout: float,
+) -> RawRun:
+    """Read envelopes from `source` (from the start) and write one message per event to `target`.
+
+    Timed from the first envelope received until every event written is acknowledged.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-raw-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([source])
+    producer = Producer(producer_config)
+    done, clock, deadline = 0, None, time.monotonic() + timeout
+    try:
+        while done < events and time.monotonic() < deadline:
+            batch = consumer.consume(1000, timeout=0.5)
+            if batch and clock is None:
+                clock = _Clock()
+            for msg in batch:
+                value, partition = msg.value(), msg.partition()
+                if msg.error() is not None or value is None or partition is None:
+                    continue
+                done += _forward(producer, value, target, partition)
+            producer.poll(0)
+        producer.flush(120)
+    finally:
+        consumer.close()
+    return (clock or _Clock()).run(done)
+
+
+def _forward(producer: Producer, value: bytes, target: str, partition: int) -> int:
+    _, envelope = decode(value, "IngestEnvelope")
+    for item in envelope["items"]:
+        while True:
+            try:
+                producer.produce(target, item["raw"], item["event_id"].encode(), partition)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    return len(envelope["items"])
+
+
+def read_event_rows(bootstrap: str, topic: str, expected: int, timeout: float) -> list[EventRow]:
+    """Every canonical event on `topic`, decoded into the rows the sink writes (untimed)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-rows-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    rows: list[EventRow] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(rows) < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(5000, timeout=0.5):
+                value = msg.value()
+                if msg.error() is None and value is not None:
+                    rows.append(EventRow.from_record(decode(value, "CanonicalEvent")[1]))
+    finally:
+        consumer.close()
+    return rows
+
+
+def copy_rows(database_url: str, rows: Sequence[EventRow], tenant: str) -> RawRun:
+    """Binary COPY of `rows` into `events` under `tenant`, committed; then remove them (untimed)."""
+    with psycopg.connect(database_url) as conn:
+        clock = _Clock()
+        with conn.cursor() as cur:
+            sent = copy_event_rows(cur, "events", rows, tenant=tenant)
+        conn.commit()
+        run = clock.run(sent)
+        conn.execute("DELETE FROM events WHERE tenant = %s", (tenant,))
+        conn.commit()
+    return run

@@ -1,0 +1,162 @@
+"""Run every phase in order against one Kafka and one PostgreSQL, then write the results.
+
+Order matters: the door phases fill `ingest.raw` with the api process alone;
+the worker then drains it alone; the sink then drains `events` alone; only
+then does the whole pipeline run together (sustained rate, half-rate latency,
+10x burst). Each stage's raw baseline runs right after it, on the same broker
+or database, in the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from bench import door, drain, pipeline
+from bench.config import BenchConfig, load_config
+from bench.context import BenchContext
+from bench.plots import plot_burst
+from bench.procs import BenchProcesses
+from bench.report import markdown, write
+from bench.watch import Offsets
+from schemas.topics import TopicNames
+from sinks.migrate import migrate
+from sluice.keys_cli import create_key
+from sluice.launchers.services import kafka_service, postgres_service
+from sluice.settings import Settings, load_settings
+from sluice.topic_admin import ensure_topics
+
+log = logging.getLogger("bench")
+
+PURPOSES = ("door", "pipe", "e2e", "burst")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _settings(kafka: str, database: str, tag: str) -> Settings:
+    return replace(
+        load_settings(),
+        kafka_bootstrap_servers=kafka,
+        database_url=database,
+        topic_prefix=f"bench-{tag}.",
+        http_port=_free_port(),
+        key_cache_seconds=60.0,
+        worker_id=f"bench-{tag}-streams",
+        sink_group=f"bench-{tag}-sink",
+    )
+
+
+def _create_raw_topics(ctx: BenchContext) -> None:
+    admin = AdminClient({"bootstrap.servers": ctx.settings.kafka_bootstrap_servers})
+    topics = [
+        NewTopic(t, num_partitions=ctx.settings.partitions)
+        for t in (ctx.raw_door_topic, ctx.raw_stream_topic)
+    ]
+    for future in admin.create_topics(topics).values():
+        future.result(30)
+
+
+def run_bench(cfg: BenchConfig, kafka: str, database: str, log_dir: Path) -> dict[str, Any]:
+    """Every phase against the given services; the results as one JSON-ready dict."""
+    tag = uuid.uuid4().hex[:6]
+    settings = _settings(kafka, database, tag)
+    migrate(database)
+    ensure_topics(settings)
+    offsets = Offsets(kafka, settings.partitions)
+    procs = BenchProcesses(settings, log_dir / tag)
+    ctx = BenchContext(
+        cfg, settings, TopicNames.for_prefix(settings.topic_prefix), procs, offsets, tag
+    )
+    _create_raw_topics(ctx)
+    for purpose in PURPOSES:
+        tenant = ctx.tenant(purpose)
+        ctx.keys[tenant] = create_key(settings, tenant, ["events:write", "events:read"])
+    results: dict[str, Any] = {"meta": _meta(cfg, tag)}
+    try:
+        _phases(ctx, results)
+    finally:
+        procs.stop_all()
+        offsets.close()
+    return results
+
+
+def _phases(ctx: BenchContext, results: dict[str, Any]) -> None:
+    cfg, procs = ctx.cfg, ctx.procs
+    procs.start("api-1", "api")
+    procs.wait_ready()
+    accepted = door.warm_up(ctx)
+    _step("door, 255 events per request")
+    results["door"] = door.drive_door(ctx, "door", cfg.events, cfg.batch)
+    results["door_raw"] = door.raw_door(ctx, "door", cfg.events)
+    _step("door, large requests")
+    results["door_large"] = door.drive_door(ctx, "door-large", cfg.events, cfg.large_batch)
+    _step("two doors on one port")
+    results["door_two"] = door.two_doors(ctx, cfg.events, cfg.batch)
+    accepted += sum(results[k]["accepted"] for k in ("door", "door_large", "door_two"))
+    accepted += results["door_two"]["warm_accepted"]
+    _step("stream: Faust worker drains ingest.raw")
+    results["stream"] = drain.stream_stage(ctx, accepted)
+    results["stream_raw"] = drain.raw_stream(ctx, accepted)
+    _step("sink: drains events into PostgreSQL")
+    results["sink"] = drain.sink_stage(ctx, "sink", ctx.settings.sink_group)
+    results["sink_raw"] = drain.raw_sink(ctx, accepted)
+    procs.stop("sink")
+    _step("sink replay: a new group stores the same events again")
+    results["sink_replay"] = drain.sink_stage(ctx, "sink-replay", drain.sink_group(ctx, "replay"))
+    procs.stop("sink-replay")
+    procs.start("sink", "sink")
+    _step("whole pipeline, closed loop")
+    results["sustained"] = pipeline.sustained(ctx, cfg.events, cfg.batch)
+    rate = results["sustained"]["per_second"]
+    _step(f"end to end at half the sustainable rate ({rate / 2:,.0f} events/s)")
+    results["e2e"] = pipeline.end_to_end(ctx, rate / 2)
+    _step(f"burst at {cfg.burst_multiplier:g}x ({rate * cfg.burst_multiplier:,.0f} events/s)")
+    results["burst"] = pipeline.burst(ctx, rate * cfg.burst_multiplier)
+
+
+def _step(what: str) -> None:
+    log.info("bench: %s", what)
+
+
+def _meta(cfg: BenchConfig, tag: str) -> dict[str, Any]:
+    return {
+        "tag": tag,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "config": {k: str(v) for k, v in vars(cfg).items()},
+        "note": "figures are noisy on a shared machine; compare each with its same-run baseline",
+    }
+
+
+def main() -> None:
+    """`python -m bench`: find or start the services, run, write JSON/Markdown/PNG, print."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = load_config()
+    state = Path(load_settings().state_dir).resolve() / "bench"
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        kafka = stack.enter_context(kafka_service(state / "kafka"))
+        database = stack.enter_context(postgres_service(state / "postgres"))
+        results = run_bench(cfg, kafka, database, state / "logs")
+    results["meta"]["seconds"] = time.monotonic() - started
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    json_path, md_path = write(results, cfg.results_dir, stamp)
+    plots = plot_burst(results["burst"], cfg.results_dir, stamp) if cfg.plots else []
+    print(markdown(results))
+    print(f"wrote {json_path}, {md_path}" + "".join(f", {p}" for p in plots))

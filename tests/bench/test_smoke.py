@@ -1,0 +1,43 @@
+"""The benchmark harness keeps working: a tiny run of every phase against real services.
+
+Speed is never asserted (other tests share the machine); only that every phase
+ran, drained what it was given, and wrote its files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.config import BenchConfig
+from bench.report import markdown, write
+from bench.run import run_bench
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_phase_runs_and_is_reported(
+    kafka_bootstrap: str, database_url: str, tmp_path: Path
+) -> None:
+    cfg = BenchConfig(
+        events=1020, batch=255, large_batch=510, concurrency=4, e2e_seconds=1.5,
+        burst_seconds=1.5, burst_multiplier=3.0, phase_timeout=45.0,
+        results_dir=tmp_path / "results", plots=False,
+    )  # fmt: skip
+    results = run_bench(cfg, kafka_bootstrap, database_url, tmp_path / "logs")
+
+    for stage in ("door", "door_large", "door_two", "sustained"):
+        assert results[stage]["per_second"] > 0, stage
+    assert results["door"]["accepted"] == 1020
+    assert results["door_raw"]["units"] == 1020
+    assert results["stream"]["complete"] and results["sink"]["complete"]
+    assert results["stream_raw"]["units"] == results["stream"]["events"]
+    assert results["sink_raw"]["units"] == results["sink"]["rows"]
+    assert results["e2e"]["missing"] == 0 and results["burst"]["missing"] == 0
+    assert results["burst"]["answers"]["other"] == 0
+    json_path, md_path = write(results, cfg.results_dir, "smoke")
+    assert json.loads(json_path.read_text())["targets"]
+    assert "door events/s" in md_path.read_text()
+    assert markdown(results) in md_path.read_text()
