@@ -6,6 +6,7 @@ from aiohttp import web
 
 from producer_api import health, native
 from producer_api.errors import error_middleware
+from producer_api.families import dashdive, datahub
 from producer_api.resources import SETTINGS, door_context
 from sluice.settings import Settings
 
@@ -17,6 +18,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(door_context)
     app.add_routes(health.routes)
     app.add_routes(native.routes)
+    app.add_subapp("/dashdive", dashdive.create_subapp())
+    app.add_subapp("/datahub", datahub.create_subapp())
     return app
 
 

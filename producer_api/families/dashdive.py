@@ -1,0 +1,103 @@
+"""Dashdive's ingest API at `/dashdive`: `POST /{service}` (alias `/{service}/single`) for
+one event, `POST /{service}/batch` for an array; key in `X-API-Key`.
+
+Answers: 200 `{"message": "OK", "id"}` (batch: `"ids"`). A schema failure is 400
+`{"error": "schema_violation", "message", "deadLetterId", "violations"}` (batch:
+`"events": [{"index", "deadLetterId", "violations"}]`), the event still recorded
+raw as a dead letter so it can be corrected and re-inserted. A batch with one
+bad event is rejected whole and every event of it is recorded raw. Other errors:
+`{"error": <code>, "message"}` with 401, 403, 404, 405, 413, 429 or 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
+from producer_api.auth import authorize
+from producer_api.body import Unsplittable, split_json_events
+from producer_api.errors import error_middleware_for
+from producer_api.ingest import EventResult
+from schemas.families.dashdive import FAMILY, SERVICES
+
+routes = web.RouteTableDef()
+
+_REJECTED = "schema validation failed; the payload was recorded raw and can be corrected"
+
+
+def dashdive_error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Dashdive's error body: `{"error": <code>, "message": <text>}`."""
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+@routes.post("/{service}")
+@routes.post("/{service}/single")
+async def post_event(request: web.Request) -> web.Response:
+    """One event of `service`; the body is the event itself."""
+    principal = await authorize(request, "events:write")
+    _known_service(request)
+    body = await request.read()
+    ctx = request_context(request, principal, FAMILY)
+    plan = await accept_events(door_of(request), ctx, [body])
+    (result,) = plan.results
+    if result.accepted:
+        return web.json_response({"message": "OK", "id": result.event_id})
+    answer = {"error": "schema_violation", "message": _REJECTED, **_rejection(result)}
+    del answer["index"]
+    return web.json_response(answer, status=400)
+
+
+@routes.post("/{service}/batch")
+async def post_batch(request: web.Request) -> web.Response:
+    """An array of events of `service`, accepted all together or not at all."""
+    principal = await authorize(request, "events:write")
+    _known_service(request)
+    door = door_of(request)
+    body = await request.read()
+    ctx = request_context(request, principal, FAMILY)
+    try:
+        if not body.lstrip().startswith(b"["):
+            raise Unsplittable("a batch body must be a JSON array of events")
+        raws = split_json_events(body)
+    except Unsplittable as exc:
+        plan = await accept_unsplittable(door, ctx, body, str(exc))
+        (result,) = plan.results
+        answer = {"error": "malformed_body", "message": str(exc)} | _rejection(result)
+        del answer["index"]
+        return web.json_response(answer, status=400)
+    limit = door.settings.max_events_per_request
+    if len(raws) > limit:
+        return dashdive_error(413, "too_many_events", f"at most {limit} events per request")
+    plan = await accept_events(door, ctx, raws, all_or_nothing=True)
+    if plan.accepted == len(raws):
+        return web.json_response({"message": "OK", "ids": [r.event_id for r in plan.results]})
+    events = [_rejection(r) for r in plan.results]
+    return web.json_response(
+        {"error": "schema_violation", "message": _REJECTED, "events": events}, status=400
+    )
+
+
+def _known_service(request: web.Request) -> None:
+    service = request.match_info["service"]
+    if service not in SERVICES:
+        known = ", ".join(f"/{s}" for s in SERVICES)
+        raise web.HTTPNotFound(text=f"no Dashdive service route /{service}; routes: {known}")
+
+
+def _rejection(result: EventResult) -> dict[str, Any]:
+    return {
+        "index": result.index,
+        "deadLetterId": result.dead_letter_id,
+        "violations": [v.as_dict() for v in result.reasons],
+    }
+
+
+def create_subapp() -> web.Application:
+    """The Dashdive sub-app, mounted at `/dashdive`."""
+    app = web.Application(middlewares=[error_middleware_for(dashdive_error)])
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,116 @@
+"""DataHub's CSV upload: `POST /datahub/v1/csv/upload`, multipart `provider` and `file`.
+
+The file (CSV, or zip/gz holding one CSV; at most 30 MB as uploaded) is read
+twice: once off the event loop to check the archive and the rows' framing
+before anything is ingested, then to publish rows in bounded slices. Each row
+is one raw event, its exact bytes, with the header and provider in the route
+(`format=csv`). Bad rows are dead-lettered one by one and listed by line,
+column and reason; the good ones are ingested. 201 `{"batch": "<file>_<epoch
+ms>", "ingestedRows": N}` (plus `rejectedRows` when some were rejected); 400
+when nothing could be ingested. Request-level errors are raised as HTTP exceptions,
+which the sub-app's middleware answers in DataHub's `{"error"}` format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from producer_api.accept import accept_events, door_of, request_context
+from producer_api.auth import authorize
+from producer_api.ingest import IngestPlan
+from producer_api.uploads import (
+    MAX_UPLOAD_BYTES,
+    CsvRecord,
+    UploadRejected,
+    UploadTooLarge,
+    csv_bytes,
+    csv_records,
+    read_upload,
+)
+from schemas.families.datahub import FAMILY, check_provider
+from schemas.families.datahub_csv import header_violations, parse_record
+
+SLICE_ROWS = 5000
+SLICE_BYTES = 4 * 1024 * 1024
+MAX_LISTED = 1000
+"""At most this many rejected-row entries in an answer (all are dead-lettered)."""
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/csv/upload")
+async def upload_csv(request: web.Request) -> web.Response:
+    principal = await authorize(request, "events:write")
+    try:
+        upload = await read_upload(request)
+        provider = upload.fields.get("provider", "")
+        problems = check_provider(provider or None, "provider")
+        if problems:
+            raise UploadRejected(f"provider: {problems[0].message}")
+        header = await asyncio.to_thread(_scan, upload.data)
+    except UploadTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(MAX_UPLOAD_BYTES, text=str(exc)) from exc
+    except UploadRejected as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from exc
+    ctx = request_context(request, principal, FAMILY)
+    ctx = replace(ctx, route={"format": "csv", "provider": provider, "header": header})
+    batch = f"{upload.filename}_{int(ctx.received_at.timestamp() * 1000)}"
+    ingested, rejected = 0, []
+    for records in _slices(upload.data):
+        plan = await accept_events(door_of(request), ctx, [r.raw for r in records])
+        ingested += plan.accepted
+        rejected += _rejected_rows(plan, records)
+    answer: dict[str, Any] = {"batch": batch, "ingestedRows": ingested}
+    if rejected:
+        answer["rejectedRows"] = rejected[:MAX_LISTED]
+        answer["rejectedRowCount"] = len({r["line"] for r in rejected})
+    if ingested == 0:
+        return web.json_response({"error": "no row of the file was ingested", **answer}, status=400)
+    return web.json_response(answer, status=201)
+
+
+def _scan(data: bytes) -> str:
+    """The header, checked, after reading the whole file once to check its framing."""
+    records = csv_records(csv_bytes(data))
+    first = next(records, None)
+    if first is None:
+        raise UploadRejected("the CSV is empty")
+    try:
+        header = first.raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UploadRejected("the CSV header is not UTF-8") from exc
+    problems = header_violations(parse_record(header))
+    if problems:
+        raise UploadRejected("; ".join(f"header {v.path}: {v.message}" for v in problems))
+    if sum(1 for _ in records) == 0:
+        raise UploadRejected("the CSV has a header but no rows")
+    return header
+
+
+def _slices(data: bytes) -> Iterator[list[CsvRecord]]:
+    """The rows after the header, in slices small enough for one Kafka message each."""
+    records = csv_records(csv_bytes(data))
+    next(records)
+    batch: list[CsvRecord] = []
+    size = 0
+    for record in records:
+        batch.append(record)
+        size += len(record.raw)
+        if len(batch) >= SLICE_ROWS or size >= SLICE_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _rejected_rows(plan: IngestPlan, records: list[CsvRecord]) -> list[dict[str, Any]]:
+    return [
+        {"line": records[r.index].line, "column": v.path, "reason": v.message,
+         "deadLetterId": r.dead_letter_id}
+        for r in plan.results if not r.accepted for v in r.reasons
+    ]  # fmt: skip

@@ -1,0 +1,220 @@
+"""Reading CSV uploads: multipart form, plain CSV or a zip/gz holding exactly one CSV,
+split into rows that keep their exact bytes.
+
+Nothing in an archive is trusted: sizes are counted while decompressing (a
+bomb stops at `max_csv_bytes` whatever its headers claim), a zip must hold one
+regular `.csv` member with a plain relative name, archives inside archives are
+refused, and rows, row length and row count are bounded. Files are never
+written to disk.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from aiohttp import BodyPartReader, web
+
+MAX_UPLOAD_BYTES = 30 * 1024 * 1024
+"""Largest file as uploaded (DataHub's limit)."""
+MAX_CSV_BYTES = 128 * 1024 * 1024
+"""Largest CSV after decompression."""
+MAX_ROWS = 1_000_000
+MAX_ROW_BYTES = 64 * 1024
+MAX_FIELD_BYTES = 1024
+"""Largest non-file form field (e.g. `provider`)."""
+CHUNK = 64 * 1024
+
+_ARCHIVE_MAGIC = {
+    b"PK\x03\x04": "zip", b"PK\x05\x06": "zip", b"\x1f\x8b": "gzip", b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz", b"7z\xbc\xaf\x27\x1c": "7z", b"Rar!": "rar",
+}  # fmt: skip
+
+
+class UploadRejected(ValueError):
+    """An upload that is not a usable CSV (answered 400)."""
+
+
+class UploadTooLarge(UploadRejected):
+    """An upload or its CSV above the limits (answered 413)."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The form of a CSV upload: its text fields and the file as uploaded."""
+
+    fields: dict[str, str]
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CsvRecord:
+    """One CSV record: the line it starts on (1-based) and its exact bytes, no terminator."""
+
+    line: int
+    raw: bytes
+
+
+async def read_upload(request: web.Request, max_bytes: int = MAX_UPLOAD_BYTES) -> Upload:
+    """The multipart form of `request`, with the `file` part read up to `max_bytes`."""
+    if request.content_length is not None and request.content_length > max_bytes + CHUNK:
+        raise UploadTooLarge(f"the upload is larger than {max_bytes} bytes")
+    if not request.content_type.startswith("multipart/form-data"):
+        raise UploadRejected("send the file as multipart/form-data")
+    fields: dict[str, str] = {}
+    file: tuple[str, bytes] | None = None
+    async for part in await request.multipart():
+        if not isinstance(part, BodyPartReader):
+            raise UploadRejected("nested multipart bodies are not accepted")
+        if part.name == "file":
+            file = (part.filename or "upload.csv", await _read_part(part, max_bytes))
+        elif part.name:
+            raw = await _read_part(part, MAX_FIELD_BYTES)
+            fields[part.name] = raw.decode("utf-8", errors="replace").strip()
+    if file is None:
+        raise UploadRejected("the form has no `file` part")
+    return Upload(fields, _base_name(file[0]), file[1])
+
+
+async def _read_part(part: BodyPartReader, limit: int) -> bytes:
+    out = bytearray()
+    while chunk := await part.read_chunk(CHUNK):
+        out += chunk
+        if len(out) > limit:
+            raise UploadTooLarge(f"form field `{part.name}` is larger than {limit} bytes")
+    return bytes(out)
+
+
+def _base_name(filename: str) -> str:
+    name = posixpath.basename(filename.replace("\\", "/"))
+    return name or "upload.csv"
+
+
+def csv_bytes(data: bytes, max_bytes: int = MAX_CSV_BYTES) -> Iterator[bytes]:
+    """The CSV inside an upload (plain, zip or gzip) in chunks, at most `max_bytes` in all."""
+    kind = _archive_kind(data)
+    if kind == "zip":
+        chunks = _zip_member(data)
+    elif kind == "gzip":
+        chunks = _gunzip(data)
+    elif kind is not None:
+        raise UploadRejected(f"{kind} archives are not accepted; send a CSV, zip or gz")
+    else:
+        chunks = (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
+    yield from _bounded(_not_archive(chunks) if kind else chunks, max_bytes)
+
+
+def _archive_kind(head: bytes) -> str | None:
+    return next((kind for magic, kind in _ARCHIVE_MAGIC.items() if head.startswith(magic)), None)
+
+
+def _zip_member(data: bytes) -> Iterator[bytes]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [
+            info for info in archive.infolist()
+            if not info.is_dir() and not info.filename.startswith("__MACOSX/")
+        ]  # fmt: skip
+        if len(members) != 1:
+            raise UploadRejected(f"a zip must hold exactly one CSV file; it holds {len(members)}")
+        info = members[0]
+        _check_member_name(info.filename)
+        if info.flag_bits & 0x1:
+            raise UploadRejected("encrypted zip members are not accepted")
+        with archive.open(info) as member:
+            while chunk := member.read(CHUNK):
+                yield chunk
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as exc:
+        raise UploadRejected(f"not a readable zip archive: {exc}") from exc
+
+
+def _check_member_name(name: str) -> None:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts or "\x00" in name:
+        raise UploadRejected(f"unsafe file name in the zip: {name!r}")
+    if not name.lower().endswith(".csv"):
+        raise UploadRejected(f"the zip's file must be a .csv, not {name!r}")
+
+
+def _gunzip(data: bytes) -> Iterator[bytes]:
+    rest = data
+    try:
+        while rest.strip(b"\x00"):
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while not inflater.eof:
+                chunk = inflater.decompress(rest, CHUNK)
+                rest = inflater.unconsumed_tail
+                if chunk:
+                    yield chunk
+                elif not rest:
+                    raise UploadRejected("the gzip stream is truncated")
+            rest = inflater.unused_data
+    except zlib.error as exc:
+        raise UploadRejected(f"not a readable gzip file: {exc}") from exc
+
+
+def _not_archive(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    first = next(chunks, b"")
+    if _archive_kind(first) is not None:
+        raise UploadRejected("archives inside archives are not accepted")
+    yield first
+    yield from chunks
+
+
+def _bounded(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise UploadTooLarge(f"the CSV is larger than {limit} bytes uncompressed")
+        yield chunk
+
+
+def csv_records(chunks: Iterable[bytes], max_rows: int = MAX_ROWS) -> Iterator[CsvRecord]:
+    """Records of a CSV byte stream (the header first), each with its exact bytes.
+
+    A record ends at a newline outside quotes, so a quoted cell may span lines.
+    A leading BOM, the line terminator and blank lines are not part of any record.
+    """
+    count = size = start = 0
+    parts: list[bytes] = []
+    quoted = False
+    for number, line in enumerate(_lines(chunks), start=1):
+        if number == 1:
+            line = line.removeprefix(b"\xef\xbb\xbf")
+        if not parts:
+            start = number
+        parts.append(line)
+        size += len(line) + 1
+        quoted ^= line.count(b'"') % 2 == 1
+        if quoted:
+            if size > MAX_ROW_BYTES:
+                raise UploadRejected(f"line {start}: a row longer than {MAX_ROW_BYTES} bytes")
+            continue
+        raw = b"\n".join(parts).removesuffix(b"\r")
+        parts, size = [], 0
+        if not raw.strip():
+            continue
+        count += 1
+        if count > max_rows + 1:
+            raise UploadTooLarge(f"more than {max_rows} rows")
+        yield CsvRecord(start, raw)
+    if parts:
+        yield CsvRecord(start, b"\n".join(parts).removesuffix(b"\r"))
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for chunk in chunks:
+        pieces = (pending + chunk).split(b"\n")
+        pending = pieces.pop()
+        if len(pending) > MAX_ROW_BYTES or any(len(p) > MAX_ROW_BYTES for p in pieces):
+            raise UploadRejected(f"a line longer than {MAX_ROW_BYTES} bytes")
+        yield from pieces
+    if pending:
+        yield pending

@@ -1,0 +1,108 @@
+"""CSV uploads: archives read within limits whatever their headers say, rows kept byte-exact."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+
+import pytest
+
+from producer_api.uploads import (
+    UploadRejected,
+    UploadTooLarge,
+    csv_bytes,
+    csv_records,
+)
+
+CSV = b"usage_date,fixed.region,metric.cost\r\n2024-03-10T00:00:00Z,eu,1\r\n"
+
+
+def _zip(*members: tuple[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _read(data: bytes, limit: int = 1 << 20) -> bytes:
+    return b"".join(csv_bytes(data, limit))
+
+
+@pytest.mark.parametrize(
+    "upload",
+    [CSV, gzip.compress(CSV), _zip(("usage.csv", CSV)), _zip(("dir/", b""), ("dir/a.csv", CSV))],
+)
+def test_plain_gzip_and_zip_give_the_same_csv(upload: bytes) -> None:
+    assert _read(upload) == CSV
+
+
+def test_concatenated_gzip_members_are_one_file() -> None:
+    assert _read(gzip.compress(CSV[:20]) + gzip.compress(CSV[20:])) == CSV
+
+
+def test_a_zip_bomb_stops_at_the_limit() -> None:
+    bomb = _zip(("bomb.csv", b"0" * 5_000_000))
+    assert len(bomb) < 10_000
+    with pytest.raises(UploadTooLarge):
+        _read(bomb, limit=1_000_000)
+
+
+def test_a_gzip_bomb_stops_at_the_limit() -> None:
+    with pytest.raises(UploadTooLarge):
+        _read(gzip.compress(b"0" * 5_000_000), limit=1_000_000)
+
+
+def test_a_zip_whose_header_understates_the_size_is_refused() -> None:
+    data = bytearray(_zip(("a.csv", CSV * 100)))
+    size = (len(CSV) * 100).to_bytes(4, "little")
+    # Rewrite the uncompressed size in the local header and the central directory.
+    for at in [i for i in range(len(data) - 4) if data[i : i + 4] == size]:
+        data[at : at + 4] = (10).to_bytes(4, "little")
+    with pytest.raises(UploadRejected):
+        _read(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("upload", "message"),
+    [
+        (_zip(("a.csv", CSV), ("b.csv", CSV)), "exactly one"),
+        (_zip(), "exactly one"),
+        (_zip(("inner.zip", _zip(("a.csv", CSV)))), "must be a .csv"),
+        (_zip(("sneaky.csv", gzip.compress(CSV))), "inside archives"),
+        (gzip.compress(_zip(("a.csv", CSV))), "inside archives"),
+        (_zip(("../../etc/a.csv", CSV)), "unsafe"),
+        (_zip(("/abs/a.csv", CSV)), "unsafe"),
+        (_zip(("C:/a.csv", CSV)), "unsafe"),
+        (gzip.compress(CSV)[:-12], "truncated"),
+        (b"PK\x03\x04garbage", "zip"),
+        (b"BZh91AY&SY", "bzip2"),
+    ],
+)
+def test_unusable_uploads(upload: bytes, message: str) -> None:
+    with pytest.raises(UploadRejected, match=message):
+        _read(upload)
+
+
+def _records(text: bytes) -> list[tuple[int, bytes]]:
+    return [(r.line, r.raw) for r in csv_records([text[i : i + 7] for i in range(0, len(text), 7)])]
+
+
+def test_records_keep_their_bytes_and_first_line() -> None:
+    text = b'\xef\xbb\xbfh1,h2\r\n\r\na,"multi\r\nline, ""quoted"""\r\nb,2\nc,3'
+    assert _records(text) == [
+        (1, b"h1,h2"),
+        (3, b'a,"multi\r\nline, ""quoted"""'),
+        (5, b"b,2"),
+        (6, b"c,3"),
+    ]
+
+
+def test_rows_are_bounded() -> None:
+    with pytest.raises(UploadTooLarge):
+        list(csv_records([b"h\n" + b"1\n" * 11], max_rows=10))
+    with pytest.raises(UploadRejected, match="longer than"):
+        list(csv_records([b"h\n" + b"x" * 70_000 + b"\n"]))
+    with pytest.raises(UploadRejected, match="longer than"):
+        list(csv_records([b'h\n"' + b"x\n" * 40_000]))
