@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from producer_api import health, native
-from producer_api.errors import error_middleware
+from producer_api import admin, health, native
+from producer_api.errors import error_middleware, request_timeout_middleware
 from producer_api.families import dashdive, datahub
 from producer_api.resources import SETTINGS, door_context
 from sluice.settings import Settings
@@ -13,18 +13,32 @@ from sluice.settings import Settings
 
 def create_app(settings: Settings) -> web.Application:
     """The front door for `settings`: routes, limits and the Kafka/PostgreSQL clients."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[request_timeout_middleware(settings.http_request_timeout_seconds),
+                     error_middleware],
+    )  # fmt: skip
     app[SETTINGS] = settings
     app.cleanup_ctx.append(door_context)
     app.add_routes(health.routes)
     app.add_routes(native.routes)
+    app.add_routes(admin.routes)
     app.add_subapp("/dashdive", dashdive.create_subapp())
     app.add_subapp("/datahub", datahub.create_subapp())
     return app
 
 
 def run(settings: Settings) -> None:
-    """Serve the front door until interrupted."""
+    """Serve the front door until interrupted.
+
+    `keepalive_timeout` also bounds how long a connection may take to send a request's
+    headers (aiohttp closes a connection still waiting for a whole request line and
+    headers when it fires), so slow-header clients hold a socket for at most
+    `http_request_timeout_seconds`. Header lines are capped at 8190 bytes, 128 headers.
+    The access log records the request line, never headers (where keys travel).
+    """
     web.run_app(
-        create_app(settings), host=settings.http_host, port=settings.http_port, reuse_port=True
-    )
+        create_app(settings), host=settings.http_host, port=settings.http_port, reuse_port=True,
+        keepalive_timeout=settings.http_request_timeout_seconds,
+        max_line_size=8190, max_field_size=8190,
+    )  # fmt: skip

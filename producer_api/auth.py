@@ -1,12 +1,15 @@
 """Who is calling: the tenant and scopes of the API key, never anything from the body.
 
-Verified keys are cached for `key_cache_seconds`, so a revoked key stops
-working within that bound.
+Verified keys are cached for `key_cache_seconds`, so a revoked (or rotated-out) key
+stops working within that bound in every API process. Failed lookups are not
+cached. The key itself is never logged or put in an error message: only its prefix
+identifies it.
 """
 
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +27,14 @@ class Principal:
     tenant: str
     prefix: str
     scopes: frozenset[str]
+
+
+_CALLER: ContextVar[Principal | None] = ContextVar("sluice_caller", default=None)
+
+
+def current_caller() -> Principal | None:
+    """The principal `authorize` admitted in this request's task, if any."""
+    return _CALLER.get()
 
 
 class Unauthenticated(Exception):
@@ -50,13 +61,16 @@ class KeyVerifier:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        principal = await self._lookup(key)
+        principal, expires_at = await self._lookup(key)
+        ttl = self._ttl
+        if expires_at is not None:  # a rotated-out key stops at its expiry, not later
+            ttl = min(ttl, (expires_at - datetime.now(UTC)).total_seconds())
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (now + self._ttl, principal)
+        self._cache[key] = (now + ttl, principal)
         return principal
 
-    async def _lookup(self, key: str) -> Principal:
+    async def _lookup(self, key: str) -> tuple[Principal, datetime | None]:
         prefix = parse_key(key)
         if prefix is None:
             raise Unauthenticated("malformed API key")
@@ -67,7 +81,8 @@ class KeyVerifier:
         now = datetime.now(UTC)
         if stored.revoked_at is not None or (stored.expires_at and stored.expires_at <= now):
             raise Unauthenticated("revoked or expired API key")
-        return Principal(stored.tenant, stored.prefix, frozenset(stored.scopes))
+        principal = Principal(stored.tenant, stored.prefix, frozenset(stored.scopes))
+        return principal, stored.expires_at
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -88,9 +103,16 @@ def require_scope(principal: Principal, scope: str) -> None:
 
 
 async def authorize(request: web.Request, scope: str) -> Principal:
-    """The caller of `request`, who must hold `scope` (raises Unauthenticated/Forbidden)."""
+    """The caller of `request`, who must hold `scope`.
+
+    Counts the request against the key's rate limit. Raises `Unauthenticated`
+    (401), `RateLimited` (429) or `Forbidden` (403).
+    """
     from producer_api.resources import DOOR
 
-    principal = await request.config_dict[DOOR].keys.verify(presented_key(request))
+    door = request.config_dict[DOOR]
+    principal = await door.keys.verify(presented_key(request))
+    _CALLER.set(principal)
+    await door.limits.admit_request(principal.prefix)
     require_scope(principal, scope)
     return principal

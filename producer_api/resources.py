@@ -10,7 +10,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from producer_api.auth import KeyVerifier
 from producer_api.publish import Publisher
+from producer_api.ratelimit import KeyRateLimiter
 from schemas.topics import TopicNames
+from sinks.tenancy import assume_role
 from sluice.kafka import AsyncProducer, producer_config
 from sluice.settings import Settings
 
@@ -24,6 +26,7 @@ class Door:
     publisher: Publisher
     pool: AsyncConnectionPool
     keys: KeyVerifier
+    limits: KeyRateLimiter
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -34,7 +37,11 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
     """Open Kafka and PostgreSQL clients for the app's lifetime."""
     settings = app[SETTINGS]
     producer = AsyncProducer(producer_config(settings))
-    pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=10, open=False)
+    pool = AsyncConnectionPool(
+        settings.api_database_url or settings.database_url,
+        min_size=1, max_size=10, open=False,
+        configure=assume_role(settings.api_database_role),
+    )  # fmt: skip
     await pool.open()
     app[DOOR] = Door(
         settings=settings,
@@ -42,6 +49,7 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
         publisher=Publisher(producer, settings.max_inflight_bytes),
         pool=pool,
         keys=KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds),
+        limits=KeyRateLimiter.from_settings(settings),
     )
     try:
         yield

@@ -1,4 +1,11 @@
-"""Storage of API keys: only a keyed hash of each key is kept, looked up by its prefix."""
+"""Storage of API keys: only a keyed hash of each key is kept, looked up by its prefix.
+
+Two callers: the `sluice keys` CLI (synchronous, connected as the tables' owner,
+any tenant) and the admin API (asynchronous, inside `tenant_connection`, so
+row-level security confines it to the caller's tenant, and every statement names
+the tenant too). The API's key lookup goes through `sluice_find_api_key`, the one
+function that may read a key row before the tenant is known (migration 0004).
+"""
 
 from __future__ import annotations
 
@@ -22,8 +29,42 @@ class StoredKey:
     expires_at: datetime | None
     revoked_at: datetime | None
 
+    def state(self, now: datetime) -> str:
+        """`active`, `expiring` (rotated, still inside its overlap), `expired` or `revoked`."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is None:
+            return "active"
+        return "expiring" if self.expires_at > now else "expired"
+
 
 _COLUMNS = "prefix, tenant, key_hash, scopes, label, created_at, expires_at, revoked_at"
+
+_INSERT = (
+    "INSERT INTO api_keys (prefix, tenant, key_hash, scopes, label) VALUES (%s, %s, %s, %s, %s)"
+)
+
+_REVOKE = """
+UPDATE api_keys SET revoked_at = now()
+WHERE prefix = %s AND tenant = coalesce(%s::text, tenant) AND revoked_at IS NULL
+"""
+
+# Rotation in one statement: the old key gets an expiry `overlap` seconds from now
+# (never later than one it already had) and the new key copies its tenant, scopes
+# and label. Nothing happens unless the old key is live.
+_ROTATE = f"""
+WITH old AS (
+    UPDATE api_keys
+    SET expires_at = least(coalesce(expires_at, 'infinity'::timestamptz),
+                           now() + make_interval(secs => %s))
+    WHERE prefix = %s AND tenant = coalesce(%s::text, tenant)
+      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+    RETURNING tenant, scopes, label
+)
+INSERT INTO api_keys (prefix, tenant, key_hash, scopes, label)
+SELECT %s, tenant, %s, scopes, label FROM old
+RETURNING {_COLUMNS}
+"""
 
 
 def insert_key(
@@ -35,11 +76,7 @@ def insert_key(
     scopes: list[str],
     label: str = "",
 ) -> None:
-    conn.execute(
-        "INSERT INTO api_keys (prefix, tenant, key_hash, scopes, label)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (prefix, tenant, key_hash, scopes, label),
-    )
+    conn.execute(_INSERT, (prefix, tenant, key_hash, scopes, label))
 
 
 def list_keys(conn: psycopg.Connection[Any], tenant: str | None = None) -> list[StoredKey]:
@@ -56,14 +93,62 @@ def list_keys(conn: psycopg.Connection[Any], tenant: str | None = None) -> list[
 
 def revoke_key(conn: psycopg.Connection[Any], prefix: str) -> bool:
     """Mark the key revoked; False when no such live key exists."""
-    cur = conn.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE prefix = %s AND revoked_at IS NULL",
-        (prefix,),
-    )
-    return cur.rowcount == 1
+    return conn.execute(_REVOKE, (prefix, None)).rowcount == 1
+
+
+def rotate_key(
+    conn: psycopg.Connection[Any], prefix: str, *, new_prefix: str, new_hash: bytes, overlap: float
+) -> StoredKey | None:
+    """Store the successor of live key `prefix`; the old one expires after `overlap` seconds."""
+    with conn.cursor(row_factory=class_row(StoredKey)) as cur:
+        cur.execute(_ROTATE, (overlap, prefix, None, new_prefix, new_hash))
+        return cur.fetchone()
 
 
 async def find_key(conn: AsyncConnection[Any], prefix: str) -> StoredKey | None:
+    """The key with `prefix`, whatever its tenant (for verifying a presented key)."""
     async with conn.cursor(row_factory=class_row(StoredKey)) as cur:
-        await cur.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE prefix = %s", (prefix,))
+        await cur.execute(f"SELECT {_COLUMNS} FROM sluice_find_api_key(%s)", (prefix,))
+        return await cur.fetchone()
+
+
+async def insert_tenant_key(
+    conn: AsyncConnection[Any],
+    *,
+    prefix: str,
+    tenant: str,
+    key_hash: bytes,
+    scopes: list[str],
+    label: str,
+) -> None:
+    await conn.execute(_INSERT, (prefix, tenant, key_hash, scopes, label))
+
+
+async def list_tenant_keys(conn: AsyncConnection[Any], tenant: str) -> list[StoredKey]:
+    async with conn.cursor(row_factory=class_row(StoredKey)) as cur:
+        await cur.execute(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE tenant = %s ORDER BY created_at, prefix",
+            (tenant,),
+        )
+        return await cur.fetchall()
+
+
+async def revoke_tenant_key(conn: AsyncConnection[Any], tenant: str, prefix: str) -> bool:
+    """Revoke `tenant`'s live key `prefix`; False when it has none by that prefix."""
+    cur = await conn.execute(_REVOKE, (prefix, tenant))
+    return cur.rowcount == 1
+
+
+async def rotate_tenant_key(
+    conn: AsyncConnection[Any],
+    tenant: str,
+    prefix: str,
+    *,
+    new_prefix: str,
+    new_hash: bytes,
+    overlap: float,
+) -> StoredKey | None:
+    """Like `rotate_key`, for a key of `tenant` only."""
+    async with conn.cursor(row_factory=class_row(StoredKey)) as cur:
+        await cur.execute(_ROTATE, (overlap, prefix, tenant, new_prefix, new_hash))
         return await cur.fetchone()

@@ -22,6 +22,7 @@ from schemas.identity import Identity
 from schemas.topics import TopicNames
 from sinks.rows import EventRow, TombstoneRow
 from sinks.writer import write_dead_letters, write_events
+from sluice.kafka import client_security_config
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def _tombstone(msg: Message) -> TombstoneRow:
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
     return {
+        **client_security_config(settings),
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "group.id": settings.sink_group,
         "enable.auto.commit": False,

@@ -18,11 +18,11 @@ second wall, not the first.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 TENANT_SETTING = "sluice.tenant"
@@ -43,3 +43,22 @@ async def tenant_connection(
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant))
         yield conn
+
+
+def assume_role(role: str) -> Callable[[AsyncConnection[Any]], Awaitable[None]] | None:
+    """A pool `configure` callback that `SET ROLE`s each new connection to `role`.
+
+    The API's pool uses it with `sluice_api` (migration 0004), which does not bypass
+    row-level security, so one superuser `DATABASE_URL` is enough for `make dev` and
+    the tests while the API still runs under the policies. Empty `role`: no callback
+    (the login role of the API's URL is used as it is).
+    """
+    if not role:
+        return None
+    statement = sql.SQL("SET ROLE {}").format(sql.Identifier(role))
+
+    async def configure(conn: AsyncConnection[Any]) -> None:
+        await conn.execute(statement)
+        await conn.commit()
+
+    return configure

@@ -24,9 +24,28 @@ class ProduceFailed(Exception):
     """Kafka did not acknowledge every message of a batch (outage, timeout, full queue)."""
 
 
+def client_security_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka TLS/SASL options from `KAFKA_SECURITY_PROTOCOL` and friends (unset: none).
+
+    Every Kafka client Sluice builds with confluent-kafka adds these, so one set of
+    variables reaches a real cluster's listeners (e.g. `SASL_SSL` with `SCRAM-SHA-512`).
+    """
+    options = {
+        "security.protocol": settings.kafka_security_protocol,
+        "sasl.mechanism": settings.kafka_sasl_mechanism,
+        "sasl.username": settings.kafka_sasl_username,
+        "sasl.password": settings.kafka_sasl_password,
+        "ssl.ca.location": settings.kafka_ssl_ca_location,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+        "ssl.key.location": settings.kafka_ssl_key_location,
+    }
+    return {name: value for name, value in options.items() if value}
+
+
 def producer_config(settings: Settings) -> dict[str, Any]:
     """Producer settings for durability: idempotent, acks=all, compressed, batched."""
     return {
+        **client_security_config(settings),
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "enable.idempotence": True,
         "acks": "all",

@@ -1,13 +1,19 @@
-"""`sluice keys`: create, list and revoke API keys."""
+"""`sluice keys`: create, list, revoke and rotate API keys.
+
+The CLI connects with DATABASE_URL (the tables' owner), so it manages every
+tenant's keys; the admin API (`producer_api/admin.py`) does the same for one tenant.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import click
 import psycopg
 
 from producer_api.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
 from schemas.identity import TENANT_PATTERN
-from sinks.api_keys import insert_key, list_keys, revoke_key
+from sinks.api_keys import insert_key, list_keys, revoke_key, rotate_key
 from sluice.settings import Settings, load_settings
 
 
@@ -46,8 +52,11 @@ def create(tenant: str, scopes: tuple[str, ...], label: str) -> None:
 def list_(tenant: str | None) -> None:
     """List keys by prefix (never the keys themselves)."""
     with psycopg.connect(load_settings().database_url) as conn:
+        now = datetime.now(UTC)
         for k in list_keys(conn, tenant):
-            state = "revoked" if k.revoked_at else "active"
+            state = k.state(now)
+            if state == "expiring" and k.expires_at is not None:
+                state += f" until {k.expires_at.isoformat(timespec='seconds')}"
             click.echo(f"{k.prefix}\t{k.tenant}\t{state}\t{','.join(k.scopes)}\t{k.label}")
 
 
@@ -59,3 +68,33 @@ def revoke(prefix: str) -> None:
         if not revoke_key(conn, prefix):
             raise click.ClickException(f"no active key with prefix {prefix}")
     click.echo(f"revoked {prefix}")
+
+
+def rotate_key_now(settings: Settings, prefix: str, overlap: float) -> tuple[str, str] | None:
+    """Store a successor of live key `prefix` and return (new key, its tenant), or None.
+
+    The old key keeps working for `overlap` seconds (plus at most the API's key cache
+    time), so clients can switch without an outage.
+    """
+    new = generate_key()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        stored = rotate_key(
+            conn, prefix, new_prefix=new.prefix, overlap=overlap,
+            new_hash=hash_key(settings.key_secret, new.secret),
+        )  # fmt: skip
+    return None if stored is None else (new.secret, stored.tenant)
+
+
+@keys.command("rotate")
+@click.argument("prefix")
+@click.option(
+    "--overlap", type=click.FloatRange(min=0), default=86_400.0, show_default=True,
+    help="Seconds the old key stays valid after the new one is made.",
+)  # fmt: skip
+def rotate(prefix: str, overlap: float) -> None:
+    """Make a new key with the same tenant, scopes and label; print it once."""
+    rotated = rotate_key_now(load_settings(), prefix, overlap)
+    if rotated is None:
+        raise click.ClickException(f"no active key with prefix {prefix}")
+    click.echo(rotated[0])
+    click.echo(f"{prefix} of {rotated[1]} expires in {overlap:g}s", err=True)

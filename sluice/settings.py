@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-_SECRET_FIELDS = frozenset({"key_secret"})
+_SECRET_FIELDS = frozenset({"key_secret", "kafka_sasl_password"})
+_URL_FIELDS = frozenset({"database_url", "api_database_url"})
 
 
 def _mask_url(url: str) -> str:
@@ -41,6 +42,19 @@ class Settings:
     max_body_bytes: int = 6 * 1024 * 1024
     max_events_per_request: int = 10_000
     max_inflight_bytes: int = 64 * 1024 * 1024
+    api_database_url: str = ""
+    api_database_role: str = "sluice_api"
+    rate_requests_per_second: float = 200.0
+    rate_events_per_second: float = 100_000.0
+    rate_burst_seconds: int = 5
+    http_request_timeout_seconds: float = 60.0
+    kafka_security_protocol: str = ""
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_ca_location: str = ""
+    kafka_ssl_certificate_location: str = ""
+    kafka_ssl_key_location: str = ""
     state_dir: Path = Path(".sluice")
     worker_id: str = "sluice-streams"
     sink_group: str = "sluice-sink"
@@ -52,7 +66,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in _SECRET_FIELDS:
                 value = "***"
-            elif f.name == "database_url":
+            elif f.name in _URL_FIELDS:
                 value = _mask_url(str(value))
             shown.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(shown)})"
@@ -94,6 +108,25 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             get("SLUICE_MAX_EVENTS_PER_REQUEST", str(d.max_events_per_request))
         ),
         max_inflight_bytes=int(get("SLUICE_MAX_INFLIGHT_BYTES", str(d.max_inflight_bytes))),
+        api_database_url=get("SLUICE_API_DATABASE_URL", d.api_database_url),
+        api_database_role=get("SLUICE_API_DATABASE_ROLE", d.api_database_role),
+        rate_requests_per_second=float(
+            get("SLUICE_RATE_REQUESTS_PER_SECOND", str(d.rate_requests_per_second))
+        ),
+        rate_events_per_second=float(
+            get("SLUICE_RATE_EVENTS_PER_SECOND", str(d.rate_events_per_second))
+        ),
+        rate_burst_seconds=int(get("SLUICE_RATE_BURST_SECONDS", str(d.rate_burst_seconds))),
+        http_request_timeout_seconds=float(
+            get("SLUICE_HTTP_REQUEST_TIMEOUT_SECONDS", str(d.http_request_timeout_seconds))
+        ),
+        kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL", ""),
+        kafka_sasl_mechanism=get("KAFKA_SASL_MECHANISM", ""),
+        kafka_sasl_username=get("KAFKA_SASL_USERNAME", ""),
+        kafka_sasl_password=get("KAFKA_SASL_PASSWORD", ""),
+        kafka_ssl_ca_location=get("KAFKA_SSL_CA_LOCATION", ""),
+        kafka_ssl_certificate_location=get("KAFKA_SSL_CERTIFICATE_LOCATION", ""),
+        kafka_ssl_key_location=get("KAFKA_SSL_KEY_LOCATION", ""),
         state_dir=Path(get("SLUICE_STATE_DIR", str(d.state_dir))),
         worker_id=get("SLUICE_WORKER_ID", d.worker_id),
         sink_group=get("SLUICE_SINK_GROUP", d.sink_group),

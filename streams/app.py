@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from typing import Any
 
 import faust
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         producer_acks=-1,
+        broker_credentials=broker_credentials(settings),
     )
     topics = TopicNames.for_prefix(settings.topic_prefix)
     ingest = app.topic(
@@ -53,6 +55,31 @@ def create_app(settings: Settings) -> faust.App:
             await forwarder.handle(list(events))
 
     return app
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """faust's credentials for `KAFKA_SECURITY_PROTOCOL` and friends; None for PLAINTEXT.
+
+    The same variables configure the confluent-kafka clients (`sluice/kafka.py`).
+    """
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol in ("", "PLAINTEXT"):
+        return None
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_ca_location or None)
+        if settings.kafka_ssl_certificate_location:
+            context.load_cert_chain(
+                settings.kafka_ssl_certificate_location, settings.kafka_ssl_key_location or None
+            )
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)
 
 
 class Forwarder:

@@ -1,0 +1,82 @@
+"""Per-key rate limits on requests and on events, with a burst allowance (invariant 6).
+
+Each API key has two budgets: `rate_requests_per_second` requests and
+`rate_events_per_second` events, each measured over a sliding window of
+`rate_burst_seconds`. A key may spend a whole window's budget at once (the burst
+allowance: `rate * burst_seconds`), and on average no more than `rate` per second.
+Past it, the caller gets `RateLimited`, which every API family's error middleware
+answers as 429 with `Retry-After`.
+
+The counting is the `limits` library's sliding-window counter over its in-memory
+storage: O(1) memory per active key, expired keys dropped by the storage itself.
+The limits are per process: N API processes behind a balancer admit up to N times
+the rate (the in-flight bound, not this, is what keeps each process's memory flat).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+from producer_api.auth import current_caller
+from sluice.settings import Settings
+
+
+class RateLimited(Exception):
+    """The key spent its budget; it may retry after `retry_after` seconds."""
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        super().__init__(f"rate limit for {what} exceeded; retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+def budget(what: str, per_second: float, burst_seconds: int) -> RateLimitItem | None:
+    """The sliding-window budget for `per_second` over `burst_seconds`; None when disabled."""
+    if per_second <= 0:
+        return None
+    window = max(1, burst_seconds)
+    return RateLimitItemPerSecond(max(1, round(per_second * window)), window, namespace=what)
+
+
+class KeyRateLimiter:
+    """Admits or refuses a key's requests and events against its two budgets."""
+
+    def __init__(self, requests: RateLimitItem | None, events: RateLimitItem | None) -> None:
+        self._strategy = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._requests = requests
+        self._events = events
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRateLimiter:
+        burst = settings.rate_burst_seconds
+        return cls(
+            budget("requests", settings.rate_requests_per_second, burst),
+            budget("events", settings.rate_events_per_second, burst),
+        )
+
+    async def admit_request(self, key_prefix: str) -> None:
+        """Count one request of `key_prefix`; raise `RateLimited` when over budget."""
+        await self._admit(self._requests, key_prefix, 1)
+
+    async def admit_events(self, count: int, tenant: str) -> None:
+        """Count `count` events of the calling key (or of `tenant` when no key is known).
+
+        A single request larger than the whole window is admitted when the key is
+        idle and then uses up the window, rather than being refused forever.
+        """
+        caller = current_caller()
+        key = caller.prefix if caller is not None else f"tenant:{tenant}"
+        await self._admit(self._events, key, count)
+
+    async def _admit(self, item: RateLimitItem | None, key: str, cost: int) -> None:
+        if item is None or cost <= 0:
+            return
+        if await self._strategy.hit(item, key, cost=min(cost, item.amount)):
+            return
+        stats = await self._strategy.get_window_stats(item, key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimited(item.namespace, retry_after)
