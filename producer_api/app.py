@@ -6,7 +6,7 @@ from aiohttp import web
 
 from producer_api import admin, health, native
 from producer_api.errors import error_middleware, request_timeout_middleware
-from producer_api.families import dashdive, datahub
+from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
 from producer_api.resources import SETTINGS, door_context
 from sluice.settings import Settings
 
@@ -25,6 +25,9 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes)
     app.add_subapp("/dashdive", dashdive.create_subapp())
     app.add_subapp("/datahub", datahub.create_subapp())
+    app.add_subapp("/baselime", baselime.create_subapp())
+    app.add_subapp("/dynatrace", dynatrace.create_subapp())
+    app.add_subapp("/dakkio", dakkio.create_subapp())
     return app
 
 

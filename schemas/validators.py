@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from schemas.families.baselime import validate_baselime
+from schemas.families.dakkio import validate_dakkio
 from schemas.families.dashdive import validate_dashdive
 from schemas.families.datahub import validate_datahub
+from schemas.families.dynatrace import validate_dynatrace
 from schemas.native import validate_native
 from schemas.outcome import Outcome
 
@@ -16,6 +19,9 @@ VALIDATORS: dict[str, Validator] = {
     "native": lambda raw, route: validate_native(raw),
     "dashdive": validate_dashdive,
     "datahub": validate_datahub,
+    "baselime": validate_baselime,
+    "dynatrace": validate_dynatrace,
+    "dakkio": validate_dakkio,
 }
 
 

@@ -86,3 +86,9 @@ def dev() -> None:
 from sluice.keys_cli import keys  # noqa: E402
 
 main.add_command(keys)
+
+from sluice.catalog_cli import buckets, datasets, datasources  # noqa: E402
+
+main.add_command(datasets)
+main.add_command(buckets)
+main.add_command(datasources)
