@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from producer_api import admin, health, native
+from producer_api import admin, health, metrics, native
 from producer_api.errors import error_middleware, request_timeout_middleware
 from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
 from producer_api.resources import SETTINGS, door_context
@@ -28,6 +28,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_subapp("/baselime", baselime.create_subapp())
     app.add_subapp("/dynatrace", dynatrace.create_subapp())
     app.add_subapp("/dakkio", dakkio.create_subapp())
+    metrics.install(app)
     return app
 
 

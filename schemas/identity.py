@@ -10,6 +10,7 @@ Kafka-native producers that key by identity land in the same partition.
 from __future__ import annotations
 
 import re
+import struct
 import uuid
 from typing import NamedTuple
 
@@ -18,6 +19,8 @@ FAMILIES = ("native", "dashdive", "datahub", "baselime", "dynatrace", "dakkio")
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
+_WORDS = tuple(struct.Struct(f"<{n}I") for n in range(128))
+"""Unpackers for keys of up to 511 bytes (identity keys are far shorter)."""
 
 
 class Identity(NamedTuple):
@@ -36,26 +39,31 @@ class Identity(NamedTuple):
 
 
 def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 hash (seed 0x9747b28c), as a signed 32-bit int like Java's."""
+    """Kafka's murmur2 hash (seed 0x9747b28c), as a signed 32-bit int like Java's.
+
+    The 4-byte little-endian words are unpacked in one `struct` call rather than
+    assembled byte by byte: the door hashes every event's key, and this halves the cost.
+    """
+    m, mask = _M, _MASK
     length = len(data)
-    h = (0x9747B28C ^ length) & _MASK
-    rounded = length - (length & 3)
-    for i in range(0, rounded, 4):
-        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
-        k = (k * _M) & _MASK
+    h = (0x9747B28C ^ length) & mask
+    count = length >> 2
+    words = _WORDS[count] if count < len(_WORDS) else struct.Struct(f"<{count}I")
+    for k in words.unpack_from(data):
+        k = (k * m) & mask
         k ^= k >> 24
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
+        h = ((h * m) & mask) ^ ((k * m) & mask)
+    rounded = count << 2
     tail = length & 3
-    if tail == 3:
-        h ^= data[rounded + 2] << 16
-    if tail >= 2:
-        h ^= data[rounded + 1] << 8
-    if tail >= 1:
+    if tail:
+        if tail == 3:
+            h ^= data[rounded + 2] << 16
+        if tail >= 2:
+            h ^= data[rounded + 1] << 8
         h ^= data[rounded]
-        h = (h * _M) & _MASK
+        h = (h * m) & mask
     h ^= h >> 13
-    h = (h * _M) & _MASK
+    h = (h * m) & mask
     h ^= h >> 15
     return h - (1 << 32) if h & 0x80000000 else h
 

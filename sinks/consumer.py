@@ -21,6 +21,7 @@ from schemas.codec import CodecError, decode
 from schemas.identity import Identity
 from schemas.topics import TopicNames
 from sinks.rows import EventRow, TombstoneRow
+from sinks.watchdog import SinkMonitor
 from sinks.writer import write_dead_letters, write_events
 from sluice.kafka import client_security_config
 from sluice.settings import Settings
@@ -89,6 +90,9 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "max.poll.interval.ms": 600_000,
+        # A crashed sink's partitions move to a live one after this, not the default 45 s.
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
         "client.id": "sluice-sink",
     }
 
@@ -101,6 +105,7 @@ class Sink:
         self._topics = TopicNames.for_prefix(settings.topic_prefix)
         self._stopping = threading.Event()
         self.rows_written = 0
+        self.monitor = SinkMonitor(settings)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -109,17 +114,25 @@ class Sink:
         consumer = Consumer(consumer_config(self._settings))
         consumer.subscribe([self._topics.events, self._topics.dlq])
         conn = self._connect()
+        self.monitor.start()
         try:
             while not self._stopping.is_set():
                 messages = consumer.consume(self._settings.sink_batch_size, timeout=0.5)
                 messages = [m for m in messages if m.error() is None]
                 if not messages:
                     continue
+                began = time.monotonic()
                 batch = sort_messages(messages, self._topics)
                 conn = self._write_until_durable(conn, batch)
                 consumer.commit(asynchronous=False)
                 self.rows_written += len(batch)
+                self.monitor.batch_done(
+                    events=len(batch.upserts), tombstones=len(batch.tombstones),
+                    dead_letters=len(batch.dead_letters), undecodable=batch.undecodable,
+                    seconds=time.monotonic() - began,
+                )  # fmt: skip
         finally:
+            self.monitor.stop()
             consumer.close()
             conn.close()
 
@@ -146,6 +159,7 @@ class Sink:
                 return conn
             except psycopg.OperationalError as exc:
                 log.warning("database write failed (%s); retrying in %.1fs", exc, delay)
+                self.monitor.write_retried()
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 if conn.closed or conn.broken:

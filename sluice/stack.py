@@ -52,6 +52,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SLUICE_WORKER_ID": settings.worker_id,
         "SLUICE_SINK_GROUP": settings.sink_group,
         "SLUICE_SINK_BATCH_SIZE": str(settings.sink_batch_size),
+        "SLUICE_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
+        "SLUICE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
+        "SLUICE_WATCHDOG_STALL_SECONDS": str(settings.watchdog_stall_seconds),
     }
 
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import ssl
+import time
 from typing import Any
 
 import faust
@@ -21,6 +22,7 @@ from sluice.kafka import AsyncProducer, OutgoingMessage, ProduceFailed, producer
 from sluice.settings import Settings
 from streams.outputs import to_messages
 from streams.process import Position, process_envelope, undecodable_envelope
+from streams.watchdog import WorkerMonitor
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,13 @@ def create_app(settings: Settings) -> faust.App:
         topics.ingest_raw, key_type=bytes, value_type=bytes,
         key_serializer="raw", value_serializer="raw", internal=False,
     )  # fmt: skip
-    forwarder = Forwarder(settings, topics)
+    monitor = WorkerMonitor(settings)
+    forwarder = Forwarder(settings, topics, monitor)
+
+    async def start_monitor() -> None:
+        monitor.start()
+
+    app.task(start_monitor)
 
     @app.agent(ingest, name="validate")
     async def validate(stream: Any) -> None:
@@ -85,10 +93,13 @@ def broker_credentials(settings: Settings) -> Any:
 class Forwarder:
     """Processes a batch of envelopes and waits until Kafka holds every result."""
 
-    def __init__(self, settings: Settings, topics: TopicNames) -> None:
+    def __init__(
+        self, settings: Settings, topics: TopicNames, monitor: WorkerMonitor | None = None
+    ) -> None:
         self._settings = settings
         self._topics = topics
         self._producer: AsyncProducer | None = None
+        self._monitor = monitor
 
     def _get_producer(self) -> AsyncProducer:
         if self._producer is None:
@@ -96,6 +107,7 @@ class Forwarder:
         return self._producer
 
     async def handle(self, events: list[Any]) -> None:
+        began = time.monotonic()
         messages: list[OutgoingMessage] = []
         for event in events:
             msg = event.message
@@ -110,6 +122,11 @@ class Forwarder:
                 continue
             messages += to_messages(process_envelope(envelope, at), at.partition, self._topics)
         await self._send_until_acknowledged(messages)
+        if self._monitor is not None:
+            dead_count = sum(1 for m in messages if m[0] == self._topics.dlq)
+            self._monitor.batch_done(
+                envelopes=len(events), dead_letters=dead_count, seconds=time.monotonic() - began
+            )
 
     async def _send_until_acknowledged(self, messages: list[OutgoingMessage]) -> None:
         """Produce `messages`; through an outage, retry the whole batch (writes are idempotent).
@@ -126,6 +143,8 @@ class Forwarder:
                 return
             except ProduceFailed as exc:
                 log.warning("could not produce %d results (%s); retrying", len(messages), exc)
+                if self._monitor is not None:
+                    self._monitor.produce_retried()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
             except asyncio.CancelledError:

@@ -1,0 +1,71 @@
+"""What the sink reports (Prometheus) and the watchdog that restarts it when it is stuck.
+
+The sink's loop is synchronous and single-threaded, so the watchdog is a thread beside
+it (see `sluice.metrics`): it measures the sink group's lag from Kafka and exits the
+process when no batch was committed for `SLUICE_WATCHDOG_STALL_SECONDS` while the lag
+grew. Exiting is safe: the offsets committed never cover rows not yet in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from schemas.topics import TopicNames
+from sluice.metrics import LagProbe, ProgressWatchdog, serve_metrics
+from sluice.settings import Settings
+
+ROW_KINDS = ("event", "tombstone", "dead_letter", "undecodable")
+
+
+class SinkMonitor:
+    """The sink's metrics and watchdog; `batch_done` once per committed batch."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self._settings = settings
+        self.registry = registry or CollectorRegistry()
+        rows = Counter(
+            "sluice_sink_rows", "Messages written to PostgreSQL, by kind",
+            ["kind"], registry=self.registry,
+        )  # fmt: skip
+        self._rows = {kind: rows.labels(kind=kind) for kind in ROW_KINDS}
+        self._latency = Histogram(
+            "sluice_sink_batch_seconds",
+            "From a batch's consumption to its offsets' commit (database write included)",
+            registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf")),
+        )
+        self._retries = Counter(
+            "sluice_sink_write_retries", "Batch writes retried through a database outage",
+            registry=self.registry,
+        )  # fmt: skip
+        topics = TopicNames.for_prefix(settings.topic_prefix)
+        self._probe = LagProbe(
+            settings.kafka_bootstrap_servers, settings.sink_group, (topics.events, topics.dlq)
+        )
+        self.watchdog = ProgressWatchdog(
+            "sink", self._probe.total_lag, self.registry,
+            stall_seconds=settings.watchdog_stall_seconds,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Serve `/metrics` (if a port is set) and start the watchdog."""
+        serve_metrics(self.registry, self._settings.http_host, self._settings.sink_metrics_port)
+        self.watchdog.start()
+
+    def stop(self) -> None:
+        self.watchdog.stop()
+
+    def batch_done(
+        self, *, events: int, tombstones: int, dead_letters: int, undecodable: int, seconds: float
+    ) -> None:
+        """A batch is in PostgreSQL and its offsets are committed."""
+        for kind, count in zip(
+            ROW_KINDS, (events, tombstones, dead_letters, undecodable), strict=True
+        ):
+            if count:
+                self._rows[kind].inc(count)
+        self._latency.observe(seconds)
+        self.watchdog.progress()
+
+    def write_retried(self) -> None:
+        self._retries.inc()

@@ -1,0 +1,76 @@
+"""What the Faust worker reports (Prometheus) and the watchdog that restarts it when stuck.
+
+The watchdog is a thread, not a Faust timer: a timer runs on the worker's own event
+loop, so the very failures it must catch (a wedged loop, an aiokafka consumer that
+stopped fetching after a broker restart, an agent that died while the worker lives
+on) could silence it too. The thread measures the worker group's committed lag on
+`ingest.raw` from Kafka with its own client, and exits the process when no batch was
+handled for `SLUICE_WATCHDOG_STALL_SECONDS` while that lag grew. Exiting is safe: the
+agent lets Faust commit only batches whose results Kafka acknowledged.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas.topics import TopicNames
+from sluice.metrics import LagProbe, ProgressWatchdog, serve_metrics
+from sluice.settings import Settings
+
+
+class WorkerMonitor:
+    """The worker's metrics and watchdog; `batch_done` once per handled batch."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self._settings = settings
+        self.registry = registry or CollectorRegistry()
+        self._envelopes = Counter(
+            "sluice_stream_envelopes", "Ingest envelopes handled (results acknowledged by Kafka)",
+            registry=self.registry,
+        )  # fmt: skip
+        self._dead_letters = Counter(
+            "sluice_stream_dead_letters", "Dead letters produced by the stream processor",
+            registry=self.registry,
+        )  # fmt: skip
+        self._produce_retries = Counter(
+            "sluice_stream_produce_retries", "Result batches re-sent because Kafka did not ack",
+            registry=self.registry,
+        )  # fmt: skip
+        self._latency = Histogram(
+            "sluice_stream_batch_seconds", "From a batch's arrival to Kafka's ack of its results",
+            registry=self.registry,
+        )  # fmt: skip
+        self._breaker = Gauge(
+            "sluice_stream_breaker_open", "1 while the DLQ circuit breaker of a partition is open",
+            ["partition"], registry=self.registry,
+        )  # fmt: skip
+        topics = TopicNames.for_prefix(settings.topic_prefix)
+        self._probe = LagProbe(
+            settings.kafka_bootstrap_servers, settings.worker_id, (topics.ingest_raw,)
+        )
+        self.watchdog = ProgressWatchdog(
+            "worker", self._probe.total_lag, self.registry,
+            stall_seconds=settings.watchdog_stall_seconds,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Serve `/metrics` (if a port is set) and start the watchdog; idempotent."""
+        if self.watchdog.started:
+            return
+        serve_metrics(self.registry, self._settings.http_host, self._settings.worker_metrics_port)
+        self.watchdog.start()
+
+    def batch_done(self, *, envelopes: int, dead_letters: int, seconds: float) -> None:
+        """A batch's results are acknowledged by Kafka; Faust may commit it."""
+        self._envelopes.inc(envelopes)
+        if dead_letters:
+            self._dead_letters.inc(dead_letters)
+        self._latency.observe(seconds)
+        self.watchdog.progress()
+
+    def produce_retried(self) -> None:
+        self._produce_retries.inc()
+
+    def breaker_changed(self, partition: int, is_open: bool) -> None:
+        """The DLQ circuit breaker of `partition` opened or closed."""
+        self._breaker.labels(partition=str(partition)).set(1 if is_open else 0)

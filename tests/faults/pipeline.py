@@ -1,0 +1,54 @@
+"""A Sluice pipeline (api, worker, sink) of a fault test's own, on the Kafka and PostgreSQL
+it is given, with a fresh topic prefix, consumer groups and tenant."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sluice.keys_cli import create_key
+from sluice.settings import Settings
+from sluice.stack import ROLES, ProcessStack
+from sluice.topic_admin import ensure_topics
+from tests.conftest import make_settings
+
+
+@dataclass
+class Pipeline:
+    """The running processes, their settings, and a key of a tenant only this test uses."""
+
+    settings: Settings
+    stack: ProcessStack
+    tenant: str
+    key: str
+
+    @property
+    def base_url(self) -> str:
+        return self.stack.base_url
+
+
+@contextlib.contextmanager
+def pipeline(
+    kafka: str,
+    database_url: str,
+    log_dir: Path,
+    *,
+    roles: tuple[str, ...] = ROLES,
+    **overrides: object,
+) -> Iterator[Pipeline]:
+    """Create the topics, start `roles`, wait for the API; stop everything afterwards."""
+    settings = make_settings(kafka, database_url, **overrides)
+    ensure_topics(settings)
+    tenant = f"faults-{uuid.uuid4().hex[:8]}"
+    key = create_key(settings, tenant, ["events:write", "events:read"])
+    stack = ProcessStack(settings, log_dir)
+    stack.start(roles)
+    try:
+        if "api" in roles:
+            stack.wait_ready(timeout=120)
+        yield Pipeline(settings, stack, tenant, key)
+    finally:
+        stack.stop()

@@ -1,0 +1,108 @@
+"""The door's Prometheus metrics: outcomes by family and status, and what waits for Kafka;
+the watchdog's stall rule."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from prometheus_client import CollectorRegistry
+
+from producer_api import metrics
+from sluice.metrics import ProgressWatchdog, stalled
+from sluice.stack import ProcessStack
+from tests.httpclient import call
+
+
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text exposition, or None."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.mark.parametrize(
+    ("route", "family"),
+    [("/v1/events", "native"), ("/v1/events/{id}", "native"), ("/healthz", "none"),
+     ("/dashdive/v1/events", "dashdive"), ("/metrics", "none"), ("unmatched", "none")],
+)  # fmt: skip
+def test_family_comes_from_the_route_pattern(route: str, family: str) -> None:
+    assert metrics.family_of(route) == family
+
+
+async def test_the_middleware_counts_the_status_the_client_sees() -> None:
+    app = web.Application()
+    installed = metrics.install(app)
+
+    async def refuse(_request: web.Request) -> web.Response:
+        raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"})
+
+    async def accept(_request: web.Request) -> web.Response:
+        return web.Response(status=202)
+
+    app.router.add_post("/v1/events", accept)
+    app.router.add_post("/v1/other", refuse)
+    for path, handler in (("/v1/events", accept), ("/v1/events", accept), ("/v1/other", refuse)):
+        request = make_mocked_request("POST", path, app=app)
+        match = await app.router.resolve(request)
+        match.add_app(app)
+        request._match_info = match
+        with contextlib.suppress(web.HTTPServiceUnavailable):
+            await metrics.outcome_middleware(request, handler)
+    scrape = await metrics.metrics_endpoint(make_mocked_request("GET", "/metrics", app=app))
+    assert scrape.body is not None and isinstance(scrape.body, bytes)
+    text = scrape.body.decode()
+    name = "sluice_http_requests_total"
+    assert _sample(text, name, route="/v1/events", status="202", family="native") == 2.0
+    assert _sample(text, name, route="/v1/other", status="503") == 1.0
+    assert installed.registry is app[metrics.METRICS].registry
+    # Without a door (no Kafka client yet) the gauges read zero instead of failing.
+    assert _sample(text, "sluice_door_inflight_bytes") == 0.0
+
+
+def test_stalled_only_when_lag_grew_without_progress() -> None:
+    assert not stalled(5.0, 10, 20, stall_seconds=10.0)  # not long enough
+    assert not stalled(15.0, 10, 10, stall_seconds=10.0)  # lag did not grow
+    assert not stalled(15.0, 10, None, stall_seconds=10.0)  # Kafka unreachable: unknown
+    assert stalled(15.0, 10, 11, stall_seconds=10.0)
+
+
+def test_progress_resets_the_watchdog_baseline() -> None:
+    calls: list[str] = []
+    dog = ProgressWatchdog(
+        "test", lambda: None, CollectorRegistry(), stall_seconds=0.01, on_stall=calls.append
+    )
+    assert not dog.check(5)  # first measurement after progress is the baseline
+    dog._last_progress -= 1.0  # as if a second passed without a batch
+    assert dog.check(6)
+    dog.progress()
+    assert not dog.check(7)
+
+
+@pytest.mark.integration
+def test_metrics_on_the_running_door(stack: ProcessStack, new_key: Callable[..., str]) -> None:
+    key = new_key("metered")
+    event = {"id": f"m-{uuid.uuid4()}", "type": "t", "source": "s", "time": "2024-01-01T00:00:00Z",
+             "data": {}}  # fmt: skip
+    assert call("POST", f"{stack.base_url}/v1/events", json_body=event,
+                headers={"X-API-Key": key}).status == 202  # fmt: skip
+    assert call("POST", f"{stack.base_url}/v1/events", json_body=event).status == 401
+    scrape = call("GET", f"{stack.base_url}/metrics")
+    assert scrape.status == 200
+    assert scrape.headers["Content-Type"].startswith("text/plain")
+    text = scrape.body.decode()
+    name = "sluice_http_requests_total"
+    accepted = _sample(text, name, family="native", route="/v1/events", status="202")
+    assert accepted is not None and accepted >= 1
+    assert (_sample(text, name, family="native", route="/v1/events", status="401") or 0) >= 1
+    assert _sample(text, "sluice_door_inflight_bytes") is not None
+    assert _sample(text, "sluice_door_producer_queue_messages") is not None
