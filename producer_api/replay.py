@@ -122,9 +122,13 @@ def plan_replay(
         except Unsplittable:
             raws = [body]
     lineage = ReplayOf(dead.id, dead.attempt + 1, dead.event_id or dead.id)
-    return plan_events(
-        replay_context(dead), raws, validator_for(dead.family), topics, partitions, replay=lineage
-    )
+    try:
+        validate = validator_for(dead.family)
+        return plan_events(replay_context(dead), raws, validate, topics, partitions, replay=lineage)
+    except Exception as exc:  # an unknown family, or a validator bug on these bytes
+        log.exception("cannot validate the replay of dead letter %s", dead.id)
+        message = f"cannot validate this dead letter: {type(exc).__name__}: {exc}"
+        raise ReplayError(422, "cannot_validate", message) from exc
 
 
 def summarize(dead: StoredDeadLetter, plan: IngestPlan, dry_run: bool) -> ReplayResult:
@@ -166,13 +170,13 @@ async def replay_one(
     """Replay one dead letter (optionally corrected); dry: only say what would happen."""
     dead = await get_or_404(deps, tenant, dead_letter_id)
     replayed_body = corrected_body(dead.raw, body, patch)
+    plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions)
     if dry_run:
-        return summarize(dead, plan_replay(dead, replayed_body, deps.topics, deps.partitions), True)
+        return summarize(dead, plan, dry_run=True)
     async with tenant_connection(deps.pool, tenant) as conn:
         claimed = await store.claim_one(conn, tenant, dead_letter_id, deps.owner, CLAIM_SECONDS)
     if claimed is None:
         await _explain_unclaimable(deps, tenant, dead_letter_id)
-    plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions)
     (result,) = await _publish_and_mark(deps, tenant, [(dead, plan)])
     return result
 
@@ -280,9 +284,13 @@ async def replay_matching(
     """Replay every pending dead letter of `tenant` matching `flt`, a claimed batch at a time.
 
     Concurrent callers with the same filter take disjoint batches. Kafka not
-    acknowledging a batch releases it and raises ReplayError 503.
+    acknowledging a batch releases it and raises ReplayError 503. Only dead
+    letters received before the call count, so the new dead letters a still
+    invalid replay makes are not replayed again by the same call.
     """
-    flt = replace(flt, status="pending")
+    started = datetime.now(UTC)
+    until = min(flt.time_to, started) if flt.time_to else started
+    flt = replace(flt, status="pending", time_to=until)
     if dry_run:
         return await _dry_run_matching(deps, tenant, flt, batch_size, progress)
     total = ReplayCounts()
@@ -308,7 +316,7 @@ async def _replay_claimed(
     for dead in rows:
         try:
             planned.append((dead, plan_replay(dead, dead.raw, deps.topics, deps.partitions)))
-        except KeyError:  # a family this build does not know: leave it pending
+        except ReplayError:  # cannot be validated by this build: leave it pending
             counts.failed += 1
             given_up.append(dead.dead_letter_id)
     try:
@@ -345,7 +353,7 @@ async def _dry_run_matching(
                 result = summarize(
                     dead, plan_replay(dead, dead.raw, deps.topics, deps.partitions), True
                 )
-            except KeyError:
+            except ReplayError:
                 step.failed += 1
                 continue
             step.replayed += result.outcome == "valid"
