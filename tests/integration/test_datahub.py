@@ -284,6 +284,9 @@ def test_upload_errors(stack: ProcessStack, new_key: Callable[..., str]) -> None
     body, content_type = _multipart("p", "bomb.zip", bomb)
     too_large = _call(stack, key, "POST", "/v1/csv/upload", body, content_type)
     assert too_large.status == 413 and "uncompressed" in too_large.json()["error"]
+    big = _multipart("p", "big.csv", b"usage_date,fixed.zone,metric.cost\n" + b"0" * (31 << 20))
+    too_big = _call(stack, key, "POST", "/v1/csv/upload", *big)
+    assert too_big.status == 413 and "larger than 31457280 bytes" in too_big.json()["error"]
     all_bad = _multipart("p", "x.csv", b"usage_date,fixed.zone,metric.cost\nnope,z,1\n")
     nothing = _call(stack, key, "POST", "/v1/csv/upload", *all_bad)
     assert nothing.status == 400 and nothing.json()["ingestedRows"] == 0
