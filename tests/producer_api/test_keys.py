@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
 from producer_api.keys import (
     PAYLOAD_LENGTH,
     PREFIX_LENGTH,
@@ -8,6 +11,11 @@ from producer_api.keys import (
     matches,
     parse_key,
 )
+from sinks.api_keys import StoredKey
+from sinks.consumer import consumer_config
+from sluice.kafka import producer_config
+from sluice.settings import Settings
+from streams.app import broker_credentials
 
 
 def test_generated_keys_have_the_seed_format() -> None:
@@ -33,3 +41,49 @@ def test_only_the_right_secret_and_key_match() -> None:
     assert not matches("other-secret", key, stored)
     assert not matches("server-secret", generate_key().secret, stored)
     assert key.encode() not in stored
+
+
+def test_stored_key_states_follow_revocation_and_expiry() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    base = StoredKey("abcdefgh", "acme", b"h", ["admin"], "", now, None, None)
+    assert base.state(now) == "active"
+    assert replace(base, expires_at=now + timedelta(seconds=5)).state(now) == "expiring"
+    assert replace(base, expires_at=now).state(now) == "expired"
+    assert replace(base, revoked_at=now).state(now) == "revoked"
+
+
+def test_settings_never_show_secrets() -> None:
+    settings = Settings(
+        key_secret="canary-secret",
+        kafka_sasl_password="canary-password",
+        database_url="postgresql://u:canary-db@h/d",
+        api_database_url="postgresql://api:canary-api@h/d",
+    )
+    shown = repr(settings) + str(settings)
+    for secret in ("canary-secret", "canary-password", "canary-db", "canary-api"):
+        assert secret not in shown
+
+
+def test_kafka_security_options_reach_every_client_config() -> None:
+    settings = Settings(
+        kafka_bootstrap_servers="b:9093",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="u",
+        kafka_sasl_password="p",
+        kafka_ssl_ca_location="/ca.pem",
+    )
+    wanted = {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "u",
+        "sasl.password": "p",
+        "ssl.ca.location": "/ca.pem",
+    }
+    for config in (producer_config(settings), consumer_config(settings)):
+        assert wanted.items() <= config.items()
+    assert "security.protocol" not in producer_config(Settings())
+    credentials = broker_credentials(replace(settings, kafka_ssl_ca_location=""))
+    assert (credentials.username, credentials.mechanism.value) == ("u", "SCRAM-SHA-512")
+    assert credentials.ssl_context is not None
+    assert broker_credentials(Settings()) is None

@@ -1,0 +1,379 @@
+"""Invariant 5, tenants are sealed: tenant B's key against tenant A's ids, filters and jobs.
+
+The routes come from the app's own router (sub-apps included). Every registered route
+pattern must be in `CHECKS` (tenant-scoped: B's key is tried against A's things, and
+the answer must be as if they did not exist), in `INGEST_ONLY` (writes that land in the
+caller's tenant, whatever the body says), or in `NOT_TENANT_SCOPED`; a new route in
+none of them fails `test_every_route_is_classified`. Below the HTTP matrix, the
+database's own wall: row-level security on every table with a `tenant` column.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp import web
+
+from producer_api.app import create_app
+from sluice.catalog_cli import create_bucket, create_data_source, create_dataset
+from sluice.settings import Settings
+from sluice.stack import ProcessStack
+from tests.conftest import eventually
+from tests.httpclient import Answer, call
+
+pytestmark = pytest.mark.integration
+
+BUCKET, SOURCE = "5f0c0ffee0ddba11deadbeef", "5f0c0ffee0ddba11deadbee0"
+
+
+@dataclass
+class World:
+    """Tenant A's things, and keys of both tenants."""
+
+    stack: ProcessStack
+    tenant_a: str
+    a_key: str
+    a_admin: str
+    b_key: str
+    b_admin: str
+    event_id: str
+    event_type: str
+    dead_letter_id: str
+    job_id: str
+    deletion_id: str
+    datahub_id: str
+    dataset: str
+
+    def b(self, method: str, path: str, body: Any = None, key: str | None = None) -> Answer:
+        return send(self.stack, key or self.b_key, method, path, body)
+
+    def a(self, method: str, path: str, body: Any = None) -> Answer:
+        return send(self.stack, self.a_key, method, path, body)
+
+    def a_still_has_everything(self) -> None:
+        assert self.a("GET", f"/v1/events/{self.event_id}").status == 200
+        assert self.a("GET", f"/v1/events/{self.datahub_id}?family=datahub").status == 200
+        dead = self.a("GET", f"/v1/dead-letters/{self.dead_letter_id}")
+        assert dead.status == 200 and dead.json()["status"] == "pending", dead.body
+
+
+def send(stack: ProcessStack, key: str, method: str, path: str, body: Any = None) -> Answer:
+    raw = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    return call(method, f"{stack.base_url}{path}", body=raw, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def world(stack: ProcessStack, new_key: Callable[..., str]) -> World:
+    suffix = uuid.uuid4().hex[:8]
+    tenant_a, tenant_b = f"seal-a-{suffix}", f"seal-b-{suffix}"
+    a_key = new_key(tenant_a)
+    settings = Settings(database_url=stack.settings.database_url)
+    dataset = f"ds-{suffix}"
+    create_dataset(settings, tenant_a, dataset)
+    create_bucket(settings, tenant_a, "a's bucket", BUCKET)
+    create_data_source(settings, tenant_a, BUCKET, "a's source", SOURCE)
+
+    event_id, event_type = f"a-evt-{suffix}", f"a-type-{suffix}"
+    event = {"id": event_id, "type": event_type, "source": "a-src",
+             "time": "2024-01-01T00:00:00Z", "data": {"secret": "a"}}  # fmt: skip
+    assert send(stack, a_key, "POST", "/v1/events", event).status == 202
+    bad = send(stack, a_key, "POST", "/v1/events", {"id": f"a-bad-{suffix}", "data": {}})
+    assert bad.status == 400, bad.body
+    dead_letter_id = bad.json()["rejected"][0]["dead_letter_id"]
+    datahub_id = str(uuid.uuid4())
+    hub = {"events": [{"provider": "Snowflake", "id": datahub_id, "time": "2024-03-01T00:00:00Z",
+                       "metrics": [{"type": "cost", "value": 1}]}]}  # fmt: skip
+    assert send(stack, a_key, "POST", "/datahub/v1/events", hub).status in (200, 201, 202)
+    deletion = send(stack, a_key, "DELETE", f"/v1/events/a-gone-{suffix}")
+    job = send(stack, a_key, "POST", "/v1/dead-letters/replay", {"dry_run": True})
+    assert job.status == 202, job.body
+
+    found = World(
+        stack=stack, tenant_a=tenant_a, a_key=a_key, a_admin=new_key(tenant_a, ["admin"]),
+        b_key=new_key(tenant_b), b_admin=new_key(tenant_b, ["admin"]),
+        event_id=event_id, event_type=event_type, dead_letter_id=dead_letter_id,
+        job_id=job.json()["job_id"], deletion_id=deletion.json()["deletion_id"],
+        datahub_id=datahub_id, dataset=dataset,
+    )  # fmt: skip
+    eventually(lambda: found.a("GET", f"/v1/events/{event_id}").status == 200)
+    eventually(lambda: found.a("GET", f"/v1/events/{datahub_id}?family=datahub").status == 200)
+    eventually(lambda: found.a("GET", f"/v1/dead-letters/{dead_letter_id}").status == 200)
+    return found
+
+
+# --- what B's key sees of A's things, per route --------------------------------------
+
+
+def list_events(w: World) -> None:
+    for query in (f"type={w.event_type}", "source=a-src", f"tenant={w.tenant_a}",
+                  "family=native", "family=datahub"):  # fmt: skip
+        answer = w.b("GET", f"/v1/events?{query}")
+        assert answer.status == 200 and answer.json()["events"] == [], (query, answer.body)
+
+
+def show_event(w: World) -> None:
+    assert w.b("GET", f"/v1/events/{w.event_id}").status == 404
+    assert w.b("GET", f"/v1/events/{w.datahub_id}?family=datahub").status == 404
+
+
+def delete_event(w: World) -> None:
+    """B deletes A's id; B's own copy of that id goes, A's stays."""
+    twin = {"id": w.event_id, "type": "b", "source": "b", "time": "2024-01-01T00:00:00Z",
+            "data": {}}  # fmt: skip
+    assert w.b("POST", "/v1/events", twin).status == 202
+    eventually(lambda: w.b("GET", f"/v1/events/{w.event_id}").status == 200)
+    assert w.b("DELETE", f"/v1/events/{w.event_id}").status == 202
+    eventually(lambda: w.b("GET", f"/v1/events/{w.event_id}").status == 404)
+    w.a_still_has_everything()
+
+
+def datahub_deletes(w: World) -> None:
+    """B's DataHub deletes (by id, by provider, everything) never reach A's events."""
+    assert w.b("DELETE", "/datahub/v1/events/delete", {"eventIds": [w.datahub_id]}).status == 200
+    assert w.b("DELETE", "/datahub/v1/events/delete", {"providers": ["Snowflake"]}).status == 200
+    marker = str(uuid.uuid4())
+    hub = {"events": [{"provider": "Snowflake", "id": marker, "time": "2024-03-01T00:00:00Z",
+                       "metrics": [{"type": "cost", "value": 1}]}]}  # fmt: skip
+    assert w.b("POST", "/datahub/v1/events", hub).status in (200, 201, 202)
+    eventually(lambda: w.b("GET", f"/v1/events/{marker}?family=datahub").status == 200)
+    assert w.b("DELETE", "/datahub/v1/events").status == 200
+    eventually(lambda: w.b("GET", f"/v1/events/{marker}?family=datahub").status == 404)
+    w.a_still_has_everything()
+
+
+def list_dead_letters(w: World) -> None:
+    for query in ("", f"?tenant={w.tenant_a}", "?status=pending", "?family=native"):
+        answer = w.b("GET", f"/v1/dead-letters{query}")
+        assert answer.status == 200, answer.body
+        assert w.dead_letter_id not in answer.body.decode()
+
+
+def show_dead_letter(w: World) -> None:
+    assert w.b("GET", f"/v1/dead-letters/{w.dead_letter_id}").status == 404
+
+
+def replay_dead_letter(w: World) -> None:
+    assert w.b("POST", f"/v1/dead-letters/{w.dead_letter_id}/replay").status == 404
+    w.a_still_has_everything()
+
+
+def discard_dead_letter(w: World) -> None:
+    assert w.b("POST", f"/v1/dead-letters/{w.dead_letter_id}/discard").status == 404
+    w.a_still_has_everything()
+
+
+def replay_by_filter(w: World) -> None:
+    answer = w.b("POST", "/v1/dead-letters/replay", {"tenant": w.tenant_a, "family": "native"})
+    assert answer.status == 202 and answer.json()["total"] == 0, answer.body
+    job = answer.json()["job_id"]
+    eventually(lambda: w.b("GET", f"/v1/replay-jobs/{job}").json()["state"] in ("done", "failed"))
+    w.a_still_has_everything()
+
+
+def show_job(w: World) -> None:
+    assert w.b("GET", f"/v1/replay-jobs/{w.job_id}").status == 404
+
+
+def show_deletion(w: World) -> None:
+    assert w.a("GET", f"/v1/deletions/{w.deletion_id}").status == 200
+    assert w.b("GET", f"/v1/deletions/{w.deletion_id}").status == 404
+
+
+def admin_list(w: World) -> None:
+    answer = w.b("GET", "/v1/admin/keys", key=w.b_admin)
+    assert answer.status == 200
+    assert w.a_key.split(".")[0] not in answer.body.decode()
+
+
+def admin_create(w: World) -> None:
+    answer = w.b("POST", "/v1/admin/keys", {"tenant": w.tenant_a}, key=w.b_admin)
+    assert answer.status == 400, answer.body
+    made = w.b("POST", "/v1/admin/keys", {"scopes": ["events:read"]}, key=w.b_admin)
+    assert made.status == 201 and made.json()["tenant"] != w.tenant_a
+
+
+def admin_revoke(w: World) -> None:
+    prefix = w.a_key.split(".")[0]
+    assert w.b("DELETE", f"/v1/admin/keys/{prefix}", key=w.b_admin).status == 404
+    assert w.a("GET", f"/v1/events/{w.event_id}").status == 200
+
+
+def admin_rotate(w: World) -> None:
+    prefix = w.a_key.split(".")[0]
+    answer = w.b("POST", f"/v1/admin/keys/{prefix}/rotate", {}, key=w.b_admin)
+    assert answer.status == 404 and "key" not in answer.json()
+
+
+def same_as_nowhere(w: World, method: str, path: str, body: Callable[[str], Any]) -> Answer:
+    """B's answer for A's bucket, asserted equal to its answer for a bucket nobody has."""
+    answer = w.b(method, path.format(bucket=BUCKET), body(BUCKET))
+    other = "0" * 23 + "1"
+    nowhere = w.b(method, path.format(bucket=other), body(other))
+    assert answer.status == nowhere.status >= 400, (answer.body, nowhere.body)
+    assert answer.body == nowhere.body.replace(other.encode(), BUCKET.encode())
+    return answer
+
+
+def dakkio_query(w: World) -> None:
+    query = f"/dakkio/api/data?bucketId={{bucket}}&dataSourceId={SOURCE}"
+    assert same_as_nowhere(w, "GET", query, lambda _b: None).status == 404
+
+
+def dakkio_write(w: World) -> None:
+    def point(bucket: str) -> dict[str, Any]:
+        return {"bucketId": bucket, "dataSourceId": SOURCE, "values": {"t": 1.0}}
+
+    def batch(bucket: str) -> dict[str, Any]:
+        points = [{"dataSourceId": SOURCE, "values": {"t": 1.0}}]
+        return {"bucketId": bucket, "dataPoints": points}
+
+    assert same_as_nowhere(w, "POST", "/dakkio/api/data", point).status == 404
+    assert same_as_nowhere(w, "POST", "/dakkio/api/data/batch", batch).status == 404
+    answer = w.a("GET", f"/dakkio/api/data?bucketId={BUCKET}")
+    assert answer.status == 200 and answer.json()["data"] == [], answer.body
+
+
+def baselime_write(w: World) -> None:
+    """B writing to A's dataset gets the answer of a dataset that does not exist."""
+    answer = w.b("POST", f"/baselime/v1/{w.dataset}/ns", [{"message": "m"}])
+    nowhere = w.b("POST", f"/baselime/v1/no-such-{uuid.uuid4().hex[:6]}/ns", [{"message": "m"}])
+    assert (answer.status, answer.body) == (nowhere.status, nowhere.body)
+    assert answer.status >= 400
+    assert w.a("GET", "/v1/events?family=baselime").json()["events"] == []
+
+
+CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
+    ("GET", "/v1/events"): list_events,
+    ("GET", "/v1/events/{id}"): show_event,
+    ("DELETE", "/v1/events/{id}"): delete_event,
+    ("DELETE", "/datahub/v1/events/delete"): datahub_deletes,
+    ("DELETE", "/datahub/v1/events"): datahub_deletes,
+    ("GET", "/v1/dead-letters"): list_dead_letters,
+    ("GET", "/v1/dead-letters/{id}"): show_dead_letter,
+    ("POST", "/v1/dead-letters/{id}/replay"): replay_dead_letter,
+    ("POST", "/v1/dead-letters/{id}/discard"): discard_dead_letter,
+    ("POST", "/v1/dead-letters/replay"): replay_by_filter,
+    ("GET", "/v1/replay-jobs/{id}"): show_job,
+    ("GET", "/v1/deletions/{id}"): show_deletion,
+    ("GET", "/v1/admin/keys"): admin_list,
+    ("POST", "/v1/admin/keys"): admin_create,
+    ("DELETE", "/v1/admin/keys/{prefix}"): admin_revoke,
+    ("POST", "/v1/admin/keys/{prefix}/rotate"): admin_rotate,
+    ("GET", "/dakkio/api/data"): dakkio_query,
+    ("POST", "/dakkio/api/data"): dakkio_write,
+    ("POST", "/dakkio/api/data/batch"): dakkio_write,
+    ("POST", "/baselime/v1/{dataset}/{namespace}"): baselime_write,
+}
+"""Tenant-scoped routes: each check tries B's key on A's things and asserts nothing leaks."""
+
+INGEST_ONLY = {
+    ("POST", "/v1/events"),
+    ("POST", "/dashdive/{service}/single"),
+    ("POST", "/dashdive/{service}"),
+    ("POST", "/dashdive/{service}/batch"),
+    ("POST", "/datahub/v1/events"),
+    ("POST", "/datahub/v1/csv/upload"),
+    ("POST", "/dynatrace/platform/ingest/v1/events"),
+}
+"""Writes through the shared door: the tenant is the key's (`request_context`); a body's
+`tenant` is an unknown field and dropped (see test_a_body_cannot_choose_the_tenant)."""
+
+NOT_TENANT_SCOPED = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+}
+"""No tenant data: liveness, readiness, process metrics, the API description."""
+
+
+def registered_routes(app: web.Application) -> Iterator[tuple[str, str]]:
+    """(method, pattern) of every route of `app` and its sub-apps (HEAD folded into GET)."""
+    for resource in app.router.resources():
+        info = resource.get_info()
+        if "app" in info:
+            yield from registered_routes(info["app"])
+            continue
+        for route in resource:
+            if route.method != "HEAD":
+                yield route.method, resource.canonical
+
+
+def app_routes(stack: ProcessStack) -> set[tuple[str, str]]:
+    return set(registered_routes(create_app(stack.settings)))
+
+
+def test_every_route_is_classified(stack: ProcessStack) -> None:
+    unclassified = app_routes(stack) - CHECKS.keys() - INGEST_ONLY - NOT_TENANT_SCOPED
+    assert not unclassified, f"classify these routes in test_tenants.py: {sorted(unclassified)}"
+
+
+def test_tenant_b_never_reaches_tenant_a(world: World) -> None:
+    """Every registered tenant-scoped route, tried with B's key on A's ids and filters."""
+    checked = set()
+    for route in sorted(app_routes(world.stack) & CHECKS.keys()):
+        check = CHECKS[route]
+        if check not in checked:
+            check(world)
+            checked.add(check)
+    assert list_events in checked and show_dead_letter in checked
+    world.a_still_has_everything()
+
+
+def test_a_body_cannot_choose_the_tenant(world: World) -> None:
+    event_id = f"smuggled-{uuid.uuid4().hex[:8]}"
+    event = {"id": event_id, "tenant": world.tenant_a, "type": "t", "source": "s",
+             "time": "2024-01-01T00:00:00Z", "data": {}}  # fmt: skip
+    assert world.b("POST", f"/v1/events?tenant={world.tenant_a}", event).status == 202
+    eventually(lambda: world.b("GET", f"/v1/events/{event_id}").status == 200)
+    assert world.a("GET", f"/v1/events/{event_id}").status == 404
+
+
+# --- the database's wall ---------------------------------------------------------------
+
+
+def test_every_tenant_table_has_row_level_security(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            """SELECT c.relname, c.relrowsecurity,
+                      EXISTS (SELECT 1 FROM pg_policies p
+                              WHERE p.schemaname = n.nspname AND p.tablename = c.relname)
+               FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant'
+               WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')"""
+        ).fetchall()
+    assert {"events", "dead_letters", "api_keys", "event_deletions"} <= {r[0] for r in rows}
+    unprotected = [name for name, secured, policy in rows if not (secured and policy)]
+    assert not unprotected, f"tenant tables without row-level security: {unprotected}"
+
+
+def test_the_api_role_sees_only_the_tenant_it_sets(database_url: str, world: World) -> None:
+    """As `sluice_api`, a query without a tenant filter still sees one tenant's rows."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET ROLE sluice_api")
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+        with conn.transaction():
+            conn.execute("SELECT set_config('sluice.tenant', %s, true)", (world.tenant_a,))
+            tenants = conn.execute("SELECT DISTINCT tenant FROM events").fetchall()
+            assert tenants == [(world.tenant_a,)]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(
+                    "UPDATE events SET tenant = 'elsewhere' WHERE tenant = %s", (world.tenant_a,)
+                )
+        assert conn.execute("SELECT current_setting('sluice.tenant', true)").fetchone() in (
+            ("",),
+            (None,),
+        )
+        found = conn.execute(
+            "SELECT tenant FROM sluice_find_api_key(%s)", (world.a_key.split(".")[0],)
+        ).fetchall()
+        assert found == [(world.tenant_a,)]

@@ -1,0 +1,84 @@
+"""Per-key budgets: over budget → RateLimited (429 + Retry-After in the family's format)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from producer_api.auth import _CALLER, Principal
+from producer_api.errors import error_middleware_for
+from producer_api.ratelimit import KeyRateLimiter, RateLimited, budget
+from sluice.settings import Settings
+
+
+def limiter(requests: float = 0, events: float = 0, burst: int = 60) -> KeyRateLimiter:
+    return KeyRateLimiter(budget("requests", requests, burst), budget("events", events, burst))
+
+
+async def test_a_key_over_its_request_budget_is_refused_while_another_is_not() -> None:
+    limits = limiter(requests=0.05, burst=60)  # 3 requests per 60 s window
+    for _ in range(3):
+        await limits.admit_request("key-a")
+    with pytest.raises(RateLimited) as refused:
+        await limits.admit_request("key-a")
+    assert 1 <= refused.value.retry_after <= 120
+    await limits.admit_request("key-b")
+
+
+async def test_events_are_counted_by_the_calling_key() -> None:
+    limits = limiter(events=0.5, burst=60)  # 30 events per window
+    token = _CALLER.set(Principal("acme", "prefix-a", frozenset()))
+    try:
+        await limits.admit_events(20, "acme")
+        with pytest.raises(RateLimited, match="events"):
+            await limits.admit_events(20, "acme")
+        await limits.admit_events(10, "acme")
+    finally:
+        _CALLER.reset(token)
+    token = _CALLER.set(Principal("acme", "prefix-b", frozenset()))
+    try:
+        await limits.admit_events(30, "acme")
+    finally:
+        _CALLER.reset(token)
+
+
+async def test_a_request_larger_than_the_window_passes_once_then_uses_it_up() -> None:
+    limits = limiter(events=0.5, burst=60)
+    await limits.admit_events(500, "idle-tenant")
+    with pytest.raises(RateLimited):
+        await limits.admit_events(1, "idle-tenant")
+
+
+async def test_a_zero_rate_disables_the_budget() -> None:
+    limits = limiter()
+    for _ in range(1000):
+        await limits.admit_request("key")
+    await limits.admit_events(10**9, "t")
+
+
+def test_budgets_come_from_settings() -> None:
+    settings = Settings(rate_requests_per_second=10, rate_events_per_second=0, rate_burst_seconds=3)
+    item = budget("requests", settings.rate_requests_per_second, settings.rate_burst_seconds)
+    assert item is not None and (item.amount, item.get_expiry()) == (30, 3)
+    assert KeyRateLimiter.from_settings(settings)._events is None
+
+
+async def test_every_family_formatter_answers_429_with_retry_after() -> None:
+    def family_format(
+        status: int, code: str, message: str, headers: dict[str, str] | None
+    ) -> web.Response:
+        return web.json_response({"family_error": code}, status=status, headers=headers)
+
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        raise RateLimited("requests", 7)
+
+    middleware = error_middleware_for(family_format)
+    answer = await middleware(make_mocked_request("POST", "/x"), handler)
+    assert isinstance(answer, web.Response) and answer.status == 429
+    assert answer.headers["Retry-After"] == "7"
+    assert answer.body is not None and json.loads(bytes(answer.body)) == {
+        "family_error": "rate_limited"
+    }
