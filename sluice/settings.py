@@ -8,9 +8,10 @@ Secrets (the key-hashing secret, database passwords) are never printed: the
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 _SECRET_FIELDS = frozenset({"key_secret", "kafka_sasl_password"})
@@ -62,6 +63,11 @@ class Settings:
     worker_metrics_port: int = 0
     sink_metrics_port: int = 0
     watchdog_stall_seconds: float = 120.0
+    breaker_max_invalid_ratio: float = 0.9
+    breaker_min_events: int = 100
+    breaker_window_events: int = 1000
+    breaker_max_consecutive_invalid: int = 1000
+    breaker_cooldown_seconds: float = 60.0
 
     def __repr__(self) -> str:
         shown = []
@@ -139,4 +145,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         watchdog_stall_seconds=float(
             get("SLUICE_WATCHDOG_STALL_SECONDS", str(d.watchdog_stall_seconds))
         ),
+        **_breaker_settings(get, d),
     )
+
+
+def _breaker_settings(get: Callable[[str, str], str], d: Settings) -> dict[str, Any]:
+    """The stream processor's DLQ circuit breaker (`streams/breaker.py`)."""
+    return {
+        "breaker_max_invalid_ratio": float(
+            get("SLUICE_BREAKER_MAX_INVALID_RATIO", str(d.breaker_max_invalid_ratio))
+        ),
+        "breaker_min_events": int(get("SLUICE_BREAKER_MIN_EVENTS", str(d.breaker_min_events))),
+        "breaker_window_events": int(
+            get("SLUICE_BREAKER_WINDOW_EVENTS", str(d.breaker_window_events))
+        ),
+        "breaker_max_consecutive_invalid": int(
+            get("SLUICE_BREAKER_MAX_CONSECUTIVE_INVALID", str(d.breaker_max_consecutive_invalid))
+        ),
+        "breaker_cooldown_seconds": float(
+            get("SLUICE_BREAKER_COOLDOWN_SECONDS", str(d.breaker_cooldown_seconds))
+        ),
+    }

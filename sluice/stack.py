@@ -55,6 +55,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SLUICE_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
         "SLUICE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
         "SLUICE_WATCHDOG_STALL_SECONDS": str(settings.watchdog_stall_seconds),
+        "SLUICE_BREAKER_MAX_INVALID_RATIO": str(settings.breaker_max_invalid_ratio),
+        "SLUICE_BREAKER_MIN_EVENTS": str(settings.breaker_min_events),
+        "SLUICE_BREAKER_WINDOW_EVENTS": str(settings.breaker_window_events),
+        "SLUICE_BREAKER_MAX_CONSECUTIVE_INVALID": str(settings.breaker_max_consecutive_invalid),
+        "SLUICE_BREAKER_COOLDOWN_SECONDS": str(settings.breaker_cooldown_seconds),
     }
 
 

@@ -20,6 +20,7 @@ from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
 from sluice.kafka import AsyncProducer, OutgoingMessage, ProduceFailed, producer_config
 from sluice.settings import Settings
+from streams.breaker import BreakerGate, BreakerLimits, status_file_writer
 from streams.outputs import to_messages
 from streams.process import Position, process_envelope, undecodable_envelope
 from streams.watchdog import WorkerMonitor
@@ -41,6 +42,8 @@ def create_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # A crashed worker's partitions are reassigned after this, not faust's default 60 s.
+        broker_session_timeout=10.0,
         producer_acks=-1,
         broker_credentials=broker_credentials(settings),
     )
@@ -51,6 +54,7 @@ def create_app(settings: Settings) -> faust.App:
     )  # fmt: skip
     monitor = WorkerMonitor(settings)
     forwarder = Forwarder(settings, topics, monitor)
+    forwarder.attach(app)
 
     async def start_monitor() -> None:
         monitor.start()
@@ -100,6 +104,26 @@ class Forwarder:
         self._topics = topics
         self._producer: AsyncProducer | None = None
         self._monitor = monitor
+        self._app: faust.App | None = None
+        self._gate = BreakerGate(
+            breaker_limits(settings), topics.dlq,
+            consumer=lambda: self._app.consumer if self._app else None,
+            generation=lambda: self._app.consumer_generation_id if self._app else None,
+            report=status_file_writer(settings.state_dir / f"breaker-{settings.worker_id}.json"),
+        )  # fmt: skip
+
+    def attach(self, app: faust.App) -> None:
+        """Let the DLQ circuit breaker pause `app`'s partitions and retry them on a timer."""
+        self._app = app
+
+        async def retry_tripped_partitions(*_app: Any) -> None:
+            await self._gate.resume_due(self._outputs, self._send_until_acknowledged)
+
+        app.timer(interval=1.0, name="breaker-retry")(retry_tripped_partitions)
+
+    def breaker_status(self) -> dict[str, Any]:
+        """Tripped partitions and limits, for metrics and health reports."""
+        return self._gate.breaker.status(time.monotonic())
 
     def _get_producer(self) -> AsyncProducer:
         if self._producer is None:
@@ -110,23 +134,28 @@ class Forwarder:
         began = time.monotonic()
         messages: list[OutgoingMessage] = []
         for event in events:
-            msg = event.message
-            at = Position(msg.topic, msg.partition, msg.offset)
-            try:
-                _, envelope = decode(msg.value, "IngestEnvelope")
-            except CodecError as exc:
-                dead = undecodable_envelope(msg.value or b"", at, str(exc))
-                messages.append(
-                    (self._topics.dlq, at.partition, dead.key, dead.value, dead.headers)
-                )
+            if self._gate.holding(event):  # its partition is tripped: not processed, not acked
                 continue
-            messages += to_messages(process_envelope(envelope, at), at.partition, self._topics)
+            outputs = self._outputs(event)
+            if self._gate.admit(event, outputs):
+                messages += outputs
         await self._send_until_acknowledged(messages)
         if self._monitor is not None:
             dead_count = sum(1 for m in messages if m[0] == self._topics.dlq)
             self._monitor.batch_done(
                 envelopes=len(events), dead_letters=dead_count, seconds=time.monotonic() - began
             )
+
+    def _outputs(self, event: Any) -> list[OutgoingMessage]:
+        """What one envelope becomes: events, tombstones and dead letters (not yet sent)."""
+        msg = event.message
+        at = Position(msg.topic, msg.partition, msg.offset)
+        try:
+            _, envelope = decode(msg.value, "IngestEnvelope")
+        except CodecError as exc:
+            dead = undecodable_envelope(msg.value or b"", at, str(exc))
+            return [(self._topics.dlq, at.partition, dead.key, dead.value, dead.headers)]
+        return to_messages(process_envelope(envelope, at), at.partition, self._topics)
 
     async def _send_until_acknowledged(self, messages: list[OutgoingMessage]) -> None:
         """Produce `messages`; through an outage, retry the whole batch (writes are idempotent).
@@ -150,3 +179,14 @@ class Forwarder:
             except asyncio.CancelledError:
                 log.critical("stopped with undelivered results; exiting before any commit")
                 os._exit(75)
+
+
+def breaker_limits(settings: Settings) -> BreakerLimits:
+    """The DLQ circuit breaker's limits from `settings`."""
+    return BreakerLimits(
+        max_invalid_ratio=settings.breaker_max_invalid_ratio,
+        min_events=settings.breaker_min_events,
+        window_events=settings.breaker_window_events,
+        max_consecutive_invalid=settings.breaker_max_consecutive_invalid,
+        cooldown_seconds=settings.breaker_cooldown_seconds,
+    )

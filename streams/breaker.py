@@ -137,12 +137,19 @@ class CircuitBreaker(Generic[K, T]):
         """What is tripped, as JSON-able data (for a status file, logs, metrics)."""
         return {
             "open": {
-                str(p): {"reason": s.reason, "seconds_open": round(now - s.since, 1),
+                _label(p): {"reason": s.reason, "seconds_open": round(now - s.since, 1),
                          "held": len(s.held)}
                 for p, s in self.open.items()
             },
             "limits": vars(self.limits),
         }  # fmt: skip
+
+
+def _label(partition: Any) -> str:
+    """`topic/partition` for a Kafka topic-partition, else the key as text."""
+    if hasattr(partition, "topic") and hasattr(partition, "partition"):
+        return f"{partition.topic}/{partition.partition}"
+    return str(partition)
 
 
 class PartitionConsumer(Protocol):
