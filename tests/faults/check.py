@@ -82,6 +82,25 @@ def wait_until_landed(
         time.sleep(0.5)
 
 
+def wait_for_dead_letters(database_url: str, ids: Iterable[str], timeout: float = 60.0) -> set[str]:
+    """Poll until every dead letter id in `ids` is stored (any tenant); return those missing."""
+    wanted = set(ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            found = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT dead_letter_id::text FROM dead_letters"
+                    " WHERE dead_letter_id::text = ANY(%s)",
+                    (list(wanted),),
+                )
+            }
+        if not wanted - found or time.monotonic() > deadline:
+            return wanted - found
+        time.sleep(0.5)
+
+
 def committed_offsets(
     bootstrap: str, group: str, topics: Sequence[str]
 ) -> dict[TopicPartition, int]:

@@ -4,12 +4,16 @@ it is given, with a fresh topic prefix, consumer groups and tenant."""
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sinks.migrate import migrate
 from sluice.keys_cli import create_key
+from sluice.launchers.postgres import PostgresLauncher
 from sluice.settings import Settings
 from sluice.stack import ROLES, ProcessStack
 from sluice.topic_admin import ensure_topics
@@ -52,3 +56,20 @@ def pipeline(
         yield Pipeline(settings, stack, tenant, key)
     finally:
         stack.stop()
+
+
+@contextlib.contextmanager
+def own_postgres() -> Iterator[PostgresLauncher]:
+    """A migrated PostgreSQL a test may crash and restart.
+
+    Its folder is made directly under the system temp folder, not under pytest's
+    `pytest-of-<user>`: pytest resets that folder to mode 0700 whenever a session starts,
+    and the server (run as an unprivileged user when we are root) must traverse it.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="sluice-faults-pg-"))
+    try:
+        with PostgresLauncher(workdir) as pg:
+            migrate(pg.url)
+            yield pg
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

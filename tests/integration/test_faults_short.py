@@ -12,18 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from sinks.migrate import migrate
-from sluice.launchers.postgres import PostgresLauncher
+from sluice.stack import ProcessStack
 from tests.conftest import eventually
 from tests.faults.check import (
     committed_but_not_stored,
     figure,
     stored,
     topic_copies,
+    wait_for_dead_letters,
     wait_until_landed,
 )
 from tests.faults.load import LoadGenerator
-from tests.faults.pipeline import Pipeline, pipeline
+from tests.faults.pipeline import Pipeline, own_postgres, pipeline
+from tests.faults.poison import produce_poison
 
 pytestmark = pytest.mark.integration
 
@@ -41,38 +42,43 @@ def _rows(database_url: str, tenant: str) -> int:
     return len(stored(database_url, tenant).rows)
 
 
+def _wait_for_more_rows(database_url: str, tenant: str, more: int) -> None:
+    before = _rows(database_url, tenant)
+    eventually(lambda: _rows(database_url, tenant) >= before + more, timeout=90)
+
+
 def test_postgres_crash_and_sink_sigkill_lose_nothing(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Invariants 1-3 through PostgreSQL `immediate` stops and SIGKILLs of the sink mid-batch:
     rows are exactly the acknowledged valid ids, and the committed offset is never ahead of
     what the database holds."""
-    with PostgresLauncher(tmp_path / "pg") as pg:
-        migrate(pg.url)
-        with pipeline(
+    with (
+        own_postgres() as pg,
+        pipeline(
             kafka_bootstrap, pg.url, tmp_path / "logs", sink_batch_size=50, key_cache_seconds=600.0
-        ) as p:
-            load = LoadGenerator(
-                p.base_url, p.key, requests=60, batch=20, invalid_every=17, concurrency=2,
-                pause_seconds=0.15,
-            ).start()  # fmt: skip
-            eventually(lambda: _rows(pg.url, p.tenant) >= 100, timeout=60)
-            pg.stop("immediate")
-            time.sleep(2.0)  # the sink meets the outage mid-batch and retries
-            p.stack.stop_role("sink", signal.SIGKILL)
-            pg.start()
-            crash_missing, crash_checked = _offsets_behind(p)
-            p.stack.start_role("sink")
+        ) as p,
+    ):
+        load = LoadGenerator(
+            p.base_url, p.key, requests=60, batch=20, invalid_every=17, concurrency=2,
+            pause_seconds=0.15,
+        ).start()  # fmt: skip
+        eventually(lambda: _rows(pg.url, p.tenant) >= 100, timeout=60)
+        pg.stop("immediate")
+        time.sleep(2.0)  # the sink meets the outage mid-batch and retries
+        p.stack.stop_role("sink", signal.SIGKILL)
+        pg.start()
+        crash_missing, crash_checked = _offsets_behind(p)
+        p.stack.start_role("sink")
 
-            before = _rows(pg.url, p.tenant)
-            eventually(lambda: _rows(pg.url, p.tenant) >= before + 100, timeout=60)
-            p.stack.stop_role("sink", signal.SIGKILL)
-            kill_missing, kill_checked = _offsets_behind(p)
-            p.stack.start_role("sink")
+        _wait_for_more_rows(pg.url, p.tenant, 100)
+        p.stack.stop_role("sink", signal.SIGKILL)
+        kill_missing, kill_checked = _offsets_behind(p)
+        p.stack.start_role("sink")
 
-            result = load.join()
-            landing = wait_until_landed(pg.url, p.tenant, result.acked, result.dead_letter_ids)
-            copies = topic_copies(
-                p.settings.kafka_bootstrap_servers, f"{p.settings.topic_prefix}events", p.tenant
-            )
+        result = load.join()
+        landing = wait_until_landed(pg.url, p.tenant, result.acked, result.dead_letter_ids)
+        copies = topic_copies(
+            p.settings.kafka_bootstrap_servers, f"{p.settings.topic_prefix}events", p.tenant
+        )
     figure(
         f"short-5 postgres immediate stop + 2 sink SIGKILLs: acknowledged lost: "
         f"{len(landing.lost)} of {len(result.acked)}; dead letters lost: "
@@ -86,4 +92,48 @@ def test_postgres_crash_and_sink_sigkill_lose_nothing(tmp_path: Path, kafka_boot
     assert crash_missing == 0 and kill_missing == 0
     assert not landing.lost and not landing.lost_dead_letters
     assert landing.rows == result.acked  # exactly the valid acknowledged ids, nothing else
+    assert landing.duplicates == 0
+
+
+def test_worker_restarts_with_poison_lose_nothing(
+    tmp_path: Path, kafka_bootstrap: str, database_url: str
+) -> None:
+    """Invariant 2 while two Faust workers are restarted in turn (rebalancing each time),
+    one of them SIGKILLed, with invalid events and undecodable messages mixed in: every
+    accepted event is a row, every rejected one a dead letter."""
+    with pipeline(kafka_bootstrap, database_url, tmp_path / "logs") as p:
+        second = ProcessStack(p.settings, tmp_path / "logs-2")
+        second.start(("worker",))
+        try:
+            load = LoadGenerator(
+                p.base_url, p.key, requests=60, batch=20, invalid_every=13, concurrency=2,
+                pause_seconds=0.2,
+            ).start()  # fmt: skip
+            topic, parts = f"{p.settings.topic_prefix}ingest.raw", p.settings.partitions
+            poison: set[str] = set()
+            kills = ((p.stack, signal.SIGTERM), (second, signal.SIGKILL), (p.stack, signal.SIGTERM))
+            for stack, sig in kills:
+                _wait_for_more_rows(database_url, p.tenant, 40)  # work flows again first
+                poison |= produce_poison(kafka_bootstrap, topic, 2, parts)
+                stack.stop_role("worker", sig)
+                stack.start_role("worker")
+            result = load.join()
+            landing = wait_until_landed(
+                database_url, p.tenant, result.acked, result.dead_letter_ids
+            )
+            poison_missing = wait_for_dead_letters(database_url, poison)
+            copies = topic_copies(kafka_bootstrap, f"{p.settings.topic_prefix}events", p.tenant)
+        finally:
+            second.stop()
+    figure(
+        f"short-6 3 worker restarts (1 SIGKILL), 2 workers: acknowledged lost: "
+        f"{len(landing.lost)} of {len(result.acked)}; door dead letters lost: "
+        f"{len(landing.lost_dead_letters)} of {len(result.dead_letter_ids)}; poison dead letters "
+        f"lost: {len(poison_missing)} of {len(poison)}; duplicates: {landing.duplicates}; "
+        f"redelivered copies on events topic: {sum(n - 1 for n in copies.values())}; "
+        f"landed in {landing.seconds:.1f}s"
+    )
+    assert result.requests_unacknowledged == 0, result.summary()
+    assert not landing.lost and not landing.lost_dead_letters and not poison_missing
+    assert landing.rows == result.acked
     assert landing.duplicates == 0
