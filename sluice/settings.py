@@ -63,9 +63,6 @@ class Settings:
     worker_metrics_port: int = 0
     sink_metrics_port: int = 0
     watchdog_stall_seconds: float = 120.0
-    worker_metrics_port: int = 0
-    sink_metrics_port: int = 0
-    watchdog_stall_seconds: float = 120.0
     breaker_max_invalid_ratio: float = 0.9
     breaker_min_events: int = 100
     breaker_window_events: int = 1000
@@ -143,11 +140,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_id=get("SLUICE_WORKER_ID", d.worker_id),
         sink_group=get("SLUICE_SINK_GROUP", d.sink_group),
         sink_batch_size=int(get("SLUICE_SINK_BATCH_SIZE", str(d.sink_batch_size))),
-        worker_metrics_port=int(get("SLUICE_WORKER_METRICS_PORT", str(d.worker_metrics_port))),
-        sink_metrics_port=int(get("SLUICE_SINK_METRICS_PORT", str(d.sink_metrics_port))),
-        watchdog_stall_seconds=float(
-            get("SLUICE_WATCHDOG_STALL_SECONDS", str(d.watchdog_stall_seconds))
-        ),
         worker_metrics_port=int(get("SLUICE_WORKER_METRICS_PORT", str(d.worker_metrics_port))),
         sink_metrics_port=int(get("SLUICE_SINK_METRICS_PORT", str(d.sink_metrics_port))),
         watchdog_stall_seconds=float(
