@@ -8,13 +8,18 @@ offsets honoured; unknown fields accepted and dropped from the canonical event.
 
 Canonical mapping: type `<service>.<action>` (e.g. `s3.GetObject`), source
 `dashdive/<service>`, subject the resource (`bucket/key`, instance or volume
-id), time the timestamp in UTC, data the event's known fields as sent. The
-body is decoded once by msgspec; the field tables then list every violation.
+id), time the timestamp in UTC, data the event's known non-null fields as sent.
+
+A valid event costs one msgspec decode into a tagged Struct built from the
+field tables (`dashdive_structs`); only an event that fails it is decoded to a
+dict and checked field by field (`dashdive_fields`) to list every violation.
+`bucket` is accepted for `bucketName` there, when `bucketName` is absent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -29,6 +34,7 @@ from schemas.families.dashdive_fields import (
     req,
 )
 from schemas.families.dashdive_s3 import S3_ACTIONS
+from schemas.families.dashdive_structs import build_decoder
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
 FAMILY = "dashdive"
@@ -48,6 +54,9 @@ SERVICES: dict[str, tuple[tuple[Field, ...], dict[str, tuple[Field, ...]]]] = {
 """Each service's common fields and its event types (action → fields)."""
 
 
+_DECODERS = {name: build_decoder(name, *tables) for name, tables in SERVICES.items()}
+
+
 def validate_dashdive(raw: bytes, route: Mapping[str, str]) -> Outcome:
     """One raw Dashdive event of the route's `service` → `ValidEvent` or every violation."""
     service = route.get("service", "")
@@ -55,15 +64,28 @@ def validate_dashdive(raw: bytes, route: Mapping[str, str]) -> Outcome:
         known = ", ".join(SERVICES)
         return _reject("unknown_service", "$", f"no Dashdive service {service!r}; one of {known}")
     try:
+        event = _DECODERS[service].decode(raw)
+    except msgspec.DecodeError:
+        return validate_slowly(raw, service)
+    data = msgspec.to_builtins(event)
+    moment = parse_timestamp(event.timestamp)
+    if moment is None:
+        return validate_slowly(raw, service)
+    return _valid(service, data, moment, msgspec.json.encode(event).decode())
+
+
+def validate_slowly(raw: bytes, service: str) -> Outcome:
+    """The slow path: the same rules over a decoded dict, listing every violation."""
+    try:
         obj = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         return _reject("malformed_json", "$", f"not valid JSON: {exc}")
     if not isinstance(obj, dict):
         return _reject("wrong_type", "$", "an event must be a JSON object")
     common, actions = SERVICES[service]
-    obj, found = _bucket_alias(obj) if service == "s3" else (obj, [])
+    obj = _bucket_alias(obj) if service == "s3" else obj
     action = obj.get("action")
-    found += _check_action(action, actions, service)
+    found = _check_action(action, actions, service)
     fields = common + actions.get(action, ()) if isinstance(action, str) else common
     found += check_fields(fields[1:], obj, "$")
     if found:
@@ -72,13 +94,17 @@ def validate_dashdive(raw: bytes, route: Mapping[str, str]) -> Outcome:
     moment = parse_timestamp(data["timestamp"])
     if moment is None:  # unreachable: the timestamp was checked with the other fields
         return _reject("invalid_timestamp", "$.timestamp", "must be an ISO 8601 timestamp")
+    return _valid(service, data, moment, msgspec.json.encode(data).decode())
+
+
+def _valid(service: str, data: dict[str, Any], moment: datetime, data_json: str) -> ValidEvent:
     return ValidEvent(
         event_id=None,
-        type=f"{service}.{action}",
+        type=f"{service}.{data['action']}",
         source=f"{FAMILY}/{service}",
         subject=_subject(data),
         time=moment,
-        data_json=msgspec.json.encode(data).decode(),
+        data_json=data_json,
     )
 
 
@@ -96,16 +122,11 @@ def _check_action(action: Any, actions: Mapping[str, object], service: str) -> l
     return []
 
 
-def _bucket_alias(obj: dict[str, Any]) -> tuple[dict[str, Any], list[Violation]]:
-    """`bucket` is accepted as another name of `bucketName` (stored as `bucketName`)."""
-    alias = obj.get("bucket")
-    if alias is None:
-        return obj, []
-    current = obj.get("bucketName")
-    if current is not None and current != alias:
-        message = "`bucket` and `bucketName` name the same field and differ"
-        return obj, [Violation("conflicting_fields", "$.bucket", message)]
-    return {**obj, "bucketName": alias}, []
+def _bucket_alias(obj: dict[str, Any]) -> dict[str, Any]:
+    """`bucket` stands for `bucketName` when that is absent (and is dropped otherwise)."""
+    if obj.get("bucketName") is None and obj.get("bucket") is not None:
+        return {**obj, "bucketName": obj["bucket"]}
+    return obj
 
 
 def _subject(data: Mapping[str, Any]) -> str | None:

@@ -125,8 +125,8 @@ def check_fields(fields: tuple[Field, ...], obj: dict[str, Any], prefix: str) ->
 
 
 def known_fields(fields: tuple[Field, ...], obj: dict[str, Any]) -> dict[str, Any]:
-    """The fields of `obj` that `fields` names, in table order; unknown ones dropped."""
-    out = {f.name: obj[f.name] for f in fields if f.name in obj}
+    """The fields of `obj` that `fields` names, in table order; unknown ones and nulls dropped."""
+    out = {f.name: obj[f.name] for f in fields if obj.get(f.name) is not None}
     if "deletedObjects" in out:
         out["deletedObjects"] = [known_fields(_DELETED_OBJECT, o) for o in out["deletedObjects"]]
     return out

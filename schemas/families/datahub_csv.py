@@ -11,6 +11,7 @@ metric columns `metric.<type>`. An empty dimension or metric cell is absent.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Mapping
@@ -54,10 +55,9 @@ def header_violations(columns: list[str]) -> list[Violation]:
 
 def validate_csv_row(raw: bytes, route: Mapping[str, str]) -> Outcome:
     """One CSV row's raw bytes against the header and provider in `route`."""
-    columns = parse_record(route.get("header", ""))
-    found = check_provider(route.get("provider"), "provider") + header_violations(columns)
-    if found:
-        return Rejected(tuple(found))
+    columns, problems = _read_header(route.get("header", ""), route.get("provider"))
+    if problems:
+        return Rejected(problems)
     try:
         cells = parse_record(raw.decode("utf-8"))
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -80,6 +80,16 @@ def validate_csv_row(raw: bytes, route: Mapping[str, str]) -> Outcome:
     if found:
         return Rejected(tuple(found), event_id)
     return canonical(event_id, data)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_header(
+    header: str, provider: str | None
+) -> tuple[tuple[str, ...], tuple[Violation, ...]]:
+    """A file's columns and what is wrong with them or the provider: once per file, not row."""
+    columns = parse_record(header)
+    problems = check_provider(provider, "provider") + header_violations(columns)
+    return tuple(columns), tuple(problems)
 
 
 def _kind(column: str) -> str:
