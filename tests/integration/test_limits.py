@@ -1,0 +1,137 @@
+"""Invariant 6, bounded under bursts: per-key rate limits, gzip bombs, slow clients.
+
+One API process of its own with tiny budgets (3 requests and 30 events per key per
+60 s window) and a 4 s request/header timeout.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sluice.stack import ProcessStack
+from sluice.topic_admin import ensure_topics
+from tests.conftest import make_settings
+from tests.httpclient import Answer, call
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_S = 4.0
+
+
+@pytest.fixture(scope="module")
+def api(
+    kafka_bootstrap: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProcessStack]:
+    settings = make_settings(
+        kafka_bootstrap, database_url,
+        rate_requests_per_second=0.05, rate_events_per_second=0.5, rate_burst_seconds=60,
+        http_request_timeout_seconds=TIMEOUT_S,
+    )  # fmt: skip
+    ensure_topics(settings)
+    stack = ProcessStack(settings, tmp_path_factory.mktemp("limits-logs"))
+    stack.start(("api",))
+    try:
+        stack.wait_ready(timeout=60)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def events(n: int) -> list[dict[str, object]]:
+    return [{"type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {"i": i}}
+            for i in range(n)]  # fmt: skip
+
+
+def get(api: ProcessStack, key: str) -> Answer:
+    return call("GET", f"{api.base_url}/v1/events", headers={"X-API-Key": key})
+
+
+def test_a_key_over_its_request_budget_gets_429_while_another_key_does_not(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    busy, calm = new_key("limits-busy"), new_key("limits-calm")
+    assert [get(api, busy).status for _ in range(3)] == [200, 200, 200]
+    refused = get(api, busy)
+    assert refused.status == 429, refused.body
+    assert 1 <= int(refused.headers["Retry-After"]) <= 120
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert get(api, calm).status == 200
+
+
+def test_family_routes_answer_429_in_their_own_format(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key = new_key("limits-family")
+    url = f"{api.base_url}/dynatrace/platform/ingest/v1/events"
+    answers = [call("POST", url, json_body={"event.type": "x"},
+                    headers={"Authorization": f"Api-Token {key}"}) for _ in range(4)]  # fmt: skip
+    assert answers[-1].status == 429 and "Retry-After" in answers[-1].headers
+    assert answers[-1].json()["error"]["code"] == 429  # Dynatrace's envelope, not the native one
+
+
+def test_a_key_over_its_event_budget_gets_429(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key, other = new_key("limits-events"), new_key("limits-events")
+    url = f"{api.base_url}/v1/events"
+    first = call("POST", url, json_body=events(20), headers={"X-API-Key": key})
+    assert first.status == 202 and first.json()["accepted"] == 20
+    second = call("POST", url, json_body=events(20), headers={"X-API-Key": key})
+    assert second.status == 429 and "events" in second.json()["error"]["message"]
+    assert call("POST", url, json_body=events(20), headers={"X-API-Key": other}).status == 202
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def test_a_gzip_bomb_body_is_refused_without_inflating(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """200 MB of zeros in ~200 KB of gzip: 413 once the decompressed size passes the limit."""
+    key = new_key("limits-bomb")
+    bomb = gzip.compress(b"0" * (200 * 1024 * 1024), compresslevel=9)
+    pid = api.procs["api"].pid
+    before = peak_rss_kib(pid)
+    answer = call("POST", f"{api.base_url}/v1/events", body=bomb,
+                  headers={"X-API-Key": key, "Content-Encoding": "gzip",
+                           "Content-Type": "application/json"})  # fmt: skip
+    assert answer.status == 413, answer.body
+    assert peak_rss_kib(pid) - before < 64 * 1024, "the API's peak memory grew by 64 MiB or more"
+    assert call("GET", f"{api.base_url}/healthz").status == 200
+
+
+def test_slow_headers_are_cut_off(api: ProcessStack) -> None:
+    """A client that never finishes its headers loses the connection after the timeout."""
+    with socket.create_connection((api.settings.http_host, api.settings.http_port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        sock.settimeout(TIMEOUT_S * 5)
+        try:
+            closed = sock.recv(1024) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed
+
+
+def test_a_slow_body_is_answered_408(api: ProcessStack, new_key: Callable[..., str]) -> None:
+    key = new_key("limits-slow")
+    body = json.dumps(events(1)).encode()
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body) + 100}\r\n\r\n"
+    )
+    with socket.create_connection((api.settings.http_host, api.settings.http_port)) as sock:
+        sock.sendall(head.encode() + body)  # 100 bytes short, never sent
+        sock.settimeout(TIMEOUT_S * 5)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert key.encode() not in answer
