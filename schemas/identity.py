@@ -9,6 +9,7 @@ Kafka-native producers that key by identity land in the same partition.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import uuid
@@ -17,6 +18,7 @@ from typing import NamedTuple
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FAMILIES = ("native", "dashdive", "datahub", "baselime", "dynatrace", "dakkio")
 
+_SEED = 0x9747B28C
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
 _WORDS = tuple(struct.Struct(f"<{n}I") for n in range(128))
@@ -39,14 +41,20 @@ class Identity(NamedTuple):
 
 
 def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 hash (seed 0x9747b28c), as a signed 32-bit int like Java's.
+    """Kafka's murmur2 hash (seed 0x9747b28c), as a signed 32-bit int like Java's."""
+    h = _unsigned_murmur2(data)
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def murmur2_python(data: bytes) -> int:
+    """The same hash in pure Python: the reference, and the fallback without the wheel.
 
     The 4-byte little-endian words are unpacked in one `struct` call rather than
-    assembled byte by byte: the door hashes every event's key, and this halves the cost.
+    assembled byte by byte, which halves the cost of the byte-wise loop.
     """
     m, mask = _M, _MASK
     length = len(data)
-    h = (0x9747B28C ^ length) & mask
+    h = (_SEED ^ length) & mask
     count = length >> 2
     words = _WORDS[count] if count < len(_WORDS) else struct.Struct(f"<{count}I")
     for k in words.unpack_from(data):
@@ -68,9 +76,21 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+def _murmur2_unsigned_python(data: bytes) -> int:
+    return murmur2_python(data) & _MASK
+
+
+try:  # the door hashes every event's key: the compiled hash costs ~0.2 µs instead of ~2.5 µs
+    from murmurhash2 import murmurhash2 as _compiled_murmur2
+except ImportError:  # no wheel for this platform: the pure-Python version
+    _unsigned_murmur2 = _murmur2_unsigned_python
+else:
+    _unsigned_murmur2 = functools.partial(_compiled_murmur2, seed=_SEED)
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for `key`."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return (_unsigned_murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def new_event_id() -> str:
