@@ -87,6 +87,10 @@ from sluice.keys_cli import keys  # noqa: E402
 
 main.add_command(keys)
 
+from sluice.replay_cli import replay  # noqa: E402
+
+main.add_command(replay)
+
 from sluice.catalog_cli import buckets, datasets, datasources  # noqa: E402
 
 main.add_command(datasets)

@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,9 +15,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.codec import decode
+from sluice.cli import main
 from sluice.stack import ProcessStack, settings_env
 from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
@@ -334,3 +337,52 @@ def test_the_user_loop_a_too_strict_rule_is_fixed_and_a_bulk_replay_recovers(
             "SELECT event_id, count(*) FROM events WHERE tenant = 'loop' GROUP BY event_id"
         ).fetchall()
     assert sorted(rows) == sorted((f"big-{i}", 1) for i in range(12))
+
+
+FIX_TIME = """
+import sys
+path = sys.argv[1]
+data = open(path, "rb").read()
+open(path, "wb").write(data.replace(b"yesterday", b"2024-11-23T12:00:00Z"))
+"""
+
+
+def test_the_cli_lists_shows_edits_replays_and_discards(
+    stack: ProcessStack, new_key: Callable[..., str], tmp_path: Path
+) -> None:
+    tenant = f"dl-cli-{uuid.uuid4().hex[:6]}"
+    key = new_key(tenant)
+    edited, later = f"cli-{uuid.uuid4().hex[:6]}", f"cli-{uuid.uuid4().hex[:6]}"
+    raws = [json.dumps(_event(i, time="yesterday")).encode() for i in (edited, later)]
+    json_type = {"Content-Type": "application/json"}
+    a, b = (
+        _rejected_id(_api(stack, key, "POST", "/v1/events", body=raw, headers=json_type))
+        for raw in raws
+    )
+    c = _rejected_id(_api(stack, key, "POST", "/v1/events", json_body={"data": {}}))
+    for dl_id in (a, b, c):
+        _stored(stack, key, dl_id)
+    (tmp_path / "fix.py").write_text(FIX_TIME)
+    env = {**settings_env(stack.settings), "EDITOR": f"{sys.executable} {tmp_path / 'fix.py'}"}
+    runner = CliRunner()
+
+    def sluice(*args: str) -> Any:
+        result = runner.invoke(main, ["replay", *args, "--tenant", tenant], env=env)
+        assert result.exit_code == 0, result.output
+        return result
+
+    listed = sluice("list", "--reason", "invalid_timestamp").output
+    assert {line.split("\t")[0] for line in listed.splitlines()} == {a, b}
+    assert sluice("show", a, "--raw").stdout_bytes == raws[0]
+
+    outcome = json.loads(sluice("replay", a, "--edit").output)
+    assert outcome["outcome"] == "replayed" and outcome["event_ids"] == [edited]
+    assert _event_there(stack, key, edited)["time"].startswith("2024-11-23T12:00:00")
+
+    dry = sluice("replay", "--reason", "invalid_timestamp", "--dry-run").output
+    assert "would replay 0, still invalid 1, failed 0, skipped 0" in dry
+    assert "discarded" in sluice("discard", c).output
+    bulk = sluice("replay", "--reason", "invalid_timestamp").output
+    assert "replayed 0, still invalid 1, failed 0, skipped 0" in bulk
+    assert {d["dead_letter_id"]: d["status"] for d in _list_all(stack, key, "stage=door")
+            if d["attempt"] == 1} == {a: "replayed", b: "replayed", c: "discarded"}  # fmt: skip
