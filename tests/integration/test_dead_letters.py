@@ -386,3 +386,41 @@ def test_the_cli_lists_shows_edits_replays_and_discards(
     assert "replayed 0, still invalid 1, failed 0, skipped 0" in bulk
     assert {d["dead_letter_id"]: d["status"] for d in _list_all(stack, key, "stage=door")
             if d["attempt"] == 1} == {a: "replayed", b: "replayed", c: "discarded"}  # fmt: skip
+
+
+def test_a_replay_never_brings_back_an_event_deleted_after_the_rejection(
+    stack: ProcessStack, new_key: Callable[..., str], database_url: str
+) -> None:
+    """The delete removes the event's own dead letters (issue 5); one rejected under another
+    id before the delete and patched to the deleted id is refused with 409."""
+    key = new_key("dl-deleted")
+    event_id, other_id = f"gone-{uuid.uuid4()}", f"other-{uuid.uuid4()}"
+    assert _api(stack, key, "POST", "/v1/events", json_body=_event(event_id)).status == 202
+    _event_there(stack, key, event_id)
+    own = _rejected_id(_api(stack, key, "POST", "/v1/events",
+                            json_body=_event(event_id, time="later")))  # fmt: skip
+    other = _rejected_id(_api(stack, key, "POST", "/v1/events",
+                              json_body=_event(other_id, time="later")))  # fmt: skip
+    _stored(stack, key, own)
+    _stored(stack, key, other)
+    assert _api(stack, key, "DELETE", f"/v1/events/{event_id}").status == 202
+
+    def deletion_recorded() -> bool:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM event_deletions WHERE tenant = 'dl-deleted' AND event_id = %s",
+                (event_id,),
+            ).fetchone()
+        return row is not None
+
+    assert eventually(deletion_recorded)
+    patch = [{"op": "replace", "path": "/time", "value": "2024-11-23T11:00:00Z"},
+             {"op": "replace", "path": "/id", "value": event_id}]  # fmt: skip
+    headers = {"Content-Type": "application/json-patch+json"}
+    for dl_id, status, code in ((own, 404, "not_found"), (other, 409, "event_deleted")):
+        answer = _api(stack, key, "POST", f"/v1/dead-letters/{dl_id}/replay", json_body=patch,
+                      headers=headers)  # fmt: skip
+        assert answer.status == status and answer.json()["error"]["code"] == code, answer.body
+    assert _stored(stack, key, other)["status"] == "pending"
+    assert _api(stack, key, "GET", f"/v1/events/{event_id}").status == 404
+    assert _replays_on_ingest_raw(stack, {own, other}) == {own: 0, other: 0}
