@@ -61,7 +61,8 @@ async def upload_csv(request: web.Request) -> web.Response:
     ctx = replace(ctx, route={"format": "csv", "provider": provider, "header": header})
     batch = f"{upload.filename}_{int(ctx.received_at.timestamp() * 1000)}"
     ingested, rejected = 0, []
-    for records in _slices(upload.data):
+    slices = _slices(upload.data)  # decompressing and splitting run off the event loop
+    while (records := await asyncio.to_thread(next, slices, None)) is not None:
         plan = await accept_events(door_of(request), ctx, [r.raw for r in records])
         ingested += plan.accepted
         rejected += _rejected_rows(plan, records)
