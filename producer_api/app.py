@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from producer_api import admin, dead_letters, health, metrics, native
+from producer_api import admin, dead_letters, deletions, health, metrics, native
 from producer_api.errors import error_middleware, request_timeout_middleware
 from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
 from producer_api.resources import SETTINGS, door_context
@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(door_context)
     app.add_routes(health.routes)
     app.add_routes(native.routes)
+    app.add_routes(deletions.routes)
     app.add_routes(admin.routes)
     dead_letters.install(app)
     app.add_subapp("/dashdive", dashdive.create_subapp())

@@ -17,6 +17,7 @@ from producer_api.accept import (
 from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.errors import error_response
+from producer_api.replaced import replaced_ids, stored_before
 from schemas.identity import FAMILIES
 from sinks.queries import BadCursor, EventFilter, find_events, get_event
 from sinks.tenancy import tenant_connection
@@ -34,6 +35,7 @@ async def post_events(request: web.Request) -> web.Response:
     door = door_of(request)
     body = await request.read()
     ctx = request_context(request, principal, FAMILY)
+    stored: set[str] = set()
     try:
         raws = split_json_events(body)
     except Unsplittable as exc:
@@ -43,12 +45,14 @@ async def post_events(request: web.Request) -> web.Response:
             limit = door.settings.max_events_per_request
             return error_response(413, "too_many_events", f"at most {limit} events per request")
         await door.limits.admit_events(len(raws), principal.tenant)
+        stored = await stored_before(door, ctx, raws)
         plan = await accept_events(door, ctx, raws)
     rejected = [r.as_dict() for r in plan.results if not r.accepted]
     answer = {
         "request_id": ctx.request_id,
         "accepted": plan.accepted,
         "ids": [r.event_id for r in plan.results if r.accepted],
+        "replaced": replaced_ids(plan, stored),
         "rejected": rejected,
     }
     status = 202 if plan.accepted or not rejected else 400

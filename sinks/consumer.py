@@ -18,17 +18,16 @@ import psycopg
 from confluent_kafka import Consumer, Message
 
 from schemas.codec import CodecError, decode
-from schemas.identity import Identity
 from schemas.topics import TopicNames
-from sinks.rows import EventRow, TombstoneRow
+from sinks.records import event_record
+from sinks.republish import WriteBackProducer, write_back
+from sinks.rows import EventRow, FilterRow, TombstoneRow
 from sinks.watchdog import SinkMonitor
 from sinks.writer import write_dead_letters, write_events
-from sluice.kafka import client_security_config
+from sluice.kafka import ProduceFailed, client_security_config, producer_config
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
-
-VERSION_HEADER = "sluice.version"
 
 
 @dataclass
@@ -38,10 +37,12 @@ class Batch:
     upserts: list[EventRow] = field(default_factory=list)
     tombstones: list[TombstoneRow] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    filters: list[FilterRow] = field(default_factory=list)
     undecodable: int = 0
 
     def __len__(self) -> int:
-        return len(self.upserts) + len(self.tombstones) + len(self.dead_letters)
+        return (len(self.upserts) + len(self.tombstones) + len(self.dead_letters)
+                + len(self.filters))  # fmt: skip
 
 
 def header(msg: Message, name: str) -> bytes | None:
@@ -60,10 +61,14 @@ def sort_messages(messages: list[Message], topics: TopicNames) -> Batch:
         try:
             if msg.topic() == topics.dlq:
                 batch.dead_letters.append(decode(value or b"", "DeadLetter")[1])
-            elif value is None:
-                batch.tombstones.append(_tombstone(msg))
             else:
-                batch.upserts.append(EventRow.from_record(decode(value, "CanonicalEvent")[1]))
+                row = event_record(msg)
+                if isinstance(row, EventRow):
+                    batch.upserts.append(row)
+                elif isinstance(row, TombstoneRow):
+                    batch.tombstones.append(row)
+                elif isinstance(row, FilterRow):
+                    batch.filters.append(row)
         except (CodecError, ValueError) as exc:
             batch.undecodable += 1
             log.error(
@@ -71,14 +76,6 @@ def sort_messages(messages: list[Message], topics: TopicNames) -> Batch:
                 msg.topic(), msg.partition(), msg.offset(), exc,
             )  # fmt: skip
     return batch
-
-
-def _tombstone(msg: Message) -> TombstoneRow:
-    identity = Identity.from_key(msg.key() or b"")
-    version = header(msg, VERSION_HEADER)
-    if version is None:
-        raise ValueError("tombstone without a version header")
-    return TombstoneRow(identity.tenant, identity.family, identity.event_id, int(version))
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -106,6 +103,7 @@ class Sink:
         self._stopping = threading.Event()
         self.rows_written = 0
         self.monitor = SinkMonitor(settings)
+        self._write_backs = WriteBackProducer(producer_config(settings), self._topics.events)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -149,15 +147,23 @@ class Sink:
     def _write_until_durable(
         self, conn: psycopg.Connection[Any], batch: Batch
     ) -> psycopg.Connection[Any]:
-        """Write `batch` in one transaction, retrying through database outages."""
+        """Write `batch` in one transaction, retrying through database or Kafka outages.
+
+        Write-backs to `events` (tombstones after a delete by filter) are
+        acknowledged by Kafka before the transaction commits.
+        """
         delay = 0.5
         while True:
             try:
                 with conn.transaction():
-                    write_events(conn, batch.upserts, batch.tombstones)
-                    write_dead_letters(conn, batch.dead_letters)
+                    b = batch
+                    result = write_events(conn, b.upserts, b.tombstones, b.filters)
+                    write_dead_letters(conn, b.dead_letters)
+                    self._write_backs.send(
+                        write_back(conn, b.upserts, b.tombstones, b.filters, result)
+                    )
                 return conn
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, ProduceFailed) as exc:
                 log.warning("database write failed (%s); retrying in %.1fs", exc, delay)
                 self.monitor.write_retried()
                 time.sleep(delay)

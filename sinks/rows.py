@@ -7,9 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from schemas.deletes import DeleteFilter
+
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
+    """One version of an event. `partition` is its partition on `events` (and `ingest.raw`).
+
+    `from_sink` marks a version the sink itself re-published to `events` (see
+    `sinks.republish`); it is stored like any other.
+    """
+
     tenant: str
     family: str
     event_id: str
@@ -20,12 +28,16 @@ class EventRow:
     data_json: str
     received_at: datetime
     version: int
+    partition: int | None = None
+    from_sink: bool = False
 
     @classmethod
-    def from_record(cls, r: dict[str, Any]) -> EventRow:
+    def from_record(
+        cls, r: dict[str, Any], partition: int | None = None, *, from_sink: bool = False
+    ) -> EventRow:
         return cls(
             r["tenant"], r["family"], r["event_id"], r["type"], r["source"], r["subject"],
-            r["time"], r["data_json"], r["received_at"], r["version"],
+            r["time"], r["data_json"], r["received_at"], r["version"], partition, from_sink,
         )  # fmt: skip
 
     @property
@@ -35,16 +47,46 @@ class EventRow:
 
 @dataclass(frozen=True, slots=True)
 class TombstoneRow:
-    """A delete of one identity at `version`: rows older than it go, and stay gone."""
+    """A delete of one identity at `version`: rows older than it go, and stay gone.
+
+    `deletion_id` names the receipt it fulfils (None for tombstones the sink
+    wrote itself after a delete by filter, `from_sink`); `requested_at` is when
+    the door accepted the delete, which decides for dead letters rejected at the
+    door (they have no position).
+    """
 
     tenant: str
     family: str
     event_id: str
     version: int
+    partition: int | None = None
+    deletion_id: str | None = None
+    requested_at: datetime | None = None
+    from_sink: bool = False
 
     @property
     def identity(self) -> tuple[str, str, str]:
         return (self.tenant, self.family, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterRow:
+    """One partition's copy of a delete by filter, at `version` in that partition."""
+
+    tenant: str
+    family: str
+    deletion_id: str
+    partition: int
+    version: int
+    filter: DeleteFilter
+    requested_at: datetime
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any], partition: int) -> FilterRow:
+        return cls(
+            r["tenant"], r["family"], r["deletion_id"], partition, r["version"],
+            DeleteFilter.from_record(r["filter"]), r["requested_at"],
+        )  # fmt: skip
 
 
 R = TypeVar("R", EventRow, TombstoneRow)

@@ -1,43 +1,71 @@
-"""Idempotent batch writes into PostgreSQL: one statement per batch, newest version wins.
+"""Idempotent batch writes into PostgreSQL: newest version wins, deletes stay deleted.
 
-Redelivery, a sink restarted from an older offset, or a replay can present an
-older version again; the `WHERE` clauses let it change nothing.
+Redelivery, a sink restarted from an older offset, or a replayed message can
+present an older version again; the `WHERE` clauses let it change nothing:
+
+* an upsert replaces the stored row only when its version is higher;
+* an upsert is refused when a delete of its identity with a higher version is
+  recorded (`event_deletions`), or when a delete by filter recorded for its
+  partition is newer and matches it (`filter_deletions`);
+* a delete by filter removes, in its partition, the matching rows older than
+  itself, records a per-identity deletion for each, and reports the identities
+  so the sink can tombstone them on the compacted topic.
+
+A batch is applied as: deletes by id, then upserts, then deletes by filter
+(each in version order). Versions, not the order of kinds, decide the result;
+applying filters last means an event that precedes a filter in the same batch
+is stored first and then removed, so it gets its tombstone.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from sinks.rows import EventRow, TombstoneRow, newest_wins
+from sinks.deletions import Step, id_unit, partition_unit, record_steps
+from sinks.rows import EventRow, FilterRow, TombstoneRow, newest_wins
 
-_UPSERT_EVENTS = """
+_FILTER_MATCHES = """
+    (cardinality(f.types) = 0 OR e.type = ANY(f.types))
+    AND (cardinality(f.sources) = 0 OR e.source = ANY(f.sources))
+    AND (f.time_from IS NULL OR e.time >= f.time_from)
+    AND (f.time_to IS NULL OR e.time < f.time_to)"""
+
+_UPSERT_EVENTS = f"""
 INSERT INTO events AS e
-    (tenant, family, event_id, type, source, subject, time, data, received_at, version)
-SELECT s.tenant, s.family, s.event_id, s.type, s.source, s.subject, s.time, s.data::jsonb,
-       s.received_at, s.version
+    (tenant, family, event_id, type, source, subject, time, data, received_at, version,
+     kafka_partition)
+SELECT e.tenant, e.family, e.event_id, e.type, e.source, e.subject, e.time, e.data::jsonb,
+       e.received_at, e.version, e.kafka_partition
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::timestamptz[], %s::text[], %s::timestamptz[], %s::bigint[])
-     AS s(tenant, family, event_id, type, source, subject, time, data, received_at, version)
+            %s::timestamptz[], %s::text[], %s::timestamptz[], %s::bigint[], %s::int[])
+     AS e(tenant, family, event_id, type, source, subject, time, data, received_at, version,
+          kafka_partition)
 WHERE NOT EXISTS (
     SELECT 1 FROM event_deletions d
-    WHERE d.tenant = s.tenant AND d.family = s.family AND d.event_id = s.event_id
-      AND d.version > s.version)
+    WHERE d.tenant = e.tenant AND d.family = e.family AND d.event_id = e.event_id
+      AND d.version > e.version)
+  AND NOT EXISTS (
+    SELECT 1 FROM filter_deletions f
+    WHERE f.tenant = e.tenant AND f.family = e.family
+      AND f.kafka_partition = e.kafka_partition AND f.version > e.version
+      AND {_FILTER_MATCHES})
 ON CONFLICT (tenant, family, event_id) DO UPDATE SET
     type = EXCLUDED.type, source = EXCLUDED.source, subject = EXCLUDED.subject,
     time = EXCLUDED.time, data = EXCLUDED.data, received_at = EXCLUDED.received_at,
-    version = EXCLUDED.version, stored_at = now()
+    version = EXCLUDED.version, kafka_partition = EXCLUDED.kafka_partition, stored_at = now()
 WHERE e.version < EXCLUDED.version
 """
 
 _RECORD_DELETIONS = """
-INSERT INTO event_deletions AS d (tenant, family, event_id, version)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[])
+INSERT INTO event_deletions AS d (tenant, family, event_id, version, requested_at)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[])
 ON CONFLICT (tenant, family, event_id) DO UPDATE SET
-    version = EXCLUDED.version, deleted_at = now()
+    version = EXCLUDED.version, requested_at = EXCLUDED.requested_at, deleted_at = now()
 WHERE d.version < EXCLUDED.version
 """
 
@@ -47,6 +75,55 @@ USING unnest(%s::text[], %s::text[], %s::text[], %s::bigint[])
       AS t(tenant, family, event_id, version)
 WHERE e.tenant = t.tenant AND e.family = t.family AND e.event_id = t.event_id
   AND e.version < t.version
+RETURNING e.tenant, e.family, e.event_id
+"""
+
+_DEAD_LETTER_BEFORE = """
+    ((dl.source_offset IS NOT NULL AND (dl.source_offset << 20) < {version}
+      AND dl.source_partition IS NOT DISTINCT FROM {partition})
+     OR (dl.source_offset IS NULL AND dl.received_at <= {requested_at}))"""
+"""A dead letter precedes a delete: by position for the stream's, by time for the door's."""
+
+_DELETE_DEAD_LETTERS = f"""
+DELETE FROM dead_letters dl
+USING unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::int[], %s::timestamptz[])
+      AS t(tenant, family, event_id, version, kafka_partition, requested_at)
+WHERE dl.tenant = t.tenant AND dl.family = t.family AND dl.event_id = t.event_id
+  AND {
+    _DEAD_LETTER_BEFORE.format(
+        version="t.version",
+        partition="coalesce(t.kafka_partition, dl.source_partition)",
+        requested_at="coalesce(t.requested_at, 'infinity')",
+    )
+}
+RETURNING t.tenant, t.family, t.event_id
+"""
+
+_RECORD_FILTER = """
+INSERT INTO filter_deletions (tenant, family, deletion_id, kafka_partition, version, types,
+                              sources, time_from, time_to, requested_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (tenant, deletion_id, kafka_partition) DO NOTHING
+"""
+
+_APPLY_FILTER = f"""
+DELETE FROM events e
+USING filter_deletions f
+WHERE f.tenant = %s AND f.deletion_id = %s AND f.kafka_partition = %s
+  AND e.tenant = f.tenant AND e.family = f.family
+  AND (e.kafka_partition = f.kafka_partition OR e.kafka_partition IS NULL)
+  AND e.version < f.version AND {_FILTER_MATCHES}
+RETURNING e.event_id
+"""
+
+_DELETE_ALL_DEAD_LETTERS = f"""
+DELETE FROM dead_letters dl
+WHERE dl.tenant = %(tenant)s AND dl.family = %(family)s
+  AND {
+    _DEAD_LETTER_BEFORE.format(
+        version="%(version)s", partition="%(partition)s", requested_at="%(requested_at)s"
+    )
+}
 """
 
 _INSERT_DEAD_LETTER = """
@@ -57,33 +134,145 @@ VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s
 ON CONFLICT (dead_letter_id) DO NOTHING
 """
 
+_DROP_DELETED_DEAD_LETTERS = f"""
+DELETE FROM dead_letters dl
+WHERE dl.dead_letter_id = ANY(%s::uuid[])
+  AND (EXISTS (
+        SELECT 1 FROM event_deletions d
+        WHERE d.tenant = dl.tenant AND d.family = dl.family AND d.event_id = dl.event_id
+          AND {
+    _DEAD_LETTER_BEFORE.format(
+        version="d.version",
+        partition="dl.source_partition",
+        requested_at="coalesce(d.requested_at, '-infinity')",
+    )
+})
+    OR EXISTS (
+        SELECT 1 FROM filter_deletions f
+        WHERE f.tenant = dl.tenant AND f.family = dl.family
+          AND cardinality(f.types) = 0 AND cardinality(f.sources) = 0
+          AND f.time_from IS NULL AND f.time_to IS NULL
+          AND {
+    _DEAD_LETTER_BEFORE.format(
+        version="f.version", partition="f.kafka_partition", requested_at="f.requested_at"
+    )
+}))
+"""
+"""Dead letters of this batch that a recorded delete already covers: they arrived late."""
+
+
+@dataclass(frozen=True)
+class Removed:
+    """An identity a delete by filter removed from PostgreSQL: the sink tombstones it."""
+
+    tenant: str
+    family: str
+    event_id: str
+    partition: int
+    version: int
+    requested_at: Any
+
+
+@dataclass
+class WriteResult:
+    """What a batch's deletes removed, for receipts and for tombstones on `events`."""
+
+    removed_by_filters: list[Removed] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
 
 def _columns(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
     return [[getattr(r, n) for r in rows] for n in names]
 
 
 def write_events(
-    conn: psycopg.Connection[Any], upserts: Sequence[EventRow], tombstones: Sequence[TombstoneRow]
-) -> None:
+    conn: psycopg.Connection[Any],
+    upserts: Sequence[EventRow],
+    tombstones: Sequence[TombstoneRow],
+    filters: Sequence[FilterRow] = (),
+) -> WriteResult:
     """Apply a batch of versions and deletes inside the caller's transaction."""
-    deletes = newest_wins(tombstones)
-    if deletes:
-        cols = _columns(deletes, ("tenant", "family", "event_id", "version"))
-        conn.execute(_RECORD_DELETIONS, cols)
-        conn.execute(_DELETE_EVENTS, cols)
+    result = WriteResult()
+    _apply_tombstones(conn, tombstones, result)
     latest = newest_wins(upserts)
     if latest:
         names = ("tenant", "family", "event_id", "type", "source", "subject", "time",
-                 "data_json", "received_at", "version")  # fmt: skip
+                 "data_json", "received_at", "version", "partition")  # fmt: skip
         conn.execute(_UPSERT_EVENTS, _columns(latest, names))
+    for flt in sorted(filters, key=lambda f: (f.partition, f.version)):
+        _apply_filter(conn, flt, result)
+    record_steps(conn, result.steps)
+    return result
+
+
+def _apply_tombstones(
+    conn: psycopg.Connection[Any], tombstones: Sequence[TombstoneRow], result: WriteResult
+) -> None:
+    deletes = newest_wins(tombstones)
+    if not deletes:
+        return
+    conn.execute(
+        _RECORD_DELETIONS,
+        _columns(deletes, ("tenant", "family", "event_id", "version", "requested_at")),
+    )
+    gone = conn.execute(
+        _DELETE_EVENTS, _columns(deletes, ("tenant", "family", "event_id", "version"))
+    ).fetchall()
+    names = ("tenant", "family", "event_id", "version", "partition", "requested_at")
+    letters = conn.execute(_DELETE_DEAD_LETTERS, _columns(deletes, names)).fetchall()
+    events_gone = {tuple(r) for r in gone}
+    letters_gone: dict[tuple[str, ...], int] = {}
+    for r in letters:
+        letters_gone[tuple(r)] = letters_gone.get(tuple(r), 0) + 1
+    winners = {(t.identity, t.version) for t in deletes}
+    for t in tombstones:
+        if t.deletion_id is None or t.from_sink:
+            continue
+        won = (t.identity, t.version) in winners
+        result.steps.append(Step(
+            t.deletion_id, id_unit(t.event_id), t.tenant,
+            events_removed=int(won and t.identity in events_gone),
+            dead_letters_removed=letters_gone.get(t.identity, 0) if won else 0,
+        ))  # fmt: skip
+
+
+def _apply_filter(conn: psycopg.Connection[Any], flt: FilterRow, result: WriteResult) -> None:
+    f = flt.filter
+    conn.execute(_RECORD_FILTER, (
+        flt.tenant, flt.family, flt.deletion_id, flt.partition, flt.version, list(f.types),
+        list(f.sources), f.time_from, f.time_to, flt.requested_at,
+    ))  # fmt: skip
+    ids = [r[0] for r in conn.execute(
+        _APPLY_FILTER, (flt.tenant, flt.deletion_id, flt.partition)).fetchall()]  # fmt: skip
+    removed = [Removed(flt.tenant, flt.family, i, flt.partition, flt.version, flt.requested_at)
+               for i in ids]  # fmt: skip
+    letters = 0
+    if removed:
+        cols = _columns(removed, ("tenant", "family", "event_id", "version", "requested_at"))
+        conn.execute(_RECORD_DELETIONS, cols)
+        names = ("tenant", "family", "event_id", "version", "partition", "requested_at")
+        letters = len(conn.execute(_DELETE_DEAD_LETTERS, _columns(removed, names)).fetchall())
+    if f.is_all:
+        params = {"tenant": flt.tenant, "family": flt.family, "version": flt.version,
+                  "partition": flt.partition, "requested_at": flt.requested_at}  # fmt: skip
+        letters += conn.execute(_DELETE_ALL_DEAD_LETTERS, params).rowcount
+    result.removed_by_filters += removed
+    result.steps.append(Step(
+        flt.deletion_id, partition_unit(flt.partition), flt.tenant, len(removed), letters
+    ))  # fmt: skip
 
 
 def write_dead_letters(conn: psycopg.Connection[Any], records: Sequence[dict[str, Any]]) -> None:
-    """Store dead letters raw; a redelivered one (same id) changes nothing."""
+    """Store dead letters raw; a redelivered one (same id) changes nothing.
+
+    A dead letter that a recorded delete covers (it arrived after the delete was
+    applied, though it was rejected before the delete) is removed again at once.
+    """
     if not records:
         return
     with conn.cursor() as cur:
         cur.executemany(_INSERT_DEAD_LETTER, [_dead_letter_params(r) for r in records])
+    conn.execute(_DROP_DELETED_DEAD_LETTERS, ([r["dead_letter_id"] for r in records],))
 
 
 def _dead_letter_params(r: dict[str, Any]) -> tuple[Any, ...]:

@@ -1,0 +1,72 @@
+"""Decoding one `events` record into what the writer applies.
+
+`events` carries three kinds of record, told apart by value and key: a
+`CanonicalEvent` (a version of an identity), a null value under an identity's
+key (a tombstone, its version in a header), and a `FilterDeletion` (one
+partition's copy of a delete by filter). A null value under a filter key is the
+sink's own clean-up of an applied `FilterDeletion`; it needs nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Message
+
+from schemas.codec import decode
+from schemas.deletes import (
+    DELETION_HEADER,
+    ORIGIN_HEADER,
+    REQUESTED_AT_HEADER,
+    VERSION_HEADER,
+    is_filter_key,
+)
+from schemas.identity import Identity
+from sinks.rows import EventRow, FilterRow, TombstoneRow
+
+SINK_ORIGIN = b"sink"
+
+
+def message_header(msg: Message, name: str) -> bytes | None:
+    """The value of header `name` of `msg`, or None."""
+    raw: Any = msg.headers() or []
+    for key, value in raw.items() if isinstance(raw, dict) else raw:
+        if key == name:
+            return value.encode() if isinstance(value, str) else value
+    return None
+
+
+def event_record(msg: Message) -> EventRow | TombstoneRow | FilterRow | None:
+    """The row a message of `events` stands for (None: nothing to apply).
+
+    Raises `CodecError` / `ValueError` for a record that cannot be read.
+    """
+    value = msg.value()
+    key = msg.key()
+    partition = int(msg.partition() or 0)
+    if value is None:
+        return None if is_filter_key(key) else tombstone_row(key or b"", msg)
+    name, record = decode(value)
+    if name == "CanonicalEvent":
+        own = message_header(msg, ORIGIN_HEADER) == SINK_ORIGIN
+        return EventRow.from_record(record, partition, from_sink=own)
+    if name == "FilterDeletion":
+        return FilterRow.from_record(record, partition)
+    raise ValueError(f"unexpected {name} on the events topic")
+
+
+def tombstone_row(key: bytes, msg: Message) -> TombstoneRow:
+    """A tombstone: identity from the key, version (required) and the rest from headers."""
+    identity = Identity.from_key(key)
+    version = message_header(msg, VERSION_HEADER)
+    if version is None:
+        raise ValueError("tombstone without a version header")
+    deletion = message_header(msg, DELETION_HEADER)
+    requested = message_header(msg, REQUESTED_AT_HEADER)
+    return TombstoneRow(
+        identity.tenant, identity.family, identity.event_id, int(version), msg.partition(),
+        deletion.decode() if deletion else None,
+        datetime.fromtimestamp(int(requested) / 1_000_000, UTC) if requested else None,
+        message_header(msg, ORIGIN_HEADER) == SINK_ORIGIN,
+    )  # fmt: skip
