@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import zipfile
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from producer_api.uploads import (
     UploadRejected,
@@ -14,6 +17,7 @@ from producer_api.uploads import (
     csv_bytes,
     csv_records,
 )
+from schemas.families.datahub_csv import parse_record
 
 CSV = b"usage_date,fixed.region,metric.cost\r\n2024-03-10T00:00:00Z,eu,1\r\n"
 
@@ -106,3 +110,29 @@ def test_rows_are_bounded() -> None:
         list(csv_records([b"h\n" + b"x" * 70_000 + b"\n"]))
     with pytest.raises(UploadRejected, match="longer than"):
         list(csv_records([b'h\n"' + b"x\n" * 40_000]))
+
+
+@given(
+    st.lists(
+        st.lists(st.text(st.characters(codec="utf-8", exclude_characters="\r\x00"), max_size=8),
+                 min_size=1, max_size=4),
+        min_size=1, max_size=20,
+    ),
+    st.sampled_from(["\n", "\r\n"]),
+    st.integers(1, 50),
+)  # fmt: skip
+def test_records_read_like_the_csv_module(
+    rows: list[list[str]], terminator: str, chunk: int
+) -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator=terminator).writerows(rows)
+    text = out.getvalue().encode()
+    expected = [r for r in csv.reader(io.StringIO(out.getvalue(), newline="")) if r]
+    got = [parse_record(r.raw.decode()) for r in csv_records(
+        [text[i : i + chunk] for i in range(0, len(text), chunk)])]  # fmt: skip
+    # A line of blanks alone is skipped like an empty line (a quoted empty cell is not).
+    assert got == [r for r in expected if not (len(r) == 1 and _blank_unquoted(r[0]))]
+
+
+def _blank_unquoted(cell: str) -> bool:
+    return bool(cell) and not cell.encode().strip() and "\n" not in cell
