@@ -36,6 +36,8 @@ class BenchConfig:
     """Longest wait for one phase to drain before the harness gives up on it."""
     results_dir: Path = Path("bench-results")
     plots: bool = True
+    profile: bool = False
+    """Record py-spy profiles of each stage into `results_dir/profiles/` (needs py-spy)."""
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> BenchConfig:
@@ -54,4 +56,5 @@ def load_config(environ: Mapping[str, str] | None = None) -> BenchConfig:
         phase_timeout=float(env.get("BENCH_PHASE_TIMEOUT", d.phase_timeout)),
         results_dir=Path(env.get("BENCH_RESULTS_DIR", str(d.results_dir))),
         plots=env.get("BENCH_PLOTS", "1") not in ("0", ""),
+        profile=env.get("BENCH_PROFILE", "0") not in ("0", ""),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.config import BenchConfig
 from bench.procs import BenchProcesses
@@ -32,6 +33,11 @@ class BenchContext:
     @property
     def raw_stream_topic(self) -> str:
         return f"{self.settings.topic_prefix}bench.raw-stream"
+
+    @property
+    def profile_dir(self) -> Path | None:
+        """Where stage profiles go, or None when profiling is off."""
+        return self.cfg.results_dir / "profiles" / self.tag if self.cfg.profile else None
 
     def tenant(self, purpose: str) -> str:
         return f"bench-{self.tag}-{purpose}"

@@ -12,6 +12,7 @@ from bench.context import BenchContext
 from bench.events import bodies, event_bytes
 from bench.load import closed_loop
 from bench.procs import cpu_delta
+from bench.profile import profiled, top_frames
 from bench.raw import produce_loop
 from bench.stats import latency_ms, status_counts
 from schemas.identity import Identity
@@ -22,10 +23,11 @@ def drive_door(ctx: BenchContext, phase: str, total: int, batch: int) -> dict[st
     """Post `total` events in requests of `batch` and summarise what the door did."""
     key = ctx.keys[ctx.tenant("door")]
     work = [(b, b.count(b'"id":')) for b in bodies(f"{ctx.tag}-{phase}", total, batch)]
-    cpu_before, clock_cpu = ctx.procs.cpu_seconds(), time.process_time()
-    started = time.perf_counter()
-    records = asyncio.run(closed_loop(ctx.procs.base_url, key, work, ctx.cfg.concurrency))
-    seconds = time.perf_counter() - started
+    with profiled(ctx.procs, "api-1", ctx.profile_dir, phase) as profile:
+        cpu_before, clock_cpu = ctx.procs.cpu_seconds(), time.process_time()
+        started = time.perf_counter()
+        records = asyncio.run(closed_loop(ctx.procs.base_url, key, work, ctx.cfg.concurrency))
+        seconds = time.perf_counter() - started
     accepted = sum(r.accepted for r in records)
     cpu = cpu_delta(cpu_before, ctx.procs.cpu_seconds())
     return {
@@ -38,6 +40,7 @@ def drive_door(ctx: BenchContext, phase: str, total: int, batch: int) -> dict[st
         "latency_ms": latency_ms(records),
         "answers": status_counts(records),
         "cpu_us_per_event": {n: 1e6 * s / max(accepted, 1) for n, s in cpu.items()},
+        "profile": top_frames(profile),
         "load_generator_cpu_us_per_event": 1e6
         * (time.process_time() - clock_cpu)
         / max(accepted, 1),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.context import BenchContext
+from bench.profile import profiled, top_frames
 from bench.raw import consume_produce_loop, copy_rows, read_event_rows
 from bench.watch import Drained, wait_drained
 from sluice.kafka import producer_config
@@ -28,13 +29,14 @@ def stream_stage(ctx: BenchContext, events: int) -> dict[str, Any]:
     """Start the Faust worker on a full `ingest.raw`; time it until `events` hold them all."""
     before = ctx.offsets.end_total([ctx.topics.events])
     ctx.procs.start("worker", "worker")
-    drained = wait_drained(
-        lambda: ctx.offsets.end_total([ctx.topics.events]) - before,
-        events,
-        ctx.procs,
-        ctx.cfg.phase_timeout,
-    )
-    return _summary(drained, "events")
+    with profiled(ctx.procs, "worker", ctx.profile_dir, "stream") as profile:
+        drained = wait_drained(
+            lambda: ctx.offsets.end_total([ctx.topics.events]) - before,
+            events,
+            ctx.procs,
+            ctx.cfg.phase_timeout,
+        )
+    return {**_summary(drained, "events"), "profile": top_frames(profile)}
 
 
 def raw_stream(ctx: BenchContext, events: int) -> dict[str, Any]:
@@ -55,14 +57,15 @@ def sink_stage(ctx: BenchContext, name: str, group: str) -> dict[str, Any]:
     topics = [ctx.topics.events, ctx.topics.dlq]
     target = ctx.offsets.end_total(topics)
     ctx.procs.start(name, "sink", SLUICE_SINK_GROUP=group)
-    drained = wait_drained(
-        lambda: ctx.offsets.committed_total(group, topics),
-        target,
-        ctx.procs,
-        ctx.cfg.phase_timeout,
-        interval=0.1,
-    )
-    return _summary(drained, "rows")
+    with profiled(ctx.procs, name, ctx.profile_dir, name) as profile:
+        drained = wait_drained(
+            lambda: ctx.offsets.committed_total(group, topics),
+            target,
+            ctx.procs,
+            ctx.cfg.phase_timeout,
+            interval=0.1,
+        )
+    return {**_summary(drained, "rows"), "profile": top_frames(profile)}
 
 
 def raw_sink(ctx: BenchContext, rows: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -31,6 +32,8 @@ class BenchProcesses:
     log_dir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     handles: dict[str, psutil.Process] = field(default_factory=dict)
+    services: dict[str, psutil.Process] = field(default_factory=dict)
+    """Kafka and PostgreSQL server processes, when they run on this machine."""
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     @property
@@ -75,15 +78,35 @@ class BenchProcesses:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def attach_service(self, name: str, address: str) -> None:
+        """Watch the CPU of the local server listening on `address` (`host:port` or a URL)."""
+        parts = urlsplit(address if "//" in address else f"//{address}")
+        if parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
+            return
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == parts.port and conn.pid:
+                self.services[name] = psutil.Process(conn.pid)
+                return
+
     def cpu_seconds(self) -> dict[str, float]:
-        """User + system CPU seconds each running process has used so far."""
+        """User + system CPU seconds each running process has used so far.
+
+        A server's figure includes its child processes, live or ended (PostgreSQL's backends).
+        """
         out: dict[str, float] = {}
         for name, handle in self.handles.items():
             try:
-                times = handle.cpu_times()
+                out[name] = _cpu(handle)
             except psutil.Error:
                 continue
-            out[name] = times.user + times.system
+        for name, handle in self.services.items():
+            try:
+                reaped = handle.cpu_times()
+                finished = reaped.children_user + reaped.children_system
+                live = sum(_cpu(c) for c in handle.children(recursive=True))
+                out[name] = _cpu(handle) + finished + live
+            except psutil.Error:
+                continue
         return out
 
     def rss_bytes(self) -> dict[str, int]:
@@ -117,6 +140,11 @@ class BenchProcesses:
         self._logs.clear()
 
 
+def _cpu(handle: psutil.Process) -> float:
+    times = handle.cpu_times()
+    return float(times.user + times.system)
+
+
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """CPU seconds used between two `cpu_seconds()` snapshots, per process present in both."""
-    return {name: after[name] - before[name] for name in after if name in before}
+    return {name: max(0.0, after[name] - before[name]) for name in after if name in before}

@@ -79,6 +79,8 @@ def run_bench(cfg: BenchConfig, kafka: str, database: str, log_dir: Path) -> dic
     ensure_topics(settings)
     offsets = Offsets(kafka, settings.partitions)
     procs = BenchProcesses(settings, log_dir / tag)
+    procs.attach_service("kafka", kafka.split(",")[0])
+    procs.attach_service("postgres", database)
     ctx = BenchContext(
         cfg, settings, TopicNames.for_prefix(settings.topic_prefix), procs, offsets, tag
     )
