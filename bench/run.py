@@ -146,10 +146,10 @@ def _meta(cfg: BenchConfig, tag: str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(cfg: BenchConfig | None = None) -> None:
     """`python -m bench`: find or start the services, run, write JSON/Markdown/PNG, print."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = load_config()
+    cfg = cfg or load_config()
     state = Path(load_settings().state_dir).resolve() / "bench"
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
