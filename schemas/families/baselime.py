@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.families.storable import nul_violations
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
 MAX_EVENT_BYTES = 32 * 1024
@@ -50,7 +51,7 @@ def validate_baselime(raw: bytes, route: Mapping[str, str]) -> Outcome:
     if not isinstance(event, dict):
         found.append(Violation("wrong_type", "$", "an event must be a JSON object"))
     else:
-        found += _leaf_violations(event, "$")
+        found += _leaf_violations(event, "$") + nul_violations(raw, event)
     if found:
         return Rejected(tuple(found))
     return ValidEvent(

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from schemas.families.storable import ESCAPED_NUL, nul_violations
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
 EVENT_TYPE = "dakkio.data_point"
@@ -75,6 +76,8 @@ def validate_dakkio(raw: bytes, route: Mapping[str, str]) -> Outcome:
         return _explain(raw, route)
     if not point.values or not consistent:
         return _explain(raw, route)
+    if ESCAPED_NUL in raw and nul_violations(raw, msgspec.json.decode(raw)):
+        return _explain(raw, route)
     return ValidEvent(
         event_id=None,
         type=EVENT_TYPE,
@@ -115,6 +118,8 @@ def point_issues(raw: bytes, route: Mapping[str, str]) -> list[Issue]:
     found += _object_id(obj, "dataSourceId", required=True)
     found += _timestamp(obj.get("timestamp", None), "timestamp" in obj, route)
     found += _values(obj.get("values"), "values" in obj)
+    if nul_violations(raw, obj):
+        found.append(Issue((), "unsupported_character", "The NUL character cannot be stored"))
     if obj.get("metadata") is not None and not isinstance(obj["metadata"], dict):
         kind = _kind(obj["metadata"])
         found.append(Issue(("metadata",), "wrong_type", f"Expected object, received {kind}"))

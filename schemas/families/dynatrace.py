@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.families.storable import nul_violations
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
 MAX_ID_LENGTH = 256
@@ -42,6 +43,9 @@ def validate_dynatrace(raw: bytes, route: Mapping[str, str]) -> Outcome:
     event_id, problem = _event_id(event.get(ID_FIELD))
     if problem is not None:
         return Rejected((problem,))
+    unstorable = nul_violations(raw, event)
+    if unstorable:
+        return Rejected(tuple(unstorable), event_id)
     time = _event_time(event.get("timestamp")) or _received_time(route)
     if time is None:
         return Rejected((Violation("invalid_route", "route.received_at", "no receive time"),))

@@ -52,3 +52,9 @@ def test_non_objects_and_bad_routes_are_rejected() -> None:
     outcome = validate_baselime(b"{}", {"dataset": "bad name!", "namespace": "n"})
     assert isinstance(outcome, Rejected)
     assert {v.path for v in outcome.violations} == {"route.dataset", "route.received_at"}
+
+
+def test_a_nul_character_postgresql_cannot_store_is_rejected() -> None:
+    outcome = validate_baselime(b'{"a": {"b": "x\\u0000y"}, "ok": "\\\\u0000 is text"}', ROUTE)
+    assert isinstance(outcome, Rejected)
+    assert [(v.code, v.path) for v in outcome.violations] == [("unsupported_character", "$.a.b")]

@@ -65,3 +65,10 @@ def test_every_issue_is_listed_with_zod_style_messages() -> None:
 def test_bad_timestamps_and_empty_values_are_rejected() -> None:
     for raw in (_raw(timestamp="15/01/2024"), _raw(values={}), _raw(values=...)):
         assert isinstance(validate_dakkio(raw, ROUTE), Rejected)
+
+
+def test_a_nul_character_postgresql_cannot_store_is_rejected() -> None:
+    raw = _raw(metadata={"deviceId": "ESP\u0000"})
+    assert b"\\u0000" in raw
+    assert isinstance(validate_dakkio(raw, ROUTE), Rejected)
+    assert [i.code for i in point_issues(raw, ROUTE)] == ["unsupported_character"]

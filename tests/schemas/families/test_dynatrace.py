@@ -51,3 +51,9 @@ def test_an_id_of_the_wrong_type_and_non_objects_are_rejected() -> None:
 
 def test_without_a_receive_time_an_event_without_timestamp_is_rejected() -> None:
     assert isinstance(validate_dynatrace(b"{}", {}), Rejected)
+
+
+def test_a_nul_character_postgresql_cannot_store_is_rejected() -> None:
+    outcome = validate_dynatrace(b'{"event.id": "n", "list": ["\\u0000"]}', ROUTE)
+    assert isinstance(outcome, Rejected) and outcome.event_id == "n"
+    assert [v.path for v in outcome.violations] == ["$.list[0]"]
