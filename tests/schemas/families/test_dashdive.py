@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.families.dashdive import _DECODERS, SERVICES, validate_dashdive, validate_slowly
 from schemas.families.dashdive_fields import Field
@@ -154,3 +156,30 @@ def test_ec2_usage_is_canonical_and_deterministic() -> None:
     assert "extra" not in json.loads(first.data_json)
     wrong_provider = raw.replace(b'"provider": "aws"', b'"provider": "wasabi"')
     assert ("invalid_value", "$.provider") in _codes(validate_dashdive(wrong_provider, EC2))
+
+
+_VALUES = st.one_of(
+    st.none(), st.sampled_from(["", "x", "aws", "wasabi", "2024-01-01T00:00:00", "yesterday"]),
+    st.integers(-2, 20_000), st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
+    st.lists(st.fixed_dictionaries({"objectKey": st.sampled_from(["k", ""])},
+                                   optional={"isDeleteMarker": st.booleans()}), max_size=2),
+)  # fmt: skip
+
+
+@given(
+    st.sampled_from(sorted(SERVICES)),
+    st.sampled_from(sorted({a for _c, actions in SERVICES.values() for a in actions})),
+    st.dictionaries(
+        st.sampled_from(sorted({f.name for c, acts in SERVICES.values()
+                                for fields in (c, *acts.values()) for f in fields} | {"bucket"})),
+        _VALUES,
+    ),
+)  # fmt: skip
+def test_the_fast_path_agrees_with_the_slow_path(
+    service: str, action: str, fields: dict[str, Any]
+) -> None:
+    raw = json.dumps({**fields, "action": action, "timestamp": "2024-01-01T00:00:00Z",
+                      "provider": "aws"}).encode()  # fmt: skip
+    assert validate_dashdive(raw, {"service": service}) == validate_slowly(raw, service)
+    loose = json.dumps({"action": action, **fields}).encode()
+    assert validate_dashdive(loose, {"service": service}) == validate_slowly(loose, service)

@@ -6,9 +6,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from schemas.families.datahub import blank_trailing_commas, validate_datahub
+from schemas.families.datahub import (
+    DataHubEvent,
+    blank_trailing_commas,
+    validate_datahub,
+    validate_slowly,
+)
 from schemas.families.datahub_csv import header_violations, parse_record
 from schemas.outcome import Rejected, ValidEvent
 
@@ -115,3 +123,38 @@ def test_csv_headers() -> None:
     assert {v.code for v in header_violations(["usage_date", "label.a", "cost"])} == {
         "unknown_column", "missing_column",
     }  # fmt: skip
+
+
+_TEXT = st.sampled_from(["", "x", "Datadog", "Data/dog", "a b-c_d", "é"])
+_DIMENSION = st.fixed_dictionaries(
+    {"type": st.sampled_from(["fixed", "label", "project_label", "tag"]),
+     "key": st.sampled_from(["region", "zone", "colour", "", "env"]),
+     "value": st.one_of(_TEXT, st.integers(0, 3))},
+    optional={"extra": st.integers()},
+)  # fmt: skip
+_NUMBER = st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False))
+_METRIC = st.fixed_dictionaries({"type": _TEXT, "value": st.one_of(_NUMBER, st.booleans(), _TEXT)})
+_EVENT = st.fixed_dictionaries(
+    {},
+    optional={
+        "provider": _TEXT, "id": st.one_of(st.none(), _TEXT),
+        "time": st.sampled_from(["2024-02-23T12:00:00.00Z", "2024-02-23T12:00:00+05:30",
+                                 "2024-02-23 12:00:00z", "2024-02-23", "2024-13-01T00:00:00Z"]),
+        "dimensions": st.one_of(st.none(), st.lists(_DIMENSION, max_size=3)),
+        "metrics": st.one_of(st.none(), st.lists(_METRIC, max_size=3)),
+        "unknown": st.integers(),
+    },
+)  # fmt: skip
+
+
+@given(_EVENT)
+def test_the_fast_path_agrees_with_the_slow_path(event: dict[str, Any]) -> None:
+    raw = json.dumps(event).encode()
+    assert validate_datahub(raw, {}) == validate_slowly(raw)
+
+
+def test_a_plain_valid_event_takes_the_fast_path() -> None:
+    raw = SEED_EVENT.replace(b",}", b"}")
+    decoded = msgspec.json.decode(raw, type=DataHubEvent)
+    assert decoded.provider == "Datadog"
+    assert validate_datahub(raw, {}) == validate_datahub(SEED_EVENT, {}) == validate_slowly(raw)
