@@ -181,6 +181,32 @@ async def replay_one(
     return result
 
 
+async def replay_record(
+    deps: ReplayDeps, dead: StoredDeadLetter, *, dry_run: bool = False
+) -> ReplayResult | None:
+    """Replay a dead letter read from `events.dlq` instead of the database.
+
+    When the database holds it, the same claim applies, and None means it is no
+    longer pending there (or its event was deleted since); when it does not, the
+    replay is published unclaimed, idempotent by event id.
+    """
+    plan = plan_replay(dead, dead.raw, deps.topics, deps.partitions)
+    if dry_run:
+        return summarize(dead, plan, dry_run=True)
+    async with tenant_connection(deps.pool, dead.tenant) as conn:
+        claimed = await store.claim_one(conn, dead.tenant, dead.id, deps.owner, CLAIM_SECONDS)
+        stored = claimed or await store.get_dead_letter(conn, dead.tenant, dead.id)
+    if stored is not None and claimed is None:
+        return None
+    try:
+        (result,) = await _publish_and_mark(deps, dead.tenant, [(dead, plan)])
+    except ReplayError as exc:
+        if exc.code == "event_deleted":
+            return None
+        raise
+    return result
+
+
 async def _explain_unclaimable(deps: ReplayDeps, tenant: str, dead_letter_id: str) -> None:
     dead = await get_or_404(deps, tenant, dead_letter_id)
     if dead.status != "pending":

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
+from confluent_kafka import Consumer, TopicPartition
 from psycopg_pool import AsyncConnectionPool
 
 from producer_api.publish import Publisher
-from producer_api.replay import ReplayCounts, ReplayDeps, ReplayError, replay_matching, replay_one
+from producer_api.replay import (
+    ReplayCounts,
+    ReplayDeps,
+    ReplayError,
+    replay_matching,
+    replay_one,
+    replay_record,
+)
+from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
 from sinks import dead_letters as store
 from sinks.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
@@ -100,9 +111,38 @@ def _filter(
                             time_from=_when(since), time_to=_when(until), text=text)  # fmt: skip
 
 
-@click.group()
-def replay() -> None:
-    """Dead letters: list, show, replay (one, edited, or by filter) and discard."""
+@click.group(invoke_without_command=True)
+@click.option("--from-kafka", is_flag=True, help="Reprocess straight from the events.dlq topic.")
+@click.option(
+    "--since", default=None, help="--from-kafka: written to Kafka at or after (ISO 8601)."
+)
+@click.option("--until", default=None, help="--from-kafka: written before (default: now).")
+@click.option("--tenant", default=None, help="--from-kafka: only this tenant's dead letters.")
+@click.option("--reason", default=None, help="--from-kafka: only dead letters with this code.")
+@click.option("--group", default=None, help="--from-kafka: consumer group keeping the progress.")
+@click.option("--dry-run", is_flag=True, help="--from-kafka: validate only.")
+@click.pass_context
+def replay(ctx: click.Context, /, from_kafka: bool, since: str | None, **options: Any) -> None:
+    """Dead letters: list, show, replay (one, edited, or by filter) and discard.
+
+    `sluice replay --from-kafka --since TIME` reprocesses the dead letters on
+    events.dlq itself, for when the database copy is not the source of truth. It
+    is resumable: progress is committed to a consumer group named after the
+    options (or --group), so running the same command again continues.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not from_kafka:
+        click.echo(ctx.get_help())
+        return
+    if since is None:
+        raise click.UsageError("--from-kafka needs --since")
+    start = _when(since)
+    assert start is not None
+    counts = replay_from_kafka(load_settings(), start, _when(options.pop("until")), **options)
+    label = "would replay" if options["dry_run"] else "replayed"
+    click.echo(f"{label} {counts.replayed}, still invalid {counts.still_invalid}, "
+               f"failed {counts.failed}, skipped {counts.skipped}")  # fmt: skip
 
 
 @replay.command("list")
@@ -233,3 +273,134 @@ class _bar:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(*exc)  # type: ignore[arg-type]
+
+
+def replay_from_kafka(
+    settings: Settings, since: datetime, until: datetime | None, *, tenant: str | None,
+    reason: str | None, group: str | None, dry_run: bool,
+) -> ReplayCounts:  # fmt: skip
+    """Replay the dead letters written to events.dlq in [since, until), resuming via `group`."""
+    key = f"{settings.topic_prefix}|{since.isoformat()}|{until}|{tenant}|{reason}|{dry_run}"
+    group = group or f"sluice-replay-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    click.echo(f"consumer group {group}", err=True)
+
+    async def work(deps: ReplayDeps) -> ReplayCounts:
+        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                             "group.id": group, "enable.auto.commit": False})  # fmt: skip
+        try:
+            reader = _DlqRange(consumer, deps.topics.dlq, since, until)
+            return await reader.replay(deps, lambda r: _wanted(r, tenant, reason), dry_run)
+        finally:
+            consumer.close()
+
+    return _run(work)
+
+
+def _wanted(record: dict[str, Any], tenant: str | None, reason: str | None) -> bool:
+    if record["tenant"].startswith("_") or (tenant and record["tenant"] != tenant):
+        return False
+    return reason is None or any(r["code"] == reason for r in record["reasons"])
+
+
+def _as_stored(record: dict[str, Any]) -> StoredDeadLetter:
+    """A dead letter from events.dlq, shaped like its database row (status pending)."""
+    replay_of = record["replay_of"]
+    return StoredDeadLetter(
+        dead_letter_id=uuid.UUID(record["dead_letter_id"]), tenant=record["tenant"],
+        family=record["family"], route=record["route"], content_type=record["content_type"],
+        raw=record["raw"], stage=record["stage"], reasons=record["reasons"],
+        received_at=record["received_at"], event_id=record["event_id"],
+        attempt=record["attempt"], replay_of=uuid.UUID(replay_of) if replay_of else None,
+        source_topic=record["source_topic"], source_partition=record["source_partition"],
+        source_offset=record["source_offset"], status="pending",
+        stored_at=record["received_at"], resolved_at=None, outcome=None,
+    )  # fmt: skip
+
+
+class _DlqRange:
+    """The offsets of events.dlq to go through: from the group's committed offset (or the
+    first at `since`) to the first at `until` (or the end as it was when the run began)."""
+
+    def __init__(
+        self, consumer: Consumer, topic: str, since: datetime, until: datetime | None
+    ) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        tps = [TopicPartition(topic, p) for p in partitions]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
+        starts = self._at(partitions, since)
+        stops = self._at(partitions, until) if until else {}
+        self.ranges: dict[int, tuple[int, int]] = {}
+        for p in partitions:
+            high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            start = committed[p] if committed[p] >= 0 else starts.get(p, high)
+            stop = stops.get(p, high)
+            if start < stop:
+                self.ranges[p] = (start, stop)
+
+    def _at(self, partitions: list[int], moment: datetime) -> dict[int, int]:
+        """Per partition, the first offset written at or after `moment` (absent: none)."""
+        millis = int(moment.timestamp() * 1000)
+        asked = [TopicPartition(self._topic, p, millis) for p in partitions]
+        found = self._consumer.offsets_for_times(asked, timeout=10)
+        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+    async def replay(
+        self, deps: ReplayDeps, wanted: Callable[[dict[str, Any]], bool], dry_run: bool
+    ) -> ReplayCounts:
+        """Replay every wanted dead letter in range; commit the progress after each batch."""
+        total = ReplayCounts()
+        remaining = dict(self.ranges)
+        self._consumer.assign(
+            [TopicPartition(self._topic, p, s) for p, (s, _e) in remaining.items()]
+        )
+        with _bar(sum(e - s for s, e in remaining.values())) as advance:
+            while remaining:
+                messages = [m for m in self._consumer.consume(200, timeout=1.0) if not m.error()]
+                positions: dict[int, int] = {}
+                for msg in messages:
+                    partition, offset = msg.partition(), msg.offset()
+                    if partition is None or offset is None:
+                        continue
+                    if offset >= remaining.get(partition, (0, -1))[1]:
+                        continue
+                    positions[partition] = offset + 1
+                    await self._replay_message(deps, msg.value(), wanted, dry_run, total)
+                for p, position in positions.items():
+                    if position >= remaining[p][1]:
+                        del remaining[p]
+                if positions and not dry_run:
+                    done = [TopicPartition(self._topic, p, o) for p, o in positions.items()]
+                    self._consumer.commit(offsets=done, asynchronous=False)
+                advance(len(messages))
+        return total
+
+    @staticmethod
+    async def _replay_message(
+        deps: ReplayDeps,
+        value: bytes | None,
+        wanted: Callable[[dict[str, Any]], bool],
+        dry_run: bool,
+        total: ReplayCounts,
+    ) -> None:
+        try:
+            record = decode(value or b"", "DeadLetter")[1]
+        except CodecError:
+            total.failed += 1
+            return
+        if not wanted(record):
+            return
+        try:
+            result = await replay_record(deps, _as_stored(record), dry_run=dry_run)
+        except ReplayError as exc:
+            if exc.status == 503:
+                raise
+            total.failed += 1
+            return
+        if result is None:
+            total.skipped += 1
+        elif result.outcome in ("replayed", "valid"):
+            total.replayed += 1
+        else:
+            total.still_invalid += 1

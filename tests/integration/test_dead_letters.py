@@ -10,15 +10,19 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.codec import decode
+from schemas.deadletter import Origin, build_dead_letter
+from schemas.identity import partition_for
+from schemas.outcome import Violation
 from sluice.cli import main
 from sluice.stack import ProcessStack, settings_env
 from sluice.topic_admin import ensure_topics
@@ -424,3 +428,44 @@ def test_a_replay_never_brings_back_an_event_deleted_after_the_rejection(
     assert _stored(stack, key, other)["status"] == "pending"
     assert _api(stack, key, "GET", f"/v1/events/{event_id}").status == 404
     assert _replays_on_ingest_raw(stack, {own, other}) == {own: 0, other: 0}
+
+
+def _produce_dead_letter(stack: ProcessStack, tenant: str, event_id: str) -> str:
+    """A stream-stage dead letter of a valid event (its rule was fixed since), on events.dlq."""
+    settings = stack.settings
+    origin = Origin(tenant, "native", {}, "application/json", datetime.now(UTC))
+    dead = build_dead_letter(
+        raw=json.dumps(_event(event_id)).encode(), origin=origin, stage="stream",
+        reasons=(Violation("processing_error", "$", "a bug, fixed since"),), event_id=event_id,
+    )  # fmt: skip
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer.produce(f"{settings.topic_prefix}events.dlq", dead.value, dead.key,
+                     partition=partition_for(dead.key, settings.partitions))  # fmt: skip
+    assert producer.flush(10) == 0
+    return dead.dead_letter_id
+
+
+def test_replay_from_kafka_is_resumable(stack: ProcessStack, new_key: Callable[..., str]) -> None:
+    tenant = f"dl-fk-{uuid.uuid4().hex[:6]}"
+    key = new_key(tenant)
+    since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    args = ["replay", "--from-kafka", "--since", since, "--tenant", tenant]
+    env = settings_env(stack.settings)
+
+    def run() -> str:
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 0, result.output
+        return str(result.output)
+
+    first = _produce_dead_letter(stack, tenant, "fk-a")
+    _stored(stack, key, first)
+    assert "replayed 1, still invalid 0, failed 0, skipped 0" in run()
+    assert _event_there(stack, key, "fk-a")
+    assert _stored(stack, key, first)["status"] == "replayed"
+
+    second = _produce_dead_letter(stack, tenant, "fk-b")
+    _stored(stack, key, second)
+    assert "replayed 1, still invalid 0, failed 0, skipped 0" in run()  # fk-a is not read again
+    assert _event_there(stack, key, "fk-b")
+    assert "replayed 0, still invalid 0, failed 0, skipped 0" in run()
+    assert _replays_on_ingest_raw(stack, {first, second}) == {first: 1, second: 1}
