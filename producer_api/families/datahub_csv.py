@@ -6,7 +6,7 @@ before anything is ingested, then to publish rows in bounded slices. Each row
 is one raw event, its exact bytes, with the header and provider in the route
 (`format=csv`). Bad rows are dead-lettered one by one and listed by line,
 column and reason; the good ones are ingested. 201 `{"batch": "<file>_<epoch
-ms>", "ingestedRows": N}` (plus `rejectedRows` when some were rejected); 400
+ms>", "ingestedRows": N}` (plus `rejectedRows`, `rejectedRowCount` when some were); 400
 when nothing could be ingested. Request-level errors are raised as HTTP exceptions,
 which the sub-app's middleware answers in DataHub's `{"error"}` format.
 """

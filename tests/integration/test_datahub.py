@@ -257,7 +257,7 @@ def test_a_bad_row_is_dead_lettered_alone_with_its_line(
     answer = _call(stack, key, "POST", "/v1/csv/upload", body, content_type)
     assert answer.status == 201, answer.body
     result = answer.json()
-    assert result["ingestedRows"] == 3
+    assert result["ingestedRows"] == 3 and result["rejectedRowCount"] == 1
     rejected = result["rejectedRows"]
     assert {(r["line"], r["column"]) for r in rejected} == {(5, "usage_date"), (5, "metric.cost")}
     assert "not a number" in next(r["reason"] for r in rejected if r["column"] == "metric.cost")
