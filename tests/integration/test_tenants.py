@@ -134,6 +134,24 @@ def delete_event(w: World) -> None:
     w.a_still_has_everything()
 
 
+def delete_by_filter(w: World) -> None:
+    """B's deletes by A's event type, and of everything, remove B's events only."""
+    twin = {"id": f"b-{w.event_id}", "type": w.event_type, "source": "a-src",
+            "time": "2024-01-01T00:00:00Z", "data": {}}  # fmt: skip
+    assert w.b("POST", "/v1/events", twin).status == 202
+    eventually(lambda: w.b("GET", f"/v1/events/{twin['id']}").status == 200)
+    assert w.b("DELETE", f"/v1/events?type={w.event_type}&source=a-src").status == 202
+    eventually(lambda: w.b("GET", f"/v1/events/{twin['id']}").status == 404)
+    assert w.b("DELETE", "/v1/events?all=true").status == 202
+    assert w.b("DELETE", "/v1/events?all=true&family=datahub").status == 202
+    marker = {**twin, "id": f"b-marker-{w.event_id}"}
+    assert w.b("POST", "/v1/events", marker).status == 202
+    eventually(lambda: w.b("GET", f"/v1/events/{marker['id']}").status == 200)
+    assert w.b("DELETE", "/v1/events?all=true").status == 202
+    eventually(lambda: w.b("GET", f"/v1/events/{marker['id']}").status == 404)
+    w.a_still_has_everything()
+
+
 def datahub_deletes(w: World) -> None:
     """B's DataHub deletes (by id, by provider, everything) never reach A's events."""
     assert w.b("DELETE", "/datahub/v1/events/delete", {"eventIds": [w.datahub_id]}).status == 200
@@ -253,6 +271,7 @@ CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/v1/events"): list_events,
     ("GET", "/v1/events/{id}"): show_event,
     ("DELETE", "/v1/events/{id}"): delete_event,
+    ("DELETE", "/v1/events"): delete_by_filter,
     ("DELETE", "/datahub/v1/events/delete"): datahub_deletes,
     ("DELETE", "/datahub/v1/events"): datahub_deletes,
     ("GET", "/v1/dead-letters"): list_dead_letters,
