@@ -112,7 +112,7 @@ async def _ingest(
     valid = [o for o in outcomes if isinstance(o, ValidEvent)]
     missing = await _missing(request, door, ctx.tenant, valid[0].source, valid)
     if missing is not None:
-        await accept_unsplittable(door, ctx, body, missing)
+        await accept_unsplittable(door, ctx, _replayable(ctx, body, raws), missing)
         return not_found(missing)
     plan = await accept_events(door, ctx, raws, all_or_nothing=True)
     points = [
@@ -124,6 +124,16 @@ async def _ingest(
     return answers.created(
         "Data points ingested successfully", count=len(points), dataPoints=points
     )
+
+
+def _replayable(ctx: RequestContext, body: bytes, raws: list[bytes]) -> bytes:
+    """What to store for a request refused for a missing bucket or data source.
+
+    A replay splits it as a JSON body and validates each part with the stored route
+    (which holds a batch's bucket), so a batch is stored as the array of its points,
+    each point's bytes untouched; a single point is its body.
+    """
+    return body if BATCH_BUCKET not in ctx.route else b"[" + b",".join(raws) + b"]"
 
 
 async def _missing(

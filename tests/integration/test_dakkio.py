@@ -181,3 +181,31 @@ async def test_a_rate_limited_key_gets_dakkio_429() -> None:
     assert (response.status, response.headers["Retry-After"]) == (429, "7")
     assert response.body is not None
     assert json.loads(bytes(response.body))["error"] == "Too Many Requests"  # type: ignore[arg-type]
+
+
+def test_a_batch_for_a_missing_bucket_is_kept_and_replayable_once_it_exists(
+    stack: ProcessStack, database_url: str, new_key: Callable[..., str]
+) -> None:
+    tenant = f"dk-{uuid.uuid4().hex[:10]}"
+    key = new_key(tenant)
+    points = [{"dataSourceId": SOURCE, "values": {"t": i}} for i in range(2)]
+    answer = _post(stack, key, "/api/data/batch", {"bucketId": BUCKET, "dataPoints": points})
+    assert (answer.status, answer.json()["message"]) == (404, "Bucket not found")
+
+    def dead_letter() -> str | None:
+        listed = call("GET", f"{stack.base_url}/v1/dead-letters?family=dakkio",
+                      headers={"X-API-Key": key}).json()["dead_letters"]  # fmt: skip
+        return listed[0]["dead_letter_id"] if listed else None
+
+    dead_letter_id = eventually(dead_letter)
+    settings = Settings(database_url=database_url)
+    create_bucket(settings, tenant, "Late bucket", BUCKET)
+    create_data_source(settings, tenant, BUCKET, "Late source", SOURCE)
+    replay = call("POST", f"{stack.base_url}/v1/dead-letters/{dead_letter_id}/replay",
+                  headers={"X-API-Key": key})  # fmt: skip
+    assert replay.status == 202, replay.body
+    found = eventually(lambda: len(d := _query(stack, key, f"bucketId={BUCKET}").json()["data"])
+                       == 2 and d)  # fmt: skip
+    assert sorted(p["values"]["t"] for p in found) == [0, 1]
+    # no timestamp: the request's receive time, kept through the replay (stored later)
+    assert found[0]["timestamp"] < found[0]["createdAt"]
