@@ -71,3 +71,31 @@ def test_an_exception_on_one_event_dead_letters_only_that_event(
     assert len(out.events) == 1
     (dead,) = out.dead_letters
     assert decode(dead.value, "DeadLetter")[1]["reasons"][0]["code"] == "processing_error"
+
+
+def test_a_delete_by_filter_becomes_a_filter_deletion_at_its_position() -> None:
+    from schemas.deletes import DeleteFilter, filter_key
+
+    flt = DeleteFilter(types=("t",))
+    item = {**_item("", b"", op="delete"), "receipt_id": "r-1", "delete_filter": flt.to_record()}
+    out = process_envelope(_envelope(_item("a", GOOD), item), AT)
+    assert len(out.events) == 1 and not out.tombstones
+    (deletion,) = out.filter_deletions
+    assert deletion.key == filter_key("r-1")
+    record = decode(deletion.value, "FilterDeletion")[1]
+    assert record["version"] == version_of(40, 1) and record["tenant"] == "acme"
+    assert DeleteFilter.from_record(record["filter"]) == flt
+
+
+def test_tombstones_carry_their_receipt_and_request_time() -> None:
+    from schemas.topics import TopicNames
+    from streams.outputs import to_messages
+
+    item = {**_item("a", b"", op="delete"), "receipt_id": "r-2"}
+    out = process_envelope(_envelope(item), AT)
+    ((topic, partition, _key, value, headers),) = to_messages(out, 2, TopicNames.for_prefix("t."))
+    assert (topic, partition, value) == ("t.events", 2, None)
+    sent = dict(headers or [])
+    assert sent["sluice.version"] == str(version_of(40, 0)).encode()
+    assert sent["sluice.deletion"] == b"r-2"
+    assert int(sent["sluice.requested_at"]) == 1704067200_000000

@@ -1,0 +1,48 @@
+"""The door's side of deletes by filter and of the replaced-ids answer (pure, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from producer_api.ingest import EventResult, IngestPlan, RequestContext, plan_filter_delete
+from producer_api.replaced import body_ids, replaced_ids
+from schemas.codec import decode
+from schemas.deletes import DeleteFilter
+from schemas.topics import TopicNames
+
+TOPICS = TopicNames.for_prefix("t.")
+CTX = RequestContext("acme", "datahub", {}, "", datetime(2024, 1, 1, tzinfo=UTC))
+
+
+def test_a_delete_by_filter_is_written_to_every_partition() -> None:
+    flt = DeleteFilter(sources=("Datadog", "Snowflake"))
+    plan = plan_filter_delete(CTX, flt, "receipt-1", TOPICS, 4)
+    assert sorted(m[1] for m in plan.messages) == [0, 1, 2, 3]
+    for topic, _partition, key, value, _headers in plan.messages:
+        assert topic == TOPICS.ingest_raw and key is None and value is not None
+        _, envelope = decode(value, "IngestEnvelope")
+        (item,) = envelope["items"]
+        assert item["op"] == "delete" and item["receipt_id"] == "receipt-1"
+        assert DeleteFilter.from_record(item["delete_filter"]) == flt
+
+
+def test_filters_match_any_listed_value_and_a_half_open_time_range() -> None:
+    day = datetime(2024, 1, 2, tzinfo=UTC)
+    flt = DeleteFilter(types=("a", "b"), time_from=day, time_to=datetime(2024, 1, 3, tzinfo=UTC))
+    assert flt.matches("b", "any", day)
+    assert not flt.matches("c", "any", day)
+    assert not flt.matches("a", "any", datetime(2024, 1, 3, tzinfo=UTC))
+    assert DeleteFilter().is_all and not flt.is_all
+
+
+def test_replaced_ids_are_those_stored_before_or_earlier_in_the_request() -> None:
+    plan = IngestPlan(results=[
+        EventResult(0, "old", True), EventResult(1, "new", True), EventResult(2, "new", True),
+        EventResult(3, "bad", False), EventResult(4, "fresh", True),
+    ])  # fmt: skip
+    assert replaced_ids(plan, {"old", "bad"}) == ["old", "new"]
+
+
+def test_body_ids_skip_events_without_a_readable_id() -> None:
+    raws = [b'{"id":"a","type":"t"}', b'{"type":"t"}', b'{"id":7}', b"not json", b'{"id":"b"}']
+    assert body_ids(raws) == ["a", "b"]
