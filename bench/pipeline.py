@@ -20,6 +20,7 @@ from bench.context import BenchContext
 from bench.events import bodies, endless_bodies
 from bench.load import OpenLoopResult, RequestRecord, closed_loop, open_loop
 from bench.procs import cpu_delta
+from bench.raw import read_produce_times
 from bench.stats import latency_ms, percentile, status_counts, timeline
 
 
@@ -51,21 +52,29 @@ def sustained(ctx: BenchContext, total: int, batch: int) -> dict[str, Any]:
 def end_to_end(ctx: BenchContext, rate: float) -> dict[str, Any]:
     """Offer `rate` events/s for the configured time; latency from acceptance to queryable."""
     tenant, phase = ctx.tenant("e2e"), f"{ctx.tag}-e2e"
+    start = ctx.offsets.end_offsets(ctx.topics.events)
     result = _offer(ctx, tenant, phase, rate, ctx.cfg.e2e_seconds, ctx.cfg.concurrency * 4)
     stored = _wait_stored(ctx, tenant, result.records, ctx.cfg.phase_timeout)
     accepted_at = _acceptance_times(result.records)
     waits = [1000 * (stored[i] - accepted_at[i]) for i in accepted_at if i in stored]
+    produced = read_produce_times(
+        ctx.settings.kafka_bootstrap_servers, ctx.topics.events, start,
+        f"{tenant}|native|{phase}-".encode(), ctx.cfg.phase_timeout,
+    )  # fmt: skip
+    on_events = {int(i): t for i, t in produced.items()}
+    stream = [1000 * (on_events[i] - accepted_at[i]) for i in accepted_at if i in on_events]
+    sink = [1000 * (stored[i] - on_events[i]) for i in stored if i in on_events]
     return {
+        "stages_ms": {
+            "acceptance_to_events_topic": _spread(stream),
+            "events_topic_to_stored": _spread(sink),
+        },
         "offered_per_second": rate,
         "seconds": ctx.cfg.e2e_seconds,
         "accepted": len(accepted_at),
         "answers": status_counts(result.records),
         "door_latency_ms": latency_ms(result.records),
-        "queryable_ms": {
-            "p50": percentile(waits, 50),
-            "p99": percentile(waits, 99),
-            "max": max(waits, default=0.0),
-        },
+        "queryable_ms": _spread(waits),
         "missing": len(set(accepted_at) - set(stored)),
     }
 
@@ -103,6 +112,11 @@ def burst(ctx: BenchContext, rate: float) -> dict[str, Any]:
             **{n: [r.get(n, 0) / 2**20 for _, r in samples] for n in names},
         },
     }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p99": percentile(values, 99),
+            "max": max(values, default=0.0)}  # fmt: skip
 
 
 def _offer(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.codec import decode
 from sinks.bulk import copy_event_rows
@@ -159,3 +159,36 @@ def copy_rows(database_url: str, rows: Sequence[EventRow], tenant: str) -> RawRu
         conn.execute("DELETE FROM events WHERE tenant = %s", (tenant,))
         conn.commit()
     return run
+
+
+def read_produce_times(
+    bootstrap: str, topic: str, start: Sequence[int], key_prefix: bytes, timeout: float
+) -> dict[str, float]:
+    """Event id → when it was produced to `topic` (message timestamp, seconds since the epoch).
+
+    Reads each partition from `start[partition]` to its current end, keeping messages
+    whose key starts with `key_prefix` (`tenant|family|`).
+    """
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"bench-times-{time.time_ns()}",
+         "enable.auto.commit": False}
+    )  # fmt: skip
+    ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(len(start))]  # fmt: skip
+    consumer.assign([TopicPartition(topic, p, o) for p, o in enumerate(start)])
+    times: dict[str, float] = {}
+    remaining = {p for p in range(len(start)) if ends[p] > start[p]}
+    deadline = time.monotonic() + timeout
+    try:
+        while remaining and time.monotonic() < deadline:
+            for msg in consumer.consume(5000, timeout=0.5):
+                key, partition, offset = msg.key(), msg.partition(), msg.offset()
+                if msg.error() is not None or partition is None or offset is None:
+                    continue
+                if key is not None and key.startswith(key_prefix):
+                    times[key[len(key_prefix) :].decode()] = msg.timestamp()[1] / 1000
+                if offset + 1 >= ends[partition]:
+                    remaining.discard(partition)
+    finally:
+        consumer.close()
+    return times

@@ -173,6 +173,7 @@ _DETAILS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("end to end: offered events/s", ("e2e", "offered_per_second")),
     ("end to end: acceptance → queryable ms", ("e2e", "queryable_ms")),
     ("end to end: door latency ms", ("e2e", "door_latency_ms")),
+    ("end to end: by stage ms", ("e2e", "stages_ms")),
     ("burst: offered events/s", ("burst", "offered_per_second")),
     ("burst: requests offered / skipped (client cap)", ("burst", "skipped_requests")),
     ("burst: door latency ms", ("burst", "door_latency_ms")),

@@ -43,6 +43,15 @@ class Offsets:
                 total += high
         return total
 
+    def end_offsets(self, topic: str) -> list[int]:
+        """The high watermark of each partition of `topic`."""
+        return [
+            self._consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=10, cached=False
+            )[1]
+            for p in range(self._partitions)
+        ]
+
     def committed_total(self, group: str, topics: Sequence[str]) -> int:
         """Sum of `group`'s committed offsets over every partition of `topics`."""
         probe = self._probes.get(group)
