@@ -158,6 +158,8 @@ def copy_rows(database_url: str, rows: Sequence[EventRow], tenant: str) -> RawRu
         run = clock.run(sent)
         conn.execute("DELETE FROM events WHERE tenant = %s", (tenant,))
         conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM events")  # leave the table as the next phase would find it
     return run
 
 
