@@ -109,7 +109,11 @@ def exit_for_restart(name: str) -> None:
 
 
 class ProgressWatchdog:
-    """Watches one consumer's progress and lag on a daemon thread; exports both as gauges."""
+    """Watches one consumer's progress and lag on a daemon thread; exports both as gauges.
+
+    `excused()` true means the consumer stands still on purpose (the DLQ circuit breaker
+    holds its partitions): a restart would only undo that, so the watchdog waits.
+    """
 
     def __init__(
         self,
@@ -119,8 +123,10 @@ class ProgressWatchdog:
         *,
         stall_seconds: float,
         on_stall: Callable[[str], None] = exit_for_restart,
+        excused: Callable[[], bool] = lambda: False,
     ) -> None:
         self.name = name
+        self.excused = excused
         self._probe = probe
         self._stall_seconds = stall_seconds
         self._on_stall = on_stall
@@ -174,6 +180,6 @@ class ProgressWatchdog:
 
     def _watch(self) -> None:
         while not self._stop.wait(self._interval):
-            if self.check(self._probe()) and self._stall_seconds > 0:
+            if self.check(self._probe()) and self._stall_seconds > 0 and not self.excused():
                 self._on_stall(self.name)
                 return

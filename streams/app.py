@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> faust.App:
     )  # fmt: skip
     monitor = WorkerMonitor(settings)
     forwarder = Forwarder(settings, topics, monitor)
+    monitor.watch_breaker(forwarder.breaker_status)
     forwarder.attach(app)
 
     async def start_monitor() -> None:

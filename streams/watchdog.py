@@ -11,7 +11,12 @@ agent lets Faust commit only batches whose results Kafka acknowledged.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from schemas.topics import TopicNames
 from sluice.metrics import LagProbe, ProgressWatchdog, serve_metrics
@@ -40,10 +45,6 @@ class WorkerMonitor:
             "sluice_stream_batch_seconds", "From a batch's arrival to Kafka's ack of its results",
             registry=self.registry,
         )  # fmt: skip
-        self._breaker = Gauge(
-            "sluice_stream_breaker_open", "1 while the DLQ circuit breaker of a partition is open",
-            ["partition"], registry=self.registry,
-        )  # fmt: skip
         topics = TopicNames.for_prefix(settings.topic_prefix)
         self._probe = LagProbe(
             settings.kafka_bootstrap_servers, settings.worker_id, (topics.ingest_raw,)
@@ -71,6 +72,42 @@ class WorkerMonitor:
     def produce_retried(self) -> None:
         self._produce_retries.inc()
 
-    def breaker_changed(self, partition: int, is_open: bool) -> None:
-        """The DLQ circuit breaker of `partition` opened or closed."""
-        self._breaker.labels(partition=str(partition)).set(1 if is_open else 0)
+    def watch_breaker(self, status: Callable[[], dict[str, Any]]) -> None:
+        """Export the DLQ circuit breaker's state (read at scrape time from `status()`, the
+        breaker's own report) and excuse the watchdog while a partition is held open."""
+        self.registry.register(BreakerCollector(status))
+        self.watchdog.excused = lambda: bool(_open_partitions(status))
+
+
+def _open_partitions(status: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return dict(status().get("open", {}))
+    except RuntimeError:  # the breaker changed while read from this thread; next time
+        return {}
+
+
+class BreakerCollector(Collector):
+    """`sluice_stream_breaker_open{partition}` (1 per tripped partition) and the envelopes
+    it holds, from the breaker's status at scrape time."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterable[Metric]:
+        tripped = _open_partitions(self._status)
+        opened = GaugeMetricFamily(
+            "sluice_stream_breaker_open", "1 while the DLQ circuit breaker holds a partition",
+            labels=["partition"],
+        )  # fmt: skip
+        held = GaugeMetricFamily(
+            "sluice_stream_breaker_held_envelopes", "Envelopes held by an open breaker",
+            labels=["partition"],
+        )  # fmt: skip
+        for partition, state in tripped.items():
+            opened.add_metric([partition], 1)
+            held.add_metric([partition], float(state.get("held", 0)))
+        count = GaugeMetricFamily(
+            "sluice_stream_breaker_open_partitions", "Partitions the DLQ circuit breaker holds",
+            value=len(tripped),
+        )  # fmt: skip
+        return [opened, held, count]

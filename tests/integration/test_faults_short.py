@@ -10,10 +10,12 @@ import signal
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from sluice.metrics import STALLED_EXIT_CODE
 from sluice.stack import ProcessStack
-from tests.conftest import eventually
+from tests.conftest import eventually, free_port
 from tests.faults.check import (
     committed_but_not_stored,
     figure,
@@ -25,6 +27,8 @@ from tests.faults.check import (
 from tests.faults.load import LoadGenerator
 from tests.faults.pipeline import Pipeline, own_postgres, pipeline
 from tests.faults.poison import produce_poison
+from tests.httpclient import call
+from tests.producer_api.test_metrics import _sample
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +141,54 @@ def test_worker_restarts_with_poison_lose_nothing(
     assert not landing.lost and not landing.lost_dead_letters and not poison_missing
     assert landing.rows == result.acked
     assert landing.duplicates == 0
+
+
+def _scrape(port: int, name: str) -> str | None:
+    """The metrics text at `port` once it holds `name` (None until it is served)."""
+    try:
+        text = call("GET", f"http://127.0.0.1:{port}/metrics", timeout=5).body.decode()
+    except OSError:
+        return None
+    return text if name in text else None
+
+
+def test_a_stuck_sink_exits_for_a_restart_and_metrics_are_served(
+    tmp_path: Path, kafka_bootstrap: str, database_url: str
+) -> None:
+    """The sink serves its metrics; blocked by a table lock while its lag grows, its
+    watchdog exits it (code 70) so a supervisor restarts it; restarted, it catches up."""
+    sink_port, worker_port = free_port(), free_port()
+    with pipeline(
+        kafka_bootstrap, database_url, tmp_path / "logs", watchdog_stall_seconds=4.0,
+        sink_metrics_port=sink_port, worker_metrics_port=worker_port,
+    ) as p:  # fmt: skip
+        first = LoadGenerator(p.base_url, p.key, requests=5, batch=10, run_id="before").run()
+        wait_until_landed(database_url, p.tenant, first.acked)
+        sink_text = eventually(lambda: _scrape(sink_port, "sluice_sink_rows_total"), timeout=30)
+        assert (_sample(sink_text, "sluice_sink_rows_total", kind="event") or 0) >= 50
+        assert _sample(sink_text, "sluice_sink_batch_seconds_count") is not None
+        worker_text = eventually(lambda: _scrape(worker_port, "sluice_stream_envelopes_total"))
+        assert (_sample(worker_text, "sluice_stream_envelopes_total") or 0) >= 1
+        topic, parts = f"{p.settings.topic_prefix}ingest.raw", p.settings.partitions
+        poison: set[str] = set()
+        sink = p.stack.procs["sink"]
+        with psycopg.connect(database_url) as blocker:
+            # Dead letters only (poison on ingest.raw), so nothing but the sink needs the table.
+            blocker.execute("LOCK TABLE dead_letters IN ACCESS EXCLUSIVE MODE")  # until commit
+            began = time.monotonic()
+            while sink.poll() is None and time.monotonic() - began < 90:
+                poison |= produce_poison(kafka_bootstrap, topic, 2, parts)  # the lag grows
+                time.sleep(0.5)
+            exited_after = time.monotonic() - began
+        code = sink.wait(timeout=10)
+        p.stack.procs.pop("sink")
+        p.stack.start_role("sink")
+        missing = wait_for_dead_letters(database_url, poison)
+        landing = wait_until_landed(database_url, p.tenant, first.acked)
+    figure(
+        f"stuck sink (table locked, stall limit 4 s): exited with {code} after "
+        f"{exited_after:.1f}s; after restart lost: {len(missing)} of {len(poison)} dead letters, "
+        f"{len(landing.lost)} of {len(first.acked)} events"
+    )
+    assert code == STALLED_EXIT_CODE
+    assert not missing and not landing.lost

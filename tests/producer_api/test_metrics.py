@@ -7,15 +7,18 @@ import contextlib
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from producer_api import metrics
 from sluice.metrics import ProgressWatchdog, stalled
+from sluice.settings import Settings
 from sluice.stack import ProcessStack
+from streams.watchdog import WorkerMonitor
 from tests.httpclient import call
 
 
@@ -106,3 +109,16 @@ def test_metrics_on_the_running_door(stack: ProcessStack, new_key: Callable[...,
     assert (_sample(text, name, family="native", route="/v1/events", status="401") or 0) >= 1
     assert _sample(text, "sluice_door_inflight_bytes") is not None
     assert _sample(text, "sluice_door_producer_queue_messages") is not None
+
+
+def test_worker_exports_the_breaker_and_excuses_its_watchdog() -> None:
+    monitor = WorkerMonitor(Settings(kafka_bootstrap_servers="127.0.0.1:1"))
+    tripped: dict[str, Any] = {"open": {}}
+    monitor.watch_breaker(lambda: tripped)
+    assert not monitor.watchdog.excused()
+    tripped["open"] = {"sluice.ingest.raw/2": {"reason": "ratio", "held": 3}}
+    text = generate_latest(monitor.registry).decode()
+    assert _sample(text, "sluice_stream_breaker_open", partition="sluice.ingest.raw/2") == 1.0
+    assert _sample(text, "sluice_stream_breaker_held_envelopes") == 3.0
+    assert _sample(text, "sluice_stream_breaker_open_partitions") == 1.0
+    assert monitor.watchdog.excused()  # a deliberate stop is not a stall
