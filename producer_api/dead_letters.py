@@ -37,6 +37,8 @@ MAX_RUNNING_JOBS = 2
 MAX_QUEUED_JOBS = 32
 """Jobs one API process holds (running or waiting) before it answers 429."""
 JSON_PATCH = "application/json-patch+json"
+JOB_FILTERS = frozenset({"family", "stage", "reason", "from", "to", "q"})
+"""What a replay job's JSON body may filter on (it always takes pending dead letters)."""
 
 routes = web.RouteTableDef()
 
@@ -160,6 +162,9 @@ async def replay_by_filter(request: web.Request) -> web.Response:
         if not isinstance(spec, dict):
             raise ValueError("the body must be a JSON object of filters")
         dry_run = bool(spec.pop("dry_run", False)) or _flag(request.query.get("dry_run"))
+        unknown = set(spec) - JOB_FILTERS
+        if unknown:
+            raise ValueError(f"unknown filter {sorted(unknown)}; one of {sorted(JOB_FILTERS)}")
         flt = _filter({k: str(v) for k, v in spec.items()})
     except ValueError as exc:
         return error_response(400, "bad_filter", str(exc))

@@ -151,6 +151,15 @@ def test_a_still_invalid_replay_is_a_new_dead_letter_with_lineage(
         ("bom", b'\xef\xbb\xbf{"type": "t"}', {}),
         ("32kb", json.dumps({"type": "t", "data": {"pad": "x" * 32_768}}).encode(), {}),
         ("broken-gzip", gzip.compress(b'[{"type": "t"}]' * 50)[:-20], {}),
+        pytest.param(
+            "broken-gzip-declared",
+            gzip.compress(b'[{"type": "t"}]' * 50)[:-20],
+            {"Content-Encoding": "gzip"},
+            marks=pytest.mark.xfail(
+                reason="the door stores what aiohttp decompressed of a truncated gzip body,"
+                " not the bytes received (producer_api body reading)"
+            ),
+        ),
     ],
 )
 def test_raw_bytes_come_back_byte_for_byte(
@@ -189,6 +198,8 @@ def test_list_filters_and_discard(stack: ProcessStack, new_key: Callable[..., st
     cursor = _api(stack, key, "GET", "/v1/dead-letters?limit=1").json()["next_cursor"]
     assert ids(f"limit=1&cursor={cursor}") == [no_type]
     assert _api(stack, key, "GET", "/v1/dead-letters?stage=nowhere").status == 400
+    unknown = _api(stack, key, "POST", "/v1/dead-letters/replay", json_body={"colour": "red"})
+    assert unknown.status == 400 and unknown.json()["error"]["code"] == "bad_filter"
 
     discarded = _api(stack, key, "POST", f"/v1/dead-letters/{no_type}/discard")
     assert discarded.status == 200 and discarded.json()["status"] == "discarded"
