@@ -124,16 +124,15 @@ class AsyncProducer:
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> DeliveryBatch:
         """Queue all `messages`; the returned batch completes when Kafka acknowledged them."""
         batch = DeliveryBatch(asyncio.get_running_loop(), len(messages))
+        # Positional arguments and bound locals: the stream processor queues one message
+        # per event here, and keyword parsing was a quarter of the cost of each call.
+        produce, acknowledged = self._producer.produce, batch.on_delivery
         for topic, partition, key, value, headers in messages:
             try:
-                self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    partition=partition,
-                    headers=list(headers) if headers else None,
-                    on_delivery=batch.on_delivery,
-                )
+                if headers:
+                    produce(topic, value, key, partition, acknowledged, headers=list(headers))
+                else:
+                    produce(topic, value, key, partition, acknowledged)
             except BufferError as exc:
                 batch.fail_now(ProduceFailed(f"producer queue full: {exc}"))
                 break
