@@ -4,8 +4,10 @@ the core's exceptions to status codes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -13,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from producer_api.auth import Forbidden, Unauthenticated
 from producer_api.publish import Overloaded
 from producer_api.ratelimit import RateLimited
+from producer_api.resources import DOOR
 from sluice.kafka import ProduceFailed
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,8 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         retry = {"Retry-After": RETRY_AFTER_SECONDS}
         try:
-            return await handler(request)
+            async with _body_reservation(request):
+                return await handler(request)
         except Unauthenticated as exc:
             return fmt(401, "unauthenticated", str(exc), None)
         except Forbidden as exc:
@@ -68,6 +72,17 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
 
 
 error_middleware = error_middleware_for(error_response)
+
+
+def _body_reservation(request: web.Request) -> AbstractAsyncContextManager[None]:
+    """The request's hold on the process's body budget, taken once per request: by the
+    innermost app's error middleware, so a refusal (`Overloaded`, 503) is in its format."""
+    door = request.config_dict.get(DOOR)
+    info = request.match_info
+    innermost = bool(info.apps) and info.current_app is info.apps[-1]
+    if door is None or not innermost:
+        return contextlib.nullcontext()
+    return door.bodies.hold(request)
 
 
 def request_timeout_middleware(seconds: float) -> Middleware:

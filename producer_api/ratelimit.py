@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from aiohttp import web
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from producer_api.auth import current_caller
+from producer_api.publish import Overloaded
 from sluice.settings import Settings
 
 
@@ -80,3 +84,41 @@ class KeyRateLimiter:
         stats = await self._strategy.get_window_stats(item, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited(item.namespace, retry_after)
+
+
+class BodyBudget:
+    """Bytes of request bodies one API process holds at once: received, parsed or waiting
+    for Kafka (invariant 6). `max_inflight_bytes` alone counts only what was already read
+    and sent; without this, N concurrent slow uploads hold N bodies whatever the rate.
+
+    A request reserves its `Content-Length` (or the whole body limit when the length is
+    unknown or the body is compressed) before its handler reads anything; past the
+    budget it is answered 503 with `Retry-After` at once. One request is always admitted
+    when nothing else is held, so a single large body can never be refused forever.
+    """
+
+    def __init__(self, limit: int, max_body_bytes: int) -> None:
+        self._limit = limit
+        self._max_body = max_body_bytes
+        self.held = 0
+
+    def need(self, request: web.BaseRequest) -> int:
+        """What `request` may come to hold in memory, as far as its headers tell."""
+        if not request.body_exists:
+            return 0
+        length = request.content_length
+        if length is None or request.headers.get("Content-Encoding", "identity") != "identity":
+            return self._max_body
+        return length
+
+    @asynccontextmanager
+    async def hold(self, request: web.BaseRequest) -> AsyncIterator[None]:
+        """Reserve `request`'s bytes for the block; raise `Overloaded` when over budget."""
+        need = self.need(request)
+        if need and self.held and self.held + need > self._limit:
+            raise Overloaded(f"{self.held} bytes of request bodies already held")
+        self.held += need
+        try:
+            yield
+        finally:
+            self.held -= need

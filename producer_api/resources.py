@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from producer_api.auth import KeyVerifier
 from producer_api.publish import Publisher
-from producer_api.ratelimit import KeyRateLimiter
+from producer_api.ratelimit import BodyBudget, KeyRateLimiter
 from schemas.topics import TopicNames
 from sinks.tenancy import assume_role
 from sluice.kafka import AsyncProducer, producer_config
@@ -27,6 +27,7 @@ class Door:
     pool: AsyncConnectionPool
     keys: KeyVerifier
     limits: KeyRateLimiter
+    bodies: BodyBudget
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -50,6 +51,7 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
         pool=pool,
         keys=KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds),
         limits=KeyRateLimiter.from_settings(settings),
+        bodies=BodyBudget(settings.max_receiving_bytes, settings.max_body_bytes),
     )
     try:
         yield

@@ -49,6 +49,7 @@ class Settings:
     rate_events_per_second: float = 100_000.0
     rate_burst_seconds: int = 5
     http_request_timeout_seconds: float = 60.0
+    max_receiving_bytes: int = 256 * 1024 * 1024
     kafka_security_protocol: str = ""
     kafka_sasl_mechanism: str = ""
     kafka_sasl_username: str = ""
@@ -129,6 +130,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_request_timeout_seconds=float(
             get("SLUICE_HTTP_REQUEST_TIMEOUT_SECONDS", str(d.http_request_timeout_seconds))
         ),
+        max_receiving_bytes=int(get("SLUICE_MAX_RECEIVING_BYTES", str(d.max_receiving_bytes))),
         kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL", ""),
         kafka_sasl_mechanism=get("KAFKA_SASL_MECHANISM", ""),
         kafka_sasl_username=get("KAFKA_SASL_USERNAME", ""),

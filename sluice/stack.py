@@ -41,6 +41,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SLUICE_RATE_EVENTS_PER_SECOND": str(settings.rate_events_per_second),
         "SLUICE_RATE_BURST_SECONDS": str(settings.rate_burst_seconds),
         "SLUICE_HTTP_REQUEST_TIMEOUT_SECONDS": str(settings.http_request_timeout_seconds),
+        "SLUICE_MAX_RECEIVING_BYTES": str(settings.max_receiving_bytes),
         "KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
         "KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
         "KAFKA_SASL_USERNAME": settings.kafka_sasl_username,

@@ -1,7 +1,7 @@
 """Invariant 6, bounded under bursts: per-key rate limits, gzip bombs, slow clients.
 
 One API process of its own with tiny budgets (3 requests and 30 events per key per
-60 s window) and a 4 s request/header timeout.
+60 s window, 1 MiB of request bodies held at once) and a 4 s request/header timeout.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import pytest
 
 from sluice.stack import ProcessStack
 from sluice.topic_admin import ensure_topics
-from tests.conftest import make_settings
+from tests.conftest import eventually, make_settings
 from tests.httpclient import Answer, call
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 4.0
+BODY_BUDGET = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def api(
     settings = make_settings(
         kafka_bootstrap, database_url,
         rate_requests_per_second=0.05, rate_events_per_second=0.5, rate_burst_seconds=60,
-        http_request_timeout_seconds=TIMEOUT_S,
+        http_request_timeout_seconds=TIMEOUT_S, max_receiving_bytes=BODY_BUDGET,
     )  # fmt: skip
     ensure_topics(settings)
     stack = ProcessStack(settings, tmp_path_factory.mktemp("limits-logs"))
@@ -135,3 +136,38 @@ def test_a_slow_body_is_answered_408(api: ProcessStack, new_key: Callable[..., s
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert key.encode() not in answer
+
+
+def post_until(api: ProcessStack, new_key: Callable[..., str], body: bytes, status: int,
+               timeout: float = 60.0) -> Answer:  # fmt: skip
+    """POST `body` with a fresh key of its own each time until the answer has `status`."""
+
+    def attempt() -> Answer | None:
+        headers = {"X-API-Key": new_key("limits-held"), "Content-Type": "application/json"}
+        answer = call("POST", f"{api.base_url}/v1/events", body=body, headers=headers)
+        return answer if answer.status == status else None
+
+    return eventually(attempt, timeout=timeout)
+
+
+def test_bodies_held_at_once_are_bounded_per_process(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """A slow 900 KB upload holds its reservation; a 200 KB request meanwhile gets 503 (in
+    its family's format) without its body being read; once the first is gone, it passes."""
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {new_key('limits-held')}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: 900000\r\n\r\n["
+    )
+    padded = json.dumps([{**events(1)[0], "data": {"pad": "x" * 200_000}}]).encode()
+    dynatrace = f"{api.base_url}/dynatrace/platform/ingest/v1/events"
+    with socket.create_connection((api.settings.http_host, api.settings.http_port)) as sock:
+        sock.sendall(head.encode())
+        refused = post_until(api, new_key, padded, 503, timeout=TIMEOUT_S * 2)
+        assert refused.json()["error"]["code"] == "overloaded"
+        assert int(refused.headers["Retry-After"]) > 0
+        headers = {"Authorization": f"Api-Token {new_key('limits-held')}",
+                   "Content-Type": "application/json"}  # fmt: skip
+        family = call("POST", dynatrace, body=padded, headers=headers)
+        assert family.status == 503 and family.json()["error"]["code"] == 503
+    assert post_until(api, new_key, padded, 202).json()["accepted"] == 1
