@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -97,8 +98,14 @@ def _event_time(value: Any) -> datetime | None:
 
 def _received_time(route: Mapping[str, str]) -> datetime | None:
     """The door's receive time from the route; None when a producer did not set it."""
+    return _parse_received(route.get(RECEIVED_AT, ""))
+
+
+@lru_cache(maxsize=256)
+def _parse_received(text: str) -> datetime | None:
+    """Cached: every event of a request shares its route."""
     try:
-        moment = datetime.fromisoformat(route[RECEIVED_AT])
-    except (KeyError, ValueError):
+        moment = datetime.fromisoformat(text)
+    except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
