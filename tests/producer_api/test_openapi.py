@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from openapi_spec_validator import validate
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -60,6 +61,10 @@ def test_the_document_lists_exactly_the_routes(document: dict[str, Any]) -> None
     listed = {(m, p) for p, item in document["paths"].items() for m in item if m != "parameters"}
     assert listed == routed_operations(create_app(Settings()))
     assert document["openapi"] == "3.1.0"
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    validate(document)
 
 
 def test_every_reference_resolves(document: dict[str, Any]) -> None:
