@@ -111,8 +111,9 @@ DELETE FROM events e
 USING filter_deletions f
 WHERE f.tenant = %s AND f.deletion_id = %s AND f.kafka_partition = %s
   AND e.tenant = f.tenant AND e.family = f.family
-  AND (e.kafka_partition = f.kafka_partition OR e.kafka_partition IS NULL)
-  AND e.version < f.version AND {_FILTER_MATCHES}
+  AND ((e.kafka_partition = f.kafka_partition AND e.version < f.version)
+       OR e.kafka_partition IS NULL)
+  AND {_FILTER_MATCHES}
 RETURNING e.event_id
 """
 
