@@ -37,6 +37,8 @@ MAX_RUNNING_JOBS = 2
 MAX_QUEUED_JOBS = 32
 """Jobs one API process holds (running or waiting) before it answers 429."""
 JSON_PATCH = "application/json-patch+json"
+STALE_JOB_SECONDS = 120.0
+"""A running job without a heartbeat for this long lost its process; a lookup resumes it."""
 JOB_FILTERS = frozenset({"family", "stage", "reason", "from", "to", "q"})
 """What a replay job's JSON body may filter on (it always takes pending dead letters)."""
 
@@ -168,7 +170,9 @@ async def replay_by_filter(request: web.Request) -> web.Response:
         flt = _filter({k: str(v) for k, v in spec.items()})
     except ValueError as exc:
         return error_response(400, "bad_filter", str(exc))
-    flt = DeadLetterFilter(**{**vars(flt), "status": "pending"})
+    now = datetime.now(UTC)  # fixed here, so a resumed job covers the same dead letters
+    until = min(flt.time_to, now) if flt.time_to else now
+    flt = DeadLetterFilter(**{**vars(flt), "status": "pending", "time_to": until})
     deps = _deps(request)
     async with tenant_connection(deps.pool, principal.tenant) as conn:
         total = await store.count_dead_letters(conn, principal.tenant, flt)
@@ -181,12 +185,22 @@ async def replay_by_filter(request: web.Request) -> web.Response:
 
 @routes.get("/v1/replay-jobs/{id}")
 async def show_job(request: web.Request) -> web.Response:
-    """A replay job's state, counts and progress (from PostgreSQL: any API process answers)."""
+    """A replay job's state, counts and progress (from PostgreSQL: any API process answers).
+
+    A job whose runner stopped beating (its API process died) is taken over here.
+    """
     principal = await authorize(request, "deadletters:read")
-    async with tenant_connection(door_of(request).pool, principal.tenant) as conn:
-        job = await store.get_job(conn, principal.tenant, request.match_info["id"])
+    job_id = request.match_info["id"]
+    deps = _deps(request)
+    async with tenant_connection(deps.pool, principal.tenant) as conn:
+        stale = await store.adopt_stale_job(conn, principal.tenant, job_id, STALE_JOB_SECONDS)
+        job = stale or await store.get_job(conn, principal.tenant, job_id)
     if job is None:
         return error_response(404, "not_found", "no such replay job")
+    if stale is not None:
+        log.warning("replay job %s was abandoned by its runner; resuming it here", job_id)
+        flt = DeadLetterFilter.from_json(stale["filter"])
+        request.app[JOBS].start(deps, principal.tenant, job_id, flt, stale["dry_run"])
     return web.json_response(job_json(job))
 
 

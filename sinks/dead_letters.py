@@ -323,6 +323,25 @@ async def get_job(conn: AsyncConnection[Any], tenant: str, job_id: str) -> dict[
         return await cur.fetchone()
 
 
+async def adopt_stale_job(
+    conn: AsyncConnection[Any], tenant: str, job_id: str, stale_seconds: float
+) -> dict[str, Any] | None:
+    """Take over an unfinished job whose runner stopped beating (its process died); None
+    unless it was stale. The conditional update makes exactly one adopter win."""
+    key = as_uuid(job_id)
+    if key is None:
+        return None
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "UPDATE replay_jobs SET heartbeat_at = now()"
+            " WHERE tenant = %s AND job_id = %s AND state IN ('queued', 'running')"
+            " AND coalesce(heartbeat_at, created_at) < now() - make_interval(secs => %s)"
+            " RETURNING *",
+            (tenant, key, stale_seconds),
+        )
+        return await cur.fetchone()
+
+
 async def update_job(
     conn: AsyncConnection[Any], tenant: str, job_id: str, *, state: str | None = None,
     add: dict[str, int] | None = None, error: str | None = None,

@@ -480,3 +480,25 @@ def test_replay_from_kafka_is_resumable(stack: ProcessStack, new_key: Callable[.
     assert _event_there(stack, key, "fk-b")
     assert "replayed 0, still invalid 0, failed 0, skipped 0" in run()
     assert _replays_on_ingest_raw(stack, {first, second}) == {first: 1, second: 1}
+
+
+def test_a_job_abandoned_by_its_process_is_resumed_by_a_lookup(
+    stack: ProcessStack, new_key: Callable[..., str], database_url: str
+) -> None:
+    tenant = f"dl-orphan-{uuid.uuid4().hex[:6]}"
+    key = new_key(tenant)
+    answer = _api(stack, key, "POST", "/v1/events",
+                  json_body=[_event(f"o-{i}", time="soon") for i in range(4)])  # fmt: skip
+    ids = {r["dead_letter_id"] for r in answer.json()["rejected"]}
+    eventually(lambda: len(_list_all(stack, key, "status=pending")) == 4)
+    job_id = str(uuid.uuid4())
+    with psycopg.connect(database_url, autocommit=True) as conn:  # as a dead process left it
+        conn.execute(
+            "INSERT INTO replay_jobs (job_id, tenant, filter, state, total, heartbeat_at)"
+            " VALUES (%s, %s, %s, 'running', 4, now() - interval '10 minutes')",
+            (job_id, tenant, json.dumps({"reason": "invalid_timestamp", "status": "pending"})),
+        )
+    job = _job_done(stack, key, job_id)
+    assert job["state"] == "done" and job["counts"]["still_invalid"] == 4, job
+    children = [d for d in _list_all(stack, key, "status=pending") if d["replay_of"] in ids]
+    assert len(children) == 4

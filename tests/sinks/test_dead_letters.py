@@ -139,3 +139,20 @@ async def test_jobs_keep_counts(database_url: str, conn: AsyncConnection[Any]) -
     assert job is not None and job["state"] == "done" and job["replayed"] == 4
     assert DeadLetterFilter.from_json(job["filter"]) == flt
     assert await store.get_job(conn, _tenant(), job_id) is None
+
+
+async def test_only_a_stale_job_is_adopted_and_only_once(
+    database_url: str, conn: AsyncConnection[Any]
+) -> None:
+    tenant = _tenant()
+    job_id = await store.create_job(conn, tenant, DeadLetterFilter(), False, 0)
+    await store.update_job(conn, tenant, job_id, state="running")
+    assert await store.adopt_stale_job(conn, tenant, job_id, 60) is None  # it just beat
+    await conn.execute(
+        "UPDATE replay_jobs SET heartbeat_at = now() - interval '5 minutes' WHERE job_id = %s",
+        (job_id,),
+    )
+    adopted = await asyncio.gather(*(store.adopt_stale_job(conn, tenant, job_id, 60)
+                                     for _ in range(3)))  # fmt: skip
+    assert sum(job is not None for job in adopted) == 1
+    assert await store.adopt_stale_job(conn, _tenant(), job_id, 0) is None
