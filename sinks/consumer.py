@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, Message
 
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
+from sinks.bulk import binary_array_parameters
 from sinks.records import event_record
 from sinks.republish import WriteBackProducer, write_back
 from sinks.rows import EventRow, FilterRow, TombstoneRow
@@ -28,6 +29,11 @@ from sluice.kafka import ProduceFailed, client_security_config, producer_config
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
+
+BATCH_WAIT_SECONDS = 0.05
+"""Longest wait to fill a batch: `consume` returns at `sink_batch_size` messages or after
+this. Under load batches fill well before it; at low rates it bounds the latency the sink
+adds (0.5 s here made half of the end-to-end p50 at half load)."""
 
 
 @dataclass
@@ -115,7 +121,7 @@ class Sink:
         self.monitor.start()
         try:
             while not self._stopping.is_set():
-                messages = consumer.consume(self._settings.sink_batch_size, timeout=0.5)
+                messages = consumer.consume(self._settings.sink_batch_size, BATCH_WAIT_SECONDS)
                 messages = [m for m in messages if m.error() is None]
                 if not messages:
                     continue
@@ -138,7 +144,9 @@ class Sink:
         delay = 0.5
         while True:
             try:
-                return psycopg.connect(self._settings.database_url, autocommit=True)
+                conn = psycopg.connect(self._settings.database_url, autocommit=True)
+                binary_array_parameters(conn)
+                return conn
             except psycopg.OperationalError as exc:
                 log.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay)
