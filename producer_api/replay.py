@@ -201,7 +201,7 @@ async def replay_record(
     try:
         (result,) = await _publish_and_mark(deps, dead.tenant, [(dead, plan)])
     except ReplayError as exc:
-        if exc.code == "event_deleted":
+        if exc.code in _BLOCKED:
             return None
         raise
     return result
@@ -219,16 +219,17 @@ async def _publish_and_mark(
 ) -> list[ReplayResult]:
     """Publish claimed replays; mark them replayed once Kafka acknowledged, else release.
 
-    Raises ReplayError 409 for a single replay whose event was deleted after the
-    rejection; in a batch those are released and reported as `skipped`.
+    Raises ReplayError 409 for a single replay whose event was deleted, or stored in a
+    newer version, after the rejection; in a batch those are released (`skipped`).
     """
-    deleted = await _deleted(deps, tenant, planned)
-    if deleted:
+    blocked = await _blocked(deps, tenant, planned)
+    if blocked:
         async with tenant_connection(deps.pool, tenant) as conn:
-            await store.release(conn, tenant, deps.owner, [d.dead_letter_id for d in deleted])
+            await store.release(conn, tenant, deps.owner, list(blocked))
         if len(planned) == 1:
-            raise ReplayError(409, "event_deleted", "the event was deleted after this rejection")
-    gone = {d.dead_letter_id for d in deleted}
+            code = next(iter(blocked.values()))
+            raise ReplayError(409, code, _BLOCKED[code])
+    gone = set(blocked)
     go = [(d, p) for d, p in planned if d.dead_letter_id not in gone]
     messages = [m for _d, p in go for m in p.messages]
     try:
@@ -254,10 +255,20 @@ def _outcome_json(result: ReplayResult) -> dict[str, Any]:
     }
 
 
-async def _deleted(
+_BLOCKED = {
+    "event_deleted": "the event was deleted after this rejection",
+    "superseded": "a newer version of the event was stored after this rejection",
+}
+
+
+async def _blocked(
     deps: ReplayDeps, tenant: str, planned: Sequence[tuple[StoredDeadLetter, IngestPlan]]
-) -> list[StoredDeadLetter]:
-    """The claimed dead letters whose event was deleted after they were received."""
+) -> dict[uuid.UUID, str]:
+    """Claimed dead letters whose event was deleted, or stored anew, after the rejection.
+
+    A replay is newer than anything before it in the partition, so it would bring
+    a deleted event back or overwrite data the producer sent since.
+    """
     candidates = [
         (d.family, r.event_id, d.received_at)
         for d, p in planned
@@ -265,12 +276,16 @@ async def _deleted(
         if r.accepted and r.event_id
     ]
     async with tenant_connection(deps.pool, tenant) as conn:
-        gone = await store.deleted_after(conn, tenant, candidates)
-    return [
-        d
-        for d, p in planned
-        if any((d.family, r.event_id) in gone for r in p.results if r.accepted)
-    ]
+        deleted = await store.deleted_after(conn, tenant, candidates)
+        newer = await store.superseded_after(conn, tenant, candidates)
+    blocked: dict[uuid.UUID, str] = {}
+    for dead, plan in planned:
+        keys = {(dead.family, r.event_id) for r in plan.results if r.accepted}
+        if keys & deleted:
+            blocked[dead.dead_letter_id] = "event_deleted"
+        elif keys & newer:
+            blocked[dead.dead_letter_id] = "superseded"
+    return blocked
 
 
 @dataclass

@@ -295,6 +295,24 @@ async def deleted_after(
     return {(str(r[0]), str(r[1])) for r in await cur.fetchall()}
 
 
+async def superseded_after(
+    conn: AsyncConnection[Any], tenant: str, candidates: Sequence[tuple[str, str, datetime]]
+) -> set[tuple[str, str]]:
+    """The (family, event id) pairs among `candidates` whose stored version arrived after the
+    given time: a replay of what was rejected before would overwrite newer data."""
+    if not candidates:
+        return set()
+    cur = await conn.execute(
+        "SELECT e.family, e.event_id FROM events e"
+        " JOIN unnest(%s::text[], %s::text[], %s::timestamptz[]) AS c(family, event_id, since)"
+        " ON e.family = c.family AND e.event_id = c.event_id"
+        " WHERE e.tenant = %s AND e.received_at > c.since",
+        ([c[0] for c in candidates], [c[1] for c in candidates], [c[2] for c in candidates],
+         tenant),
+    )  # fmt: skip
+    return {(str(r[0]), str(r[1])) for r in await cur.fetchall()}
+
+
 JOB_COUNTS = ("total", "replayed", "still_invalid", "failed", "skipped")
 
 

@@ -502,3 +502,22 @@ def test_a_job_abandoned_by_its_process_is_resumed_by_a_lookup(
     assert job["state"] == "done" and job["counts"]["still_invalid"] == 4, job
     children = [d for d in _list_all(stack, key, "status=pending") if d["replay_of"] in ids]
     assert len(children) == 4
+
+
+def test_a_replay_does_not_overwrite_a_version_sent_after_the_rejection(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key = new_key("dl-newer")
+    event_id = f"fresh-{uuid.uuid4()}"
+    dl_id = _rejected_id(_api(stack, key, "POST", "/v1/events",
+                              json_body=_event(event_id, time="stale")))  # fmt: skip
+    _stored(stack, key, dl_id)
+    newer = _event(event_id, data={"units": 2})
+    assert _api(stack, key, "POST", "/v1/events", json_body=newer).status == 202
+    assert eventually(lambda: _event_there(stack, key, event_id)["data"] == {"units": 2})
+    fixed = json.dumps(_event(event_id, data={"units": 1})).encode()
+    answer = _api(stack, key, "POST", f"/v1/dead-letters/{dl_id}/replay", body=fixed,
+                  headers={"Content-Type": "application/json"})  # fmt: skip
+    assert answer.status == 409 and answer.json()["error"]["code"] == "superseded", answer.body
+    assert _stored(stack, key, dl_id)["status"] == "pending"
+    assert _event_there(stack, key, event_id)["data"] == {"units": 2}
