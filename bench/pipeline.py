@@ -8,6 +8,7 @@ moment the client received the 202 for the request that carried the event.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +47,9 @@ def sustained(ctx: BenchContext, total: int, batch: int) -> dict[str, Any]:
         "door_latency_ms": latency_ms(records),
         "cpu_us_per_event": {n: 1e6 * s / total for n, s in cpu.items()},
         "cpu_us_per_event_total": 1e6 * sum(cpu.values()) / total,
+        "cpu_bound_ceiling_per_second": (os.cpu_count() or 1)
+        * total
+        / max(sum(cpu.values()), 1e-9),
     }
 
 

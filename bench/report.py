@@ -170,6 +170,11 @@ _DETAILS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("raw COPY CPU µs/row (client side)", ("sink_raw", "cpu_us_per_unit")),
     ("whole pipeline events/s (all processes at once)", ("sustained", "per_second")),
     ("whole pipeline CPU µs/event by process", ("sustained", "cpu_us_per_event")),
+    (
+        "whole pipeline: events/s if it had every core",
+        ("sustained", "cpu_bound_ceiling_per_second"),
+    ),
+    ("load average as each phase began", ("meta", "load_average_by_phase")),
     ("end to end: offered events/s", ("e2e", "offered_per_second")),
     ("end to end: acceptance → queryable ms", ("e2e", "queryable_ms")),
     ("end to end: door latency ms", ("e2e", "door_latency_ms")),

@@ -102,37 +102,41 @@ def _phases(ctx: BenchContext, results: dict[str, Any]) -> None:
     procs.start("api-1", "api")
     procs.wait_ready()
     accepted = door.warm_up(ctx)
-    _step("door, 255 events per request")
+    _step(results, "door, 255 events per request")
     results["door"] = door.drive_door(ctx, "door", cfg.events, cfg.batch)
     results["door_raw"] = door.raw_door(ctx, "door", cfg.events)
-    _step("door, large requests")
+    _step(results, "door, large requests")
     results["door_large"] = door.drive_door(ctx, "door-large", cfg.events, cfg.large_batch)
-    _step("two doors on one port")
+    _step(results, "two doors on one port")
     results["door_two"] = door.two_doors(ctx, cfg.events, cfg.batch)
     accepted += sum(results[k]["accepted"] for k in ("door", "door_large", "door_two"))
     accepted += results["door_two"]["warm_accepted"]
-    _step("stream: Faust worker drains ingest.raw")
+    _step(results, "stream: Faust worker drains ingest.raw")
     results["stream"] = drain.stream_stage(ctx, accepted)
     results["stream_raw"] = drain.raw_stream(ctx, accepted)
-    _step("sink: drains events into PostgreSQL")
+    _step(results, "sink: drains events into PostgreSQL")
     results["sink"] = drain.sink_stage(ctx, "sink", ctx.settings.sink_group)
     results["sink_raw"] = drain.raw_sink(ctx, accepted)
     procs.stop("sink")
-    _step("sink replay: a new group stores the same events again")
+    _step(results, "sink replay: a new group stores the same events again")
     results["sink_replay"] = drain.sink_stage(ctx, "sink-replay", drain.sink_group(ctx, "replay"))
     procs.stop("sink-replay")
     procs.start("sink", "sink")
-    _step("whole pipeline, closed loop")
+    _step(results, "whole pipeline, closed loop")
     results["sustained"] = pipeline.sustained(ctx, cfg.events, cfg.batch)
     rate = results["sustained"]["per_second"]
-    _step(f"end to end at half the sustainable rate ({rate / 2:,.0f} events/s)")
+    _step(results, f"end to end at half the sustainable rate ({rate / 2:,.0f} events/s)")
     results["e2e"] = pipeline.end_to_end(ctx, rate / 2)
-    _step(f"burst at {cfg.burst_multiplier:g}x ({rate * cfg.burst_multiplier:,.0f} events/s)")
+    _step(
+        results, f"burst at {cfg.burst_multiplier:g}x ({rate * cfg.burst_multiplier:,.0f} events/s)"
+    )
     results["burst"] = pipeline.burst(ctx, rate * cfg.burst_multiplier)
 
 
-def _step(what: str) -> None:
+def _step(results: dict[str, Any], what: str) -> None:
+    """Log the phase, and note the machine's load as it begins (others may share the cores)."""
     log.info("bench: %s", what)
+    results["meta"].setdefault("load_average_by_phase", {})[what] = os.getloadavg()[0]
 
 
 def _meta(cfg: BenchConfig, tag: str) -> dict[str, Any]:

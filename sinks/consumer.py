@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
@@ -84,6 +85,30 @@ def sort_messages(messages: list[Message], topics: TopicNames) -> Batch:
     return batch
 
 
+def commit_durable(consumer: Consumer, offsets: list[TopicPartition] | None = None) -> None:
+    """Commit offsets of rows already durable, retrying while the group coordinator moves.
+
+    After a broker fails, its groups' coordinator answers "load in progress" or "not
+    coordinator" for a few seconds; a sink that let that exception escape died there
+    (fault suite, partition leader SIGKILLs). If the commit still fails (the partitions
+    were revoked, say), it is skipped: the rows are stored, and redelivery from the older
+    offset rewrites them harmlessly (idempotent writes).
+    """
+    delay = 0.2
+    for attempt in range(1, 9):
+        try:
+            if offsets is None:
+                consumer.commit(asynchronous=False)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            return
+        except KafkaException as exc:
+            log.warning("offset commit failed (attempt %d): %s", attempt, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    log.warning("offsets left uncommitted; their rows are stored and may be rewritten")
+
+
 def consumer_config(settings: Settings) -> dict[str, Any]:
     return {
         **client_security_config(settings),
@@ -98,6 +123,26 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "heartbeat.interval.ms": 2_000,
         "client.id": "sluice-sink",
     }
+
+
+def committable(messages: list[Message]) -> list[TopicPartition]:
+    """The offsets to commit once `messages` are stored: one past the last of each partition."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if topic is not None and partition is not None and offset is not None:
+            last[(topic, partition)] = max(offset, last.get((topic, partition), -1))
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+@dataclass
+class _Writing:
+    """A batch being written by the writer thread, and what to commit when it is durable."""
+
+    future: Future[psycopg.Connection[Any]]
+    offsets: list[TopicPartition]
+    batch: Batch
+    began: float
 
 
 class Sink:
@@ -115,30 +160,48 @@ class Sink:
         self._stopping.set()
 
     def run(self) -> None:
+        """Consume, decode and write batches; commit each batch's offsets once it is durable.
+
+        Pipelined: while PostgreSQL applies batch N (a writer thread waits on it, without
+        the GIL), this thread consumes and decodes batch N+1. Batch N's own offsets, not
+        the consumer's position, are committed after its transaction, so nothing is
+        committed before it is stored.
+        """
         consumer = Consumer(consumer_config(self._settings))
         consumer.subscribe([self._topics.events, self._topics.dlq])
-        conn = self._connect()
+        self._conn = self._connect()
         self.monitor.start()
+        writing: _Writing | None = None
         try:
-            while not self._stopping.is_set():
-                messages = consumer.consume(self._settings.sink_batch_size, BATCH_WAIT_SECONDS)
-                messages = [m for m in messages if m.error() is None]
-                if not messages:
-                    continue
-                began = time.monotonic()
-                batch = sort_messages(messages, self._topics)
-                conn = self._write_until_durable(conn, batch)
-                consumer.commit(asynchronous=False)
-                self.rows_written += len(batch)
-                self.monitor.batch_done(
-                    events=len(batch.upserts), tombstones=len(batch.tombstones),
-                    dead_letters=len(batch.dead_letters), undecodable=batch.undecodable,
-                    seconds=time.monotonic() - began,
-                )  # fmt: skip
+            with ThreadPoolExecutor(1, thread_name_prefix="sink-write") as writer:
+                while not self._stopping.is_set():
+                    messages = consumer.consume(self._settings.sink_batch_size, BATCH_WAIT_SECONDS)
+                    messages = [m for m in messages if m.error() is None]
+                    batch = sort_messages(messages, self._topics) if messages else None
+                    if writing is not None:
+                        self._finish(consumer, writing)
+                        writing = None
+                    if batch is not None:
+                        future = writer.submit(self._write_until_durable, self._conn, batch)
+                        writing = _Writing(future, committable(messages), batch, time.monotonic())
+                if writing is not None:
+                    self._finish(consumer, writing)
         finally:
             self.monitor.stop()
             consumer.close()
-            conn.close()
+            self._conn.close()
+
+    def _finish(self, consumer: Consumer, writing: _Writing) -> None:
+        """Wait until `writing` is durable, then commit its offsets and count it."""
+        self._conn = writing.future.result()
+        commit_durable(consumer, writing.offsets)
+        batch = writing.batch
+        self.rows_written += len(batch)
+        self.monitor.batch_done(
+            events=len(batch.upserts), tombstones=len(batch.tombstones),
+            dead_letters=len(batch.dead_letters), undecodable=batch.undecodable,
+            seconds=time.monotonic() - writing.began,
+        )  # fmt: skip
 
     def _connect(self) -> psycopg.Connection[Any]:
         delay = 0.5
