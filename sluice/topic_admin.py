@@ -18,12 +18,14 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     existing = set(admin.list_topics(timeout=timeout).topics)
     min_isr = 2 if settings.replication_factor >= 3 else 1
+    # Never elect an out-of-sync replica: it would drop writes Kafka acknowledged (acks=all).
+    durability = {"unclean.leader.election.enable": "false"}
     wanted = [
         NewTopic(
             t.name(settings.topic_prefix),
             num_partitions=settings.partitions,
             replication_factor=settings.replication_factor,
-            config=t.config(min_insync_replicas=min_isr),
+            config={**t.config(min_insync_replicas=min_isr), **durability},
         )
         for t in ALL_TOPICS
         if t.name(settings.topic_prefix) not in existing

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from sluice.launchers.kafka import KafkaLauncher
 from sluice.metrics import STALLED_EXIT_CODE
 from sluice.stack import ProcessStack
 from tests.conftest import eventually, free_port
@@ -24,6 +25,7 @@ from tests.faults.check import (
     wait_for_dead_letters,
     wait_until_landed,
 )
+from tests.faults.cluster import leader_of, wait_fully_in_sync
 from tests.faults.load import LoadGenerator
 from tests.faults.pipeline import Pipeline, own_postgres, pipeline
 from tests.faults.poison import produce_poison
@@ -192,3 +194,51 @@ def test_a_stuck_sink_exits_for_a_restart_and_metrics_are_served(
     )
     assert code == STALLED_EXIT_CODE
     assert not missing and not landing.lost
+
+
+def test_partition_leader_sigkills_on_three_brokers_lose_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Invariant 1 on a 3-node cluster (RF 3, min ISR 2): SIGKILL the leader of a partition
+    of `ingest.raw` during a burst; every acknowledged id lands, once."""
+    with KafkaLauncher(tmp_path / "kafka", nodes=3) as kafka:
+        bootstrap = kafka.bootstrap_servers
+        with pipeline(bootstrap, database_url, tmp_path / "logs", replication_factor=3) as p:
+            prefix = p.settings.topic_prefix
+            topics = [f"{prefix}ingest.raw", f"{prefix}events", f"{prefix}events.dlq"]
+            load = LoadGenerator(
+                p.base_url, p.key, requests=45, batch=20, invalid_every=29, concurrency=2,
+                pause_seconds=0.2,
+            ).start()  # fmt: skip
+            eventually(lambda: load.done_requests >= 15, timeout=90)
+            leader = leader_of(bootstrap, topics[0], 0)
+            killed_at = time.monotonic()
+            kafka.kill(leader)
+            time.sleep(2.0)
+            kafka.start()
+            in_sync_after = wait_fully_in_sync(bootstrap, topics, 3) + 2.0
+            recovery = result_after(load, killed_at)
+            result = load.join()
+            landing = wait_until_landed(
+                database_url, p.tenant, result.acked, result.dead_letter_ids
+            )
+            copies = topic_copies(bootstrap, topics[1], p.tenant)
+        kafka.kill()  # the data is checked; no need for a graceful shutdown
+    figure(
+        f"short-1 leader SIGKILL, 3 brokers RF 3 min ISR 2: acknowledged lost: "
+        f"{len(landing.lost)} of {len(result.acked)}; dead letters lost: "
+        f"{len(landing.lost_dead_letters)}; duplicates: {landing.duplicates}; redelivered copies "
+        f"on events topic: {sum(n - 1 for n in copies.values())}; non-2xx answers: "
+        f"{sum(v for k, v in result.statuses.items() if not 200 <= k < 300)}; first 2xx after "
+        f"the kill: {recovery:.1f}s; replicas back in sync after {in_sync_after:.1f}s"
+    )
+    assert result.requests_unacknowledged == 0, result.summary()
+    assert not landing.lost and not landing.lost_dead_letters
+    assert landing.rows == result.acked
+    assert landing.duplicates == 0
+
+
+def result_after(load: LoadGenerator, moment: float) -> float:
+    """Seconds from `moment` to the first acknowledged request after it (-1 if none yet)."""
+    found = load.result.first_ack_after(moment)
+    return -1.0 if found is None else found
