@@ -164,6 +164,7 @@ async def replay_by_filter(request: web.Request) -> web.Response:
         if not isinstance(spec, dict):
             raise ValueError("the body must be a JSON object of filters")
         dry_run = bool(spec.pop("dry_run", False)) or _flag(request.query.get("dry_run"))
+        spec.pop("tenant", None)  # the tenant comes only from the key
         unknown = set(spec) - JOB_FILTERS
         if unknown:
             raise ValueError(f"unknown filter {sorted(unknown)}; one of {sorted(JOB_FILTERS)}")
