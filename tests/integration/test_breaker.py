@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 TENANT = "breaker"
 MAX_CONSECUTIVE = 10
 GARBAGE = 15
-COOLDOWN = 15.0
+COOLDOWN = 20.0
 
 
 def _id_on(partition: int, label: str, partitions: int) -> str:
