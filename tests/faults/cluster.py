@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 from confluent_kafka.admin import AdminClient
+
+from sluice.launchers.kafka import KafkaLauncher
 
 
 def _admin(bootstrap: str) -> AdminClient:
@@ -43,3 +46,18 @@ def wait_fully_in_sync(
         if time.monotonic() - begun > timeout:
             raise AssertionError(f"replicas not back in sync within {timeout}s")
         time.sleep(0.5)
+
+
+def signal_node(kafka: KafkaLauncher, node_id: int, sig: int) -> None:
+    """Send `sig` to broker `node_id` (-1, no leader right now: node 1). SIGKILL and SIGTERM
+    wait for the process to end, so `kafka.start()` brings it back afterwards."""
+    node_id = node_id if node_id > 0 else 1
+    if sig == signal.SIGKILL:
+        kafka.kill(node_id)
+        return
+    node = next(n for n in kafka.nodes if n.node_id == node_id)
+    assert node.process is not None
+    node.process.send_signal(sig)
+    if sig == signal.SIGTERM:
+        node.process.wait(60)
+        node.process = None

@@ -37,16 +37,17 @@ class LoadResult:
     statuses: Counter[int] = field(default_factory=Counter)
     unavailable_without_retry_after: int = 0
     requests_unacknowledged: int = 0
-    events: list[tuple[float, int]] = field(default_factory=list)
-    """(monotonic time, status) of every attempt, for recovery-time figures."""
+    events: list[tuple[float, float, int]] = field(default_factory=list)
+    """(monotonic start, end, status) of every attempt, for timing figures."""
 
     def first_ack_after(self, moment: float) -> float | None:
         """Seconds from `moment` to the first 2xx answered after it, or None."""
-        later = [t for t, s in self.events if t >= moment and 200 <= s < 300]
+        later = [end for _, end, s in self.events if end >= moment and 200 <= s < 300]
         return min(later) - moment if later else None
 
-    def statuses_between(self, start: float, end: float) -> Counter[int]:
-        return Counter(s for t, s in self.events if start <= t <= end)
+    def started_between(self, start: float, end: float) -> Counter[int]:
+        """Statuses of the attempts sent between `start` and `end`."""
+        return Counter(s for began, _, s in self.events if start <= began <= end)
 
     def summary(self) -> str:
         shown = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
@@ -126,7 +127,7 @@ class LoadGenerator:
         return self.start().join()
 
     def stop(self) -> None:
-        """Stop sending new requests (requests in flight finish)."""
+        """Send no new requests; those begun are still retried until acknowledged."""
         self._stop.set()
 
     def _client(self, work: queue.SimpleQueue[int], deadline: float) -> None:
@@ -150,13 +151,14 @@ class LoadGenerator:
             if 200 <= answer.status < 300 or (answer.status == 400 and not valid):
                 self._record_ack(answer)
                 return
-            if not self.retry or time.monotonic() >= deadline or self._stop.is_set():
+            if not self.retry or time.monotonic() >= deadline:
                 with self._lock:
                     self.result.requests_unacknowledged += 1
                 return
             time.sleep(0.5 if answer.status in (0, 503) else 1.0)
 
     def _post(self, events: list[dict[str, Any]]) -> Answer:
+        began = time.monotonic()
         try:
             answer = call("POST", self.url, json_body=events, headers={"X-API-Key": self.key},
                           timeout=self.timeout_seconds)  # fmt: skip
@@ -164,7 +166,7 @@ class LoadGenerator:
             answer = Answer(0, {}, b"")
         with self._lock:
             self.result.statuses[answer.status] += 1
-            self.result.events.append((time.monotonic(), answer.status))
+            self.result.events.append((began, time.monotonic(), answer.status))
             if answer.status == 503 and "Retry-After" not in answer.headers:
                 self.result.unavailable_without_retry_after += 1
         return answer
