@@ -188,8 +188,13 @@ def discard_dead_letter(w: World) -> None:
 
 
 def replay_by_filter(w: World) -> None:
-    answer = w.b("POST", "/v1/dead-letters/replay", {"tenant": w.tenant_a, "family": "native"})
-    assert answer.status == 202 and answer.json()["total"] == 0, answer.body
+    """A `tenant` in the filter is refused or ignored: B's jobs count B's letters only."""
+    listed = w.b("GET", "/v1/dead-letters?status=pending&limit=1000").json()
+    own = len(listed["dead_letters"])
+    smuggled = w.b("POST", "/v1/dead-letters/replay", {"tenant": w.tenant_a, "dry_run": True})
+    assert smuggled.status == 400 or smuggled.json()["total"] == own, (own, smuggled.body)
+    answer = w.b("POST", "/v1/dead-letters/replay", {"family": "native", "dry_run": True})
+    assert answer.status == 202, answer.body
     job = answer.json()["job_id"]
     eventually(lambda: w.b("GET", f"/v1/replay-jobs/{job}").json()["state"] in ("done", "failed"))
     w.a_still_has_everything()
