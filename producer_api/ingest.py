@@ -21,7 +21,7 @@ from schemas.deletes import DeleteFilter
 from schemas.identity import Identity, new_event_id, partition_for
 from schemas.outcome import Rejected, Violation
 from schemas.topics import TopicNames
-from schemas.validators import Validator
+from schemas.validators import Validator, validate_safely
 from sluice.kafka import OutgoingMessage
 
 BATCH_REJECTED = Violation(
@@ -121,7 +121,7 @@ def plan_events(
     if replay is not None:
         origin = replace(origin, attempt=replay.attempt, replay_of=replay.dead_letter_id)
     by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    outcomes = [validate(raw, ctx.route) for raw in raws]
+    outcomes = [validate_safely(validate, raw, ctx.route) for raw in raws]
     reject_all = all_or_nothing and any(isinstance(o, Rejected) for o in outcomes)
     for index, (raw, outcome) in enumerate(zip(raws, outcomes, strict=True)):
         if reject_all and not isinstance(outcome, Rejected):

@@ -40,7 +40,7 @@ def validate_native(raw: bytes) -> Outcome:
     """Turn one raw native event into a `ValidEvent` or a `Rejected` with all its reasons."""
     try:
         event = _decoder.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return _explain(raw)
     data = bytes(event.data).lstrip()
     if not data.startswith(b"{"):
@@ -67,8 +67,8 @@ def _explain(raw: bytes) -> Rejected:
     """The slow path: list every violation of an event msgspec refused."""
     try:
         obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        return Rejected((Violation("malformed_json", "$", f"not valid JSON: {exc}"),))
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return Rejected((Violation("malformed_json", "$", f"not valid UTF-8 JSON: {exc}"),))
     if not isinstance(obj, dict):
         return Rejected((Violation("wrong_type", "$", "an event must be a JSON object"),))
     found = [v for name in _REQUIRED for v in _check_required(obj, name)]

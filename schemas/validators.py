@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
 from schemas.families.baselime import validate_baselime
@@ -10,7 +11,9 @@ from schemas.families.dashdive import validate_dashdive
 from schemas.families.datahub import validate_datahub
 from schemas.families.dynatrace import validate_dynatrace
 from schemas.native import validate_native
-from schemas.outcome import Outcome
+from schemas.outcome import Outcome, Rejected, Violation
+
+log = logging.getLogger(__name__)
 
 Validator = Callable[[bytes, Mapping[str, str]], Outcome]
 """A validator sees one event's raw bytes and the request's route parameters."""
@@ -28,3 +31,17 @@ VALIDATORS: dict[str, Validator] = {
 def validator_for(family: str) -> Validator:
     """The validator of `family`; KeyError for a family Sluice does not know."""
     return VALIDATORS[family]
+
+
+def validate_safely(validate: Validator, raw: bytes, route: Mapping[str, str]) -> Outcome:
+    """Run `validate`; an exception rejects this one event instead of failing the request.
+
+    Validators are pure, so an exception is about this event's bytes (a validator
+    bug meeting unusual input), never an outage: the event becomes a dead letter
+    with reason `processing_error`, as it would in the stream processor.
+    """
+    try:
+        return validate(raw, route)
+    except Exception as exc:  # pure code: see the docstring
+        log.exception("validator failed on one event")
+        return Rejected((Violation("processing_error", "$", f"{type(exc).__name__}: {exc}"),))

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from producer_api.ingest import RequestContext, plan_deletes, plan_events, plan_unsplittable
 from schemas.codec import decode
 from schemas.identity import Identity, partition_for
+from schemas.outcome import Outcome
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
 
@@ -96,3 +98,14 @@ def test_all_or_nothing_changes_nothing_when_every_event_is_valid() -> None:
     plan = plan_events(CTX, raws, validator_for("native"), TOPICS, 4, all_or_nothing=True)
     assert plan.accepted == 3
     assert all(m[0] == TOPICS.ingest_raw for m in plan.messages)
+
+
+def test_a_validator_exception_dead_letters_only_that_event() -> None:
+    def fragile(raw: bytes, route: Mapping[str, str]) -> Outcome:
+        if b"boom" in raw:
+            raise UnicodeDecodeError("utf-8", raw, 0, 1, "bad byte")
+        return validator_for("native")(raw, route)
+
+    plan = plan_events(CTX, [b'{"boom":1}', _event(2)], fragile, TOPICS, 4)
+    assert [r.accepted for r in plan.results] == [False, True]
+    assert plan.results[0].reasons[0].code == "processing_error"

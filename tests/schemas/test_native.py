@@ -48,3 +48,9 @@ def test_empty_strings_are_rejected() -> None:
     out = validate_native(b'{"type":"","source":"s","time":"2024-01-01T00:00:00Z","data":{}}')
     assert isinstance(out, Rejected)
     assert out.violations[0].path == "$.type"
+
+
+def test_invalid_utf8_is_a_rejection_not_a_crash() -> None:
+    out = validate_native(b'{"type":"a\xff","source":"s","time":"2024-01-01T00:00:00Z","data":{}}')
+    assert isinstance(out, Rejected)
+    assert out.violations[0].code == "malformed_json"
