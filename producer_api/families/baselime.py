@@ -20,6 +20,7 @@ from aiohttp.typedefs import Middleware
 from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
 from producer_api.auth import Principal, authorize
 from producer_api.body import Unsplittable, split_json_events
+from producer_api.content import read_body
 from producer_api.errors import Handler, error_middleware_for
 from producer_api.ingest import EventResult, RequestContext
 from producer_api.resources import Door
@@ -90,7 +91,7 @@ async def post_events(request: web.Request) -> web.Response:
     if not all(NAME_PATTERN.match(name) for name in names):
         return message(400)
     door = door_of(request)
-    body = await request.read()
+    body = await read_body(request)
     if not body.strip():
         return message(400)
     ctx = _context(request, principal)
@@ -142,7 +143,7 @@ def _echo(raw: bytes) -> Any:
     """A failed event as it was sent, for the `invalid` list."""
     try:
         return msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return raw.decode(errors="replace")
 
 

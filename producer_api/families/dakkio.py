@@ -23,6 +23,7 @@ from aiohttp.typedefs import Middleware
 
 from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
 from producer_api.auth import Principal, authorize
+from producer_api.content import read_body
 from producer_api.errors import error_middleware_for
 from producer_api.families import dakkio_answers as answers
 from producer_api.families.dakkio_answers import dakkio_error, internal_errors, not_found
@@ -65,7 +66,7 @@ def create_subapp() -> web.Application:
 async def post_point(request: web.Request) -> web.Response:
     """Ingest one data point; 201 with the stored point."""
     principal = await authorize(request, "events:write")
-    door, body = door_of(request), await request.read()
+    door, body = door_of(request), await read_body(request)
     ctx = _context(request, principal, {})
     try:
         _top_level_of(body)
@@ -78,7 +79,7 @@ async def post_point(request: web.Request) -> web.Response:
 async def post_batch(request: web.Request) -> web.Response:
     """Ingest `dataPoints` into `bucketId`, all or nothing; 201 with the stored points."""
     principal = await authorize(request, "events:write")
-    door, body = door_of(request), await request.read()
+    door, body = door_of(request), await read_body(request)
     try:
         bucket, raws = _batch(body, door.settings.max_events_per_request)
     except BadBody as exc:
@@ -165,7 +166,7 @@ def _context(request: web.Request, principal: Principal, extra: dict[str, str]) 
 def _top_level_of(body: bytes) -> dict[str, msgspec.Raw]:
     try:
         return _top_level.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BadBody([answers.detail(("body",), _shape_message(body))]) from exc
 
 
@@ -173,7 +174,10 @@ def _field(top: dict[str, msgspec.Raw], name: str) -> str | None:
     raw = top.get(name)
     if raw is None:
         return None
-    value = msgspec.json.decode(raw)
+    try:
+        value = msgspec.json.decode(raw)
+    except UnicodeDecodeError:  # invalid UTF-8 inside the string
+        return None
     return value if isinstance(value, str) else None
 
 
@@ -202,7 +206,7 @@ def _points(raw: msgspec.Raw | None, max_points: int, details: list[dict[str, An
         return []
     try:
         points = [bytes(p) for p in _raw_list.decode(raw)]
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         details.append(answers.detail(path, "Expected array"))
         return []
     if not points:

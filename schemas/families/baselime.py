@@ -47,7 +47,7 @@ def validate_baselime(raw: bytes, route: Mapping[str, str]) -> Outcome:
         )
     try:
         event = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         found.append(Violation("malformed_json", "$", f"not valid JSON: {exc}"))
         return Rejected(tuple(found))
     if not isinstance(event, dict):

@@ -67,7 +67,7 @@ def validate_dakkio(raw: bytes, route: Mapping[str, str]) -> Outcome:
     """One raw data point and its route → a `ValidEvent` or every reason it is not one."""
     try:
         point = _decoder.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return _explain(raw, route)
     bucket = route.get(BATCH_BUCKET) or point.bucketId
     stamp = point.timestamp
@@ -106,7 +106,7 @@ def point_issues(raw: bytes, route: Mapping[str, str]) -> list[Issue]:
     """Every problem of a point (the slow path, run only for refused points)."""
     try:
         obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return [Issue((), "malformed_json", f"Invalid JSON: {exc}")]
     if not isinstance(obj, dict):
         return [Issue((), "wrong_type", f"Expected object, received {_kind(obj)}")]

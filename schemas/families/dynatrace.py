@@ -37,7 +37,7 @@ def validate_dynatrace(raw: bytes, route: Mapping[str, str]) -> Outcome:
     """One raw generic event → a `ValidEvent` or every reason it is not one."""
     try:
         event = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return Rejected((Violation("malformed_json", "$", f"not valid JSON: {exc}"),))
     if not isinstance(event, dict):
         return Rejected((Violation("wrong_type", "$", "an event must be a JSON object"),))

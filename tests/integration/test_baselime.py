@@ -81,16 +81,18 @@ def test_valid_events_are_ingested_and_failed_ones_listed_and_dead_lettered(
     key = new_key(tenant[0])
     null_event = b'{ "user":  null,\n "n": 1 }'
     big_event = json.dumps({"blob": "x" * 33_000}).encode()
-    body = b"[" + b",".join([b'{"ok": 1}', null_event, b'{"ok": {"deep": true}}', big_event]) + b"]"
+    bad_utf8 = b'{"s": "\xff"}'
+    events = [b'{"ok": 1}', null_event, b'{"ok": {"deep": true}}', big_event, bad_utf8]
+    body = b"[" + b",".join(events) + b"]"
     answer = _post(stack, key, "/v1/prod-logs/api", body)
     assert answer.status == 400
     reply = answer.json()
     assert reply["message"] == "Bad Request"
-    assert reply["invalid"] == [json.loads(null_event), json.loads(big_event)]
-    assert [e["index"] for e in reply["errors"]] == [1, 3]
+    assert reply["invalid"][:2] == [json.loads(null_event), json.loads(big_event)]
+    assert [e["index"] for e in reply["errors"]] == [1, 3, 4]
     assert reply["errors"][1]["reasons"][0]["code"] == "event_too_large"
 
-    for error, raw in zip(reply["errors"], (null_event, big_event), strict=True):
+    for error, raw in zip(reply["errors"], (null_event, big_event, bad_utf8), strict=True):
         stored = eventually(lambda e=error: _dead_letter(database_url, e["dead_letter_id"]))
         assert stored[0] == raw
     events = eventually(lambda: (e := _events(stack, key, "prod-logs")) and len(e) == 2 and e)

@@ -37,6 +37,7 @@ KNOWN_ISSUES = {
     "InvalidHeader escapes producer_api/uploads.py::read_upload (reported to its owner)",
     "DELETE /v1/events": "a filter value holding NUL (\\u0000) is a 500: PostgreSQL refuses it in "
     "the receipt's jsonb (sinks/deletions.py::create_receipt; reported to its owner)",
+    "DELETE /datahub/v1/events/delete": "the same receipt bug, through an event id holding NUL",
 }
 """Operations whose schemathesis failures are known bugs, reported and left to their owners."""
 ALL_SCOPES = ["events:write", "events:read", "events:delete", "deadletters:read",

@@ -58,3 +58,8 @@ def test_a_nul_character_postgresql_cannot_store_is_rejected() -> None:
     outcome = validate_baselime(b'{"a": {"b": "x\\u0000y"}, "ok": "\\\\u0000 is text"}', ROUTE)
     assert isinstance(outcome, Rejected)
     assert [(v.code, v.path) for v in outcome.violations] == [("unsupported_character", "$.a.b")]
+
+
+def test_invalid_utf8_inside_a_string_is_rejected_not_raised() -> None:
+    outcome = validate_baselime(b'{"a": "\xff\xfe"}', ROUTE)
+    assert isinstance(outcome, Rejected) and outcome.violations[0].code == "malformed_json"

@@ -72,3 +72,9 @@ def test_a_nul_character_postgresql_cannot_store_is_rejected() -> None:
     assert b"\\u0000" in raw
     assert isinstance(validate_dakkio(raw, ROUTE), Rejected)
     assert [i.code for i in point_issues(raw, ROUTE)] == ["unsupported_character"]
+
+
+def test_invalid_utf8_inside_a_string_is_rejected_not_raised() -> None:
+    raw = _raw().replace(b"Living Room", b"Living \xff")
+    assert isinstance(validate_dakkio(raw, ROUTE), Rejected)
+    assert [i.code for i in point_issues(raw, ROUTE)] == ["malformed_json"]

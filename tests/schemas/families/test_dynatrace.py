@@ -57,3 +57,8 @@ def test_a_nul_character_postgresql_cannot_store_is_rejected() -> None:
     outcome = validate_dynatrace(b'{"event.id": "n", "list": ["\\u0000"]}', ROUTE)
     assert isinstance(outcome, Rejected) and outcome.event_id == "n"
     assert [v.path for v in outcome.violations] == ["$.list[0]"]
+
+
+def test_invalid_utf8_inside_a_string_is_rejected_not_raised() -> None:
+    outcome = validate_dynatrace(b'{"event.id": "\xff"}', ROUTE)
+    assert isinstance(outcome, Rejected) and outcome.violations[0].code == "malformed_json"
