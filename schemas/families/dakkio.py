@@ -96,7 +96,7 @@ def _explain(raw: bytes, route: Mapping[str, str]) -> Rejected:
 def parse_timestamp(value: str) -> datetime | None:
     """An ISO 8601 timestamp in UTC (UTC when it has no offset), or None when it is not one."""
     try:
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows "t" and "z"
     except ValueError:
         return None
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -84,7 +84,7 @@ def _event_time(value: Any) -> datetime | None:
     """The event's own time, or None when absent or not understood."""
     if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows "t" and "z"
         except ValueError:
             return None
         return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -4,6 +4,7 @@ no answer that contradicts the document."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +28,11 @@ from producer_api.openapi import (
     described_paths,
     routed_operations,
 )
+from schemas.families.baselime import validate_baselime
+from schemas.families.dakkio import validate_dakkio
+from schemas.families.dynatrace import validate_dynatrace
+from schemas.outcome import Rejected
+from schemas.validators import Validator
 from sluice.settings import Settings
 from sluice.stack import ProcessStack
 from tests.httpclient import call
@@ -116,6 +122,38 @@ def test_request_schemas_come_from_the_validators(document: dict[str, Any]) -> N
     assert s3_get["properties"]["action"] == {"const": "GetObject"}
     assert "timestamp" in s3_get["required"]
     assert set(described_paths()) == set(document["paths"])
+
+
+@pytest.mark.parametrize(
+    ("path", "validate", "events"),
+    [
+        ("/baselime/v1/{dataset}/{namespace}", validate_baselime, lambda body: body),
+        ("/dynatrace/platform/ingest/v1/events", validate_dynatrace,
+         lambda body: body if isinstance(body, list) else [body]),
+        ("/dakkio/api/data", validate_dakkio, lambda body: [body]),
+    ],
+)  # fmt: skip
+def test_every_event_the_document_allows_the_validator_accepts(
+    document: dict[str, Any], path: str, validate: Validator, events: Callable[[Any], list[Any]]
+) -> None:
+    """The request schemas promise no more than the validators accept (NUL aside: JSON
+    Schema cannot exclude it, and PostgreSQL cannot store it)."""
+    operation = schemathesis.openapi.from_dict(document).find_operation_by_path("POST", path)
+    route = {"dataset": "ds", "namespace": "ns", "received_at": "2024-01-01T00:00:00+00:00"}
+    refused: list[tuple[bytes, Any]] = []
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    def check(case: schemathesis.Case) -> None:
+        for event in events(case.body):
+            raw = json.dumps(event).encode()
+            outcome = validate(raw, route)
+            if isinstance(outcome, Rejected) and b"\\u0000" not in raw:
+                refused.append((raw, outcome.violations))
+
+    check()
+    assert not refused, refused[:3]
 
 
 @pytest.mark.integration

@@ -78,3 +78,9 @@ def test_invalid_utf8_inside_a_string_is_rejected_not_raised() -> None:
     raw = _raw().replace(b"Living Room", b"Living \xff")
     assert isinstance(validate_dakkio(raw, ROUTE), Rejected)
     assert [i.code for i in point_issues(raw, ROUTE)] == ["malformed_json"]
+
+
+def test_rfc3339_lowercase_separators_are_accepted() -> None:
+    outcome = validate_dakkio(_raw(timestamp="2024-01-15t10:30:00z"), ROUTE)
+    assert isinstance(outcome, ValidEvent)
+    assert outcome.time == datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
