@@ -16,6 +16,7 @@ def create_app(settings: Settings) -> web.Application:
     """The front door for `settings`: routes, limits and the Kafka/PostgreSQL clients."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
+        handler_args={"auto_decompress": False},  # producer_api/content.py decodes bodies
         middlewares=[request_timeout_middleware(settings.http_request_timeout_seconds),
                      error_middleware],
     )  # fmt: skip

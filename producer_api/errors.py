@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from producer_api.auth import Forbidden, Unauthenticated
+from producer_api.content import UndecodableBody
 from producer_api.publish import Overloaded
 from producer_api.ratelimit import RateLimited
 from producer_api.resources import DOOR
@@ -60,6 +61,8 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
         except ProduceFailed as exc:
             log.warning("Kafka did not acknowledge a request: %s", exc)
             return fmt(503, "kafka_unavailable", "not acknowledged by Kafka; retry", retry)
+        except UndecodableBody as exc:
+            return fmt(400, "undecodable_body", str(exc), None)
         except web.HTTPRequestEntityTooLarge as exc:
             return fmt(413, "body_too_large", exc.text or "request body too large", None)
         except web.HTTPException as exc:

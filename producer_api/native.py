@@ -16,6 +16,7 @@ from producer_api.accept import (
 )
 from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
+from producer_api.content import UndecodableBody, read_body
 from producer_api.errors import error_response
 from producer_api.replaced import replaced_ids, stored_before
 from schemas.identity import FAMILIES
@@ -33,11 +34,13 @@ async def post_events(request: web.Request) -> web.Response:
     """Accept one event or an array; 202 once Kafka acknowledged every accepted event."""
     principal = await authorize(request, "events:write")
     door = door_of(request)
-    body = await request.read()
     ctx = request_context(request, principal, FAMILY)
     stored: set[str] = set()
     try:
+        body = await read_body(request)
         raws = split_json_events(body)
+    except UndecodableBody as exc:
+        plan = await accept_unsplittable(door, ctx, exc.raw, str(exc))
     except Unsplittable as exc:
         plan = await accept_unsplittable(door, ctx, body, str(exc))
     else:

@@ -18,6 +18,7 @@ from aiohttp import web
 from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
 from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
+from producer_api.content import read_body
 from producer_api.errors import error_middleware_for
 from producer_api.ingest import EventResult
 from schemas.families.dashdive import FAMILY, SERVICES
@@ -40,7 +41,7 @@ async def post_event(request: web.Request) -> web.Response:
     """One event of `service`; the body is the event itself."""
     principal = await authorize(request, "events:write")
     _known_service(request)
-    body = await request.read()
+    body = await read_body(request)
     ctx = request_context(request, principal, FAMILY)
     plan = await accept_events(door_of(request), ctx, [body])
     (result,) = plan.results
@@ -57,7 +58,7 @@ async def post_batch(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:write")
     _known_service(request)
     door = door_of(request)
-    body = await request.read()
+    body = await read_body(request)
     ctx = request_context(request, principal, FAMILY)
     try:
         if not body.lstrip().startswith(b"["):

@@ -26,6 +26,7 @@ from producer_api.accept import (
 )
 from producer_api.auth import authorize
 from producer_api.body import Unsplittable
+from producer_api.content import read_body
 from producer_api.errors import error_middleware_for
 from producer_api.families import datahub_csv
 from producer_api.ingest import IngestPlan
@@ -52,7 +53,7 @@ def datahub_error(
 async def post_events(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:write")
     door = door_of(request)
-    body = await request.read()
+    body = await read_body(request)
     ctx = request_context(request, principal, FAMILY)
     try:
         raws = split_events(body)
@@ -119,7 +120,7 @@ async def delete_events(request: web.Request) -> web.Response:
     """Delete by `eventIds` or by `providers` (exactly one of them)."""
     principal = await authorize(request, "events:delete")
     try:
-        field, values = _delete_filter(await request.read())
+        field, values = _delete_filter(await read_body(request))
     except ValueError as exc:
         return datahub_error(400, "bad_request", str(exc))
     ctx = request_context(request, principal, FAMILY)
