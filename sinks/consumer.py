@@ -24,8 +24,8 @@ from sinks.bulk import binary_array_parameters
 from sinks.records import event_record
 from sinks.republish import WriteBackProducer, write_back
 from sinks.rows import EventRow, FilterRow, TombstoneRow
+from sinks.segments import Segment, add_to_segments, write_segments
 from sinks.watchdog import SinkMonitor
-from sinks.writer import write_dead_letters, write_events
 from sluice.kafka import ProduceFailed, client_security_config, producer_config
 from sluice.settings import Settings
 
@@ -45,6 +45,8 @@ class Batch:
     tombstones: list[TombstoneRow] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     filters: list[FilterRow] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    """The same records cut at deletes by filter, in order: what the writer applies."""
     undecodable: int = 0
 
     def __len__(self) -> int:
@@ -68,8 +70,11 @@ def sort_messages(messages: list[Message], topics: TopicNames) -> Batch:
         try:
             if msg.topic() == topics.dlq:
                 batch.dead_letters.append(decode(value or b"", "DeadLetter")[1])
+                add_to_segments(batch.segments, batch.dead_letters[-1])
             else:
                 row = event_record(msg)
+                if row is not None:
+                    add_to_segments(batch.segments, row)
                 if isinstance(row, EventRow):
                     batch.upserts.append(row)
                 elif isinstance(row, TombstoneRow):
@@ -228,8 +233,7 @@ class Sink:
             try:
                 with conn.transaction():
                     b = batch
-                    result = write_events(conn, b.upserts, b.tombstones, b.filters)
-                    write_dead_letters(conn, b.dead_letters)
+                    result = write_segments(conn, b.segments)
                     self._write_backs.send(
                         write_back(conn, b.upserts, b.tombstones, b.filters, result)
                     )
