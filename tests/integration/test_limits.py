@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -98,16 +99,25 @@ def peak_rss_kib(pid: int) -> int:
 def test_a_gzip_bomb_body_is_refused_without_inflating(
     api: ProcessStack, new_key: Callable[..., str]
 ) -> None:
-    """200 MB of zeros in ~200 KB of gzip: 413 once the decompressed size passes the limit."""
+    """1 GiB of zeros in ~1 MB of gzip: 413 once the decompressed size passes the limit.
+
+    Measured: the API's peak RSS grows by 15-51 MiB (aiohttp inflates what one socket read
+    delivers before the size check sees it): bounded, but above the 6 MiB body limit.
+    """
     key = new_key("limits-bomb")
-    bomb = gzip.compress(b"0" * (200 * 1024 * 1024), compresslevel=9)
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"0" * (1024 * 1024)
+    bomb = b"".join(squeeze.compress(block) for _ in range(1024)) + squeeze.flush()
     pid = api.procs["api"].pid
+    gzip_headers = {"X-API-Key": key, "Content-Encoding": "gzip",
+                    "Content-Type": "application/json"}  # fmt: skip
+    small = gzip.compress(json.dumps(events(1)).encode())
+    warm_up = call("POST", f"{api.base_url}/v1/events", body=small, headers=gzip_headers)
+    assert warm_up.status == 202, warm_up.body
     before = peak_rss_kib(pid)
-    answer = call("POST", f"{api.base_url}/v1/events", body=bomb,
-                  headers={"X-API-Key": key, "Content-Encoding": "gzip",
-                           "Content-Type": "application/json"})  # fmt: skip
+    answer = call("POST", f"{api.base_url}/v1/events", body=bomb, headers=gzip_headers)
     assert answer.status == 413, answer.body
-    assert peak_rss_kib(pid) - before < 64 * 1024, "the API's peak memory grew by 64 MiB or more"
+    assert peak_rss_kib(pid) - before < 160 * 1024, "the API's peak memory grew by 160 MiB+"
     assert call("GET", f"{api.base_url}/healthz").status == 200
 
 
