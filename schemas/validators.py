@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 
 from schemas.families.baselime import validate_baselime
@@ -11,7 +12,7 @@ from schemas.families.dashdive import validate_dashdive
 from schemas.families.datahub import validate_datahub
 from schemas.families.dynatrace import validate_dynatrace
 from schemas.native import validate_native
-from schemas.outcome import Outcome, Rejected, Violation
+from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,24 @@ def validate_safely(validate: Validator, raw: bytes, route: Mapping[str, str]) -
     with reason `processing_error`, as it would in the stream processor.
     """
     try:
-        return validate(raw, route)
+        outcome = validate(raw, route)
     except Exception as exc:  # pure code: see the docstring
         log.exception("validator failed on one event")
         return Rejected((Violation("processing_error", "$", f"{type(exc).__name__}: {exc}"),))
+    if isinstance(outcome, ValidEvent):
+        return _refuse_unstorable(outcome)
+    return outcome
+
+
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+"""`\u0000` in JSON text that is an escape, not an escaped backslash followed by `u0000`."""
+
+
+def _refuse_unstorable(event: ValidEvent) -> Outcome:
+    """PostgreSQL's text and jsonb refuse NUL; an event holding one is rejected here, for every
+    family, rather than accepted and then refused by the sink's insert (which would stall it)."""
+    texts = (event.event_id or "", event.type, event.source, event.subject or "")
+    if not _ESCAPED_NUL.search(event.data_json) and not any("\x00" in t for t in texts):
+        return event
+    reason = Violation("unsupported_character", "$", "the NUL character (\\u0000) cannot be stored")
+    return Rejected((reason,), event.event_id)

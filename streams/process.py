@@ -17,7 +17,7 @@ from schemas.deadletter import DeadLetterMessage, Origin, build_dead_letter, str
 from schemas.deletes import filter_key
 from schemas.identity import Identity
 from schemas.outcome import Rejected, Violation
-from schemas.validators import VALIDATORS
+from schemas.validators import VALIDATORS, validate_safely
 from schemas.versions import INDEX_BITS as INDEX_BITS  # re-exported: defined in schemas
 from schemas.versions import version_of as version_of
 
@@ -89,7 +89,7 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
                 )
                 out.dead_letters.append(_reject(item, reasons, origin, at, index))
                 continue
-            outcome = validate(item["raw"], envelope["route"])
+            outcome = validate_safely(validate, item["raw"], envelope["route"])
             if isinstance(outcome, Rejected):
                 out.dead_letters.append(_reject(item, outcome.violations, origin, at, index))
                 continue

@@ -264,3 +264,21 @@ def test_health_does_not_need_a_key(stack: ProcessStack) -> None:
     assert call("GET", f"{stack.base_url}/healthz").status == 200
     ready = call("GET", f"{stack.base_url}/readyz")
     assert ready.status == 200 and ready.json()["kafka"] == "ok"
+
+
+def test_a_nul_character_is_refused_and_does_not_stall_the_sink(
+    stack: ProcessStack, new_key: Callable[..., str], database_url: str
+) -> None:
+    """PostgreSQL cannot store NUL in text/jsonb: such an event is a dead letter, not a poison
+    pill that stops the sink for every later event."""
+    key = new_key("acme")
+    raw = b'{"type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {"a": "\\u0000"}}'
+    answer = _post(stack, key, body=raw)
+    assert answer.status == 400
+    (rejected,) = answer.json()["rejected"]
+    assert rejected["reasons"][0]["code"] == "unsupported_character"
+    after = f"after-nul-{uuid.uuid4()}"
+    assert _post(stack, key, _event(after)).status == 202
+    assert eventually(lambda: _get(stack, key, f"/v1/events/{after}").status == 200)
+    stored = eventually(lambda: _dead_letter(database_url, rejected["dead_letter_id"]))
+    assert stored["raw"] == raw

@@ -54,3 +54,16 @@ def test_invalid_utf8_is_a_rejection_not_a_crash() -> None:
     out = validate_native(b'{"type":"a\xff","source":"s","time":"2024-01-01T00:00:00Z","data":{}}')
     assert isinstance(out, Rejected)
     assert out.violations[0].code == "malformed_json"
+
+
+def test_nul_characters_postgresql_cannot_store_are_refused_for_every_family() -> None:
+    from schemas.validators import validate_safely, validator_for
+
+    base = b'{"type":"t","source":"s","time":"2024-01-01T00:00:00Z","data":{"a":"%s"}}'
+    refused = validate_safely(validator_for("native"), base % b"x\\u0000y", {})
+    assert isinstance(refused, Rejected)
+    assert refused.violations[0].code == "unsupported_character"
+    escaped_backslash = validate_safely(validator_for("native"), base % b"x\\\\u0000y", {})
+    assert isinstance(escaped_backslash, ValidEvent)
+    in_type = b'{"type":"t\\u0000","source":"s","time":"2024-01-01T00:00:00Z","data":{}}'
+    assert isinstance(validate_safely(validator_for("native"), in_type, {}), Rejected)
