@@ -20,6 +20,7 @@ from aiohttp.typedefs import Middleware
 from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
 from producer_api.auth import Principal, authorize
 from producer_api.body import Unsplittable, split_json_events
+from producer_api.content import read_body
 from producer_api.errors import Handler, error_middleware_for
 from producer_api.ingest import BATCH_REJECTED, EventResult, RequestContext
 from schemas.families.dynatrace import RECEIVED_AT
@@ -86,7 +87,7 @@ async def post_events(request: web.Request) -> web.Response:
     """Ingest one generic event or a list; 202 with no body once Kafka holds them all."""
     principal = await authorize(request, "events:write")
     door = door_of(request)
-    body = await request.read()
+    body = await read_body(request)
     ctx = _context(request, principal)
     try:
         raws = split_json_events(body)
