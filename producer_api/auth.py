@@ -1,9 +1,10 @@
 """Who is calling: the tenant and scopes of the API key, never anything from the body.
 
 Verified keys are cached for `key_cache_seconds`, so a revoked (or rotated-out) key
-stops working within that bound in every API process. Failed lookups are not
-cached. The key itself is never logged or put in an error message: only its prefix
-identifies it.
+stops working within that bound in every API process. A refused key is remembered for as
+long, so a client retrying a bad key does not cost a database lookup per request
+(a new key has a new random prefix, so it is never refused by memory). The key itself
+is never logged or put in an error message: only its prefix identifies it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class KeyVerifier:
         self._secret = secret
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._refused: dict[str, tuple[float, str]] = {}
 
     async def verify(self, key: str | None) -> Principal:
         if not key:
@@ -61,7 +63,16 @@ class KeyVerifier:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        principal, expires_at = await self._lookup(key)
+        refused = self._refused.get(key)
+        if refused is not None and refused[0] > now:
+            raise Unauthenticated(refused[1])
+        try:
+            principal, expires_at = await self._lookup(key)
+        except Unauthenticated as exc:
+            if len(self._refused) > 10_000:
+                self._refused.clear()
+            self._refused[key] = (now + self._ttl, str(exc))
+            raise
         ttl = self._ttl
         if expires_at is not None:  # a rotated-out key stops at its expiry, not later
             ttl = min(ttl, (expires_at - datetime.now(UTC)).total_seconds())

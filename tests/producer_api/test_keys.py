@@ -3,6 +3,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from producer_api.auth import KeyVerifier, Principal, Unauthenticated
 from producer_api.keys import (
     PAYLOAD_LENGTH,
     PREFIX_LENGTH,
@@ -87,3 +90,33 @@ def test_kafka_security_options_reach_every_client_config() -> None:
     assert (credentials.username, credentials.mechanism.value) == ("u", "SCRAM-SHA-512")
     assert credentials.ssl_context is not None
     assert broker_credentials(Settings()) is None
+
+
+class CountingVerifier(KeyVerifier):
+    """A verifier whose database answers are scripted, counting the lookups."""
+
+    def __init__(self, answers: list[Principal | None]) -> None:
+        super().__init__(None, "secret", cache_seconds=60)  # type: ignore[arg-type]
+        self.answers = answers
+        self.lookups = 0
+
+    async def _lookup(self, key: str) -> tuple[Principal, datetime | None]:
+        self.lookups += 1
+        answer = self.answers.pop(0)
+        if answer is None:
+            raise Unauthenticated("unknown API key")
+        return answer, None
+
+
+async def test_verified_and_refused_keys_are_remembered_for_the_cache_time() -> None:
+    principal = Principal("acme", "abcdefgh", frozenset({"events:read"}))
+    verifier = CountingVerifier([principal, None])
+    good, bad = generate_key().secret, generate_key().secret
+    assert await verifier.verify(good) == principal
+    assert await verifier.verify(good) == principal
+    for _ in range(3):
+        with pytest.raises(Unauthenticated, match="unknown"):
+            await verifier.verify(bad)
+    assert verifier.lookups == 2
+    with pytest.raises(Unauthenticated, match="missing"):
+        await verifier.verify(None)
