@@ -10,9 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -21,7 +18,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from sluice.settings import Settings
-from sluice.stack import settings_env
+from sluice.stack import read_log_tail, settings_env, wait_for_readyz
 
 
 @dataclass
@@ -54,17 +51,7 @@ class BenchProcesses:
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until the API port answers /readyz with 200 (any api process may answer)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"API not ready after {timeout}s:\n{self.log_tail('api-1')}")
+        wait_for_readyz(self.base_url, timeout, self.check_alive, lambda: self.log_tail("api-1"))
 
     def check_alive(self) -> None:
         """Raise with the log tail if any process has exited."""
@@ -73,10 +60,7 @@ class BenchProcesses:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
     def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.log_dir / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return read_log_tail(self.log_dir / f"{name}.log", lines)
 
     def attach_service(self, name: str, address: str) -> None:
         """Watch the CPU of the local server listening on `address` (`host:port` or a URL)."""

@@ -77,6 +77,22 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
 error_middleware = error_middleware_for(error_response)
 
 
+def internal_error_middleware(answer: Callable[[], web.Response]) -> Middleware:
+    """Log an unexpected failure and answer `answer()`: a family's own 500 shape."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # the family's seed promises a 500 body, never a traceback
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return answer()
+
+    return middleware
+
+
 def _body_reservation(request: web.Request) -> AbstractAsyncContextManager[None]:
     """The request's hold on the process's body budget, taken once per request: by the
     innermost app's error middleware, so a refusal (`Overloaded`, 503) is in its format."""

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -64,6 +65,30 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def wait_for_readyz(
+    base_url: str, timeout: float, check_alive: Callable[[], None], log_tail: Callable[[], str]
+) -> None:
+    """Poll `base_url`/readyz until it answers 200; `check_alive` raises if a process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check_alive()
+        try:
+            with urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"API not ready after {timeout}s:\n{log_tail()}")
+
+
+def read_log_tail(path: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a process log ('' when it does not exist yet)."""
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 @dataclass
 class ProcessStack:
     """The three Sluice processes, each logging to `log_dir/<role>.log`."""
@@ -93,17 +118,7 @@ class ProcessStack:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until the API answers /readyz with 200; raise with the API log if not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive()
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"API not ready after {timeout}s:\n{self.log_tail('api')}")
+        wait_for_readyz(self.base_url, timeout, self._check_alive, lambda: self.log_tail("api"))
 
     def _check_alive(self) -> None:
         for role, proc in self.procs.items():
@@ -111,10 +126,7 @@ class ProcessStack:
                 raise RuntimeError(f"{role} exited with {proc.returncode}:\n{self.log_tail(role)}")
 
     def log_tail(self, role: str, lines: int = 40) -> str:
-        path = self.log_dir / f"{role}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return read_log_tail(self.log_dir / f"{role}.log", lines)
 
     def stop_role(self, role: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         proc = self.procs.pop(role, None)

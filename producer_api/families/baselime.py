@@ -21,7 +21,7 @@ from producer_api.accept import accept_events, accept_unsplittable, door_of, req
 from producer_api.auth import Principal, authorize
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.content import read_body
-from producer_api.errors import Handler, error_middleware_for
+from producer_api.errors import error_middleware_for, internal_error_middleware
 from producer_api.ingest import EventResult, RequestContext
 from producer_api.resources import Door
 from schemas.families.baselime import NAME_PATTERN, RECEIVED_AT
@@ -62,16 +62,8 @@ def baselime_error(
     return response
 
 
-@web.middleware
-async def internal_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """An unexpected failure is Baselime's `500 {"message": "Internal Error"}`."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return message(500)
+internal_errors = internal_error_middleware(lambda: message(500))
+"""An unexpected failure is Baselime's `500 {"message": "Internal Error"}`."""
 
 
 def create_subapp() -> web.Application:

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from producer_api.errors import Handler
+from producer_api.errors import internal_error_middleware
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +40,8 @@ def dakkio_error(status: int, code: str, text: str, headers: dict[str, str] | No
     return error(status, text if status == 429 else None, headers)
 
 
-@web.middleware
-async def internal_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """An unexpected failure is a 500 in dakkio's shape."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return error(500)
+internal_errors = internal_error_middleware(lambda: error(500))
+"""An unexpected failure is a 500 in dakkio's shape."""
 
 
 def detail(path: tuple[str | int, ...], message: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from producer_api.accept import accept_events, accept_unsplittable, door_of, req
 from producer_api.auth import Principal, authorize
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.content import read_body
-from producer_api.errors import Handler, error_middleware_for
+from producer_api.errors import error_middleware_for, internal_error_middleware
 from producer_api.ingest import BATCH_REJECTED, EventResult, RequestContext
 from schemas.families.dynatrace import RECEIVED_AT
 
@@ -63,16 +63,8 @@ def dynatrace_error(
     return envelope(status, _MESSAGES.get(status, text), headers=headers)
 
 
-@web.middleware
-async def internal_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """An unexpected failure is a 500 in the error envelope."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return envelope(500, _MESSAGES[500])
+internal_errors = internal_error_middleware(lambda: envelope(500, _MESSAGES[500]))
+"""An unexpected failure is a 500 in the error envelope."""
 
 
 def create_subapp() -> web.Application:
