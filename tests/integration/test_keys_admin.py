@@ -136,3 +136,24 @@ def test_cli_rotate_prints_a_working_key_and_keeps_the_old_one(
     assert "expiring until" in listed.stdout and new not in listed.stdout
     missing = CliRunner().invoke(keys, ["rotate", "nosuchpx"], env=env)
     assert missing.exit_code != 0
+
+
+FAMILY_WRITES = [
+    ("/v1/events", {}),
+    ("/dashdive/s3", {}),
+    ("/datahub/v1/events", {"events": []}),
+    ("/baselime/v1/logs/ns", []),
+    ("/dynatrace/platform/ingest/v1/events", {}),
+    ("/dakkio/api/data", {}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), FAMILY_WRITES)
+def test_a_key_without_the_write_scope_gets_403_on_every_family(
+    stack: ProcessStack, new_key: Callable[..., str], path: str, body: object
+) -> None:
+    reader = new_key("keys-scopes", ["events:read"])
+    answer = api(stack, "POST", path, reader, body)
+    assert answer.status == 403, answer.body
+    assert api(stack, "POST", path, None, body).status == 401
+    assert reader.encode() not in answer.body
