@@ -15,7 +15,7 @@
 -- knows the tenant: `sluice_find_api_key(prefix)` runs as the owner and returns
 -- at most that one row.
 --
--- depends: 0001_initial
+-- depends: 0001_initial 0002_dead_letters 0003_deletions
 
 DO $$
 BEGIN
@@ -39,7 +39,7 @@ END
 $$;
 
 -- Every table of this schema with a `tenant` column present now (events,
--- event_deletions, dead_letters, api_keys, and those of 0002/0003 when present:
+-- event_deletions, dead_letters, api_keys, and those of 0002 and 0003:
 -- replay_jobs, filter_deletions, deletions, deletion_steps) gets the API's grants,
 -- row-level security and the `tenant_isolation` policy (unless it has one already).
 -- Later migrations add their own; tests/integration/test_tenants.py checks that
