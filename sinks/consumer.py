@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
@@ -90,6 +90,13 @@ def sort_messages(messages: list[Message], topics: TopicNames) -> Batch:
     return batch
 
 
+_LOST_MEMBERSHIP = frozenset(
+    {KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS}
+)
+"""Commit errors after the group moved on without this member (e.g. Kafka was down longer
+than the session timeout): the partitions may be someone else's now."""
+
+
 def commit_durable(consumer: Consumer, offsets: list[TopicPartition] | None = None) -> None:
     """Commit offsets of rows already durable, retrying while the group coordinator moves.
 
@@ -109,6 +116,8 @@ def commit_durable(consumer: Consumer, offsets: list[TopicPartition] | None = No
             return
         except KafkaException as exc:
             log.warning("offset commit failed (attempt %d): %s", attempt, exc)
+            if exc.args[0].code() in _LOST_MEMBERSHIP:
+                break  # only a poll can rejoin the group; retrying here would block it
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
     log.warning("offsets left uncommitted; their rows are stored and may be rewritten")

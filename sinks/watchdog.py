@@ -2,8 +2,9 @@
 
 The sink's loop is synchronous and single-threaded, so the watchdog is a thread beside
 it (see `sluice.metrics`): it measures the sink group's lag from Kafka and exits the
-process when no batch was committed for `SLUICE_WATCHDOG_STALL_SECONDS` while the lag
-grew. Exiting is safe: the offsets committed never cover rows not yet in PostgreSQL.
+process when no batch was committed for `SLUICE_WATCHDOG_STALL_SECONDS` while work
+waited all along (lag above zero). Exiting is safe: the offsets committed never cover
+rows not yet in PostgreSQL.
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ thread of its own with its own client, so a wedged event loop or a stuck consume
 cannot hide it.
 
 `ProgressWatchdog` combines it with "last progress" (a batch handled): when no batch
-was handled for `stall_seconds` while the lag grew, the process is stuck in a way a
-restart fixes (a consumer that stopped fetching after a broker restart, an agent that
-died silently). It then exits with `STALLED_EXIT_CODE`, so a supervisor (systemd,
-Kubernetes, Docker's restart policy) starts it again; offsets are committed only after
-the writes they cover, so exiting at any moment loses nothing.
+was handled for `stall_seconds` while work waited the whole time (the lag never fell to
+zero), the process is stuck in a way a restart fixes (a consumer that stopped fetching
+after a broker restart, an agent that died silently). It then exits with
+`STALLED_EXIT_CODE`, so a supervisor (systemd, Kubernetes, Docker's restart policy)
+starts it again; offsets are committed only after the writes they cover, so exiting at
+any moment loses nothing.
 
 Metric updates happen once per batch or at scrape time, never per event.
 """
@@ -89,21 +90,23 @@ class LagProbe:
 
 
 def stalled(
-    since_progress: float, lag_at_progress: int | None, lag_now: int | None, stall_seconds: float
+    since_progress: float, least_lag: int | None, lag_now: int | None, stall_seconds: float
 ) -> bool:
-    """No progress for `stall_seconds` while the lag grew past what it was after the last one.
+    """No progress for `stall_seconds` while work waited throughout (`least_lag`, the lowest
+    lag measured since the last progress, stayed above zero).
 
-    An unknown lag (Kafka unreachable) never counts as stalled: restarting would not
-    bring Kafka back, and every consumer resumes on its own when it returns.
+    Both groups commit the offset after the last handled message, so an idle, healthy
+    consumer has lag 0 and never counts. An unknown lag (Kafka unreachable) never counts
+    either: restarting would not bring Kafka back.
     """
-    if lag_now is None or lag_at_progress is None or since_progress < stall_seconds:
+    if lag_now is None or least_lag is None or since_progress < stall_seconds:
         return False
-    return lag_now > lag_at_progress
+    return lag_now > 0 and least_lag > 0
 
 
 def exit_for_restart(name: str) -> None:
     """Leave at once so a supervisor restarts the process (nothing uncommitted is lost)."""
-    log.critical("%s made no progress while its lag grew; exiting for a restart", name)
+    log.critical("%s made no progress while work waited; exiting for a restart", name)
     logging.shutdown()
     os._exit(STALLED_EXIT_CODE)
 
@@ -132,7 +135,7 @@ class ProgressWatchdog:
         self._on_stall = on_stall
         self._interval = max(0.2, min(5.0, stall_seconds / 4)) if stall_seconds > 0 else 5.0
         self._last_progress = time.monotonic()
-        self._lag_at_progress: int | None = None
+        self._least_lag: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         labels = {"consumer": name}
@@ -148,20 +151,20 @@ class ProgressWatchdog:
     def progress(self) -> None:
         """A batch was handled (call once per batch, from any thread)."""
         self._last_progress = time.monotonic()
-        self._lag_at_progress = None
+        self._least_lag = None
 
     def seconds_since_progress(self) -> float:
         return time.monotonic() - self._last_progress
 
     def check(self, lag: int | None) -> bool:
         """Record a lag measurement; True when the consumer counts as stalled."""
-        if lag is not None:
-            self.lag.set(lag)
-            if self._lag_at_progress is None:
-                self._lag_at_progress = lag
-        return stalled(
-            self.seconds_since_progress(), self._lag_at_progress, lag, self._stall_seconds
-        )
+        if lag is None:  # Kafka unreachable: once it is back, give the consumer a full window
+            self.progress()
+            return False
+        self.lag.set(lag)
+        least = self._least_lag
+        self._least_lag = lag if least is None else min(least, lag)
+        return stalled(self.seconds_since_progress(), self._least_lag, lag, self._stall_seconds)
 
     @property
     def started(self) -> bool:

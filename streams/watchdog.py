@@ -5,8 +5,8 @@ loop, so the very failures it must catch (a wedged loop, an aiokafka consumer th
 stopped fetching after a broker restart, an agent that died while the worker lives
 on) could silence it too. The thread measures the worker group's committed lag on
 `ingest.raw` from Kafka with its own client, and exits the process when no batch was
-handled for `SLUICE_WATCHDOG_STALL_SECONDS` while that lag grew. Exiting is safe: the
-agent lets Faust commit only batches whose results Kafka acknowledged.
+handled for `SLUICE_WATCHDOG_STALL_SECONDS` while work waited (lag above zero). Exiting
+is safe: the agent lets Faust commit only batches whose results Kafka acknowledged.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 from sinks.migrate import migrate
 from sluice.keys_cli import create_key
 from sluice.launchers.postgres import PostgresLauncher
+from sluice.metrics import STALLED_EXIT_CODE
 from sluice.settings import Settings
 from sluice.stack import ROLES, ProcessStack
 from sluice.topic_admin import ensure_topics
@@ -73,3 +76,32 @@ def own_postgres() -> Iterator[PostgresLauncher]:
             yield pg
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Supervisor:
+    """Restarts a role that exits with the watchdog's code, as systemd or Kubernetes would;
+    counts the restarts (a figure: how often the watchdog had to act)."""
+
+    def __init__(self, stack: ProcessStack, roles: tuple[str, ...] = ("worker", "sink")) -> None:
+        self._stack = stack
+        self._roles = roles
+        self.restarts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+
+    def __enter__(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            for role in self._roles:
+                proc = self._stack.procs.get(role)
+                if proc is not None and proc.poll() == STALLED_EXIT_CODE:
+                    self._stack.procs.pop(role)
+                    self._stack.start_role(role)
+                    self.restarts[role] += 1

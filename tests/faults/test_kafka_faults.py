@@ -14,8 +14,8 @@ from tests.faults.check import figure, wait_until_landed
 from tests.faults.cluster import leader_of, signal_node, wait_fully_in_sync
 from tests.faults.conftest import OUTAGE_SECONDS, PAUSE_SECONDS
 from tests.faults.load import LoadGenerator
-from tests.faults.pipeline import pipeline
-from tests.faults.scenarios import assert_exact, leader_kills, redelivered
+from tests.faults.pipeline import Supervisor, pipeline
+from tests.faults.scenarios import assert_exact, leader_kills, redelivered, wait_for_more_rows
 from tests.httpclient import call
 
 pytestmark = pytest.mark.faults
@@ -118,13 +118,15 @@ def test_7_kafka_fully_down(tmp_path: Path, database_url: str) -> None:
     kafka = KafkaLauncher(tmp_path / "kafka")
     kafka.start()
     try:
-        with pipeline(kafka.bootstrap_servers, database_url, tmp_path / "logs",
-                      produce_timeout_ms=3000) as p:  # fmt: skip
+        with pipeline(
+            kafka.bootstrap_servers, database_url, tmp_path / "logs", produce_timeout_ms=3000,
+            watchdog_stall_seconds=30.0,
+        ) as p, Supervisor(p.stack) as supervisor:  # fmt: skip
             load = LoadGenerator(
                 p.base_url, p.key, requests=5000, batch=20, concurrency=2, pause_seconds=0.2,
                 deadline_seconds=OUTAGE_SECONDS + 300,
             ).start()  # fmt: skip
-            eventually(lambda: load.done_requests >= 10, timeout=60)
+            wait_for_more_rows(database_url, p.tenant, 100)  # the whole pipeline is running
             down = time.monotonic()
             kafka.kill()
             readiness: list[tuple[int, str]] = []
@@ -150,7 +152,8 @@ def test_7_kafka_fully_down(tmp_path: Path, database_url: str) -> None:
         f"{sorted(set(readiness))}; first 2xx after Kafka returned: "
         f"{result.first_ack_after(up):.1f}s; every acknowledged id landed "
         f"{landing.seconds:.1f}s after the load stopped; lost: {len(landing.lost)} of "
-        f"{len(result.acked)}; processes alive: {alive}"
+        f"{len(result.acked)}; processes alive: {alive}; watchdog restarts: "
+        f"{dict(supervisor.restarts)}"
     )
     assert not any(200 <= s < 300 for s in during)
     assert during[503] > 0 and result.unavailable_without_retry_after == 0

@@ -72,10 +72,12 @@ async def test_the_middleware_counts_the_status_the_client_sees() -> None:
     assert _sample(text, "sluice_door_inflight_bytes") == 0.0
 
 
-def test_stalled_only_when_lag_grew_without_progress() -> None:
+def test_stalled_only_when_work_waited_without_progress() -> None:
     assert not stalled(5.0, 10, 20, stall_seconds=10.0)  # not long enough
-    assert not stalled(15.0, 10, 10, stall_seconds=10.0)  # lag did not grow
+    assert not stalled(15.0, 0, 10, stall_seconds=10.0)  # it caught up in between
+    assert not stalled(15.0, 10, 0, stall_seconds=10.0)  # nothing waits now
     assert not stalled(15.0, 10, None, stall_seconds=10.0)  # Kafka unreachable: unknown
+    assert stalled(15.0, 10, 10, stall_seconds=10.0)
     assert stalled(15.0, 10, 11, stall_seconds=10.0)
 
 
@@ -84,10 +86,16 @@ def test_progress_resets_the_watchdog_baseline() -> None:
     dog = ProgressWatchdog(
         "test", lambda: None, CollectorRegistry(), stall_seconds=0.01, on_stall=calls.append
     )
-    assert not dog.check(5)  # first measurement after progress is the baseline
     dog._last_progress -= 1.0  # as if a second passed without a batch
-    assert dog.check(6)
+    assert not dog.check(0)  # idle: nothing waits
+    assert dog.check(6) is False  # it was idle within the window
     dog.progress()
+    dog._last_progress -= 1.0
+    assert dog.check(7)  # work waited the whole second after the last batch
+    dog.progress()
+    assert not dog.check(7)  # just made progress
+    dog._last_progress -= 1.0
+    assert not dog.check(None)  # Kafka unreachable: the window starts again
     assert not dog.check(7)
 
 
