@@ -57,6 +57,11 @@ def redelivered(p: Pipeline) -> int:
     return sum(n - 1 for n in copies.values())
 
 
+def _statuses(result: LoadResult) -> str:
+    counts = sorted(result.statuses.items())
+    return ", ".join(f"{status or 'no answer'}: {n}" for status, n in counts)
+
+
 def assert_exact(result: LoadResult, landing: Landing) -> None:
     """Every acknowledged id landed, once, and nothing that was not acknowledged."""
     assert result.requests_unacknowledged == 0, result.summary()
@@ -100,7 +105,8 @@ def postgres_and_sink_crashes(
         f"lost: {len(landing.lost)} of {len(result.acked)}; dead letters lost: "
         f"{len(landing.lost_dead_letters)} of {len(result.dead_letter_ids)}; duplicates: "
         f"{landing.duplicates}; committed offsets ahead of the database: {missing} of {checked} "
-        f"messages checked; redelivered copies on events topic: {copies}"
+        f"messages checked; redelivered copies on events topic: {copies}; answers: "
+        f"{_statuses(result)}"
     )
     assert missing == 0
     assert_exact(result, landing)
@@ -141,7 +147,7 @@ def worker_restarts(
         f"lost: {len(landing.lost)} of {len(result.acked)}; door dead letters lost: "
         f"{len(landing.lost_dead_letters)} of {len(result.dead_letter_ids)}; poison dead letters "
         f"lost: {len(poison_missing)} of {len(poison)}; duplicates: {landing.duplicates}; "
-        f"redelivered copies on events topic: {copies}"
+        f"redelivered copies on events topic: {copies}; answers: {_statuses(result)}"
     )
     assert not poison_missing
     assert_exact(result, landing)
