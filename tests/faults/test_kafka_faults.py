@@ -160,3 +160,37 @@ def test_7_kafka_fully_down(tmp_path: Path, database_url: str) -> None:
     assert all(status == 503 and kafka_state == "unreachable" for status, kafka_state in readiness)
     assert all(alive.values()), alive
     assert_exact(result, landing)
+
+
+def test_7b_kafka_dies_while_the_consumers_start(tmp_path: Path, database_url: str) -> None:
+    """Kafka dies while the worker and sink are still joining their groups (seen to leave
+    the Faust worker never joining once Kafka returned). With a supervisor restarting
+    watchdog exits, everything acknowledged after Kafka returns still lands."""
+    kafka = KafkaLauncher(tmp_path / "kafka")
+    kafka.start()
+    try:
+        with pipeline(
+            kafka.bootstrap_servers, database_url, tmp_path / "logs", produce_timeout_ms=3000,
+            watchdog_stall_seconds=30.0,
+        ) as p, Supervisor(p.stack) as supervisor:  # fmt: skip
+            kafka.kill()
+            time.sleep(OUTAGE_SECONDS)
+            kafka.start()
+            load = LoadGenerator(
+                p.base_url,
+                p.key,
+                requests=100,
+                batch=20,
+                concurrency=2,
+                pause_seconds=0.2,
+                deadline_seconds=300,
+            ).run()
+            landing = wait_until_landed(database_url, p.tenant, load.acked, timeout=240)
+    finally:
+        kafka.kill()
+    figure(
+        f"case-7b Kafka down {OUTAGE_SECONDS:.0f}s while the consumers start: acknowledged "
+        f"lost: {len(landing.lost)} of {len(load.acked)}; landed {landing.seconds:.1f}s after "
+        f"the load; watchdog restarts: {dict(supervisor.restarts)}"
+    )
+    assert_exact(load, landing)
