@@ -137,7 +137,7 @@ def plan_events(
                 EventResult(index, outcome.event_id, False, outcome.violations, dead.dead_letter_id)
             )
             continue
-        event_id = outcome.event_id or _fallback_id(replay, index) or new_event_id()
+        event_id = outcome.event_id or _fallback_id(replay, index) or new_event_id(ctx.family)
         key = Identity(ctx.tenant, ctx.family, event_id).key()
         item = _item("upsert", event_id, raw)
         if replay is not None:

@@ -15,6 +15,8 @@ import struct
 import uuid
 from typing import NamedTuple
 
+import uuid6
+
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FAMILIES = ("native", "dashdive", "datahub", "baselime", "dynatrace", "dakkio")
 
@@ -93,6 +95,16 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (_unsigned_murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def new_event_id() -> str:
-    """An id for an event that arrived without one (UUIDv4)."""
-    return str(uuid.uuid4())
+UUID4_FAMILIES = frozenset({"datahub"})
+"""Families whose seed says a missing id becomes a UUIDv4."""
+
+
+def new_event_id(family: str) -> str:
+    """An id for an event that arrived without one.
+
+    A UUIDv4 where the family's seed says so; otherwise a time-ordered UUIDv7, so
+    door-assigned ids sort by arrival and index well (DESIGN.md).
+    """
+    if family in UUID4_FAMILIES:
+        return str(uuid.uuid4())
+    return str(uuid6.uuid7())

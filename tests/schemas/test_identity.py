@@ -36,3 +36,17 @@ def test_partitions_spread_keys() -> None:
 def test_key_round_trips(event_id: str) -> None:
     identity = Identity("acme", "datahub", event_id)
     assert Identity.from_key(identity.key()) == identity
+
+
+def test_door_assigned_ids_follow_the_seed() -> None:
+    import time
+    import uuid
+
+    from schemas.identity import new_event_id
+
+    assert uuid.UUID(new_event_id("datahub")).version == 4
+    first = new_event_id("native")
+    time.sleep(0.002)
+    later = new_event_id("dashdive")
+    assert uuid.UUID(first).version == uuid.UUID(later).version == 7
+    assert first < later
