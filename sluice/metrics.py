@@ -90,18 +90,20 @@ class LagProbe:
 
 
 def stalled(
-    since_progress: float, least_lag: int | None, lag_now: int | None, stall_seconds: float
+    since_progress: float, waiting_for: float | None, lag_now: int | None, stall_seconds: float
 ) -> bool:
-    """No progress for `stall_seconds` while work waited throughout (`least_lag`, the lowest
-    lag measured since the last progress, stayed above zero).
+    """No progress for `stall_seconds` while work was seen waiting all that time
+    (`waiting_for`: seconds since the first of an unbroken run of measurements, all with
+    Kafka reachable and a lag above zero, since the last progress).
 
     Both groups commit the offset after the last handled message, so an idle, healthy
-    consumer has lag 0 and never counts. An unknown lag (Kafka unreachable) never counts
-    either: restarting would not bring Kafka back.
+    consumer has lag 0 and never counts. An unknown lag (Kafka unreachable) breaks the
+    run: restarting would not bring Kafka back, and the consumer gets a full window once
+    it returns.
     """
-    if lag_now is None or least_lag is None or since_progress < stall_seconds:
+    if lag_now is None or waiting_for is None or not lag_now > 0:
         return False
-    return lag_now > 0 and least_lag > 0
+    return since_progress >= stall_seconds and waiting_for >= stall_seconds
 
 
 def exit_for_restart(name: str) -> None:
@@ -135,7 +137,7 @@ class ProgressWatchdog:
         self._on_stall = on_stall
         self._interval = max(0.2, min(5.0, stall_seconds / 4)) if stall_seconds > 0 else 5.0
         self._last_progress = time.monotonic()
-        self._least_lag: int | None = None
+        self._waiting_since: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         labels = {"consumer": name}
@@ -151,20 +153,22 @@ class ProgressWatchdog:
     def progress(self) -> None:
         """A batch was handled (call once per batch, from any thread)."""
         self._last_progress = time.monotonic()
-        self._least_lag = None
+        self._waiting_since = None
 
     def seconds_since_progress(self) -> float:
         return time.monotonic() - self._last_progress
 
     def check(self, lag: int | None) -> bool:
         """Record a lag measurement; True when the consumer counts as stalled."""
-        if lag is None:  # Kafka unreachable: once it is back, give the consumer a full window
-            self.progress()
+        now = time.monotonic()
+        if lag is None or lag == 0:  # unknown (Kafka unreachable) or idle: nothing waits
+            self._waiting_since = None
             return False
         self.lag.set(lag)
-        least = self._least_lag
-        self._least_lag = lag if least is None else min(least, lag)
-        return stalled(self.seconds_since_progress(), self._least_lag, lag, self._stall_seconds)
+        if self._waiting_since is None:
+            self._waiting_since = now
+        waiting_for = now - self._waiting_since
+        return stalled(self.seconds_since_progress(), waiting_for, lag, self._stall_seconds)
 
     @property
     def started(self) -> bool:

@@ -16,7 +16,6 @@ from pathlib import Path
 from sinks.migrate import migrate
 from sluice.keys_cli import create_key
 from sluice.launchers.postgres import PostgresLauncher
-from sluice.metrics import STALLED_EXIT_CODE
 from sluice.settings import Settings
 from sluice.stack import ROLES, ProcessStack
 from sluice.topic_admin import ensure_topics
@@ -79,13 +78,14 @@ def own_postgres() -> Iterator[PostgresLauncher]:
 
 
 class Supervisor:
-    """Restarts a role that exits with the watchdog's code, as systemd or Kubernetes would;
-    counts the restarts (a figure: how often the watchdog had to act)."""
+    """Restarts a worker or sink that exits, as systemd (`Restart=always`) or Kubernetes
+    would; counts the restarts by role and exit code (70: the watchdog acted)."""
 
     def __init__(self, stack: ProcessStack, roles: tuple[str, ...] = ("worker", "sink")) -> None:
         self._stack = stack
         self._roles = roles
         self.restarts: Counter[str] = Counter()
+        """`role:exit code` → restarts."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
 
@@ -101,7 +101,8 @@ class Supervisor:
         while not self._stop.wait(0.5):
             for role in self._roles:
                 proc = self._stack.procs.get(role)
-                if proc is not None and proc.poll() == STALLED_EXIT_CODE:
+                code = proc.poll() if proc is not None else None
+                if code is not None:
                     self._stack.procs.pop(role)
                     self._stack.start_role(role)
-                    self.restarts[role] += 1
+                    self.restarts[f"{role}:{code}"] += 1

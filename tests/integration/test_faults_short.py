@@ -7,7 +7,9 @@ against PostgreSQL: no acknowledged event lost, none stored twice (see
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -15,6 +17,7 @@ import pytest
 
 from sluice.launchers.kafka import KafkaLauncher
 from sluice.metrics import STALLED_EXIT_CODE
+from sluice.stack import settings_env
 from tests.conftest import eventually, free_port
 from tests.faults.check import figure, wait_for_dead_letters, wait_until_landed
 from tests.faults.load import LoadGenerator
@@ -100,7 +103,10 @@ def test_a_stuck_sink_exits_for_a_restart_and_metrics_are_served(
             exited_after = time.monotonic() - began
         code = sink.wait(timeout=10)
         p.stack.procs.pop("sink")
-        p.stack.start_role("sink")
+        # Restarted with a limit above the group's session timeout (10 s), as in production
+        # (120 s): a new member waits that long for a killed one's partitions.
+        patient = replace(p.settings, watchdog_stall_seconds=60.0)
+        p.stack.start_role("sink", {**os.environ, **settings_env(patient)})
         missing = wait_for_dead_letters(database_url, poison)
         landing = wait_until_landed(database_url, p.tenant, first.acked)
     figure(
