@@ -49,12 +49,22 @@ def request_context(request: web.Request, principal: Principal, family: str) -> 
 
 
 async def accept_events(
-    door: Door, ctx: RequestContext, raws: Sequence[bytes], *, all_or_nothing: bool = False
+    door: Door,
+    ctx: RequestContext,
+    raws: Sequence[bytes],
+    *,
+    all_or_nothing: bool = False,
+    rate_limited: bool = True,
 ) -> IngestPlan:
     """Validate with the family's validator; publish envelopes and dead letters; wait for Kafka.
 
+    Every family's events count against the tenant's event budget (429 past it),
+    except where `rate_limited` is off: a CSV upload, bounded by its size instead,
+    must not be cut off half-ingested.
     `all_or_nothing`: one invalid event dead-letters the whole request (see `plan_events`).
     """
+    if rate_limited:
+        await door.limits.admit_events(len(raws), ctx.tenant)
     plan = plan_events(
         ctx, raws, validator_for(ctx.family), door.topics, door.settings.partitions,
         all_or_nothing=all_or_nothing,

@@ -47,7 +47,6 @@ async def post_events(request: web.Request) -> web.Response:
         if len(raws) > door.settings.max_events_per_request:
             limit = door.settings.max_events_per_request
             return error_response(413, "too_many_events", f"at most {limit} events per request")
-        await door.limits.admit_events(len(raws), principal.tenant)
         stored = await stored_before(door, ctx, raws)
         plan = await accept_events(door, ctx, raws)
     rejected = [r.as_dict() for r in plan.results if not r.accepted]
