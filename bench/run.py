@@ -56,6 +56,9 @@ def _settings(kafka: str, database: str, tag: str) -> Settings:
         topic_prefix=f"bench-{tag}.",
         http_port=_free_port(),
         key_cache_seconds=60.0,
+        # Measure the pipeline, not the per-key budget (0 turns rate limiting off).
+        rate_requests_per_second=0.0,
+        rate_events_per_second=0.0,
         worker_id=f"bench-{tag}-streams",
         sink_group=f"bench-{tag}-sink",
     )
