@@ -35,7 +35,7 @@ async def post_events(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:write")
     door = door_of(request)
     ctx = request_context(request, principal, FAMILY)
-    stored: set[str] = set()
+    stored: set[str] | None = set()
     try:
         body = await read_body(request)
         raws = split_json_events(body)

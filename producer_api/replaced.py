@@ -9,15 +9,24 @@ the request arrived is not seen; newest-wins holds either way.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import psycopg
+from psycopg_pool import PoolTimeout
 
 from producer_api.ingest import IngestPlan, RequestContext
 from producer_api.resources import Door
 from sinks.current import stored_ids
 from sinks.tenancy import tenant_connection
+
+log = logging.getLogger(__name__)
+
+LOOKUP_SECONDS = 1.0
+"""The longest the door waits for the lookup; ingestion never depends on PostgreSQL."""
 
 
 class _WithId(msgspec.Struct):
@@ -33,24 +42,39 @@ def body_ids(raws: Sequence[bytes]) -> list[str]:
     for raw in raws:
         try:
             found = _decode_id.decode(raw).id
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, UnicodeDecodeError):
             continue
         if isinstance(found, str) and found:
             ids.append(found)
     return ids
 
 
-async def stored_before(door: Door, ctx: RequestContext, raws: Sequence[bytes]) -> set[str]:
-    """The request's ids that had a stored version when it arrived (one query)."""
+async def stored_before(door: Door, ctx: RequestContext, raws: Sequence[bytes]) -> set[str] | None:
+    """The request's ids that had a stored version when it arrived (one query).
+
+    None when PostgreSQL does not answer within `LOOKUP_SECONDS`: the events are
+    still accepted (Kafka is what acknowledges them) and the answer says `replaced:
+    null`, unknown, instead of the request failing with the database.
+    """
     ids = body_ids(raws)
     if not ids:
         return set()
-    async with tenant_connection(door.pool, ctx.tenant) as conn:
-        return await stored_ids(conn, ctx.tenant, ctx.family, sorted(set(ids)))
+    try:
+        async with asyncio.timeout(LOOKUP_SECONDS):
+            async with tenant_connection(door.pool, ctx.tenant) as conn:
+                return await stored_ids(conn, ctx.tenant, ctx.family, sorted(set(ids)))
+    except (TimeoutError, PoolTimeout, psycopg.Error) as exc:
+        log.warning("replaced-ids lookup skipped, PostgreSQL did not answer: %s", exc)
+        return None
 
 
-def replaced_ids(plan: IngestPlan, stored: set[str]) -> list[str]:
-    """Accepted ids that replaced a version: stored before, or earlier in the request."""
+def replaced_ids(plan: IngestPlan, stored: set[str] | None) -> list[str] | None:
+    """Accepted ids that replaced a version: stored before, or earlier in the request.
+
+    None (unknown) when the stored versions could not be looked up.
+    """
+    if stored is None:
+        return None
     out: list[str] = []
     seen: set[str] = set()
     for result in plan.results:

@@ -109,6 +109,7 @@ def postgres_and_sink_crashes(
         f"{_statuses(result)}"
     )
     assert missing == 0
+    assert result.statuses[500] == 0, "ingestion must not fail with PostgreSQL down"
     assert_exact(result, landing)
 
 

@@ -46,3 +46,13 @@ def test_replaced_ids_are_those_stored_before_or_earlier_in_the_request() -> Non
 def test_body_ids_skip_events_without_a_readable_id() -> None:
     raws = [b'{"id":"a","type":"t"}', b'{"type":"t"}', b'{"id":7}', b"not json", b'{"id":"b"}']
     assert body_ids(raws) == ["a", "b"]
+
+
+def test_replaced_is_unknown_when_the_lookup_failed() -> None:
+    from producer_api.ingest import IngestPlan
+
+    assert replaced_ids(IngestPlan(), None) is None
+
+
+def test_ids_with_invalid_utf8_are_skipped_not_fatal() -> None:
+    assert body_ids([b'{"id": "ok"}', b'{"id": "\xff"}']) == ["ok"]
