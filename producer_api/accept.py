@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from producer_api.ingest import (
 )
 from producer_api.resources import DOOR, Door
 from schemas.deletes import DeleteFilter, unique_ids
+from schemas.families.received import RECEIVED_AT
 from schemas.validators import validator_for
 from sinks.deletions import create_receipt
 from sinks.tenancy import tenant_connection
@@ -46,6 +48,15 @@ def request_context(request: web.Request, principal: Principal, family: str) -> 
         content_type=request.content_type,
         received_at=datetime.now(UTC),
     )
+
+
+def timed_request_context(
+    request: web.Request, principal: Principal, family: str
+) -> RequestContext:
+    """`request_context` with the door's receive time in the route, for families whose
+    events may take "now" as their time: the stream re-validating later reads the same."""
+    ctx = request_context(request, principal, family)
+    return replace(ctx, route={**ctx.route, RECEIVED_AT: ctx.received_at.isoformat()})
 
 
 async def accept_events(

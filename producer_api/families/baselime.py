@@ -10,21 +10,25 @@ Answers use Baselime's bodies: `{"message": "Request Accepted"}` and so on.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
-from producer_api.auth import Principal, authorize
+from producer_api.accept import (
+    accept_events,
+    accept_unsplittable,
+    door_of,
+    timed_request_context,
+)
+from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.content import read_body
 from producer_api.errors import error_middleware_for, internal_error_middleware
-from producer_api.ingest import EventResult, RequestContext
+from producer_api.ingest import EventResult
 from producer_api.resources import Door
-from schemas.families.baselime import NAME_PATTERN, RECEIVED_AT
+from schemas.families.baselime import NAME_PATTERN
 from sinks.catalog import KnownNames, dataset_exists
 from sinks.tenancy import tenant_connection
 
@@ -86,7 +90,7 @@ async def post_events(request: web.Request) -> web.Response:
     body = await read_body(request)
     if not body.strip():
         return message(400)
-    ctx = _context(request, principal)
+    ctx = timed_request_context(request, principal, FAMILY)
     if not await _dataset_exists(request, door, principal.tenant, dataset):
         reason = f"dataset {dataset!r} does not exist (create it with `sluice datasets create`)"
         await accept_unsplittable(door, ctx, body, reason)
@@ -105,12 +109,6 @@ async def post_events(request: web.Request) -> web.Response:
     if not failed:
         return web.json_response({"message": "Request Accepted"}, status=202)
     return message(400, invalid=[_echo(raws[r.index]) for r in failed], errors=_errors(failed))
-
-
-def _context(request: web.Request, principal: Principal) -> RequestContext:
-    """The request's context, with the receive time in the route so the stream agrees on it."""
-    ctx = request_context(request, principal, FAMILY)
-    return replace(ctx, route={**ctx.route, RECEIVED_AT: ctx.received_at.isoformat()})
 
 
 async def _dataset_exists(request: web.Request, door: Door, tenant: str, dataset: str) -> bool:

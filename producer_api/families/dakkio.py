@@ -29,7 +29,8 @@ from producer_api.families import dakkio_answers as answers
 from producer_api.families.dakkio_answers import dakkio_error, internal_errors, not_found
 from producer_api.ingest import RequestContext
 from producer_api.resources import Door
-from schemas.families.dakkio import BATCH_BUCKET, OBJECT_ID, RECEIVED_AT, point_issues
+from schemas.families.dakkio import BATCH_BUCKET, OBJECT_ID, point_issues
+from schemas.families.received import RECEIVED_AT
 from schemas.outcome import Rejected, ValidEvent
 from schemas.validators import validator_for
 from sinks.catalog import KnownNames, bucket_exists, missing_data_sources

@@ -11,19 +11,22 @@ error envelope with one constraint violation per problem.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
-from producer_api.auth import Principal, authorize
+from producer_api.accept import (
+    accept_events,
+    accept_unsplittable,
+    door_of,
+    timed_request_context,
+)
+from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.content import read_body
 from producer_api.errors import error_middleware_for, internal_error_middleware
-from producer_api.ingest import BATCH_REJECTED, EventResult, RequestContext
-from schemas.families.dynatrace import RECEIVED_AT
+from producer_api.ingest import BATCH_REJECTED, EventResult
 
 FAMILY = "dynatrace"
 INGEST_PATH = "/platform/ingest/v1/events"
@@ -80,7 +83,7 @@ async def post_events(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:write")
     door = door_of(request)
     body = await read_body(request)
-    ctx = _context(request, principal)
+    ctx = timed_request_context(request, principal, FAMILY)
     try:
         raws = split_json_events(body)
     except Unsplittable as exc:
@@ -97,12 +100,6 @@ async def post_events(request: web.Request) -> web.Response:
     listed = body.lstrip().startswith(b"[")
     violations = [v for r in plan.results for v in _violations(r, listed)]
     return envelope(400, INVALID_INPUT, violations)
-
-
-def _context(request: web.Request, principal: Principal) -> RequestContext:
-    """The request's context, with the receive time in the route so the stream agrees on it."""
-    ctx = request_context(request, principal, FAMILY)
-    return replace(ctx, route={**ctx.route, RECEIVED_AT: ctx.received_at.isoformat()})
 
 
 def _violations(result: EventResult, listed: bool) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.families.received import RECEIVED_AT
 from schemas.families.storable import nul_violations
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
@@ -31,7 +32,6 @@ MAX_EVENT_BYTES = 32 * 1024
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """Datasets and namespaces: letters, digits, '.', '_' and '-', up to 128 characters."""
 
-RECEIVED_AT = "received_at"
 """Route parameter holding the door's receive time (RFC 3339)."""
 
 

@@ -20,16 +20,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Annotated, Any
 
 import msgspec
 
+from schemas.families.received import received_time
 from schemas.families.storable import ESCAPED_NUL, nul_violations
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
 EVENT_TYPE = "dakkio.data_point"
-RECEIVED_AT = "received_at"
 BATCH_BUCKET = "bucketId"
 """Route parameter naming the bucket of every point of a batch."""
 
@@ -71,7 +70,7 @@ def validate_dakkio(raw: bytes, route: Mapping[str, str]) -> Outcome:
         return _explain(raw, route)
     bucket = route.get(BATCH_BUCKET) or point.bucketId
     stamp = point.timestamp
-    moment = _received_time(route) if stamp is None else parse_timestamp(stamp)
+    moment = received_time(route) if stamp is None else parse_timestamp(stamp)
     consistent = point.bucketId is None or point.bucketId == bucket
     if bucket is None or not OBJECT_ID.match(bucket) or moment is None:
         return _explain(raw, route)
@@ -143,7 +142,7 @@ def _object_id(obj: dict[str, Any], name: str, *, required: bool) -> list[Issue]
 
 def _timestamp(value: Any, present: bool, route: Mapping[str, str]) -> list[Issue]:
     if not present or value is None:
-        if _received_time(route) is None:
+        if received_time(route) is None:
             return [Issue((), "invalid_route", "No timestamp and no receive time")]
         return []
     if not isinstance(value, str):
@@ -179,20 +178,6 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         return "string"
     return "array" if isinstance(value, list) else "object"
-
-
-def _received_time(route: Mapping[str, str]) -> datetime | None:
-    return _parse_received(route.get(RECEIVED_AT, ""))
-
-
-@lru_cache(maxsize=256)
-def _parse_received(text: str) -> datetime | None:
-    """Cached: every point of a request shares its route."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _data_json(raw: bytes, point: DataPoint, bucket: str) -> str:

@@ -18,16 +18,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import msgspec
 
+from schemas.families.received import received_time
 from schemas.families.storable import nul_violations
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
 MAX_ID_LENGTH = 256
-RECEIVED_AT = "received_at"
 ID_FIELD = "event.id"
 DEFAULT_TYPE = "generic"
 DEFAULT_SOURCE = "openpipeline"
@@ -47,7 +46,7 @@ def validate_dynatrace(raw: bytes, route: Mapping[str, str]) -> Outcome:
     unstorable = nul_violations(raw, event)
     if unstorable:
         return Rejected(tuple(unstorable), event_id)
-    time = _event_time(event.get("timestamp")) or _received_time(route)
+    time = _event_time(event.get("timestamp")) or received_time(route)
     if time is None:
         return Rejected((Violation("invalid_route", "route.received_at", "no receive time"),))
     return ValidEvent(
@@ -94,18 +93,3 @@ def _event_time(value: Any) -> datetime | None:
         except (OverflowError, OSError, ValueError):
             return None
     return None
-
-
-def _received_time(route: Mapping[str, str]) -> datetime | None:
-    """The door's receive time from the route; None when a producer did not set it."""
-    return _parse_received(route.get(RECEIVED_AT, ""))
-
-
-@lru_cache(maxsize=256)
-def _parse_received(text: str) -> datetime | None:
-    """Cached: every event of a request shares its route."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
