@@ -12,6 +12,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from schemas.topics import TopicNames
+from sluice.kafka import client_security_config
 from sluice.metrics import LagProbe, ProgressWatchdog, serve_metrics
 from sluice.settings import Settings
 
@@ -41,8 +42,9 @@ class SinkMonitor:
         )  # fmt: skip
         topics = TopicNames.for_prefix(settings.topic_prefix)
         self._probe = LagProbe(
-            settings.kafka_bootstrap_servers, settings.sink_group, (topics.events, topics.dlq)
-        )
+            settings.kafka_bootstrap_servers, settings.sink_group, (topics.events, topics.dlq),
+            client_security_config(settings),
+        )  # fmt: skip
         self.watchdog = ProgressWatchdog(
             "sink", self._probe.total_lag, self.registry,
             stall_seconds=settings.watchdog_stall_seconds,

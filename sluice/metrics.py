@@ -23,7 +23,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
@@ -50,9 +51,16 @@ class LagProbe:
     starts at the earliest offset). Never joins the group: it only reads offsets.
     """
 
-    def __init__(self, bootstrap_servers: str, group: str, topics: Sequence[str]) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        group: str,
+        topics: Sequence[str],
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
         self._topics = tuple(topics)
         self._config = {
+            **(security or {}),
             "bootstrap.servers": bootstrap_servers,
             "group.id": group,
             "enable.auto.commit": False,

@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from schemas.topics import TopicNames
+from sluice.kafka import client_security_config
 from sluice.metrics import LagProbe, ProgressWatchdog, serve_metrics
 from sluice.settings import Settings
 
@@ -47,8 +48,9 @@ class WorkerMonitor:
         )  # fmt: skip
         topics = TopicNames.for_prefix(settings.topic_prefix)
         self._probe = LagProbe(
-            settings.kafka_bootstrap_servers, settings.worker_id, (topics.ingest_raw,)
-        )
+            settings.kafka_bootstrap_servers, settings.worker_id, (topics.ingest_raw,),
+            client_security_config(settings),
+        )  # fmt: skip
         self.watchdog = ProgressWatchdog(
             "worker", self._probe.total_lag, self.registry,
             stall_seconds=settings.watchdog_stall_seconds,
