@@ -59,7 +59,7 @@ def timed_request_context(
     return replace(ctx, route={**ctx.route, RECEIVED_AT: ctx.received_at.isoformat()})
 
 
-async def accept_events(
+async def prepare_events(
     door: Door,
     ctx: RequestContext,
     raws: Sequence[bytes],
@@ -67,7 +67,7 @@ async def accept_events(
     all_or_nothing: bool = False,
     rate_limited: bool = True,
 ) -> IngestPlan:
-    """Validate with the family's validator; publish envelopes and dead letters; wait for Kafka.
+    """Admit the events against the tenant's budget and plan them (nothing sent yet).
 
     Every family's events count against the tenant's event budget (429 past it),
     except where `rate_limited` is off: a CSV upload, bounded by its size instead,
@@ -76,10 +76,24 @@ async def accept_events(
     """
     if rate_limited:
         await door.limits.admit_events(len(raws), ctx.tenant)
-    plan = plan_events(
+    return plan_events(
         ctx, raws, validator_for(ctx.family), door.topics, door.settings.partitions,
         all_or_nothing=all_or_nothing,
     )  # fmt: skip
+
+
+async def accept_events(
+    door: Door,
+    ctx: RequestContext,
+    raws: Sequence[bytes],
+    *,
+    all_or_nothing: bool = False,
+    rate_limited: bool = True,
+) -> IngestPlan:
+    """`prepare_events`, then publish envelopes and dead letters and wait for Kafka."""
+    plan = await prepare_events(
+        door, ctx, raws, all_or_nothing=all_or_nothing, rate_limited=rate_limited
+    )
     await door.publisher.publish(plan.messages)
     return plan
 

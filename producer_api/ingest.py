@@ -71,6 +71,8 @@ class EventResult:
     accepted: bool
     reasons: tuple[Violation, ...] = ()
     dead_letter_id: str | None = None
+    id_assigned: bool = False
+    """True when the door made the id up (the event carried none): it cannot replace anything."""
 
     def as_dict(self) -> dict[str, Any]:
         if self.accepted:
@@ -143,7 +145,8 @@ def plan_events(
         if replay is not None:
             item.update(attempt=replay.attempt, replay_of=replay.dead_letter_id)
         by_partition[partition_for(key, partitions)].append(item)
-        plan.results.append(EventResult(index, event_id, True))
+        assigned = outcome.event_id is None and replay is None
+        plan.results.append(EventResult(index, event_id, True, id_assigned=assigned))
     plan.messages += _envelopes(ctx, by_partition, topics)
     return plan
 

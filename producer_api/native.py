@@ -9,9 +9,9 @@ from aiohttp import web
 
 from producer_api.accept import (
     accept_deletes,
-    accept_events,
     accept_unsplittable,
     door_of,
+    prepare_events,
     request_context,
 )
 from producer_api.auth import authorize
@@ -47,8 +47,9 @@ async def post_events(request: web.Request) -> web.Response:
         if len(raws) > door.settings.max_events_per_request:
             limit = door.settings.max_events_per_request
             return error_response(413, "too_many_events", f"at most {limit} events per request")
-        stored = await stored_before(door, ctx, raws)
-        plan = await accept_events(door, ctx, raws)
+        plan = await prepare_events(door, ctx, raws)
+        stored = await stored_before(door, ctx, plan)
+        await door.publisher.publish(plan.messages)
     rejected = [r.as_dict() for r in plan.results if not r.accepted]
     answer = {
         "request_id": ctx.request_id,

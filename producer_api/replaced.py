@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
 
-import msgspec
 import psycopg
 from psycopg_pool import PoolTimeout
 
@@ -29,34 +26,20 @@ LOOKUP_SECONDS = 1.0
 """The longest the door waits for the lookup; ingestion never depends on PostgreSQL."""
 
 
-class _WithId(msgspec.Struct):
-    id: Any = None
+def carried_ids(plan: IngestPlan) -> list[str]:
+    """Ids the accepted events carried themselves (ids the door assigned are new)."""
+    return [r.event_id for r in plan.results if r.accepted and r.event_id and not r.id_assigned]
 
 
-_decode_id = msgspec.json.Decoder(_WithId)
-
-
-def body_ids(raws: Sequence[bytes]) -> list[str]:
-    """The ids the raw events carry (events without one, or unreadable, have none yet)."""
-    ids = []
-    for raw in raws:
-        try:
-            found = _decode_id.decode(raw).id
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(found, str) and found:
-            ids.append(found)
-    return ids
-
-
-async def stored_before(door: Door, ctx: RequestContext, raws: Sequence[bytes]) -> set[str] | None:
-    """The request's ids that had a stored version when it arrived (one query).
+async def stored_before(door: Door, ctx: RequestContext, plan: IngestPlan) -> set[str] | None:
+    """The planned request's ids that had a stored version when it arrived (one query, run
+    after validation and before publishing; the validators already read each id).
 
     None when PostgreSQL does not answer within `LOOKUP_SECONDS`: the events are
     still accepted (Kafka is what acknowledges them) and the answer says `replaced:
     null`, unknown, instead of the request failing with the database.
     """
-    ids = body_ids(raws)
+    ids = carried_ids(plan)
     if not ids:
         return set()
     try:

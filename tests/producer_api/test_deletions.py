@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from producer_api.ingest import EventResult, IngestPlan, RequestContext, plan_filter_delete
-from producer_api.replaced import body_ids, replaced_ids
+from producer_api.ingest import (
+    EventResult,
+    IngestPlan,
+    RequestContext,
+    plan_events,
+    plan_filter_delete,
+)
+from producer_api.replaced import carried_ids, replaced_ids
 from schemas.codec import decode
 from schemas.deletes import DeleteFilter
 from schemas.topics import TopicNames
+from schemas.validators import validator_for
 
 TOPICS = TopicNames.for_prefix("t.")
 CTX = RequestContext("acme", "datahub", {}, "", datetime(2024, 1, 1, tzinfo=UTC))
@@ -43,9 +50,20 @@ def test_replaced_ids_are_those_stored_before_or_earlier_in_the_request() -> Non
     assert replaced_ids(plan, {"old", "bad"}) == ["old", "new"]
 
 
-def test_body_ids_skip_events_without_a_readable_id() -> None:
-    raws = [b'{"id":"a","type":"t"}', b'{"type":"t"}', b'{"id":7}', b"not json", b'{"id":"b"}']
-    assert body_ids(raws) == ["a", "b"]
+def _native(body: str) -> bytes:
+    return (
+        b'{"type":"t","source":"s","time":"2024-01-01T00:00:00Z","data":{}' + body.encode() + b"}"
+    )
+
+
+def _planned(raws: list[bytes]) -> IngestPlan:
+    ctx = RequestContext("acme", "native", {}, "", datetime(2024, 1, 1, tzinfo=UTC))
+    return plan_events(ctx, raws, validator_for("native"), TOPICS, 4)
+
+
+def test_carried_ids_skip_events_without_a_readable_id() -> None:
+    raws = [_native(',"id":"a"'), _native(""), b'{"id":7}', b"not json", _native(',"id":"b"')]
+    assert carried_ids(_planned(raws)) == ["a", "b"]
 
 
 def test_replaced_is_unknown_when_the_lookup_failed() -> None:
@@ -55,4 +73,4 @@ def test_replaced_is_unknown_when_the_lookup_failed() -> None:
 
 
 def test_ids_with_invalid_utf8_are_skipped_not_fatal() -> None:
-    assert body_ids([b'{"id": "ok"}', b'{"id": "\xff"}']) == ["ok"]
+    assert carried_ids(_planned([_native(',"id":"ok"'), b'{"id": "\xff"}'])) == ["ok"]
