@@ -18,6 +18,7 @@ import psycopg
 from aiohttp import web
 
 from producer_api.auth import Principal
+from producer_api.content import UndecodableBody, read_body
 from producer_api.ingest import (
     IngestPlan,
     RequestContext,
@@ -105,6 +106,20 @@ async def accept_unsplittable(
     plan = plan_unsplittable(ctx, body, reason, door.topics, door.settings.partitions)
     await door.publisher.publish(plan.messages)
     return plan
+
+
+async def read_events_body(request: web.Request, door: Door, ctx: RequestContext) -> bytes:
+    """The request's body, decoded; for every family's ingest route.
+
+    A body that does not decode (truncated or corrupt gzip, unknown coding) is
+    recorded as one dead letter of the bytes received (invariant 2) before
+    `UndecodableBody` goes on to the family's error format as a 400.
+    """
+    try:
+        return await read_body(request)
+    except UndecodableBody as exc:
+        await accept_unsplittable(door, ctx, exc.raw, str(exc))
+        raise
 
 
 async def accept_deletes(

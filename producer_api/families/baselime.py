@@ -20,11 +20,11 @@ from producer_api.accept import (
     accept_events,
     accept_unsplittable,
     door_of,
+    read_events_body,
     timed_request_context,
 )
 from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
-from producer_api.content import read_body
 from producer_api.errors import error_middleware_for, internal_error_middleware
 from producer_api.ingest import EventResult
 from producer_api.resources import Door
@@ -87,10 +87,10 @@ async def post_events(request: web.Request) -> web.Response:
     if not all(NAME_PATTERN.match(name) for name in names):
         return message(400)
     door = door_of(request)
-    body = await read_body(request)
+    ctx = timed_request_context(request, principal, FAMILY)
+    body = await read_events_body(request, door, ctx)
     if not body.strip():
         return message(400)
-    ctx = timed_request_context(request, principal, FAMILY)
     if not await _dataset_exists(request, door, principal.tenant, dataset):
         reason = f"dataset {dataset!r} does not exist (create it with `sluice datasets create`)"
         await accept_unsplittable(door, ctx, body, reason)

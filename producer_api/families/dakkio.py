@@ -21,9 +21,14 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
+from producer_api.accept import (
+    accept_events,
+    accept_unsplittable,
+    door_of,
+    read_events_body,
+    request_context,
+)
 from producer_api.auth import Principal, authorize
-from producer_api.content import read_body
 from producer_api.errors import error_middleware_for
 from producer_api.families import dakkio_answers as answers
 from producer_api.families.dakkio_answers import dakkio_error, internal_errors, not_found
@@ -67,8 +72,8 @@ def create_subapp() -> web.Application:
 async def post_point(request: web.Request) -> web.Response:
     """Ingest one data point; 201 with the stored point."""
     principal = await authorize(request, "events:write")
-    door, body = door_of(request), await read_body(request)
-    ctx = _context(request, principal, {})
+    door, ctx = door_of(request), _context(request, principal, {})
+    body = await read_events_body(request, door, ctx)
     try:
         _top_level_of(body)
     except BadBody as exc:
@@ -80,7 +85,8 @@ async def post_point(request: web.Request) -> web.Response:
 async def post_batch(request: web.Request) -> web.Response:
     """Ingest `dataPoints` into `bucketId`, all or nothing; 201 with the stored points."""
     principal = await authorize(request, "events:write")
-    door, body = door_of(request), await read_body(request)
+    door = door_of(request)
+    body = await read_events_body(request, door, _context(request, principal, {}))
     try:
         bucket, raws = _batch(body, door.settings.max_events_per_request)
     except BadBody as exc:

@@ -15,10 +15,15 @@ from typing import Any
 
 from aiohttp import web
 
-from producer_api.accept import accept_events, accept_unsplittable, door_of, request_context
+from producer_api.accept import (
+    accept_events,
+    accept_unsplittable,
+    door_of,
+    read_events_body,
+    request_context,
+)
 from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
-from producer_api.content import read_body
 from producer_api.errors import error_middleware_for
 from producer_api.ingest import EventResult
 from schemas.families.dashdive import FAMILY, SERVICES
@@ -41,9 +46,10 @@ async def post_event(request: web.Request) -> web.Response:
     """One event of `service`; the body is the event itself."""
     principal = await authorize(request, "events:write")
     _known_service(request)
-    body = await read_body(request)
+    door = door_of(request)
     ctx = request_context(request, principal, FAMILY)
-    plan = await accept_events(door_of(request), ctx, [body])
+    body = await read_events_body(request, door, ctx)
+    plan = await accept_events(door, ctx, [body])
     (result,) = plan.results
     if result.accepted:
         return web.json_response({"message": "OK", "id": result.event_id})
@@ -58,8 +64,8 @@ async def post_batch(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:write")
     _known_service(request)
     door = door_of(request)
-    body = await read_body(request)
     ctx = request_context(request, principal, FAMILY)
+    body = await read_events_body(request, door, ctx)
     try:
         if not body.lstrip().startswith(b"["):
             raise Unsplittable("a batch body must be a JSON array of events")

@@ -22,6 +22,7 @@ from producer_api.accept import (
     accept_filter_delete,
     accept_unsplittable,
     door_of,
+    read_events_body,
     request_context,
 )
 from producer_api.auth import authorize
@@ -53,8 +54,8 @@ def datahub_error(
 async def post_events(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:write")
     door = door_of(request)
-    body = await read_body(request)
     ctx = request_context(request, principal, FAMILY)
+    body = await read_events_body(request, door, ctx)
     try:
         raws = split_events(body)
     except Unsplittable as exc:

@@ -20,11 +20,11 @@ from producer_api.accept import (
     accept_events,
     accept_unsplittable,
     door_of,
+    read_events_body,
     timed_request_context,
 )
 from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
-from producer_api.content import read_body
 from producer_api.errors import error_middleware_for, internal_error_middleware
 from producer_api.ingest import BATCH_REJECTED, EventResult
 
@@ -82,8 +82,8 @@ async def post_events(request: web.Request) -> web.Response:
     """Ingest one generic event or a list; 202 with no body once Kafka holds them all."""
     principal = await authorize(request, "events:write")
     door = door_of(request)
-    body = await read_body(request)
     ctx = timed_request_context(request, principal, FAMILY)
+    body = await read_events_body(request, door, ctx)
     try:
         raws = split_json_events(body)
     except Unsplittable as exc:

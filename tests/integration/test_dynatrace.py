@@ -138,3 +138,29 @@ async def test_rate_limits_and_server_errors_use_the_envelope(
     assert isinstance(response, web.Response) and response.status == status
     assert response.body is not None
     assert json.loads(bytes(response.body))["error"]["code"] == status  # type: ignore[arg-type]
+
+
+def test_a_body_that_does_not_decompress_is_one_dead_letter_of_the_bytes_sent(
+    stack: ProcessStack, new_key: Callable[..., str], database_url: str
+) -> None:
+    """Invariant 2 for every family's door (shared `read_events_body`), shown on Dynatrace."""
+    import gzip
+
+    tenant = _tenant()
+    key = new_key(tenant)
+    sent = gzip.compress(json.dumps(SEED_BODY).encode())[:-12]
+    answer = call(
+        "POST", f"{stack.base_url}{PATH}", body=sent,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip",
+                 "Authorization": f"Api-Token {key}"},
+    )  # fmt: skip
+    _error(answer, 400)
+
+    def stored() -> list[tuple[Any, ...]]:
+        with psycopg.connect(database_url) as conn:
+            return conn.execute(
+                "SELECT raw, family FROM dead_letters WHERE tenant = %s", (tenant,)
+            ).fetchall()
+
+    ((raw, family),) = eventually(stored)
+    assert bytes(raw) == sent and family == "dynatrace"
