@@ -59,7 +59,8 @@ def _refuse_unstorable(event: ValidEvent) -> Outcome:
     """PostgreSQL's text and jsonb refuse NUL; an event holding one is rejected here, for every
     family, rather than accepted and then refused by the sink's insert (which would stall it)."""
     texts = (event.event_id or "", event.type, event.source, event.subject or "")
-    if not _ESCAPED_NUL.search(event.data_json) and not any("\x00" in t for t in texts):
+    nul_in_data = "\\u0000" in event.data_json and _ESCAPED_NUL.search(event.data_json)
+    if not nul_in_data and not any("\x00" in t for t in texts):
         return event
     reason = Violation("unsupported_character", "$", "the NUL character (\\u0000) cannot be stored")
     return Rejected((reason,), event.event_id)
