@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from sluice.settings import Settings
-from sluice.stack import read_log_tail, settings_env, wait_for_readyz
+from sluice.settings import Settings, settings_env
+from sluice.stack import read_log_tail, wait_for_readyz
 
 
 @dataclass

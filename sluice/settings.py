@@ -8,7 +8,7 @@ Secrets (the key-hashing secret, database passwords) are never printed: the
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -94,77 +94,40 @@ class Settings:
         )
 
 
+ENV_VARS: dict[str, str] = {
+    "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "database_url": "DATABASE_URL",
+    "kafka_security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "kafka_sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "kafka_sasl_username": "KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "KAFKA_SASL_PASSWORD",
+    "kafka_ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
+    "kafka_ssl_certificate_location": "KAFKA_SSL_CERTIFICATE_LOCATION",
+    "kafka_ssl_key_location": "KAFKA_SSL_KEY_LOCATION",
+}
+"""Environment variable of each setting; every other field `x` is read from `SLUICE_X`."""
+
+
+def env_var(field_name: str) -> str:
+    """The environment variable that sets `field_name`."""
+    return ENV_VARS.get(field_name, f"SLUICE_{field_name.upper()}")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read `Settings` from environment variables (see the README for each)."""
+    """Read `Settings` from environment variables (see the README for each).
+
+    Each value is parsed as the type of its default (str, int, float or Path).
+    """
     env = os.environ if environ is None else environ
-    d = Settings()
-
-    def get(name: str, default: str) -> str:
-        return env.get(name, default)
-
-    return Settings(
-        kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap_servers),
-        database_url=get("DATABASE_URL", d.database_url),
-        topic_prefix=get("SLUICE_TOPIC_PREFIX", d.topic_prefix),
-        partitions=int(get("SLUICE_PARTITIONS", str(d.partitions))),
-        replication_factor=int(get("SLUICE_REPLICATION_FACTOR", str(d.replication_factor))),
-        http_host=get("SLUICE_HTTP_HOST", d.http_host),
-        http_port=int(get("SLUICE_HTTP_PORT", str(d.http_port))),
-        key_secret=get("SLUICE_KEY_SECRET", d.key_secret),
-        key_cache_seconds=float(get("SLUICE_KEY_CACHE_SECONDS", str(d.key_cache_seconds))),
-        produce_timeout_ms=int(get("SLUICE_PRODUCE_TIMEOUT_MS", str(d.produce_timeout_ms))),
-        max_body_bytes=int(get("SLUICE_MAX_BODY_BYTES", str(d.max_body_bytes))),
-        max_events_per_request=int(
-            get("SLUICE_MAX_EVENTS_PER_REQUEST", str(d.max_events_per_request))
-        ),
-        max_inflight_bytes=int(get("SLUICE_MAX_INFLIGHT_BYTES", str(d.max_inflight_bytes))),
-        api_database_url=get("SLUICE_API_DATABASE_URL", d.api_database_url),
-        api_database_role=get("SLUICE_API_DATABASE_ROLE", d.api_database_role),
-        rate_requests_per_second=float(
-            get("SLUICE_RATE_REQUESTS_PER_SECOND", str(d.rate_requests_per_second))
-        ),
-        rate_events_per_second=float(
-            get("SLUICE_RATE_EVENTS_PER_SECOND", str(d.rate_events_per_second))
-        ),
-        rate_burst_seconds=int(get("SLUICE_RATE_BURST_SECONDS", str(d.rate_burst_seconds))),
-        http_request_timeout_seconds=float(
-            get("SLUICE_HTTP_REQUEST_TIMEOUT_SECONDS", str(d.http_request_timeout_seconds))
-        ),
-        max_receiving_bytes=int(get("SLUICE_MAX_RECEIVING_BYTES", str(d.max_receiving_bytes))),
-        kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL", ""),
-        kafka_sasl_mechanism=get("KAFKA_SASL_MECHANISM", ""),
-        kafka_sasl_username=get("KAFKA_SASL_USERNAME", ""),
-        kafka_sasl_password=get("KAFKA_SASL_PASSWORD", ""),
-        kafka_ssl_ca_location=get("KAFKA_SSL_CA_LOCATION", ""),
-        kafka_ssl_certificate_location=get("KAFKA_SSL_CERTIFICATE_LOCATION", ""),
-        kafka_ssl_key_location=get("KAFKA_SSL_KEY_LOCATION", ""),
-        state_dir=Path(get("SLUICE_STATE_DIR", str(d.state_dir))),
-        worker_id=get("SLUICE_WORKER_ID", d.worker_id),
-        sink_group=get("SLUICE_SINK_GROUP", d.sink_group),
-        sink_batch_size=int(get("SLUICE_SINK_BATCH_SIZE", str(d.sink_batch_size))),
-        worker_metrics_port=int(get("SLUICE_WORKER_METRICS_PORT", str(d.worker_metrics_port))),
-        sink_metrics_port=int(get("SLUICE_SINK_METRICS_PORT", str(d.sink_metrics_port))),
-        watchdog_stall_seconds=float(
-            get("SLUICE_WATCHDOG_STALL_SECONDS", str(d.watchdog_stall_seconds))
-        ),
-        **_breaker_settings(get, d),
-    )
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(env_var(f.name))
+        if raw is not None:
+            values[f.name] = type(getattr(defaults, f.name))(raw)
+    return Settings(**values)
 
 
-def _breaker_settings(get: Callable[[str, str], str], d: Settings) -> dict[str, Any]:
-    """The stream processor's DLQ circuit breaker (`streams/breaker.py`)."""
-    return {
-        "breaker_max_invalid_ratio": float(
-            get("SLUICE_BREAKER_MAX_INVALID_RATIO", str(d.breaker_max_invalid_ratio))
-        ),
-        "breaker_min_events": int(get("SLUICE_BREAKER_MIN_EVENTS", str(d.breaker_min_events))),
-        "breaker_window_events": int(
-            get("SLUICE_BREAKER_WINDOW_EVENTS", str(d.breaker_window_events))
-        ),
-        "breaker_max_consecutive_invalid": int(
-            get("SLUICE_BREAKER_MAX_CONSECUTIVE_INVALID", str(d.breaker_max_consecutive_invalid))
-        ),
-        "breaker_cooldown_seconds": float(
-            get("SLUICE_BREAKER_COOLDOWN_SECONDS", str(d.breaker_cooldown_seconds))
-        ),
-    }
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce `settings` in a child process."""
+    return {env_var(f.name): str(getattr(settings, f.name)) for f in fields(Settings)}

@@ -15,54 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from sluice.settings import Settings
+from sluice.settings import Settings, settings_env
 
 ROLES = ("api", "worker", "sink")
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment variables that reproduce `settings` in a child process."""
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "SLUICE_TOPIC_PREFIX": settings.topic_prefix,
-        "SLUICE_PARTITIONS": str(settings.partitions),
-        "SLUICE_REPLICATION_FACTOR": str(settings.replication_factor),
-        "SLUICE_HTTP_HOST": settings.http_host,
-        "SLUICE_HTTP_PORT": str(settings.http_port),
-        "SLUICE_KEY_SECRET": settings.key_secret,
-        "SLUICE_KEY_CACHE_SECONDS": str(settings.key_cache_seconds),
-        "SLUICE_PRODUCE_TIMEOUT_MS": str(settings.produce_timeout_ms),
-        "SLUICE_MAX_BODY_BYTES": str(settings.max_body_bytes),
-        "SLUICE_MAX_EVENTS_PER_REQUEST": str(settings.max_events_per_request),
-        "SLUICE_MAX_INFLIGHT_BYTES": str(settings.max_inflight_bytes),
-        "SLUICE_API_DATABASE_URL": settings.api_database_url,
-        "SLUICE_API_DATABASE_ROLE": settings.api_database_role,
-        "SLUICE_RATE_REQUESTS_PER_SECOND": str(settings.rate_requests_per_second),
-        "SLUICE_RATE_EVENTS_PER_SECOND": str(settings.rate_events_per_second),
-        "SLUICE_RATE_BURST_SECONDS": str(settings.rate_burst_seconds),
-        "SLUICE_HTTP_REQUEST_TIMEOUT_SECONDS": str(settings.http_request_timeout_seconds),
-        "SLUICE_MAX_RECEIVING_BYTES": str(settings.max_receiving_bytes),
-        "KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
-        "KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
-        "KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
-        "KAFKA_SASL_PASSWORD": settings.kafka_sasl_password,
-        "KAFKA_SSL_CA_LOCATION": settings.kafka_ssl_ca_location,
-        "KAFKA_SSL_CERTIFICATE_LOCATION": settings.kafka_ssl_certificate_location,
-        "KAFKA_SSL_KEY_LOCATION": settings.kafka_ssl_key_location,
-        "SLUICE_STATE_DIR": str(settings.state_dir),
-        "SLUICE_WORKER_ID": settings.worker_id,
-        "SLUICE_SINK_GROUP": settings.sink_group,
-        "SLUICE_SINK_BATCH_SIZE": str(settings.sink_batch_size),
-        "SLUICE_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
-        "SLUICE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
-        "SLUICE_WATCHDOG_STALL_SECONDS": str(settings.watchdog_stall_seconds),
-        "SLUICE_BREAKER_MAX_INVALID_RATIO": str(settings.breaker_max_invalid_ratio),
-        "SLUICE_BREAKER_MIN_EVENTS": str(settings.breaker_min_events),
-        "SLUICE_BREAKER_WINDOW_EVENTS": str(settings.breaker_window_events),
-        "SLUICE_BREAKER_MAX_CONSECUTIVE_INVALID": str(settings.breaker_max_consecutive_invalid),
-        "SLUICE_BREAKER_COOLDOWN_SECONDS": str(settings.breaker_cooldown_seconds),
-    }
 
 
 def wait_for_readyz(

@@ -24,7 +24,8 @@ from schemas.deadletter import Origin, build_dead_letter
 from schemas.identity import partition_for
 from schemas.outcome import Violation
 from sluice.cli import main
-from sluice.stack import ProcessStack, settings_env
+from sluice.settings import settings_env
+from sluice.stack import ProcessStack
 from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 from tests.httpclient import Answer, call
