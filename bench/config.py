@@ -38,6 +38,12 @@ class BenchConfig:
     plots: bool = True
     profile: bool = False
     """Record py-spy profiles of each stage into `results_dir/profiles/` (needs py-spy)."""
+    until: str = "pipeline"
+    """The last stage to run, in order door → stream → sink → pipeline; earlier ones run too."""
+
+
+STAGES = ("door", "stream", "sink", "pipeline")
+"""The benchmark's stages in the order they run; each drains what the one before accepted."""
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> BenchConfig:
@@ -57,4 +63,11 @@ def load_config(environ: Mapping[str, str] | None = None) -> BenchConfig:
         results_dir=Path(env.get("BENCH_RESULTS_DIR", str(d.results_dir))),
         plots=env.get("BENCH_PLOTS", "1") not in ("0", ""),
         profile=env.get("BENCH_PROFILE", "0") not in ("0", ""),
+        until=_stage(env.get("BENCH_UNTIL", d.until)),
     )
+
+
+def _stage(name: str) -> str:
+    if name not in STAGES:
+        raise ValueError(f"BENCH_UNTIL={name!r}: one of {', '.join(STAGES)}")
+    return name

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from schemas.codec import encode
+import msgspec
+
 from schemas.deadletter import Origin, build_dead_letter
 from schemas.deletes import DeleteFilter
+from schemas.envelope import encode_envelope, envelope_head, item, upsert_item
 from schemas.identity import Identity, new_event_id, partition_for
 from schemas.outcome import Rejected, Violation
 from schemas.topics import TopicNames
@@ -62,9 +64,8 @@ class ReplayOf:
         return self.event_id if index == 0 else f"{self.event_id}.{index}"
 
 
-@dataclass(frozen=True)
-class EventResult:
-    """What became of one event of the request."""
+class EventResult(msgspec.Struct, frozen=True, gc=False):
+    """What became of one event of the request (a Struct: one is built per event)."""
 
     index: int
     event_id: str | None
@@ -122,9 +123,13 @@ def plan_events(
     origin = ctx.origin()
     if replay is not None:
         origin = replace(origin, attempt=replay.attempt, replay_of=replay.dead_letter_id)
-    by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
     outcomes = [validate_safely(validate, raw, ctx.route) for raw in raws]
     reject_all = all_or_nothing and any(isinstance(o, Rejected) for o in outcomes)
+    # The per-event loop is the door's hot path: ids are encoded once, for both the
+    # partitioning key and the item, and items are written straight to Avro bytes.
+    key_prefix = Identity(ctx.tenant, ctx.family, "").key()
+    by_partition: dict[int, list[bytes]] = defaultdict(list)
+    results = plan.results
     for index, (raw, outcome) in enumerate(zip(raws, outcomes, strict=True)):
         if reject_all and not isinstance(outcome, Rejected):
             outcome = Rejected((BATCH_REJECTED,), outcome.event_id)
@@ -135,18 +140,20 @@ def plan_events(
             )  # fmt: skip
             dlq_partition = partition_for(dead.key, partitions)
             plan.messages.append((topics.dlq, dlq_partition, dead.key, dead.value, dead.headers))
-            plan.results.append(
+            results.append(
                 EventResult(index, outcome.event_id, False, outcome.violations, dead.dead_letter_id)
             )
             continue
         event_id = outcome.event_id or _fallback_id(replay, index) or new_event_id(ctx.family)
-        key = Identity(ctx.tenant, ctx.family, event_id).key()
-        item = _item("upsert", event_id, raw)
-        if replay is not None:
-            item.update(attempt=replay.attempt, replay_of=replay.dead_letter_id)
-        by_partition[partition_for(key, partitions)].append(item)
+        id_bytes = event_id.encode()
+        if replay is None:
+            encoded = upsert_item(id_bytes, raw)
+        else:
+            encoded = item("upsert", event_id, raw, attempt=replay.attempt,
+                           replay_of=replay.dead_letter_id)  # fmt: skip
+        by_partition[partition_for(key_prefix + id_bytes, partitions)].append(encoded)
         assigned = outcome.event_id is None and replay is None
-        plan.results.append(EventResult(index, event_id, True, id_assigned=assigned))
+        results.append(EventResult(index, event_id, True, id_assigned=assigned))
     plan.messages += _envelopes(ctx, by_partition, topics)
     return plan
 
@@ -172,12 +179,11 @@ def plan_deletes(
     partitions: int,
 ) -> IngestPlan:
     """Deletes by id travel through each id's partition, after every version accepted before."""
-    by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    by_partition: dict[int, list[bytes]] = defaultdict(list)
     for event_id in event_ids:
         key = Identity(ctx.tenant, ctx.family, event_id).key()
-        item = _item("delete", event_id, b"")
-        item["receipt_id"] = receipt_id
-        by_partition[partition_for(key, partitions)].append(item)
+        encoded = item("delete", event_id, b"", receipt_id=receipt_id)
+        by_partition[partition_for(key, partitions)].append(encoded)
     plan = IngestPlan(messages=_envelopes(ctx, by_partition, topics))
     plan.results = [EventResult(i, eid, True) for i, eid in enumerate(event_ids)]
     return plan
@@ -187,27 +193,16 @@ def _fallback_id(replay: ReplayOf | None, index: int) -> str | None:
     return replay.fallback_id(index) if replay is not None else None
 
 
-def _item(op: str, event_id: str, raw: bytes) -> dict[str, Any]:
-    return {"op": op, "event_id": event_id, "raw": raw, "attempt": 1, "replay_of": None,
-            "receipt_id": None}  # fmt: skip
-
-
 def _envelopes(
-    ctx: RequestContext, by_partition: Mapping[int, list[dict[str, Any]]], topics: TopicNames
+    ctx: RequestContext, by_partition: Mapping[int, list[bytes]], topics: TopicNames
 ) -> list[OutgoingMessage]:
-    out: list[OutgoingMessage] = []
-    for partition, items in sorted(by_partition.items()):
-        envelope = {
-            "request_id": ctx.request_id,
-            "tenant": ctx.tenant,
-            "family": ctx.family,
-            "route": dict(ctx.route),
-            "content_type": ctx.content_type,
-            "received_at": ctx.received_at,
-            "items": items,
-        }
-        out.append((topics.ingest_raw, partition, None, encode("IngestEnvelope", envelope), None))
-    return out
+    """One `IngestEnvelope` per partition, from items already encoded."""
+    head = envelope_head(ctx.request_id, ctx.tenant, ctx.family, ctx.route, ctx.content_type,
+                         ctx.received_at)  # fmt: skip
+    return [
+        (topics.ingest_raw, partition, None, encode_envelope(head, items), None)
+        for partition, items in sorted(by_partition.items())
+    ]
 
 
 def plan_filter_delete(
@@ -223,10 +218,6 @@ def plan_filter_delete(
     covers the matching events already stored and those still in flight, and
     nothing accepted after it.
     """
-    by_partition: dict[int, list[dict[str, Any]]] = {}
-    for partition in range(partitions):
-        item = _item("delete", "", b"")
-        item["receipt_id"] = receipt_id
-        item["delete_filter"] = flt.to_record()
-        by_partition[partition] = [item]
+    encoded = item("delete", "", b"", receipt_id=receipt_id, delete_filter=flt.to_record())
+    by_partition = {partition: [encoded] for partition in range(partitions)}
     return IngestPlan(messages=_envelopes(ctx, by_partition, topics))

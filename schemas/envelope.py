@@ -1,0 +1,150 @@
+"""The door's writer of `IngestEnvelope` messages, byte for byte what fastavro would write.
+
+The door encodes one item per accepted event, so this is the hottest Avro in
+Sluice: fastavro's generic `schemaless_writer` costs ~3 µs per item, while an
+upsert item here is five byte strings joined (~0.2 µs). Every other record,
+and every read, still goes through `schemas.codec`. The layout follows the
+Avro 1.11 binary encoding of `avro/ingest_envelope.avsc`; a property test
+checks it against fastavro for any envelope, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+
+from schemas.codec import wire_header
+
+
+def _varint(value: int) -> bytes:
+    """Avro's `long`, computed: the zig-zag value as a little-endian base-128 varint."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SMALL = 1 << 13
+_LONGS = [_varint(v) for v in range(_SMALL)]
+"""Lengths and counts below 8 KiB (nearly all of them), looked up instead of computed."""
+
+
+def write_long(value: int) -> bytes:
+    """Avro's `long` (and `int`): zig-zag, then varint."""
+    return _LONGS[value] if 0 <= value < _SMALL else _varint(value)
+
+
+def write_string(text: str) -> bytes:
+    data = text.encode()
+    return write_long(len(data)) + data
+
+
+def _optional_string(text: str | None) -> bytes:
+    """A `["null", "string"]` union."""
+    return b"\x00" if text is None else b"\x02" + write_string(text)
+
+
+_UPSERT, _DELETE = b"\x00", b"\x02"
+"""The `IngestOp` enum's indexes (0, 1) as Avro ints."""
+_FIRST_ATTEMPT_NO_LINEAGE = b"\x02\x00\x00\x00"
+"""attempt 1, replay_of null, receipt_id null, delete_filter null: every fresh event's tail."""
+
+
+def upsert_item(event_id: bytes, raw: bytes) -> bytes:
+    """A fresh event's item (attempt 1, no lineage); `event_id` already UTF-8."""
+    longs = _LONGS
+    if len(event_id) < _SMALL and len(raw) < _SMALL:
+        return b"\x00%b%b%b%b\x02\x00\x00\x00" % (longs[len(event_id)], event_id,
+                                                  longs[len(raw)], raw)  # fmt: skip
+    return b"".join((_UPSERT, write_long(len(event_id)), event_id, write_long(len(raw)), raw,
+                     _FIRST_ATTEMPT_NO_LINEAGE))  # fmt: skip
+
+
+def item(
+    op: str,
+    event_id: str,
+    raw: bytes,
+    *,
+    attempt: int = 1,
+    replay_of: str | None = None,
+    receipt_id: str | None = None,
+    delete_filter: Mapping[str, object] | None = None,
+) -> bytes:
+    """Any item: a replayed upsert, a delete by id, or a delete by filter (its record)."""
+    return b"".join(
+        (
+            _UPSERT if op == "upsert" else _DELETE,
+            write_string(event_id),
+            write_long(len(raw)),
+            raw,
+            write_long(attempt),
+            _optional_string(replay_of),
+            _optional_string(receipt_id),
+            b"\x00" if delete_filter is None else b"\x02" + _delete_filter(delete_filter),
+        )
+    )
+
+
+def _delete_filter(flt: Mapping[str, object]) -> bytes:
+    def strings(values: object) -> bytes:
+        assert isinstance(values, Sequence)
+        return _block([write_string(str(v)) for v in values])
+
+    def moment(value: object) -> bytes:
+        if value is None:
+            return b"\x00"
+        assert isinstance(value, datetime | int)
+        return b"\x02" + write_long(value if isinstance(value, int) else _micros(value))
+
+    return b"".join(
+        (strings(flt.get("types", ())), strings(flt.get("sources", ())),
+         moment(flt.get("time_from")), moment(flt.get("time_to")))
+    )  # fmt: skip
+
+
+def _block(encoded: Sequence[bytes]) -> bytes:
+    """An array or map: one block of `len(encoded)` entries, then the empty block."""
+    if not encoded:
+        return b"\x00"
+    return write_long(len(encoded)) + b"".join(encoded) + b"\x00"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    """`timestamp-micros` as fastavro computes it (naive times are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_WIRE_HEADER = wire_header("IngestEnvelope")
+
+
+def envelope_head(
+    request_id: str,
+    tenant: str,
+    family: str,
+    route: Mapping[str, str],
+    content_type: str,
+    received_at: datetime,
+) -> bytes:
+    """Everything before the items: the same for each of a request's envelopes."""
+    entries = [write_string(k) + write_string(v) for k, v in route.items()]
+    return b"".join(
+        (_WIRE_HEADER, write_string(request_id), write_string(tenant), write_string(family),
+         _block(entries), write_string(content_type), write_long(_micros(received_at)))
+    )  # fmt: skip
+
+
+def encode_envelope(head: bytes, items: Sequence[bytes] | Iterable[bytes]) -> bytes:
+    """A whole wire-format message: `envelope_head(...)` and the encoded items."""
+    items = items if isinstance(items, Sequence) else list(items)
+    if not items:
+        return head + b"\x00"
+    return b"".join((head, write_long(len(items)), *items, b"\x00"))
