@@ -33,7 +33,7 @@ def profiled(
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{label}-{name}.txt"
     command = [spy, "record", "--pid", str(handle.pid), "--format", "raw", "--idle",
-               "--rate", "50", "--nonblocking", "--output", str(out)]  # fmt: skip
+               "--rate", "250", "--nonblocking", "--output", str(out)]  # fmt: skip
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield out

@@ -1,6 +1,6 @@
 """Which events of a native request replaced an existing version.
 
-One query per request (`event_id = ANY(...)`), run before the request is
+One statement per request (`sluice_stored_ids`, migration 0006), run before the request is
 published, so the answer reflects what was stored when the request arrived:
 an id counts as replaced if a version of it was stored then, or if an earlier
 element of the same request carried it. A version still in the pipeline when
@@ -18,7 +18,6 @@ from psycopg_pool import PoolTimeout
 from producer_api.ingest import IngestPlan, RequestContext
 from producer_api.resources import Door
 from sinks.current import stored_ids
-from sinks.tenancy import tenant_connection
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +43,8 @@ async def stored_before(door: Door, ctx: RequestContext, plan: IngestPlan) -> se
         return set()
     try:
         async with asyncio.timeout(LOOKUP_SECONDS):
-            async with tenant_connection(door.pool, ctx.tenant) as conn:
-                return await stored_ids(conn, ctx.tenant, ctx.family, sorted(set(ids)))
+            async with door.lookups.connection() as conn:
+                return await stored_ids(conn, ctx.tenant, ctx.family, list(set(ids)))
     except (TimeoutError, PoolTimeout, psycopg.Error) as exc:
         log.warning("replaced-ids lookup skipped, PostgreSQL did not answer: %s", exc)
         return None

