@@ -17,7 +17,6 @@ from psycopg_pool import PoolTimeout
 
 from producer_api.ingest import IngestPlan, RequestContext
 from producer_api.resources import Door
-from sinks.current import stored_ids
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,7 @@ async def stored_before(door: Door, ctx: RequestContext, plan: IngestPlan) -> se
         return set()
     try:
         async with asyncio.timeout(LOOKUP_SECONDS):
-            async with door.lookups.connection() as conn:
-                return await stored_ids(conn, ctx.tenant, ctx.family, list(set(ids)))
+            return await door.stored.stored(ctx.tenant, ctx.family, ids)
     except (TimeoutError, PoolTimeout, psycopg.Error) as exc:
         log.warning("replaced-ids lookup skipped, PostgreSQL did not answer: %s", exc)
         return None

@@ -12,6 +12,7 @@ from producer_api.auth import KeyVerifier
 from producer_api.publish import Publisher
 from producer_api.ratelimit import BodyBudget, KeyRateLimiter
 from schemas.topics import TopicNames
+from sinks.current import StoredIdLookups
 from sinks.tenancy import assume_role
 from sluice.kafka import AsyncProducer, producer_config
 from sluice.settings import Settings
@@ -25,8 +26,8 @@ class Door:
     topics: TopicNames
     publisher: Publisher
     pool: AsyncConnectionPool
-    lookups: AsyncConnectionPool
-    """Autocommit connections for the one-statement `replaced` lookup (see `sinks.current`)."""
+    stored: StoredIdLookups
+    """The `replaced` lookup, on its own pool of autocommit connections (see `sinks.current`)."""
     keys: KeyVerifier
     limits: KeyRateLimiter
     bodies: BodyBudget
@@ -57,7 +58,7 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
         topics=TopicNames.for_prefix(settings.topic_prefix),
         publisher=Publisher(producer, settings.max_inflight_bytes),
         pool=pool,
-        lookups=lookups,
+        stored=StoredIdLookups(lookups),
         keys=KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds),
         limits=KeyRateLimiter.from_settings(settings),
         bodies=BodyBudget(settings.max_receiving_bytes, settings.max_body_bytes),

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
-STORED_IDS = "SELECT sluice_stored_ids(%s, %s, %b::text[])"
+STORED_IDS = (
+    "SELECT sluice_stored_ids(%s, %s, ARRAY(SELECT jsonb_array_elements_text(%s::text::jsonb)))"
+)
 """One round trip (migration 0006): sets the caller's tenant for row-level security and reads.
 
-The ids travel as a binary array: psycopg's text rendering escapes each element in Python.
+The ids travel as one JSON array, encoded by msgspec and parsed by PostgreSQL: psycopg
+dumps a list parameter element by element in Python (~0.3 µs per id, text or binary).
 """
 
 
@@ -24,5 +31,63 @@ async def stored_ids(
     """
     if not event_ids:
         return set()
-    cur = await conn.execute(STORED_IDS, (tenant, family, list(event_ids)), prepare=True)
+    ids = msgspec.json.encode(list(event_ids)).decode()
+    cur = await conn.execute(STORED_IDS, (tenant, family, ids), prepare=True)
     return {row[0] for row in await cur.fetchall()}
+
+
+_Waiting = tuple[frozenset[str], "asyncio.Future[set[str]]"]
+
+
+class StoredIdLookups:
+    """`stored_ids` for concurrent requests, coalesced: one query per tenant and family at a time.
+
+    A request asks at once when no query of its tenant and family is running; while
+    one runs, the requests that arrive wait and are then answered together by one
+    query for all their ids. Each still learns only about its own ids, and always
+    from a query that began after it asked (so before it publishes anything). Under
+    a burst this turns ~180 µs of the door's CPU per request into one query's worth
+    per round of requests.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self._waiting: dict[tuple[str, str], list[_Waiting]] = defaultdict(list)
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.queries = 0
+        """Queries run so far (what coalescing saves shows as queries < requests)."""
+
+    async def stored(self, tenant: str, family: str, event_ids: Sequence[str]) -> set[str]:
+        """The ids among `event_ids` with a current version for `tenant` and `family`."""
+        if not event_ids:
+            return set()
+        answer: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
+        key = (tenant, family)
+        self._waiting[key].append((frozenset(event_ids), answer))
+        if key not in self._running:
+            self._running[key] = asyncio.create_task(self._serve(key))
+        return await answer
+
+    async def _serve(self, key: tuple[str, str]) -> None:
+        """Answer the waiting requests of `key`, a round at a time, until none are left."""
+        waiting: list[_Waiting] = []
+        try:
+            while waiting := self._waiting.pop(key, []):
+                asked = frozenset().union(*(ids for ids, _ in waiting))
+                try:
+                    async with self.pool.connection() as conn:
+                        self.queries += 1
+                        found = await stored_ids(conn, key[0], key[1], list(asked))
+                except Exception as exc:  # every waiter gets the failure, none hangs
+                    for _, answer in waiting:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    continue
+                for ids, answer in waiting:
+                    if not answer.done():
+                        answer.set_result(found & ids)
+        finally:
+            del self._running[key]
+            # Only when this task is cancelled (shut-down) can anyone still be waiting.
+            for _, answer in waiting + self._waiting.pop(key, []):
+                answer.cancel()

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.native import validate_native
 from schemas.outcome import Rejected, ValidEvent
@@ -67,3 +72,30 @@ def test_nul_characters_postgresql_cannot_store_are_refused_for_every_family() -
     assert isinstance(escaped_backslash, ValidEvent)
     in_type = b'{"type":"t\\u0000","source":"s","time":"2024-01-01T00:00:00Z","data":{}}'
     assert isinstance(validate_safely(validator_for("native"), in_type, {}), Rejected)
+
+
+@settings(max_examples=300)
+@given(
+    st.text(min_size=1, max_size=8),
+    st.none() | st.text(min_size=1, max_size=8),
+    st.dictionaries(st.text(max_size=4), st.text(max_size=6), max_size=3),
+    st.booleans(),
+)
+def test_the_quick_nul_scan_agrees_with_the_field_by_field_check(
+    type_: str, subject: str | None, data: dict[str, str], ascii_only: bool
+) -> None:
+    """The door skips the per-field NUL check when the bytes cannot hold one: same outcome."""
+    from schemas.validators import _refuse_unstorable, validate_safely
+
+    event: dict[str, Any] = {
+        "type": type_,
+        "source": "s",
+        "time": "2024-01-01T00:00:00Z",
+        "data": data,
+    }
+    if subject is not None:
+        event["subject"] = subject
+    raw = json.dumps(event, ensure_ascii=ascii_only).encode()
+    full = validate_native(raw)
+    expected = _refuse_unstorable(full) if isinstance(full, ValidEvent) else full
+    assert validate_safely(validate_native, raw, {}) == expected
