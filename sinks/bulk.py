@@ -70,13 +70,13 @@ def copy_event_rows(
     jsonb_oid = cur.adapters.types["jsonb"].oid
     dumper = type("JsonbText", (JsonTextBinaryDumper,), {"oid": jsonb_oid})
     cur.adapters.register_dumper(None, dumper)
-    columns = EVENT_COLUMNS + ("kafka_partition",) if with_partition else EVENT_COLUMNS
+    columns = (*EVENT_COLUMNS, "kafka_partition") if with_partition else EVENT_COLUMNS
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     sent = 0
     with cur.copy(statement) as copy:
-        copy.set_types(list(EVENT_TYPES + ("int4",) if with_partition else EVENT_TYPES))
+        copy.set_types(list((*EVENT_TYPES, "int4") if with_partition else EVENT_TYPES))
         write = copy.write_row
         for r in rows:
             row = (tenant or r.tenant, r.family, r.event_id, r.type, r.source, r.subject, r.time,
