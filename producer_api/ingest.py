@@ -19,11 +19,11 @@ import msgspec
 
 from schemas.deadletter import Origin, build_dead_letter
 from schemas.deletes import DeleteFilter
-from schemas.envelope import encode_envelope, envelope_head, item, upsert_item
 from schemas.identity import Identity, new_event_id, partition_for
 from schemas.outcome import Rejected, Violation
 from schemas.topics import TopicNames
 from schemas.validators import Validator, validate_safely
+from schemas.writers import encode_envelope, envelope_head, item, upsert_item
 from sluice.kafka import OutgoingMessage
 
 BATCH_REJECTED = Violation(

@@ -20,6 +20,7 @@ from schemas.outcome import Rejected, Violation
 from schemas.validators import VALIDATORS, validate_safely
 from schemas.versions import INDEX_BITS as INDEX_BITS  # re-exported: defined in schemas
 from schemas.versions import version_of as version_of
+from schemas.writers import encode_canonical_event
 
 log = logging.getLogger(__name__)
 
@@ -93,19 +94,12 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
             if isinstance(outcome, Rejected):
                 out.dead_letters.append(_reject(item, outcome.violations, origin, at, index))
                 continue
-            record = {
-                "tenant": identity.tenant,
-                "family": identity.family,
-                "event_id": identity.event_id,
-                "type": outcome.type,
-                "source": outcome.source,
-                "subject": outcome.subject,
-                "time": outcome.time,
-                "data_json": outcome.data_json,
-                "received_at": envelope["received_at"],
-                "version": version,
-            }
-            out.events.append(EventOut(identity.key(), encode("CanonicalEvent", record)))
+            value = encode_canonical_event(
+                identity.tenant, identity.family, identity.event_id, outcome.type,
+                outcome.source, outcome.subject, outcome.time, outcome.data_json,
+                envelope["received_at"], version,
+            )  # fmt: skip
+            out.events.append(EventOut(identity.key(), value))
         except Exception as exc:  # a bug on one event's data must not skip it or stop the agent
             log.exception("processing failed for %s", identity)
             reason = Violation("processing_error", "$", f"{type(exc).__name__}: {exc}")

@@ -1,11 +1,13 @@
-"""The door's writer of `IngestEnvelope` messages, byte for byte what fastavro would write.
+"""Writers for the two records Sluice writes once per event, byte for byte what fastavro writes.
 
-The door encodes one item per accepted event, so this is the hottest Avro in
-Sluice: fastavro's generic `schemaless_writer` costs ~3 µs per item, while an
-upsert item here is five byte strings joined (~0.2 µs). Every other record,
-and every read, still goes through `schemas.codec`. The layout follows the
-Avro 1.11 binary encoding of `avro/ingest_envelope.avsc`; a property test
-checks it against fastavro for any envelope, so the two cannot drift apart.
+The door writes an `IngestEnvelope` item per accepted event and the stream a
+`CanonicalEvent`: the hottest Avro in Sluice. fastavro's generic
+`schemaless_writer` costs ~3 µs per item and ~5 µs per event record; these
+join a handful of byte strings (~0.2 µs and ~1 µs). Every other record, and
+every read, still goes through `schemas.codec`. The layouts follow the Avro
+1.11 binary encoding of `avro/ingest_envelope.avsc` and
+`avro/canonical_event.avsc`; property tests check them against fastavro for
+any record, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from datetime import UTC, datetime
 from schemas.codec import wire_header
 
 
-def _varint(value: int) -> bytes:
-    """Avro's `long`, computed: the zig-zag value as a little-endian base-128 varint."""
-    n = (value << 1) ^ (value >> 63)
+def _uvarint_loop(n: int) -> bytes:
+    """An unsigned base-128 varint, little-endian groups of seven bits."""
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -27,14 +28,27 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = 1 << 13
-_LONGS = [_varint(v) for v in range(_SMALL)]
-"""Lengths and counts below 8 KiB (nearly all of them), looked up instead of computed."""
+_UVARINT = [_uvarint_loop(n) for n in range(1 << 14)]
+"""Every varint below 2**14, looked up: lengths and counts (nearly all of them) end here."""
+_UVARINT_CONTINUED = [bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(1 << 14)]
+"""Fourteen low bits of a larger varint as two continued bytes: times and versions (~2**50)
+take three lookups instead of eight loop turns (~0.4 µs against ~0.7)."""
 
 
 def write_long(value: int) -> bytes:
     """Avro's `long` (and `int`): zig-zag, then varint."""
-    return _LONGS[value] if 0 <= value < _SMALL else _varint(value)
+    n = (value << 1) ^ (value >> 63)
+    if n < 0x4000:
+        return _UVARINT[n]
+    out = b""
+    while n >= 0x4000:
+        out += _UVARINT_CONTINUED[n & 0x3FFF]
+        n >>= 14
+    return out + _UVARINT[n]
+
+
+_SMALL = 1 << 13
+"""Below this, a length's zig-zag value (twice the length) is a `_UVARINT` index."""
 
 
 def write_string(text: str) -> bytes:
@@ -55,10 +69,10 @@ _FIRST_ATTEMPT_NO_LINEAGE = b"\x02\x00\x00\x00"
 
 def upsert_item(event_id: bytes, raw: bytes) -> bytes:
     """A fresh event's item (attempt 1, no lineage); `event_id` already UTF-8."""
-    longs = _LONGS
+    varints = _UVARINT
     if len(event_id) < _SMALL and len(raw) < _SMALL:
-        return b"\x00%b%b%b%b\x02\x00\x00\x00" % (longs[len(event_id)], event_id,
-                                                  longs[len(raw)], raw)  # fmt: skip
+        return b"\x00%b%b%b%b\x02\x00\x00\x00" % (varints[len(event_id) << 1], event_id,
+                                                  varints[len(raw) << 1], raw)  # fmt: skip
     return b"".join((_UPSERT, write_long(len(event_id)), event_id, write_long(len(raw)), raw,
                      _FIRST_ATTEMPT_NO_LINEAGE))  # fmt: skip
 
@@ -148,3 +162,27 @@ def encode_envelope(head: bytes, items: Sequence[bytes] | Iterable[bytes]) -> by
     if not items:
         return head + b"\x00"
     return b"".join((head, write_long(len(items)), *items, b"\x00"))
+
+
+_CANONICAL_HEADER = wire_header("CanonicalEvent")
+
+
+def encode_canonical_event(
+    tenant: str,
+    family: str,
+    event_id: str,
+    type_: str,
+    source: str,
+    subject: str | None,
+    time: datetime,
+    data_json: str,
+    received_at: datetime,
+    version: int,
+) -> bytes:
+    """A whole wire-format `CanonicalEvent` message (fields in the schema's order)."""
+    return b"".join(
+        (_CANONICAL_HEADER, write_string(tenant), write_string(family), write_string(event_id),
+         write_string(type_), write_string(source), _optional_string(subject),
+         write_long(_micros(time)), write_string(data_json), write_long(_micros(received_at)),
+         write_long(version))
+    )  # fmt: skip

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import decode, encode
-from schemas.envelope import encode_envelope, envelope_head, item, upsert_item, write_long
+from schemas.writers import (
+    encode_canonical_event,
+    encode_envelope,
+    envelope_head,
+    item,
+    upsert_item,
+    write_long,
+)
 
 _text = st.text(max_size=20)
 _moment = st.datetimes(
@@ -101,3 +108,33 @@ def test_an_envelope_decodes_to_what_was_written() -> None:
         {"request_id": "req", "tenant": "acme", "family": "native", "route": {"service": "s3"},
          "content_type": "application/json", "received_at": moment, "items": []},
     )  # fmt: skip
+
+
+_canonical = st.fixed_dictionaries(
+    {
+        "tenant": _text,
+        "family": _text,
+        "event_id": _text,
+        "type": _text,
+        "source": _text,
+        "subject": st.none() | _text,
+        "time": _moment,
+        "data_json": st.text(max_size=50) | st.text(min_size=8200, max_size=8300),
+        "received_at": _moment,
+        "version": st.integers(-(2**63), 2**63 - 1),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_canonical)
+def test_any_canonical_event_is_written_exactly_as_fastavro_writes_it(
+    record: dict[str, Any],
+) -> None:
+    written = encode_canonical_event(
+        record["tenant"], record["family"], record["event_id"], record["type"],
+        record["source"], record["subject"], record["time"], record["data_json"],
+        record["received_at"], record["version"],
+    )  # fmt: skip
+    assert written == encode("CanonicalEvent", record)
+    assert decode(written, "CanonicalEvent")[1] == record
