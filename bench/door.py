@@ -54,7 +54,12 @@ def raw_door(ctx: BenchContext, phase: str, total: int) -> dict[str, Any]:
         (Identity(tenant, "native", f"{prefix}-{i}").key(), event_bytes(prefix, i))
         for i in range(total)
     ]
-    return produce_loop(producer_config(ctx.settings), ctx.raw_door_topic, messages).as_dict()
+    before = ctx.procs.cpu_seconds()
+    run = produce_loop(producer_config(ctx.settings), ctx.raw_door_topic, messages).as_dict()
+    broker = cpu_delta(before, ctx.procs.cpu_seconds()).get("kafka")
+    if broker is not None:
+        run["kafka_cpu_us_per_event"] = 1e6 * broker / max(total, 1)
+    return run
 
 
 def two_doors(ctx: BenchContext, total: int, batch: int) -> dict[str, Any]:
