@@ -60,7 +60,7 @@ class Settings:
     state_dir: Path = Path(".sluice")
     worker_id: str = "sluice-streams"
     sink_group: str = "sluice-sink"
-    sink_batch_size: int = 5_000
+    sink_batch_size: int = 20_000
     worker_metrics_port: int = 0
     sink_metrics_port: int = 0
     watchdog_stall_seconds: float = 120.0
