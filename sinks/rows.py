@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import msgspec
+
 from schemas.deletes import DeleteFilter
 
 
-@dataclass(frozen=True, slots=True)
-class EventRow:
+class EventRow(msgspec.Struct, frozen=True, gc=False):
     """One version of an event. `partition` is its partition on `events` (and `ingest.raw`).
+
+    A Struct rather than a frozen dataclass: the sink builds one per event, and a
+    frozen dataclass costs ~1.3 µs more to build.
 
     `from_sink` marks a version the sink itself re-published to `events` (see
     `sinks.republish`); it is stored like any other.
