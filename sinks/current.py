@@ -40,20 +40,24 @@ _Waiting = tuple[frozenset[str], "asyncio.Future[set[str]]"]
 
 
 class StoredIdLookups:
-    """`stored_ids` for concurrent requests, coalesced: one query per tenant and family at a time.
+    """`stored_ids` for concurrent requests, coalesced: a few queries per tenant and family.
 
-    A request asks at once when no query of its tenant and family is running; while
-    one runs, the requests that arrive wait and are then answered together by one
-    query for all their ids. Each still learns only about its own ids, and always
-    from a query that began after it asked (so before it publishes anything). Under
-    a burst this turns ~180 µs of the door's CPU per request into one query's worth
-    per round of requests.
+    A request asks at once when fewer than `parallel` queries of its tenant and
+    family are running; otherwise it waits, and the next query to finish takes every
+    waiting request into one query for all their ids. Each still learns only about
+    its own ids, and always from a query that began after it asked (so before it
+    publishes anything). Under a burst this turns ~180 µs of the door's CPU per
+    request into one query's worth per round; more than one round in flight keeps
+    the wait short when a round carries many thousands of ids.
     """
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, parallel: int = 2) -> None:
         self.pool = pool
+        self.parallel = parallel
         self._waiting: dict[tuple[str, str], list[_Waiting]] = defaultdict(list)
-        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._running: dict[tuple[str, str], int] = defaultdict(int)
+        self._serving: set[asyncio.Task[None]] = set()
+        """Running rounds, held so they are not garbage-collected mid-query."""
         self.queries = 0
         """Queries run so far (what coalescing saves shows as queries < requests)."""
 
@@ -64,13 +68,15 @@ class StoredIdLookups:
         answer: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
         key = (tenant, family)
         self._waiting[key].append((frozenset(event_ids), answer))
-        if key not in self._running:
-            self._running[key] = asyncio.create_task(self._serve(key))
+        if self._running[key] < self.parallel:
+            self._running[key] += 1
+            self._serving.add(asyncio.create_task(self._serve(key)))
         return await answer
 
     async def _serve(self, key: tuple[str, str]) -> None:
         """Answer the waiting requests of `key`, a round at a time, until none are left."""
         waiting: list[_Waiting] = []
+        current = asyncio.current_task()
         try:
             while waiting := self._waiting.pop(key, []):
                 asked = frozenset().union(*(ids for ids, _ in waiting))
@@ -87,7 +93,10 @@ class StoredIdLookups:
                     if not answer.done():
                         answer.set_result(found & ids)
         finally:
-            del self._running[key]
+            self._serving.discard(current)
+            self._running[key] -= 1
+            if not self._running[key]:
+                del self._running[key]
             # Only when this task is cancelled (shut-down) can anyone still be waiting.
             for _, answer in waiting + self._waiting.pop(key, []):
                 answer.cancel()
