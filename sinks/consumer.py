@@ -135,9 +135,6 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         # A crashed sink's partitions move to a live one after this, not the default 45 s.
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,
-        # Prefetch stays a few batches deep (librdkafka's default lets a backlog queue
-        # 64 MiB in the consumer): 32 MiB is ~100k events, five batches.
-        "queued.max.messages.kbytes": 32_768,
         "client.id": "sluice-sink",
     }
 
