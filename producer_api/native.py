@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from producer_api.auth import authorize
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.content import UndecodableBody, read_body
 from producer_api.errors import error_response
-from producer_api.replaced import replaced_ids, stored_before
+from producer_api.replaced import replaced_ids, stored_versions
 from schemas.identity import FAMILIES
 from sinks.queries import BadCursor, EventFilter, find_events, get_event
 from sinks.tenancy import tenant_connection
@@ -35,7 +36,8 @@ async def post_events(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:write")
     door = door_of(request)
     ctx = request_context(request, principal, FAMILY)
-    stored: set[str] | None = set()
+    stored: dict[str, int] | None = {}
+    offsets: dict[int, int] = {}
     try:
         body = await read_body(request)
         raws = split_json_events(body)
@@ -48,14 +50,23 @@ async def post_events(request: web.Request) -> web.Response:
             limit = door.settings.max_events_per_request
             return error_response(413, "too_many_events", f"at most {limit} events per request")
         plan = await prepare_events(door, ctx, raws)
-        stored = await stored_before(door, ctx, plan)
-        await door.publisher.publish(plan.messages)
+        # The replaced lookup runs while Kafka acknowledges: it decides by position, so
+        # it need not finish before publishing (see producer_api/replaced.py).
+        lookup = asyncio.create_task(stored_versions(door, ctx, plan))
+        try:
+            acknowledged = await door.publisher.publish(plan.messages)
+        except BaseException:
+            lookup.cancel()
+            raise
+        stored = await lookup
+        topic = door.topics.ingest_raw
+        offsets = {p: o for (t, p), o in acknowledged.items() if t == topic}
     rejected = [r.as_dict() for r in plan.results if not r.accepted]
     answer = {
         "request_id": ctx.request_id,
         "accepted": plan.accepted,
         "ids": [r.event_id for r in plan.results if r.accepted],
-        "replaced": replaced_ids(plan, stored),
+        "replaced": replaced_ids(ctx, plan, stored, offsets, door.settings.partitions),
         "rejected": rejected,
     }
     status = 202 if plan.accepted or not rejected else 400

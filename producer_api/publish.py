@@ -22,8 +22,9 @@ class Publisher:
         self._limit = max_inflight_bytes
         self.inflight_bytes = 0
 
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Return when Kafka acknowledged all `messages`.
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> dict[tuple[str, int], int]:
+        """Return when Kafka acknowledged all `messages`, with the offset each got by (topic,
+        partition) (the last, where one partition got several).
 
         Raises `Overloaded` before sending anything when the in-flight bound is
         reached, and `ProduceFailed` when Kafka did not acknowledge them all.
@@ -33,7 +34,9 @@ class Publisher:
             raise Overloaded(f"{self.inflight_bytes} bytes already wait for Kafka")
         self.inflight_bytes += size
         try:
-            await self.producer.send_batch(messages).wait()
+            batch = self.producer.send_batch(messages, record_offsets=True)
+            await batch.wait()
+            return batch.offsets
         finally:
             self.inflight_bytes -= size
 

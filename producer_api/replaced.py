@@ -1,22 +1,28 @@
 """Which events of a native request replaced an existing version.
 
-One statement per request (`sluice_stored_ids`, migration 0006), run before the request is
-published, so the answer reflects what was stored when the request arrived:
-an id counts as replaced if a version of it was stored then, or if an earlier
-element of the same request carried it. A version still in the pipeline when
-the request arrived is not seen; newest-wins holds either way.
+An accepted id counts as replaced when a version of it older than this request's
+was stored, or when an earlier element of the same request carried it. The
+stored versions come from one statement (`sluice_stored_ids`, migration 0006),
+shared by concurrent requests of the tenant, which runs while the request's
+envelopes are being published: "older than this request's" is decided by
+position, so the lookup can neither count the request's own version (stored by
+a fast pipeline before the lookup ran) nor a later request's. A version still in
+the pipeline when the lookup ran is not seen; newest-wins holds either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
 from producer_api.ingest import IngestPlan, RequestContext
 from producer_api.resources import Door
+from schemas.identity import Identity, partition_for
+from schemas.versions import version_of
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +35,10 @@ def carried_ids(plan: IngestPlan) -> list[str]:
     return [r.event_id for r in plan.results if r.accepted and r.event_id and not r.id_assigned]
 
 
-async def stored_before(door: Door, ctx: RequestContext, plan: IngestPlan) -> set[str] | None:
-    """The planned request's ids that had a stored version when it arrived (one query, run
-    after validation and before publishing; the validators already read each id).
+async def stored_versions(
+    door: Door, ctx: RequestContext, plan: IngestPlan
+) -> dict[str, int] | None:
+    """The stored version of each id of the planned request that has one.
 
     None when PostgreSQL does not answer within `LOOKUP_SECONDS`: the events are
     still accepted (Kafka is what acknowledges them) and the answer says `replaced:
@@ -39,7 +46,7 @@ async def stored_before(door: Door, ctx: RequestContext, plan: IngestPlan) -> se
     """
     ids = carried_ids(plan)
     if not ids:
-        return set()
+        return {}
     try:
         async with asyncio.timeout(LOOKUP_SECONDS):
             return await door.stored.stored(ctx.tenant, ctx.family, ids)
@@ -48,19 +55,39 @@ async def stored_before(door: Door, ctx: RequestContext, plan: IngestPlan) -> se
         return None
 
 
-def replaced_ids(plan: IngestPlan, stored: set[str] | None) -> list[str] | None:
-    """Accepted ids that replaced a version: stored before, or earlier in the request.
+def replaced_ids(
+    ctx: RequestContext,
+    plan: IngestPlan,
+    stored: Mapping[str, int] | None,
+    envelope_offsets: Mapping[int, int],
+    partitions: int,
+) -> list[str] | None:
+    """Accepted ids that replaced a version: an older one stored, or earlier in the request.
 
-    None (unknown) when the stored versions could not be looked up.
+    `envelope_offsets` is the offset on `ingest.raw` of the request's envelope in each
+    partition; a stored version below that envelope's first version is older. None
+    (unknown) when the stored versions could not be looked up.
     """
     if stored is None:
         return None
     out: list[str] = []
     seen: set[str] = set()
     for result in plan.results:
-        if not result.accepted or result.event_id is None:
+        event_id = result.event_id
+        if not result.accepted or event_id is None:
             continue
-        if result.event_id in stored or result.event_id in seen:
-            out.append(result.event_id)
-        seen.add(result.event_id)
+        if event_id in seen or (
+            event_id in stored
+            and _older(stored[event_id], ctx, event_id, envelope_offsets, partitions)
+        ):
+            out.append(event_id)
+        seen.add(event_id)
     return out
+
+
+def _older(
+    version: int, ctx: RequestContext, event_id: str, offsets: Mapping[int, int], partitions: int
+) -> bool:
+    partition = partition_for(Identity(ctx.tenant, ctx.family, event_id).key(), partitions)
+    offset = offsets.get(partition)
+    return offset is None or version < version_of(offset, 0)

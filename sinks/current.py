@@ -12,7 +12,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 STORED_IDS = (
-    "SELECT sluice_stored_ids(%s, %s, ARRAY(SELECT jsonb_array_elements_text(%s::text::jsonb)))"
+    "SELECT event_id, version FROM"
+    " sluice_stored_ids(%s, %s, ARRAY(SELECT jsonb_array_elements_text(%s::text::jsonb)))"
 )
 """One round trip (migration 0006): sets the caller's tenant for row-level security and reads.
 
@@ -23,20 +24,21 @@ dumps a list parameter element by element in Python (~0.3 µs per id, text or bi
 
 async def stored_ids(
     conn: AsyncConnection[Any], tenant: str, family: str, event_ids: Sequence[str]
-) -> set[str]:
-    """The ids among `event_ids` that have a current version for `tenant` and `family`.
+) -> dict[str, int]:
+    """The ids among `event_ids` that have a current version for `tenant` and `family`,
+    with that version.
 
     `conn` should be in autocommit mode (the door's lookup pool): the call is then its
     own transaction, and the tenant setting it makes ends with it.
     """
     if not event_ids:
-        return set()
+        return {}
     ids = msgspec.json.encode(list(event_ids)).decode()
     cur = await conn.execute(STORED_IDS, (tenant, family, ids), prepare=True)
-    return {row[0] for row in await cur.fetchall()}
+    return {row[0]: row[1] for row in await cur.fetchall()}
 
 
-_Waiting = tuple[frozenset[str], "asyncio.Future[set[str]]"]
+_Waiting = tuple[frozenset[str], "asyncio.Future[dict[str, int]]"]
 
 
 class StoredIdLookups:
@@ -61,11 +63,11 @@ class StoredIdLookups:
         self.queries = 0
         """Queries run so far (what coalescing saves shows as queries < requests)."""
 
-    async def stored(self, tenant: str, family: str, event_ids: Sequence[str]) -> set[str]:
-        """The ids among `event_ids` with a current version for `tenant` and `family`."""
+    async def stored(self, tenant: str, family: str, event_ids: Sequence[str]) -> dict[str, int]:
+        """The ids among `event_ids` with a current version for `tenant` and `family`, and it."""
         if not event_ids:
-            return set()
-        answer: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
+            return {}
+        answer: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
         key = (tenant, family)
         self._waiting[key].append((frozenset(event_ids), answer))
         if self._running[key] < self.parallel:
@@ -91,7 +93,7 @@ class StoredIdLookups:
                     continue
                 for ids, answer in waiting:
                     if not answer.done():
-                        answer.set_result(found & ids)
+                        answer.set_result({i: found[i] for i in ids & found.keys()})
         finally:
             self._serving.discard(current)
             self._running[key] -= 1

@@ -67,21 +67,29 @@ class DeliveryBatch:
     the counters; the result is handed to the event loop thread-safely.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, expected: int, *, record_offsets: bool = False
+    ) -> None:
         self._loop = loop
         self._future: asyncio.Future[None] = loop.create_future()
         self._remaining = expected
         self._failed = False
+        self._record_offsets = record_offsets
+        self.offsets: dict[tuple[str, int], int] = {}
+        """With `record_offsets`: the offset Kafka gave each acknowledged message, by (topic,
+        partition) (the last one where a partition got several)."""
         if expected == 0:
             self._future.set_result(None)
 
-    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if self._failed:
             return
         if err is not None:
             self._failed = True
             self._loop.call_soon_threadsafe(self._settle, ProduceFailed(str(err)))
             return
+        if self._record_offsets:
+            self.offsets[(msg.topic() or "", msg.partition() or 0)] = msg.offset() or 0
         self._remaining -= 1
         if self._remaining == 0:
             self._loop.call_soon_threadsafe(self._settle, None)
@@ -121,9 +129,16 @@ class AsyncProducer:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> DeliveryBatch:
-        """Queue all `messages`; the returned batch completes when Kafka acknowledged them."""
-        batch = DeliveryBatch(asyncio.get_running_loop(), len(messages))
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], *, record_offsets: bool = False
+    ) -> DeliveryBatch:
+        """Queue all `messages`; the returned batch completes when Kafka acknowledged them.
+
+        `record_offsets` keeps each acknowledged message's offset (`DeliveryBatch.offsets`).
+        """
+        batch = DeliveryBatch(
+            asyncio.get_running_loop(), len(messages), record_offsets=record_offsets
+        )
         # Positional arguments and bound locals: the stream processor queues one message
         # per event here, and keyword parsing was a quarter of the cost of each call.
         produce, acknowledged = self._producer.produce, batch.on_delivery

@@ -1,4 +1,4 @@
--- The door's "which of these ids are stored?" lookup as one statement.
+-- The door's "which of these ids are stored, at which version?" lookup as one statement.
 --
 -- `POST /v1/events` answers which accepted ids replaced a stored version, so the
 -- door asks once per request. Through `tenant_connection` that was four round
@@ -12,13 +12,13 @@
 -- depends: 0004_row_level_security
 
 CREATE OR REPLACE FUNCTION sluice_stored_ids(p_tenant text, p_family text, p_ids text[])
-RETURNS SETOF text
+RETURNS TABLE (event_id text, version bigint)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 AS $$
 BEGIN
     PERFORM set_config('sluice.tenant', p_tenant, true);
     RETURN QUERY
-        SELECT e.event_id FROM events e
+        SELECT e.event_id, e.version FROM events e
         WHERE e.tenant = p_tenant AND e.family = p_family AND e.event_id = ANY(p_ids);
 END
 $$;

@@ -14,8 +14,10 @@ from producer_api.ingest import (
 from producer_api.replaced import carried_ids, replaced_ids
 from schemas.codec import decode
 from schemas.deletes import DeleteFilter
+from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
+from schemas.versions import version_of
 
 TOPICS = TopicNames.for_prefix("t.")
 CTX = RequestContext("acme", "datahub", {}, "", datetime(2024, 1, 1, tzinfo=UTC))
@@ -45,9 +47,24 @@ def test_filters_match_any_listed_value_and_a_half_open_time_range() -> None:
 def test_replaced_ids_are_those_stored_before_or_earlier_in_the_request() -> None:
     plan = IngestPlan(results=[
         EventResult(0, "old", True), EventResult(1, "new", True), EventResult(2, "new", True),
-        EventResult(3, "bad", False), EventResult(4, "fresh", True),
+        EventResult(3, "bad", False), EventResult(4, "fresh", True), EventResult(5, "mine", True),
+        EventResult(6, "later", True),
     ])  # fmt: skip
-    assert replaced_ids(plan, {"old", "bad"}) == ["old", "new"]
+    partitions = 4
+    offsets = {p: 100 + p for p in range(partitions)}  # this request's envelope in each
+
+    def at(event_id: str, offset_delta: int) -> int:
+        """A version of `event_id` at its partition's envelope offset plus `offset_delta`."""
+        partition = partition_for(Identity("acme", "datahub", event_id).key(), partitions)
+        return version_of(offsets[partition] + offset_delta, 3)
+
+    stored = {
+        "old": at("old", -1),  # stored from an earlier envelope: replaced
+        "bad": at("bad", -1),  # rejected here: not in the answer
+        "mine": at("mine", 0),  # this request's own version, stored already: not replaced
+        "later": at("later", +1),  # a later request's version: this one replaced nothing
+    }
+    assert replaced_ids(CTX, plan, stored, offsets, partitions) == ["old", "new"]
 
 
 def _native(body: str) -> bytes:
@@ -69,7 +86,7 @@ def test_carried_ids_skip_events_without_a_readable_id() -> None:
 def test_replaced_is_unknown_when_the_lookup_failed() -> None:
     from producer_api.ingest import IngestPlan
 
-    assert replaced_ids(IngestPlan(), None) is None
+    assert replaced_ids(CTX, IngestPlan(), None, {}, 4) is None
 
 
 def test_ids_with_invalid_utf8_are_skipped_not_fatal() -> None:

@@ -15,6 +15,7 @@ from sluice.kafka import OutgoingMessage
 class _HeldDelivery:
     def __init__(self, release: asyncio.Event) -> None:
         self._release = release
+        self.offsets: dict[tuple[str, int], int] = {}
 
     async def wait(self) -> None:
         await self._release.wait()
@@ -27,7 +28,9 @@ class _SlowKafka:
         self.release = asyncio.Event()
         self.sent: list[Sequence[OutgoingMessage]] = []
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> _HeldDelivery:
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], *, record_offsets: bool = False
+    ) -> _HeldDelivery:
         self.sent.append(messages)
         return _HeldDelivery(self.release)
 
