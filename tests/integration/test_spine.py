@@ -282,3 +282,28 @@ def test_a_nul_character_is_refused_and_does_not_stall_the_sink(
     assert eventually(lambda: _get(stack, key, f"/v1/events/{after}").status == 200)
     stored = eventually(lambda: _dead_letter(database_url, rejected["dead_letter_id"]))
     assert stored["raw"] == raw
+
+
+def test_numbers_postgresql_cannot_store_are_refused_and_those_it_can_come_back(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """`1e1000000` overflows PostgreSQL's numeric (the sink's insert would fail on it, batch
+    after batch); numbers within the bounds are stored and read back exactly."""
+    key = new_key("acme")
+    refused = (
+        b'{"type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {"a": 1e999999}}'
+    )
+    answer = _post(stack, key, body=refused)
+    assert answer.status == 400
+    (rejected,) = answer.json()["rejected"]
+    assert rejected["reasons"][0]["code"] == "unsupported_number"
+    kept = f"big-{uuid.uuid4()}"
+    long = "7" * 3000
+    body = (
+        f'{{"id": "{kept}", "type": "t", "source": "s", "time": "2024-01-01T00:00:00Z",'
+        f' "data": {{"big": 1e1000, "long": {long}, "small": -2.5e-1000}}}}'
+    )
+    assert _post(stack, key, body=body.encode()).status == 202
+    assert eventually(lambda: _get(stack, key, f"/v1/events/{kept}").status == 200)
+    data = _get(stack, key, f"/v1/events/{kept}").json()["data"]
+    assert data["big"] == 10**1000 and data["long"] == int("7" * 3000)

@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,3 +100,56 @@ def test_the_quick_nul_scan_agrees_with_the_field_by_field_check(
     full = validate_native(raw)
     expected = _refuse_unstorable(full) if isinstance(full, ValidEvent) else full
     assert validate_safely(validate_native, raw, {}) == expected
+
+
+@pytest.mark.parametrize(
+    ("number", "stored"),
+    [
+        ("12", True),
+        ("-12345", True),
+        ("1e1000", True),
+        ("2.5e+0003", True),
+        ("1e0000000001", True),
+        ("7" * 3000, True),
+        ("1e1001", False),
+        ("1e999999", False),
+        ("-1E-5000", False),
+        ("7" * 3001, False),
+        ("1." + "5" * 3000, False),
+    ],
+)
+def test_numbers_past_what_postgresql_stores_are_refused(number: str, stored: bool) -> None:
+    from schemas.validators import validate_safely
+
+    raw = (
+        '{"type":"t","source":"s","time":"2024-01-01T00:00:00Z",'
+        f'"data":{{"n":{number},"note":"e12345 in text is not a number"}}}}'
+    ).encode()
+    outcome = validate_safely(validate_native, raw, {})
+    if stored:
+        assert isinstance(outcome, ValidEvent)
+    else:
+        assert isinstance(outcome, Rejected)
+        assert [v.code for v in outcome.violations] == ["unsupported_number"]
+
+
+@settings(max_examples=300)
+@given(
+    st.text("0123456789", min_size=1, max_size=6),
+    st.text("0123456789", max_size=4),
+    st.sampled_from(["", "e", "E", "e+", "e-", "E-"]),
+    st.text("0123456789", min_size=1, max_size=6),
+)
+def test_the_quick_number_scan_agrees_with_the_full_check(
+    whole: str, fraction: str, mark: str, exponent: str
+) -> None:
+    """Skipping the full check when the bytes cannot hold a long number changes nothing."""
+    from schemas.validators import _refuse_unstorable, validate_safely
+
+    number = whole.lstrip("0") or "0"
+    number += f".{fraction}" if fraction else ""
+    number += f"{mark}{exponent}" if mark else ""
+    raw = '{"type":"t","source":"s","time":"2024-01-01T00:00:00Z","data":{"n":' + number + "}}"
+    full = validate_native(raw.encode())
+    expected = _refuse_unstorable(full) if isinstance(full, ValidEvent) else full
+    assert validate_safely(validate_native, raw.encode(), {}) == expected
