@@ -22,7 +22,7 @@ from psycopg.rows import class_row, dict_row
 from sinks.queries import decode_cursor, encode_cursor
 
 STATUSES = ("pending", "replayed", "discarded")
-STAGES = ("door", "stream")
+STAGES = ("door", "stream", "sink")
 
 
 @dataclass(frozen=True)

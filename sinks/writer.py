@@ -20,15 +20,23 @@ is stored first and then removed, so it gets its tombstone.
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
+from schemas.versions import INDEX_BITS
 from sinks.bulk import copy_event_rows
 from sinks.deletions import Step, id_unit, partition_unit, record_steps
 from sinks.rows import EventRow, FilterRow, TombstoneRow, newest_wins
+
+log = logging.getLogger(__name__)
+
+_SINK_NAMESPACE = uuid.UUID("5b1c0a52-8d7e-4a53-9f0e-2f4c6d3e1a77")
+"""Namespace of the ids of dead letters the sink makes (see `unstorable_dead_letter`)."""
 
 _FILTER_MATCHES = """
     (cardinality(f.types) = 0 OR e.type = ANY(f.types))
@@ -234,12 +242,62 @@ def _upsert_staged(conn: psycopg.Connection[Any], rows: Sequence[EventRow], upse
 
     All inside the caller's transaction, so a failed batch leaves nothing staged; the
     table is emptied after each use because one transaction may upsert several segments.
+
+    A row PostgreSQL refuses (validation keeps them out, but `events` is a contract
+    anything may write to) must not stop the sink on this batch for ever: the rows are
+    then staged one by one, the refused ones become dead letters (stage `sink`) and the
+    rest is stored.
     """
     conn.execute(_CREATE_STAGE)
+    try:
+        with conn.transaction(), conn.cursor() as cur:  # a savepoint: undone alone on failure
+            copy_event_rows(cur, STAGE, rows, with_partition=True)
+            cur.execute(upsert)
+            cur.execute(f"TRUNCATE {STAGE}")
+        return
+    except psycopg.DataError as exc:
+        log.error("PostgreSQL refused a row of a batch of %d (%s); isolating it", len(rows), exc)
+    kept: list[EventRow] = []
+    refused: list[tuple[EventRow, str]] = []
+    for row in rows:
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                copy_event_rows(cur, STAGE, [row], with_partition=True)
+            kept.append(row)
+        except psycopg.DataError as exc:
+            refused.append((row, _printable(str(exc).splitlines()[0])))
+    write_dead_letters(conn, [unstorable_dead_letter(row, reason) for row, reason in refused])
     with conn.cursor() as cur:
-        copy_event_rows(cur, STAGE, rows, with_partition=True)
         cur.execute(upsert)
         cur.execute(f"TRUNCATE {STAGE}")
+    for row, reason in refused:
+        log.error("dead-lettered %s version %d: PostgreSQL refused it: %s", row.identity,
+                  row.version, reason)  # fmt: skip
+
+
+def _printable(text: str) -> str:
+    """`text` without NUL, which the dead letter's own text and jsonb columns would refuse."""
+    return text.replace("\x00", "\ufffd")
+
+
+def unstorable_dead_letter(row: EventRow, reason: str) -> dict[str, Any]:
+    """A dead letter for a version PostgreSQL refused; its id is fixed by identity and version,
+    so a redelivered batch records it once. `raw` is the version as a native event (the
+    bytes first received are not on `events`)."""
+    raw = json.dumps({
+        "id": row.event_id, "type": row.type, "source": row.source, "subject": row.subject,
+        "time": row.time.isoformat(), "data": "__DATA__",
+    }).replace('"__DATA__"', row.data_json)  # fmt: skip
+    return {
+        "dead_letter_id": str(uuid.uuid5(_SINK_NAMESPACE, f"{row.identity}/{row.version}")),
+        "tenant": row.tenant, "family": row.family, "route": {},
+        "content_type": "application/json", "raw": raw.encode(errors="replace"),
+        "stage": "sink",
+        "reasons": [{"code": "unstorable", "path": "$", "message": reason}],
+        "received_at": row.received_at, "event_id": _printable(row.event_id), "attempt": 1,
+        "replay_of": None, "source_topic": None, "source_partition": row.partition,
+        "source_offset": row.version >> INDEX_BITS,
+    }  # fmt: skip
 
 
 def _apply_tombstones(
