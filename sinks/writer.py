@@ -371,9 +371,27 @@ def write_dead_letters(conn: psycopg.Connection[Any], records: Sequence[dict[str
 
 
 def _dead_letter_params(r: dict[str, Any]) -> tuple[Any, ...]:
+    """The row of a dead letter. Its texts lose any NUL (as U+FFFD): an event rejected *for*
+    a NUL in its id still needs a storable dead letter (`raw`, bytea, keeps it exactly)."""
     return (
-        r["dead_letter_id"], r["tenant"], r["family"], json.dumps(r["route"]),
-        r["content_type"], r["raw"], r["stage"], json.dumps(r["reasons"]), r["received_at"],
-        r["event_id"], r["attempt"], r["replay_of"], r["source_topic"], r["source_partition"],
+        r["dead_letter_id"], r["tenant"], r["family"], json.dumps(_printable_json(r["route"])),
+        r["content_type"], r["raw"], r["stage"], json.dumps(_printable_json(r["reasons"])),
+        r["received_at"], _optional_printable(r["event_id"]), r["attempt"],
+        _optional_printable(r["replay_of"]), r["source_topic"], r["source_partition"],
         r["source_offset"],
     )  # fmt: skip
+
+
+def _optional_printable(text: str | None) -> str | None:
+    return None if text is None else _printable(text)
+
+
+def _printable_json(value: Any) -> Any:
+    """`value` (JSON-ready) with NUL replaced in every string, keys included."""
+    if isinstance(value, str):
+        return _printable(value)
+    if isinstance(value, dict):
+        return {_printable(str(k)): _printable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable_json(v) for v in value]
+    return value

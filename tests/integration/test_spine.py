@@ -101,6 +101,11 @@ def test_an_invalid_event_is_a_dead_letter_byte_for_byte(
     (rejected,) = answer.json()["rejected"]
     stored = eventually(lambda: _dead_letter(database_url, rejected["dead_letter_id"]))
     assert stored["raw"] == raw
+    # Refused for a NUL in its id, the event's dead letter is still stored (id as U+FFFD).
+    nul_id = b'{"id": "a\\u0000b", "type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {}}'
+    (refused,) = _post(stack, key, body=nul_id).json()["rejected"]
+    letter = eventually(lambda: _dead_letter(database_url, refused["dead_letter_id"]))
+    assert letter["raw"] == nul_id and letter["event_id"] == "a\ufffdb"
     assert stored["stage"] == "door" and stored["tenant"] == "acme"
     codes = {r["code"] for r in stored["reasons"]}
     assert {"wrong_type", "missing_field"} <= codes
@@ -117,6 +122,11 @@ def test_a_malformed_body_is_one_dead_letter(
     (rejected,) = answer.json()["rejected"]
     stored = eventually(lambda: _dead_letter(database_url, rejected["dead_letter_id"]))
     assert stored["raw"] == raw
+    # Refused for a NUL in its id, the event's dead letter is still stored (id as U+FFFD).
+    nul_id = b'{"id": "a\\u0000b", "type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {}}'
+    (refused,) = _post(stack, key, body=nul_id).json()["rejected"]
+    letter = eventually(lambda: _dead_letter(database_url, refused["dead_letter_id"]))
+    assert letter["raw"] == nul_id and letter["event_id"] == "a\ufffdb"
     assert stored["reasons"][0]["code"] == "unsplittable_body"
 
 
@@ -282,6 +292,11 @@ def test_a_nul_character_is_refused_and_does_not_stall_the_sink(
     assert eventually(lambda: _get(stack, key, f"/v1/events/{after}").status == 200)
     stored = eventually(lambda: _dead_letter(database_url, rejected["dead_letter_id"]))
     assert stored["raw"] == raw
+    # Refused for a NUL in its id, the event's dead letter is still stored (id as U+FFFD).
+    nul_id = b'{"id": "a\\u0000b", "type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {}}'
+    (refused,) = _post(stack, key, body=nul_id).json()["rejected"]
+    letter = eventually(lambda: _dead_letter(database_url, refused["dead_letter_id"]))
+    assert letter["raw"] == nul_id and letter["event_id"] == "a\ufffdb"
 
 
 def test_numbers_postgresql_cannot_store_are_refused_and_those_it_can_come_back(

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from sinks.rows import EventRow
-from sinks.writer import write_events
+from sinks.writer import write_dead_letters, write_events
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +58,25 @@ def test_refused_versions_become_dead_letters_once_and_the_rest_is_stored(
     assert huge["id"] == "huge" and huge["type"] == "t"
     assert b"1e1000000" in letters[0][3]  # the refused value is kept as it was
     assert (letters[0][4], letters[0][5]) == (2, 2)  # position: partition, ingest.raw offset
+
+
+def test_a_dead_letter_whose_id_or_route_holds_nul_is_stored(database_url: str) -> None:
+    """An event refused for a NUL in its id is dead-lettered with that id: the dead letter
+    itself must still be storable (its raw bytes keep the NUL exactly)."""
+    tenant = f"uns-{uuid.uuid4().hex[:8]}"
+    raw = b'{"id": "a\\u0000b", "type": "t"}'
+    record = {
+        "dead_letter_id": str(uuid.uuid4()), "tenant": tenant, "family": "dashdive",
+        "route": {"service": "s\x00"}, "content_type": "application/json", "raw": raw,
+        "stage": "door", "received_at": T0, "event_id": "a\x00b", "attempt": 1,
+        "reasons": [{"code": "unsupported_character", "path": "$", "message": "x\x00"}],
+        "replay_of": None, "source_topic": None, "source_partition": None, "source_offset": None,
+    }  # fmt: skip
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        write_dead_letters(conn, [record])
+        row = conn.execute(
+            "SELECT event_id, route, reasons, raw FROM dead_letters WHERE tenant = %s", (tenant,)
+        ).fetchone()
+    assert row is not None
+    assert row[0] == "a\ufffdb" and row[1] == {"service": "s\ufffd"}
+    assert row[2][0]["message"] == "x\ufffd" and row[3] == raw
