@@ -101,11 +101,6 @@ def test_an_invalid_event_is_a_dead_letter_byte_for_byte(
     (rejected,) = answer.json()["rejected"]
     stored = eventually(lambda: _dead_letter(database_url, rejected["dead_letter_id"]))
     assert stored["raw"] == raw
-    # Refused for a NUL in its id, the event's dead letter is still stored (id as U+FFFD).
-    nul_id = b'{"id": "a\\u0000b", "type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {}}'
-    (refused,) = _post(stack, key, body=nul_id).json()["rejected"]
-    letter = eventually(lambda: _dead_letter(database_url, refused["dead_letter_id"]))
-    assert letter["raw"] == nul_id and letter["event_id"] == "a\ufffdb"
     assert stored["stage"] == "door" and stored["tenant"] == "acme"
     codes = {r["code"] for r in stored["reasons"]}
     assert {"wrong_type", "missing_field"} <= codes
@@ -122,11 +117,6 @@ def test_a_malformed_body_is_one_dead_letter(
     (rejected,) = answer.json()["rejected"]
     stored = eventually(lambda: _dead_letter(database_url, rejected["dead_letter_id"]))
     assert stored["raw"] == raw
-    # Refused for a NUL in its id, the event's dead letter is still stored (id as U+FFFD).
-    nul_id = b'{"id": "a\\u0000b", "type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {}}'
-    (refused,) = _post(stack, key, body=nul_id).json()["rejected"]
-    letter = eventually(lambda: _dead_letter(database_url, refused["dead_letter_id"]))
-    assert letter["raw"] == nul_id and letter["event_id"] == "a\ufffdb"
     assert stored["reasons"][0]["code"] == "unsplittable_body"
 
 
@@ -293,7 +283,8 @@ def test_a_nul_character_is_refused_and_does_not_stall_the_sink(
     stored = eventually(lambda: _dead_letter(database_url, rejected["dead_letter_id"]))
     assert stored["raw"] == raw
     # Refused for a NUL in its id, the event's dead letter is still stored (id as U+FFFD).
-    nul_id = b'{"id": "a\\u0000b", "type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {}}'
+    nul_id = b'{"id": "a\\u0000b", "type": "t", "source": "s", "time": "2024-01-01T00:00:00Z",'
+    nul_id += b' "data": {}}'
     (refused,) = _post(stack, key, body=nul_id).json()["rejected"]
     letter = eventually(lambda: _dead_letter(database_url, refused["dead_letter_id"]))
     assert letter["raw"] == nul_id and letter["event_id"] == "a\ufffdb"
