@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
+from psycopg import sql
 
 from schemas.codec import decode
 from sinks.bulk import copy_event_rows
@@ -194,3 +195,27 @@ def read_produce_times(
     finally:
         consumer.close()
     return times
+
+
+def delete_tenants(database_url: str, tenant_prefix: str) -> int:
+    """Delete every row whose tenant starts with `tenant_prefix`, in every table that has a
+    tenant column (the benchmark's own tenants); how many rows went."""
+    pattern = tenant_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    removed = 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT c.table_name FROM information_schema.columns c"
+            " JOIN information_schema.tables t USING (table_schema, table_name)"
+            " WHERE c.column_name = 'tenant' AND c.table_schema = current_schema()"
+            " AND t.table_type = 'BASE TABLE'"
+        ).fetchall()]  # fmt: skip
+        for _ in range(3):  # a table referenced by another empties once the other has
+            deferred = []
+            for table in tables:
+                query = sql.SQL("DELETE FROM {} WHERE tenant LIKE %s").format(sql.Identifier(table))
+                try:
+                    removed += conn.execute(query, (pattern,)).rowcount
+                except psycopg.errors.ForeignKeyViolation:
+                    deferred.append(table)
+            tables = deferred
+    return removed

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bench import door, drain, pipeline
@@ -25,6 +26,7 @@ from bench.config import BenchConfig, load_config
 from bench.context import BenchContext
 from bench.plots import plot_burst
 from bench.procs import BenchProcesses
+from bench.raw import delete_tenants
 from bench.report import markdown, write
 from bench.watch import Offsets
 from schemas.topics import TopicNames
@@ -97,7 +99,25 @@ def run_bench(cfg: BenchConfig, kafka: str, database: str, log_dir: Path) -> dic
     finally:
         procs.stop_all()
         offsets.close()
+        _clean_up(ctx)
     return results
+
+
+def _clean_up(ctx: BenchContext) -> None:
+    """Remove the run's topics and its tenants' rows: a run leaves ~1 GiB on Kafka (and its
+    compacted topics keep the broker's log cleaner busy), so without this each later run
+    on the same broker and database measured a slower machine."""
+    prefix = ctx.settings.topic_prefix
+    admin = AdminClient({"bootstrap.servers": ctx.settings.kafka_bootstrap_servers})
+    try:
+        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        for future in admin.delete_topics(ours, operation_timeout=30).values():
+            future.result(60)
+    except KafkaException as exc:
+        log.warning("could not delete the run's topics (%s*): %s", prefix, exc)
+        ours = []
+    rows = delete_tenants(ctx.settings.database_url, f"bench-{ctx.tag}-")
+    log.info("cleaned up: %d topics, %d rows of the run's tenants", len(ours), rows)
 
 
 def _phases(ctx: BenchContext, results: dict[str, Any]) -> None:

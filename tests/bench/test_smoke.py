@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from bench.config import BenchConfig
 from bench.report import markdown, write
@@ -41,3 +43,15 @@ def test_every_phase_runs_and_is_reported(
     assert json.loads(json_path.read_text())["targets"]
     assert "door events/s" in md_path.read_text()
     assert markdown(results) in md_path.read_text()
+
+    # The run removed what it made: its topics, and every row of its tenants.
+    tag = results["meta"]["tag"]
+    topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+    assert not [t for t in topics if t.startswith(f"bench-{tag}.")]
+    with psycopg.connect(database_url) as conn:
+        left = conn.execute(
+            "SELECT (SELECT count(*) FROM events WHERE tenant LIKE %(p)s)"
+            " + (SELECT count(*) FROM api_keys WHERE tenant LIKE %(p)s)",
+            {"p": f"bench-{tag}-%"},
+        ).fetchone()
+    assert left == (0,)
