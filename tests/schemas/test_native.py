@@ -153,3 +153,14 @@ def test_the_quick_number_scan_agrees_with_the_full_check(
     full = validate_native(raw.encode())
     expected = _refuse_unstorable(full) if isinstance(full, ValidEvent) else full
     assert validate_safely(validate_native, raw.encode(), {}) == expected
+
+
+def test_the_quick_number_scan_lets_ordinary_ids_and_text_through() -> None:
+    """Only an exponent after a digit, or a very long run of digits, calls for the full check:
+    ids like `large-12345` once sent every event of a request down the slow path."""
+    from schemas.validators import _may_hold_long_number
+
+    for ordinary in (b'{"id":"door-large-12345"}', b'{"s":"device-1234 e-5678 E+9999"}'):
+        assert not _may_hold_long_number(ordinary)
+    for suspicious in (b'{"n":1e5000}', b'{"n":2.5E-1234}', b'{"n":1e+0001}'):
+        assert _may_hold_long_number(suspicious)
