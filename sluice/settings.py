@@ -40,7 +40,7 @@ class Settings:
     key_secret: str = field(default="sluice-dev-secret-change-me")
     key_cache_seconds: float = 5.0
     produce_timeout_ms: int = 15_000
-    kafka_linger_ms: int = 20
+    door_linger_ms: int = 20
     max_body_bytes: int = 6 * 1024 * 1024
     max_events_per_request: int = 10_000
     max_inflight_bytes: int = 64 * 1024 * 1024
