@@ -1,7 +1,7 @@
 """Building dead letters: the rejected bytes untouched, plus why and where from.
 
-Used by the door (stage `door`) and the stream processor (stage `stream`), so a
-dead letter reads the same wherever it was made. Error context is repeated in
+Used by the door (stage `door`), the stream processor (stage `stream`) and the sink
+(stage `sink`), so a dead letter reads the same wherever it was made. Error context is repeated in
 Kafka headers (`__sluice.errors.*`, after Kafka Connect's `__connect.errors.*`)
 so tools can route on it without decoding the value.
 """
@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from schemas.codec import encode
 from schemas.identity import Identity
@@ -61,10 +62,30 @@ def build_dead_letter(
     dead_letter_id: str | None = None,
 ) -> DeadLetterMessage:
     """Make the `events.dlq` message for `raw`, rejected at `stage` for `reasons`."""
-    dl_id = dead_letter_id or str(uuid.uuid4())
-    key = Identity(origin.tenant, origin.family, event_id or dl_id).key()
-    record = {
-        "dead_letter_id": dl_id,
+    record = dead_letter_record(
+        raw=raw, reasons=reasons, origin=origin, stage=stage, event_id=event_id,
+        dead_letter_id=dead_letter_id or str(uuid.uuid4()),
+    )  # fmt: skip
+    key = Identity(origin.tenant, origin.family, event_id or record["dead_letter_id"]).key()
+    return DeadLetterMessage(
+        record["dead_letter_id"], key, encode("DeadLetter", record),
+        _headers(reasons, origin, stage),
+    )  # fmt: skip
+
+
+def dead_letter_record(
+    *,
+    raw: bytes,
+    reasons: Sequence[Violation],
+    origin: Origin,
+    stage: str,
+    event_id: str | None,
+    dead_letter_id: str,
+) -> dict[str, Any]:
+    """The `DeadLetter` record: what `events.dlq` carries, and what the sink stores (the sink
+    builds it directly for the versions PostgreSQL refuses, which never reach the topic)."""
+    return {
+        "dead_letter_id": dead_letter_id,
         "tenant": origin.tenant,
         "family": origin.family,
         "route": dict(origin.route),
@@ -80,9 +101,6 @@ def build_dead_letter(
         "source_partition": origin.source_partition,
         "source_offset": origin.source_offset,
     }
-    return DeadLetterMessage(
-        dl_id, key, encode("DeadLetter", record), _headers(reasons, origin, stage)
-    )
 
 
 def _headers(reasons: Sequence[Violation], origin: Origin, stage: str) -> list[tuple[str, bytes]]:

@@ -28,6 +28,8 @@ from typing import Any
 
 import psycopg
 
+from schemas.deadletter import Origin, dead_letter_record
+from schemas.outcome import Violation
 from schemas.versions import INDEX_BITS
 from sinks.bulk import copy_event_rows
 from sinks.deletions import Step, id_unit, partition_unit, record_steps
@@ -252,27 +254,28 @@ def _upsert_staged(conn: psycopg.Connection[Any], rows: Sequence[EventRow], upse
     try:
         with conn.transaction(), conn.cursor() as cur:  # a savepoint: undone alone on failure
             copy_event_rows(cur, STAGE, rows, with_partition=True)
-            cur.execute(upsert)
-            cur.execute(f"TRUNCATE {STAGE}")
+            _upsert_from_stage(cur, upsert)
         return
     except psycopg.DataError as exc:
         log.error("PostgreSQL refused a row of a batch of %d (%s); isolating it", len(rows), exc)
-    kept: list[EventRow] = []
     refused: list[tuple[EventRow, str]] = []
-    for row in rows:
+    for row in rows:  # each row staged in its own savepoint; what PostgreSQL takes stays
         try:
             with conn.transaction(), conn.cursor() as cur:
                 copy_event_rows(cur, STAGE, [row], with_partition=True)
-            kept.append(row)
         except psycopg.DataError as exc:
-            refused.append((row, _printable(str(exc).splitlines()[0])))
+            refused.append((row, str(exc).splitlines()[0]))
     write_dead_letters(conn, [unstorable_dead_letter(row, reason) for row, reason in refused])
     with conn.cursor() as cur:
-        cur.execute(upsert)
-        cur.execute(f"TRUNCATE {STAGE}")
+        _upsert_from_stage(cur, upsert)
     for row, reason in refused:
         log.error("dead-lettered %s version %d: PostgreSQL refused it: %s", row.identity,
                   row.version, reason)  # fmt: skip
+
+
+def _upsert_from_stage(cur: psycopg.Cursor[Any], upsert: str) -> None:
+    cur.execute(upsert)
+    cur.execute(f"TRUNCATE {STAGE}")
 
 
 def _printable(text: str) -> str:
@@ -288,16 +291,15 @@ def unstorable_dead_letter(row: EventRow, reason: str) -> dict[str, Any]:
         "id": row.event_id, "type": row.type, "source": row.source, "subject": row.subject,
         "time": row.time.isoformat(), "data": "__DATA__",
     }).replace('"__DATA__"', row.data_json)  # fmt: skip
-    return {
-        "dead_letter_id": str(uuid.uuid5(_SINK_NAMESPACE, f"{row.identity}/{row.version}")),
-        "tenant": row.tenant, "family": row.family, "route": {},
-        "content_type": "application/json", "raw": raw.encode(errors="replace"),
-        "stage": "sink",
-        "reasons": [{"code": "unstorable", "path": "$", "message": reason}],
-        "received_at": row.received_at, "event_id": _printable(row.event_id), "attempt": 1,
-        "replay_of": None, "source_topic": None, "source_partition": row.partition,
-        "source_offset": row.version >> INDEX_BITS,
-    }  # fmt: skip
+    origin = Origin(
+        row.tenant, row.family, {}, "application/json", row.received_at,
+        source_partition=row.partition, source_offset=row.version >> INDEX_BITS,
+    )  # fmt: skip
+    return dead_letter_record(
+        raw=raw.encode(errors="replace"), reasons=(Violation("unstorable", "$", reason),),
+        origin=origin, stage="sink", event_id=row.event_id,
+        dead_letter_id=str(uuid.uuid5(_SINK_NAMESPACE, f"{row.identity}/{row.version}")),
+    )  # fmt: skip
 
 
 def _apply_tombstones(
