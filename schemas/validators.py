@@ -47,10 +47,13 @@ def validate_safely(validate: Validator, raw: bytes, route: Mapping[str, str]) -
     except Exception as exc:  # pure code: see the docstring
         log.exception("validator failed on one event")
         return Rejected((Violation("processing_error", "$", f"{type(exc).__name__}: {exc}"),))
-    if isinstance(outcome, ValidEvent) and (
-        _may_hold_nul(raw, route) or _may_hold_long_number(raw)
-    ):
-        return _refuse_unstorable(outcome)
+    if not isinstance(outcome, ValidEvent):
+        return outcome
+    # Each full check runs only when the quick scan of the bytes says it could find something.
+    if _may_hold_nul(raw, route) and _holds_nul(outcome):
+        return Rejected((_NUL,), outcome.event_id)
+    if _may_hold_long_number(raw) and _long_number_in(outcome.data_json):
+        return Rejected((_LONG_NUMBER,), outcome.event_id)
     return outcome
 
 
@@ -127,22 +130,16 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 """`\u0000` in JSON text that is an escape, not an escaped backslash followed by `u0000`."""
 
 
-def _refuse_unstorable(event: ValidEvent) -> Outcome:
-    """What PostgreSQL cannot store is rejected here, for every family, rather than accepted
-    and then refused by the sink's insert (which would stall it): NUL in any text, and numbers
-    in `data` past `MAX_NUMBER_DIGITS` / `MAX_NUMBER_EXPONENT`."""
+_NUL = Violation("unsupported_character", "$", "the NUL character (\\u0000) cannot be stored")
+_LONG_NUMBER = Violation(
+    "unsupported_number", "$.data",
+    f"a number with more than {MAX_NUMBER_DIGITS} digits or an exponent beyond "
+    f"±{MAX_NUMBER_EXPONENT} cannot be stored",
+)  # fmt: skip
+
+
+def _holds_nul(event: ValidEvent) -> bool:
     texts = f"{event.type}{event.source}{event.event_id or ''}{event.subject or ''}"
-    nul_in_data = "\\u0000" in event.data_json and _ESCAPED_NUL.search(event.data_json)
-    if nul_in_data or "\x00" in texts:
-        reason = Violation(
-            "unsupported_character", "$", "the NUL character (\\u0000) cannot be stored"
-        )
-        return Rejected((reason,), event.event_id)
-    if _long_number_in(event.data_json):
-        reason = Violation(
-            "unsupported_number", "$.data",
-            f"a number with more than {MAX_NUMBER_DIGITS} digits or an exponent beyond "
-            f"±{MAX_NUMBER_EXPONENT} cannot be stored",
-        )  # fmt: skip
-        return Rejected((reason,), event.event_id)
-    return event
+    if "\x00" in texts:
+        return True
+    return "\\u0000" in event.data_json and _ESCAPED_NUL.search(event.data_json) is not None
