@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from sinks.rows import EventRow
+from sinks.rows import EventRow, TombstoneRow
 from sinks.writer import write_dead_letters, write_events
 
 pytestmark = pytest.mark.integration
@@ -80,3 +80,27 @@ def test_a_dead_letter_whose_id_or_route_holds_nul_is_stored(database_url: str) 
     assert row is not None
     assert row[0] == "a\ufffdb" and row[1] == {"service": "s\ufffd"}
     assert row[2][0]["message"] == "x\ufffd" and row[3] == raw
+
+
+def test_a_later_delete_removes_a_sink_dead_letter_and_an_earlier_one_does_not(
+    database_url: str,
+) -> None:
+    """Invariant 4 for stage `sink`: its dead letters carry the version's position, so a
+    delete accepted after the refused version removes it and one accepted before does not."""
+    tenant = f"uns-{uuid.uuid4().hex[:8]}"
+    refused = [
+        _row(tenant, "late", 5 << 20, '{"n": 1e1000000}'),
+        _row(tenant, "early", 5 << 20, '{"n": 1e1000000}'),
+    ]
+    with psycopg.connect(database_url) as conn:
+        with conn.transaction():
+            write_events(conn, refused, [])
+        with conn.transaction():
+            write_events(conn, [], [
+                TombstoneRow(tenant, "native", "late", 6 << 20, 2),  # after the version
+                TombstoneRow(tenant, "native", "early", 4 << 20, 2),  # before it
+            ])  # fmt: skip
+        left = conn.execute(
+            "SELECT event_id FROM dead_letters WHERE tenant = %s AND stage = 'sink'", (tenant,)
+        ).fetchall()
+    assert [r[0] for r in left] == ["early"]
