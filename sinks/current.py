@@ -57,9 +57,8 @@ class StoredIdLookups:
         self.pool = pool
         self.parallel = parallel
         self._waiting: dict[tuple[str, str], list[_Waiting]] = defaultdict(list)
-        self._running: dict[tuple[str, str], int] = defaultdict(int)
-        self._serving: set[asyncio.Task[None]] = set()
-        """Running rounds, held so they are not garbage-collected mid-query."""
+        self._rounds: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
+        """Running rounds per tenant and family (held, so none is garbage-collected mid-query)."""
         self.queries = 0
         """Queries run so far (what coalescing saves shows as queries < requests)."""
 
@@ -70,9 +69,9 @@ class StoredIdLookups:
         answer: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
         key = (tenant, family)
         self._waiting[key].append((frozenset(event_ids), answer))
-        if self._running[key] < self.parallel:
-            self._running[key] += 1
-            self._serving.add(asyncio.create_task(self._serve(key)))
+        rounds = self._rounds.setdefault(key, set())
+        if len(rounds) < self.parallel:
+            rounds.add(asyncio.create_task(self._serve(key)))
         return await answer
 
     async def _serve(self, key: tuple[str, str]) -> None:
@@ -95,10 +94,10 @@ class StoredIdLookups:
                     if not answer.done():
                         answer.set_result({i: found[i] for i in ids & found.keys()})
         finally:
-            self._serving.discard(current)
-            self._running[key] -= 1
-            if not self._running[key]:
-                del self._running[key]
+            rounds = self._rounds[key]
+            rounds.discard(current)
+            if not rounds:
+                del self._rounds[key]
             # Only when this task is cancelled (shut-down) can anyone still be waiting.
             for _, answer in waiting + self._waiting.pop(key, []):
                 answer.cancel()
