@@ -12,8 +12,9 @@ any record, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from schemas.codec import wire_header
 
@@ -85,7 +86,7 @@ def item(
     attempt: int = 1,
     replay_of: str | None = None,
     receipt_id: str | None = None,
-    delete_filter: Mapping[str, object] | None = None,
+    delete_filter: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Any item: a replayed upsert, a delete by id, or a delete by filter (its record)."""
     return b"".join(
@@ -102,16 +103,12 @@ def item(
     )
 
 
-def _delete_filter(flt: Mapping[str, object]) -> bytes:
-    def strings(values: object) -> bytes:
-        assert isinstance(values, Sequence)
-        return _block([write_string(str(v)) for v in values])
+def _delete_filter(flt: Mapping[str, Any]) -> bytes:
+    def strings(values: Sequence[str]) -> bytes:
+        return _block([write_string(v) for v in values])
 
-    def moment(value: object) -> bytes:
-        if value is None:
-            return b"\x00"
-        assert isinstance(value, datetime | int)
-        return b"\x02" + write_long(value if isinstance(value, int) else _micros(value))
+    def moment(value: datetime | None) -> bytes:
+        return b"\x00" if value is None else b"\x02" + write_long(_micros(value))
 
     return b"".join(
         (strings(flt.get("types", ())), strings(flt.get("sources", ())),
@@ -156,12 +153,9 @@ def envelope_head(
     )  # fmt: skip
 
 
-def encode_envelope(head: bytes, items: Sequence[bytes] | Iterable[bytes]) -> bytes:
+def encode_envelope(head: bytes, items: Sequence[bytes]) -> bytes:
     """A whole wire-format message: `envelope_head(...)` and the encoded items."""
-    items = items if isinstance(items, Sequence) else list(items)
-    if not items:
-        return head + b"\x00"
-    return b"".join((head, write_long(len(items)), *items, b"\x00"))
+    return head + _block(items)
 
 
 _CANONICAL_HEADER = wire_header("CanonicalEvent")
