@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from schemas.families.baselime import validate_baselime
 from schemas.families.dakkio import validate_dakkio
@@ -35,19 +35,24 @@ def validator_for(family: str) -> Validator:
     return VALIDATORS[family]
 
 
-def validate_safely(validate: Validator, raw: bytes, route: Mapping[str, str]) -> Outcome:
+def validate_safely(
+    validate: Validator, raw: bytes, route: Mapping[str, str], *, suspect: bool = True
+) -> Outcome:
     """Run `validate`; an exception rejects this one event instead of failing the request.
 
     Validators are pure, so an exception is about this event's bytes (a validator
     bug meeting unusual input), never an outage: the event becomes a dead letter
     with reason `processing_error`, as it would in the stream processor.
+
+    `suspect=False` skips the quick scans for what PostgreSQL cannot store: pass it
+    only for events `may_be_unstorable` cleared as part of their whole batch.
     """
     try:
         outcome = validate(raw, route)
     except Exception as exc:  # pure code: see the docstring
         log.exception("validator failed on one event")
         return Rejected((Violation("processing_error", "$", f"{type(exc).__name__}: {exc}"),))
-    if not isinstance(outcome, ValidEvent):
+    if not suspect or not isinstance(outcome, ValidEvent):
         return outcome
     # Each full check runs only when the quick scan of the bytes says it could find something.
     if _may_hold_nul(raw, route) and _holds_nul(outcome):
@@ -55,6 +60,17 @@ def validate_safely(validate: Validator, raw: bytes, route: Mapping[str, str]) -
     if _may_hold_long_number(raw) and _long_number_in(outcome.data_json):
         return Rejected((_LONG_NUMBER,), outcome.event_id)
     return outcome
+
+
+def may_be_unstorable(raws: Sequence[bytes], route: Mapping[str, str]) -> bool:
+    """False when no event of `raws` can hold what PostgreSQL cannot store: the quick scans
+    of `validate_safely`, run once over the whole batch instead of once per event.
+
+    The events are joined with a newline, which neither scan can read as part of a NUL
+    escape or a number, so no pattern can span two events.
+    """
+    joined = b"\n".join(raws)
+    return _may_hold_nul(joined, route) or _may_hold_long_number(joined)
 
 
 _BACKSLASH = ord("\\")

@@ -109,3 +109,15 @@ def test_a_validator_exception_dead_letters_only_that_event() -> None:
     plan = plan_events(CTX, [b'{"boom":1}', _event(2)], fragile, TOPICS, 4)
     assert [r.accepted for r in plan.results] == [False, True]
     assert plan.results[0].reasons[0].code == "processing_error"
+
+
+def test_one_unstorable_event_in_a_batch_is_refused_alone() -> None:
+    """The door scans a request for NUL and huge numbers once, then checks each event only
+    when the scan fires: the event that holds one is refused, its neighbours are not."""
+    raws = [_event(i) for i in range(20)]
+    raws[7] = raws[7].replace(b'"i":7', b'"i":1e5000')
+    raws[12] = raws[12].replace(b'"type":"t"', b'"type":"t\\u0000"')
+    plan = plan_events(CTX, raws, validator_for("native"), TOPICS, 4)
+    refused = {r.index: r.reasons[0].code for r in plan.results if not r.accepted}
+    assert refused == {7: "unsupported_number", 12: "unsupported_character"}
+    assert plan.accepted == 18

@@ -175,3 +175,28 @@ def test_the_quick_number_scan_lets_ordinary_ids_and_text_through() -> None:
         assert not _may_hold_long_number(ordinary)
     for suspicious in (b'{"n":1e5000}', b'{"n":2.5E-1234}', b'{"n":1e+0001}'):
         assert _may_hold_long_number(suspicious)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.sampled_from(
+            [b'{"n":1}', b'{"n":1e5000}', b'{"s":"a\\u0000"}', b'{"s":"a\\\\u0000"}',
+             b'{"id":"large-12345"}', b'{"n":-2.5E-0999}', b'{"n":' + b"9" * 3001 + b"}",
+             b'{"n":12}', b"e", b"0000", b'"x\x00"']
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from([{}, {"bucket": "b"}, {"bucket": "b\x00"}]),
+)  # fmt: skip
+def test_the_batch_scan_fires_whenever_a_scan_of_one_event_would(
+    raws: list[bytes], route: dict[str, str]
+) -> None:
+    """`plan_events` skips the per-event scans when the scan of the whole batch is clear,
+    so the batch scan must never miss what a per-event scan finds (pieces of two events
+    must not combine into a false alarm either: they are joined by a newline)."""
+    from schemas.validators import _may_hold_long_number, _may_hold_nul, may_be_unstorable
+
+    one = any(_may_hold_nul(r, route) or _may_hold_long_number(r) for r in raws)
+    assert may_be_unstorable(raws, route) == one

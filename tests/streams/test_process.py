@@ -99,3 +99,15 @@ def test_tombstones_carry_their_receipt_and_request_time() -> None:
     assert sent["sluice.version"] == str(version_of(40, 0)).encode()
     assert sent["sluice.deletion"] == b"r-2"
     assert int(sent["sluice.requested_at"]) == 1704067200_000000
+
+
+def test_unstorable_items_of_an_envelope_are_dead_lettered_and_the_rest_go_on() -> None:
+    """The stream scans an envelope once for NUL and huge numbers (items a door of another
+    version, or any producer, let through) and checks item by item only when it fires."""
+    huge = GOOD.replace(b'"v":1', b'"v":1e5000')
+    nul = GOOD.replace(b'"type":"t"', b'"type":"t\\u0000"')
+    items = [_item("a", GOOD), _item("b", huge), _item("c", nul), _item("d", GOOD)]
+    out = process_envelope(_envelope(*items), AT)
+    assert [decode(e.value, "CanonicalEvent")[1]["event_id"] for e in out.events] == ["a", "d"]
+    reasons = [decode(d.value, "DeadLetter")[1]["reasons"][0]["code"] for d in out.dead_letters]
+    assert reasons == ["unsupported_number", "unsupported_character"]
