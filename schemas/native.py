@@ -47,19 +47,13 @@ def validate_native(raw: bytes, route: Mapping[str, str] | None = None) -> Outco
         event = _decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return _explain(raw)
-    data = bytes(event.data)  # a Raw value starts at its first byte: no whitespace to strip
-    if data[:1] != b"{":
+    data = str(event.data, "utf-8")  # a Raw value starts at its first byte: nothing to strip
+    if data[:1] != "{":
         return Rejected(
             (Violation("wrong_type", "$.data", "data must be a JSON object"),), event.id
         )
-    return ValidEvent(
-        event_id=event.id,
-        type=event.type,
-        source=event.source,
-        subject=event.subject,
-        time=_as_utc(event.time),
-        data_json=data.decode(),
-    )
+    # Positional: this runs once per event at the door and in the stream.
+    return ValidEvent(event.id, event.type, event.source, event.subject, _as_utc(event.time), data)
 
 
 def _as_utc(moment: datetime) -> datetime:
