@@ -38,6 +38,9 @@ def create_app(settings: Settings) -> faust.App:
         settings.worker_id,
         broker=brokers,
         store="memory://",
+        # Faust makes this directory even with in-memory tables; the default is
+        # `<worker id>-data` in the working directory.
+        datadir=settings.state_dir / "faust" / settings.worker_id,
         web_enabled=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",

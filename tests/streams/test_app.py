@@ -1,0 +1,16 @@
+"""The Faust app's wiring that does not need a broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sluice.settings import Settings
+from streams.app import create_app
+
+
+def test_the_worker_keeps_its_faust_directory_under_the_state_dir(tmp_path: Path) -> None:
+    """Faust's default is `<worker id>-data` in the working directory, which littered the
+    checkout with one directory per test worker."""
+    settings = Settings(kafka_bootstrap_servers="127.0.0.1:9", state_dir=tmp_path, worker_id="w1")
+    app = create_app(settings)
+    assert Path(app.conf.datadir) == tmp_path / "faust" / "w1"
