@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uvloop
 from aiohttp import web
+from aiohttp.log import access_logger
 
 from producer_api import admin, dead_letters, deletions, health, metrics, native
 from producer_api.errors import error_middleware, request_timeout_middleware
@@ -44,10 +46,15 @@ def run(settings: Settings) -> None:
     headers (aiohttp closes a connection still waiting for a whole request line and
     headers when it fires), so slow-header clients hold a socket for at most
     `http_request_timeout_seconds`. Header lines are capped at 8190 bytes, 128 headers.
-    The access log records the request line, never headers (where keys travel).
+    The access log (`SLUICE_HTTP_ACCESS_LOG`, off by default: a line per request cost
+    ~4 % of the door's CPU under load, and the Prometheus metrics count requests by
+    route and status) records the request line, never headers (where keys travel).
+    The event loop is uvloop's: its transports and thread-safe wake-ups (one per
+    acknowledged request) cost less CPU per request than asyncio's own.
     """
     web.run_app(
         create_app(settings), host=settings.http_host, port=settings.http_port, reuse_port=True,
         keepalive_timeout=settings.http_request_timeout_seconds,
-        max_line_size=8190, max_field_size=8190,
+        max_line_size=8190, max_field_size=8190, loop=uvloop.new_event_loop(),
+        access_log=access_logger if settings.http_access_log else None,
     )  # fmt: skip

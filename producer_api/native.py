@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from producer_api.accept import (
@@ -70,7 +71,9 @@ async def post_events(request: web.Request) -> web.Response:
         "rejected": rejected,
     }
     status = 202 if plan.accepted or not rejected else 400
-    return web.json_response(answer, status=status)
+    # msgspec: the answer lists every id, and the json module costs ~6x as much per answer.
+    body = msgspec.json.encode(answer)
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 @routes.get("/v1/events")

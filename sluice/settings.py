@@ -50,6 +50,7 @@ class Settings:
     rate_events_per_second: float = 100_000.0
     rate_burst_seconds: int = 5
     http_request_timeout_seconds: float = 60.0
+    http_access_log: bool = False
     max_receiving_bytes: int = 256 * 1024 * 1024
     kafka_security_protocol: str = ""
     kafka_sasl_mechanism: str = ""
@@ -117,16 +118,29 @@ def env_var(field_name: str) -> str:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read `Settings` from environment variables (see the README for each).
 
-    Each value is parsed as the type of its default (str, int, float or Path).
+    Each value is parsed as the type of its default (str, int, float, Path, or a
+    boolean written 1/0, true/false, yes/no or on/off).
     """
     env = os.environ if environ is None else environ
     defaults = Settings()
     values: dict[str, Any] = {}
     for f in fields(Settings):
         raw = env.get(env_var(f.name))
-        if raw is not None:
-            values[f.name] = type(getattr(defaults, f.name))(raw)
+        if raw is None:
+            continue
+        kind = type(getattr(defaults, f.name))
+        values[f.name] = _boolean(env_var(f.name), raw) if kind is bool else kind(raw)
     return Settings(**values)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _boolean(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word not in _TRUE + _FALSE:
+        raise ValueError(f"{name}={raw!r}: write 1/0, true/false, yes/no or on/off")
+    return word in _TRUE
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -38,7 +38,9 @@ CANARY_SECRET = f"canary-server-secret-{uuid.uuid4().hex}"
 def canary_stack(
     kafka_bootstrap: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ProcessStack]:
-    settings = make_settings(kafka_bootstrap, database_url, key_secret=CANARY_SECRET)
+    settings = make_settings(
+        kafka_bootstrap, database_url, key_secret=CANARY_SECRET, http_access_log=True
+    )
     ensure_topics(settings)
     stack = ProcessStack(settings, tmp_path_factory.mktemp("canary-logs"))
     stack.start()
@@ -154,6 +156,7 @@ def test_no_output_carries_the_key_or_the_server_secret(canary_stack: ProcessSta
     for log in sorted(Path(canary_stack.log_dir).glob("*.log")):
         outputs[f"log {log.name}"] = log.read_text(errors="replace")
     assert len(outputs["log api.log"]) > 0 and "canary-" in outputs["kafka"]
+    assert '"POST /v1/events HTTP/1.1" 202' in outputs["log api.log"]  # the access log is on
     assert key.split(".")[0] in outputs["database"]  # the prefix is safe and is stored
     leaks = [(what, where) for what, secret in canaries.items()
              for where, text in outputs.items() if secret in text]  # fmt: skip

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
+
 from sluice.settings import Settings, load_settings, settings_env
 
 
@@ -12,6 +14,7 @@ def test_every_setting_round_trips_through_the_environment() -> None:
     chosen = Settings(
         kafka_bootstrap_servers="127.0.0.1:9", partitions=7, key_cache_seconds=1.5,
         state_dir=Path("/tmp/sluice-x"), kafka_sasl_password="pw", breaker_min_events=3,
+        http_access_log=True,
     )  # fmt: skip
     env = settings_env(chosen)
     assert len(env) == len(fields(Settings))
@@ -27,3 +30,15 @@ def test_documented_names_are_read() -> None:
 def test_secrets_are_masked_in_repr() -> None:
     shown = repr(Settings(key_secret="s3cret-value", database_url="postgresql://u:pw@h/d"))
     assert "s3cret-value" not in shown and ":pw@" not in shown
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1", True), ("on", True), ("False", False), ("0", False)]
+)
+def test_boolean_settings_read_the_usual_words(raw: str, expected: bool) -> None:
+    assert load_settings({"SLUICE_HTTP_ACCESS_LOG": raw}).http_access_log is expected
+
+
+def test_a_boolean_setting_that_is_not_one_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="SLUICE_HTTP_ACCESS_LOG='maybe'"):
+        load_settings({"SLUICE_HTTP_ACCESS_LOG": "maybe"})
