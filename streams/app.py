@@ -34,13 +34,15 @@ BATCH_WINDOW_SECONDS = 0.05
 def create_app(settings: Settings) -> faust.App:
     """A Faust app with the validating agent, wired to `settings`' Kafka and topics."""
     brokers = [f"kafka://{hp}" for hp in settings.kafka_bootstrap_servers.split(",")]
+    faust_dir = settings.state_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level itself
     app = faust.App(
         settings.worker_id,
         broker=brokers,
         store="memory://",
         # Faust makes this directory even with in-memory tables; the default is
         # `<worker id>-data` in the working directory.
-        datadir=settings.state_dir / "faust" / settings.worker_id,
+        datadir=faust_dir / settings.worker_id,
         web_enabled=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
