@@ -180,6 +180,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 _DETAILS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("door rounds, each beside its raw loop (the median ratio is the one above)", ("door_rounds",)),
     ("door latency ms (255/request)", ("door", "latency_ms")),
     ("door latency ms (large requests)", ("door_large", "latency_ms")),
     ("door CPU µs/event by process", ("door", "cpu_us_per_event")),
@@ -211,6 +212,8 @@ _DETAILS: tuple[tuple[str, tuple[str, ...]], ...] = (
 def _detail(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_detail(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "; ".join(_detail(v) for v in value)
     return _cell(value)
 
 

@@ -26,7 +26,7 @@ def test_every_phase_runs_and_is_reported(
     cfg = BenchConfig(
         events=1020, batch=255, large_batch=510, concurrency=4, e2e_seconds=1.5,
         burst_seconds=1.5, burst_multiplier=3.0, phase_timeout=45.0,
-        results_dir=tmp_path / "results", plots=False,
+        results_dir=tmp_path / "results", plots=False, door_rounds=2,
     )  # fmt: skip
     results = run_bench(cfg, kafka_bootstrap, database_url, tmp_path / "logs")
 
@@ -34,6 +34,8 @@ def test_every_phase_runs_and_is_reported(
         assert results[stage]["per_second"] > 0, stage
     assert results["door"]["accepted"] == 1020
     assert results["door_raw"]["units"] == 1020
+    assert len(results["door_rounds"]) == 2  # the door and the raw loop, alternately
+    assert results["door"]["per_second"] in [r["door"] for r in results["door_rounds"]]
     assert results["stream"]["complete"] and results["sink"]["complete"]
     assert results["stream_raw"]["units"] == results["stream"]["events"]
     assert results["sink_raw"]["units"] == results["sink"]["rows"]
