@@ -16,7 +16,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from sinks.unstorable import Position, Unavailable
 from sluice.kafka import client_security_config
@@ -25,6 +25,19 @@ from sluice.settings import Settings
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
+
+_TRANSIENT = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+})  # fmt: skip
+"""Errors worth waiting through (until the deadline): a leader being elected or moving, a
+broker restarting. librdkafka does not flag all of them `retriable()` for every call."""
+
+
+def _transient(error: KafkaError) -> bool:
+    return bool(error.retriable()) or error.code() in _TRANSIENT
 
 
 def reader_config(settings: Settings) -> dict[str, Any]:
@@ -102,14 +115,11 @@ class _Read:
 
     def _drop_outside_watermarks(self, partition: int) -> None:
         """Answer at once for offsets the partition does not hold (or a partition not there)."""
-        left = max(self._deadline - time.monotonic(), 0.001)
-        try:
-            low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self._topic, partition), timeout=left
-            )
-        except KafkaException as exc:
-            self._give_up(partition, f"cannot read the partition: {exc.args[0].str()}")
+        marks = self._watermarks(partition)
+        if isinstance(marks, str):
+            self._give_up(partition, f"cannot read the partition: {marks}")
             return
+        low, high = marks
         offsets = self._wanted[partition]
         for offset in offsets:
             if offset < low:
@@ -120,13 +130,29 @@ class _Read:
         if not self._wanted[partition]:
             del self._wanted[partition]
 
+    def _watermarks(self, partition: int) -> tuple[int, int] | str:
+        """(low, high) offsets of `partition`, retried through transient errors (a leader
+        being elected, say) until the deadline; or the error."""
+        while True:
+            left = self._deadline - time.monotonic()
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, partition), timeout=max(left, 0.001)
+                )
+                return low, high
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not _transient(error) or left <= _POLL_SECONDS:
+                    return str(error.str())
+            time.sleep(_POLL_SECONDS)
+
     def _take(self, msg: Message) -> None:
         partition, offset = msg.partition(), msg.offset()
         if partition is None or partition not in self._wanted:
             return  # a client-wide error (e.g. a broker down): the deadline bounds the wait
         error = msg.error()
         if error is not None:
-            if not error.retriable():  # e.g. out of range: gone since the watermarks were read
+            if not _transient(error):  # e.g. out of range: gone since the watermarks were read
                 self._give_up(partition, f"cannot be fetched: {error.str()}")
             return
         offsets = self._wanted[partition]
