@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
 from sinks.bulk import binary_array_parameters
+from sinks.ingest_reader import IngestRawReader
 from sinks.records import event_record
 from sinks.republish import WriteBackProducer, write_back
 from sinks.rows import EventRow, FilterRow, TombstoneRow
@@ -169,6 +170,7 @@ class Sink:
         self.rows_written = 0
         self.monitor = SinkMonitor(settings)
         self._write_backs = WriteBackProducer(producer_config(settings), self._topics.events)
+        self._originals = IngestRawReader.from_settings(settings, self._topics.ingest_raw)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -242,7 +244,7 @@ class Sink:
             try:
                 with conn.transaction():
                     b = batch
-                    result = write_segments(conn, b.segments)
+                    result = write_segments(conn, b.segments, self._originals)
                     self._write_backs.send(
                         write_back(conn, b.upserts, b.tombstones, b.filters, result)
                     )

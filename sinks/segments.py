@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from sinks.rows import EventRow, FilterRow, TombstoneRow
+from sinks.unstorable import EnvelopeReader
 from sinks.writer import WriteResult, write_dead_letters, write_events
 
 Item = EventRow | TombstoneRow | FilterRow | dict[str, Any]
@@ -48,12 +49,19 @@ def add_to_segments(segments: list[Segment], item: Item) -> None:
         seg.dead_letters.append(item)
 
 
-def write_segments(conn: psycopg.Connection[Any], segments: list[Segment]) -> WriteResult:
-    """Apply every segment in order inside the caller's transaction; what the deletes removed."""
+def write_segments(
+    conn: psycopg.Connection[Any],
+    segments: list[Segment],
+    originals: EnvelopeReader | None = None,
+) -> WriteResult:
+    """Apply every segment in order inside the caller's transaction; what the deletes removed.
+
+    `originals` reads back the bytes first received of versions PostgreSQL refuses.
+    """
     total = WriteResult()
     for seg in segments:
         for part in (
-            write_events(conn, seg.upserts, seg.tombstones),
+            write_events(conn, seg.upserts, seg.tombstones, originals=originals),
             _dead_letters_then_filters(conn, seg),
         ):
             total.removed_by_filters += part.removed_by_filters

@@ -21,24 +21,18 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from schemas.deadletter import Origin, dead_letter_record
-from schemas.outcome import Violation
-from schemas.versions import INDEX_BITS
 from sinks.bulk import copy_event_rows
 from sinks.deletions import Step, id_unit, partition_unit, record_steps
 from sinks.rows import EventRow, FilterRow, TombstoneRow, newest_wins
+from sinks.unstorable import EnvelopeReader, unstorable_dead_letters
 
 log = logging.getLogger(__name__)
-
-_SINK_NAMESPACE = uuid.UUID("5b1c0a52-8d7e-4a53-9f0e-2f4c6d3e1a77")
-"""Namespace of the ids of dead letters the sink makes (see `unstorable_dead_letter`)."""
 
 _FILTER_MATCHES = """
     (cardinality(f.types) = 0 OR e.type = ANY(f.types))
@@ -223,8 +217,14 @@ def write_events(
     upserts: Sequence[EventRow],
     tombstones: Sequence[TombstoneRow],
     filters: Sequence[FilterRow] = (),
+    *,
+    originals: EnvelopeReader | None = None,
 ) -> WriteResult:
-    """Apply a batch of versions and deletes inside the caller's transaction."""
+    """Apply a batch of versions and deletes inside the caller's transaction.
+
+    `originals` reads back from `ingest.raw` the bytes first received of a version
+    PostgreSQL refuses, for its dead letter (without it, that `raw` is reconstructed).
+    """
     result = WriteResult()
     _apply_tombstones(conn, tombstones, result)
     latest = newest_wins(upserts)
@@ -232,14 +232,19 @@ def write_events(
         tenants = sorted({r.tenant for r in latest})
         checked = conn.execute(_ANY_FILTERS, (tenants,)).fetchone()
         statement = _UPSERT_EVENTS if checked and checked[0] else _UPSERT_EVENTS_NO_FILTERS
-        _upsert_staged(conn, latest, statement)
+        _upsert_staged(conn, latest, statement, originals)
     for flt in sorted(filters, key=lambda f: (f.partition, f.version)):
         _apply_filter(conn, flt, result)
     record_steps(conn, result.steps)
     return result
 
 
-def _upsert_staged(conn: psycopg.Connection[Any], rows: Sequence[EventRow], upsert: str) -> None:
+def _upsert_staged(
+    conn: psycopg.Connection[Any],
+    rows: Sequence[EventRow],
+    upsert: str,
+    originals: EnvelopeReader | None,
+) -> None:
     """COPY `rows` into the session's staging table, upsert them from it, empty it again.
 
     All inside the caller's transaction, so a failed batch leaves nothing staged; the
@@ -247,8 +252,8 @@ def _upsert_staged(conn: psycopg.Connection[Any], rows: Sequence[EventRow], upse
 
     A row PostgreSQL refuses (validation keeps them out, but `events` is a contract
     anything may write to) must not stop the sink on this batch for ever: the rows are
-    then staged one by one, the refused ones become dead letters (stage `sink`) and the
-    rest is stored.
+    then staged one by one, the refused ones become dead letters (stage `sink`, their
+    envelopes read back through `originals` in one go) and the rest is stored.
     """
     conn.execute(_CREATE_STAGE)
     try:
@@ -265,7 +270,7 @@ def _upsert_staged(conn: psycopg.Connection[Any], rows: Sequence[EventRow], upse
                 copy_event_rows(cur, STAGE, [row], with_partition=True)
         except psycopg.DataError as exc:
             refused.append((row, str(exc).splitlines()[0]))
-    write_dead_letters(conn, [unstorable_dead_letter(row, reason) for row, reason in refused])
+    write_dead_letters(conn, unstorable_dead_letters(refused, originals))
     with conn.cursor() as cur:
         _upsert_from_stage(cur, upsert)
     for row, reason in refused:
@@ -281,25 +286,6 @@ def _upsert_from_stage(cur: psycopg.Cursor[Any], upsert: str) -> None:
 def _printable(text: str) -> str:
     """`text` without NUL, which the dead letter's own text and jsonb columns would refuse."""
     return text.replace("\x00", "\ufffd")
-
-
-def unstorable_dead_letter(row: EventRow, reason: str) -> dict[str, Any]:
-    """A dead letter for a version PostgreSQL refused; its id is fixed by identity and version,
-    so a redelivered batch records it once. `raw` is the version as a native event (the
-    bytes first received are not on `events`)."""
-    raw = json.dumps({
-        "id": row.event_id, "type": row.type, "source": row.source, "subject": row.subject,
-        "time": row.time.isoformat(), "data": "__DATA__",
-    }).replace('"__DATA__"', row.data_json)  # fmt: skip
-    origin = Origin(
-        row.tenant, row.family, {}, "application/json", row.received_at,
-        source_partition=row.partition, source_offset=row.version >> INDEX_BITS,
-    )  # fmt: skip
-    return dead_letter_record(
-        raw=raw.encode(errors="replace"), reasons=(Violation("unstorable", "$", reason),),
-        origin=origin, stage="sink", event_id=row.event_id,
-        dead_letter_id=str(uuid.uuid5(_SINK_NAMESPACE, f"{row.identity}/{row.version}")),
-    )  # fmt: skip
 
 
 def _apply_tombstones(
