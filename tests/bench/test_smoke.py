@@ -33,7 +33,9 @@ def test_every_phase_runs_and_is_reported(
     for stage in ("door", "door_large", "door_two", "sustained"):
         assert results[stage]["per_second"] > 0, stage
     assert results["door"]["accepted"] == 1020
-    assert results["door_raw"]["units"] == 1020
+    # The raw loop produces the door's events, whole passes, for at least as long as the door ran.
+    assert results["door_raw"]["units"] % 1020 == 0
+    assert results["door_raw"]["seconds"] >= results["door"]["seconds"]
     assert len(results["door_rounds"]) == 2  # the door and the raw loop, alternately
     assert results["door"]["per_second"] in [r["door"] for r in results["door_rounds"]]
     assert results["stream"]["complete"] and results["sink"]["complete"]
