@@ -161,6 +161,34 @@ def encode_envelope(head: bytes, items: Sequence[bytes]) -> bytes:
 _CANONICAL_HEADER = wire_header("CanonicalEvent")
 
 
+class CanonicalEventWriter:
+    """Writes the `CanonicalEvent`s of one envelope: tenant, family and receive time are the
+    same for each of them, so they are encoded once, not once per event."""
+
+    __slots__ = ("_head", "_received")
+
+    def __init__(self, tenant: str, family: str, received_at: datetime) -> None:
+        self._head = _CANONICAL_HEADER + write_string(tenant) + write_string(family)
+        self._received = write_long(_micros(received_at))
+
+    def encode(
+        self,
+        event_id: str,
+        type_: str,
+        source: str,
+        subject: str | None,
+        time: datetime,
+        data_json: str,
+        version: int,
+    ) -> bytes:
+        """A whole wire-format `CanonicalEvent` message (fields in the schema's order)."""
+        return b"".join(
+            (self._head, write_string(event_id), write_string(type_), write_string(source),
+             _optional_string(subject), write_long(_micros(time)), write_string(data_json),
+             self._received, write_long(version))
+        )  # fmt: skip
+
+
 def encode_canonical_event(
     tenant: str,
     family: str,
@@ -173,10 +201,6 @@ def encode_canonical_event(
     received_at: datetime,
     version: int,
 ) -> bytes:
-    """A whole wire-format `CanonicalEvent` message (fields in the schema's order)."""
-    return b"".join(
-        (_CANONICAL_HEADER, write_string(tenant), write_string(family), write_string(event_id),
-         write_string(type_), write_string(source), _optional_string(subject),
-         write_long(_micros(time)), write_string(data_json), write_long(_micros(received_at)),
-         write_long(version))
-    )  # fmt: skip
+    """One `CanonicalEvent` message (`CanonicalEventWriter` for several of one envelope)."""
+    writer = CanonicalEventWriter(tenant, family, received_at)
+    return writer.encode(event_id, type_, source, subject, time, data_json, version)

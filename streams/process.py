@@ -20,7 +20,7 @@ from schemas.outcome import Rejected, Violation
 from schemas.validators import VALIDATORS, may_be_unstorable, validate_safely
 from schemas.versions import INDEX_BITS as INDEX_BITS  # re-exported: defined in schemas
 from schemas.versions import version_of as version_of
-from schemas.writers import encode_canonical_event
+from schemas.writers import CanonicalEventWriter
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
     items = envelope["items"]
     # As at the door: one scan of the envelope for what PostgreSQL cannot store.
     suspect = may_be_unstorable([item["raw"] for item in items], envelope["route"])
+    writer = CanonicalEventWriter(envelope["tenant"], envelope["family"], envelope["received_at"])
     for index, item in enumerate(items):
         identity = Identity(envelope["tenant"], envelope["family"], item["event_id"])
         version = version_of(at.offset, index)
@@ -97,10 +98,9 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
             if isinstance(outcome, Rejected):
                 out.dead_letters.append(_reject(item, outcome.violations, origin, at, index))
                 continue
-            value = encode_canonical_event(
-                identity.tenant, identity.family, identity.event_id, outcome.type,
-                outcome.source, outcome.subject, outcome.time, outcome.data_json,
-                envelope["received_at"], version,
+            value = writer.encode(
+                identity.event_id, outcome.type, outcome.source, outcome.subject,
+                outcome.time, outcome.data_json, version,
             )  # fmt: skip
             out.events.append(EventOut(identity.key(), value))
         except Exception as exc:  # a bug on one event's data must not skip it or stop the agent

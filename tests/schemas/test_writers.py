@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from schemas.codec import decode, encode
 from schemas.writers import (
+    CanonicalEventWriter,
     encode_canonical_event,
     encode_envelope,
     envelope_head,
@@ -138,3 +139,22 @@ def test_any_canonical_event_is_written_exactly_as_fastavro_writes_it(
     )  # fmt: skip
     assert written == encode("CanonicalEvent", record)
     assert decode(written, "CanonicalEvent")[1] == record
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_canonical, min_size=2, max_size=4))
+def test_one_writer_per_envelope_writes_each_of_its_events_as_fastavro_does(
+    records: list[dict[str, Any]],
+) -> None:
+    """The stream builds one `CanonicalEventWriter` per envelope (tenant, family and receive
+    time encoded once) and writes every event of the envelope with it."""
+    first = records[0]
+    writer = CanonicalEventWriter(first["tenant"], first["family"], first["received_at"])
+    for record in records:
+        shared = {**record, "tenant": first["tenant"], "family": first["family"],
+                  "received_at": first["received_at"]}  # fmt: skip
+        written = writer.encode(
+            shared["event_id"], shared["type"], shared["source"], shared["subject"],
+            shared["time"], shared["data_json"], shared["version"],
+        )  # fmt: skip
+        assert written == encode("CanonicalEvent", shared)
