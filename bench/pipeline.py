@@ -92,7 +92,10 @@ def burst(ctx: BenchContext, rate: float) -> dict[str, Any]:
         result = _offer(ctx, tenant, phase, rate, ctx.cfg.burst_seconds, ctx.cfg.burst_max_inflight)
         stored = _wait_stored(ctx, tenant, result.records, ctx.cfg.phase_timeout)
     accepted = _acceptance_times(result.records)
+    ended = started + ctx.cfg.burst_seconds
     before = [s for s in samples if s[0] < started]
+    during = [s for s in samples if started <= s[0] <= ended]
+    after = [s for s in samples if s[0] > ended]
     names = sorted({n for _, rss in samples for n in rss})
     return {
         "offered_per_second": rate,
@@ -105,8 +108,12 @@ def burst(ctx: BenchContext, rate: float) -> dict[str, Any]:
         "door_latency_ms": latency_ms(result.records),
         "rss_mb": {
             n: {
-                "before": max((r.get(n, 0) for _, r in before), default=0) / 2**20,
-                "peak": max(r.get(n, 0) for _, r in samples) / 2**20,
+                "before": _peak(before, n),
+                "peak": _peak(samples, n),
+                # The burst's backlog drains after the offer stops: memory can stay flat
+                # while requests arrive and grow only while a stage catches up.
+                "peak_while_offered": _peak(during, n),
+                "peak_draining_after": _peak(after, n),
             }
             for n in names
         },
@@ -116,6 +123,11 @@ def burst(ctx: BenchContext, rate: float) -> dict[str, Any]:
             **{n: [r.get(n, 0) / 2**20 for _, r in samples] for n in names},
         },
     }
+
+
+def _peak(samples: list[tuple[float, dict[str, int]]], name: str) -> float:
+    """The largest RSS of process `name` among `samples`, in MB (0 with none)."""
+    return max((rss.get(name, 0) for _, rss in samples), default=0) / 2**20
 
 
 def _spread(values: list[float]) -> dict[str, float]:

@@ -205,7 +205,7 @@ _DETAILS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("burst: offered events/s", ("burst", "offered_per_second")),
     ("burst: requests offered / skipped (client cap)", ("burst", "skipped_requests")),
     ("burst: door latency ms", ("burst", "door_latency_ms")),
-    ("burst: RSS MB before / peak", ("burst", "rss_mb")),
+    ("burst: RSS MB before / peak (while offered / draining after)", ("burst", "rss_mb")),
 )
 
 

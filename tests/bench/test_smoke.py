@@ -43,6 +43,9 @@ def test_every_phase_runs_and_is_reported(
     assert results["sink_raw"]["units"] == results["sink"]["rows"]
     assert results["e2e"]["missing"] == 0 and results["burst"]["missing"] == 0
     assert results["burst"]["answers"]["other"] == 0
+    for name, rss in results["burst"]["rss_mb"].items():  # before, during and after: every sample
+        parts = (rss["before"], rss["peak_while_offered"], rss["peak_draining_after"])
+        assert rss["peak"] == max(parts) > 0, name
     json_path, md_path = write(results, cfg.results_dir, "smoke")
     assert json.loads(json_path.read_text())["targets"]
     assert "door events/s" in md_path.read_text()
