@@ -194,12 +194,16 @@ class Sink:
                     messages = consumer.consume(self._settings.sink_batch_size, BATCH_WAIT_SECONDS)
                     messages = [m for m in messages if m.error() is None]
                     batch = sort_messages(messages, self._topics) if messages else None
+                    offsets = committable(messages)
+                    # Decoded, the messages are only their offsets: not held while batch N
+                    # is written and batch N+2 fetched.
+                    del messages
                     if writing is not None:
                         self._finish(consumer, writing)
                         writing = None
                     if batch is not None:
                         future = writer.submit(self._write_until_durable, self._conn, batch)
-                        writing = _Writing(future, committable(messages), batch, time.monotonic())
+                        writing = _Writing(future, offsets, batch, time.monotonic())
                 if writing is not None:
                     self._finish(consumer, writing)
         finally:
