@@ -73,6 +73,14 @@ def _scrape(port: int, name: str) -> str | None:
     return text if name in text else None
 
 
+def _scrape_at_least(port: int, name: str, least: float, **labels: str) -> str | None:
+    """The metrics text at `port` once sample `name` (with `labels`) reaches `least`."""
+    text = _scrape(port, name)
+    if text is None or (_sample(text, name, **labels) or 0) < least:
+        return None
+    return text
+
+
 def test_a_stuck_sink_exits_for_a_restart_and_metrics_are_served(
     tmp_path: Path, kafka_bootstrap: str, database_url: str
 ) -> None:
@@ -85,11 +93,14 @@ def test_a_stuck_sink_exits_for_a_restart_and_metrics_are_served(
     ) as p:  # fmt: skip
         first = LoadGenerator(p.base_url, p.key, requests=5, batch=10, run_id="before").run()
         wait_until_landed(database_url, p.tenant, first.acked)
-        sink_text = eventually(lambda: _scrape(sink_port, "sluice_sink_rows_total"), timeout=30)
-        assert (_sample(sink_text, "sluice_sink_rows_total", kind="event") or 0) >= 50
+        # The sink counts a batch after committing its offsets, a moment after its rows
+        # are visible: wait for the count, not just for the metric to be served.
+        sink_text = eventually(
+            lambda: _scrape_at_least(sink_port, "sluice_sink_rows_total", 50, kind="event"),
+            timeout=30,
+        )
         assert _sample(sink_text, "sluice_sink_batch_seconds_count") is not None
-        worker_text = eventually(lambda: _scrape(worker_port, "sluice_stream_envelopes_total"))
-        assert (_sample(worker_text, "sluice_stream_envelopes_total") or 0) >= 1
+        eventually(lambda: _scrape_at_least(worker_port, "sluice_stream_envelopes_total", 1))
         topic, parts = f"{p.settings.topic_prefix}ingest.raw", p.settings.partitions
         poison: set[str] = set()
         sink = p.stack.procs["sink"]
