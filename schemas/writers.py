@@ -187,20 +187,3 @@ class CanonicalEventWriter:
              _optional_string(subject), write_long(_micros(time)), write_string(data_json),
              self._received, write_long(version))
         )  # fmt: skip
-
-
-def encode_canonical_event(
-    tenant: str,
-    family: str,
-    event_id: str,
-    type_: str,
-    source: str,
-    subject: str | None,
-    time: datetime,
-    data_json: str,
-    received_at: datetime,
-    version: int,
-) -> bytes:
-    """One `CanonicalEvent` message (`CanonicalEventWriter` for several of one envelope)."""
-    writer = CanonicalEventWriter(tenant, family, received_at)
-    return writer.encode(event_id, type_, source, subject, time, data_json, version)

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from schemas.codec import decode, encode
 from schemas.writers import (
     CanonicalEventWriter,
-    encode_canonical_event,
     encode_envelope,
     envelope_head,
     item,
@@ -132,10 +131,10 @@ _canonical = st.fixed_dictionaries(
 def test_any_canonical_event_is_written_exactly_as_fastavro_writes_it(
     record: dict[str, Any],
 ) -> None:
-    written = encode_canonical_event(
-        record["tenant"], record["family"], record["event_id"], record["type"],
-        record["source"], record["subject"], record["time"], record["data_json"],
-        record["received_at"], record["version"],
+    writer = CanonicalEventWriter(record["tenant"], record["family"], record["received_at"])
+    written = writer.encode(
+        record["event_id"], record["type"], record["source"], record["subject"],
+        record["time"], record["data_json"], record["version"],
     )  # fmt: skip
     assert written == encode("CanonicalEvent", record)
     assert decode(written, "CanonicalEvent")[1] == record
