@@ -189,10 +189,20 @@ def discard_dead_letter(w: World) -> None:
 
 def replay_by_filter(w: World) -> None:
     """A `tenant` in the filter is refused or ignored: B's jobs count B's letters only."""
-    listed = w.b("GET", "/v1/dead-letters?status=pending&limit=1000").json()
-    own = len(listed["dead_letters"])
-    smuggled = w.b("POST", "/v1/dead-letters/replay", {"tenant": w.tenant_a, "dry_run": True})
-    assert smuggled.status == 400 or smuggled.json()["total"] == own, (own, smuggled.body)
+
+    def own() -> int:
+        listed = w.b("GET", "/v1/dead-letters?status=pending&limit=1000").json()
+        return len(listed["dead_letters"])
+
+    def smuggle() -> tuple[int, Answer] | None:
+        """A job asked with A's tenant, between two counts of B's letters; None while B's
+        own letters (from the checks before this one) are still landing."""
+        before = own()
+        answer = w.b("POST", "/v1/dead-letters/replay", {"tenant": w.tenant_a, "dry_run": True})
+        return (before, answer) if own() == before else None
+
+    count, smuggled = eventually(smuggle)
+    assert smuggled.status == 400 or smuggled.json()["total"] == count, (count, smuggled.body)
     answer = w.b("POST", "/v1/dead-letters/replay", {"family": "native", "dry_run": True})
     assert answer.status == 202, answer.body
     job = answer.json()["job_id"]
