@@ -22,7 +22,7 @@ from schemas.deletes import DeleteFilter
 from schemas.identity import Identity, new_event_id, partition_for
 from schemas.outcome import Rejected, Violation
 from schemas.topics import TopicNames
-from schemas.validators import Validator, may_be_unstorable, validate_safely
+from schemas.validators import Validator, validate_all
 from schemas.writers import encode_envelope, envelope_head, item, upsert_item
 from sluice.kafka import OutgoingMessage
 
@@ -123,9 +123,7 @@ def plan_events(
     origin = ctx.origin()
     if replay is not None:
         origin = replace(origin, attempt=replay.attempt, replay_of=replay.dead_letter_id)
-    # The scans for what PostgreSQL cannot store run once over the batch, not per event.
-    suspect = may_be_unstorable(raws, ctx.route)
-    outcomes = [validate_safely(validate, raw, ctx.route, suspect=suspect) for raw in raws]
+    outcomes = validate_all(validate, raws, ctx.route)
     reject_all = all_or_nothing and any(isinstance(o, Rejected) for o in outcomes)
     # The per-event loop is the door's hot path: ids are encoded once, for both the
     # partitioning key and the item, and items are written straight to Avro bytes.

@@ -35,24 +35,16 @@ def validator_for(family: str) -> Validator:
     return VALIDATORS[family]
 
 
-def validate_safely(
-    validate: Validator, raw: bytes, route: Mapping[str, str], *, suspect: bool = True
-) -> Outcome:
+def validate_safely(validate: Validator, raw: bytes, route: Mapping[str, str]) -> Outcome:
     """Run `validate`; an exception rejects this one event instead of failing the request.
 
     Validators are pure, so an exception is about this event's bytes (a validator
     bug meeting unusual input), never an outage: the event becomes a dead letter
-    with reason `processing_error`, as it would in the stream processor.
-
-    `suspect=False` skips the quick scans for what PostgreSQL cannot store: pass it
-    only for events `may_be_unstorable` cleared as part of their whole batch.
+    with reason `processing_error`, as it would in the stream processor. An event
+    holding what PostgreSQL cannot store (NUL, a huge number) is rejected here too.
     """
-    try:
-        outcome = validate(raw, route)
-    except Exception as exc:  # pure code: see the docstring
-        log.exception("validator failed on one event")
-        return Rejected((Violation("processing_error", "$", f"{type(exc).__name__}: {exc}"),))
-    if not suspect or not isinstance(outcome, ValidEvent):
+    outcome = _validate(validate, raw, route)
+    if not isinstance(outcome, ValidEvent):
         return outcome
     # Each full check runs only when the quick scan of the bytes says it could find something.
     if _may_hold_nul(raw, route) and _holds_nul(outcome):
@@ -62,9 +54,28 @@ def validate_safely(
     return outcome
 
 
+def validate_all(
+    validate: Validator, raws: Sequence[bytes], route: Mapping[str, str]
+) -> list[Outcome]:
+    """`validate_safely` for each of `raws` (one request's or envelope's events), with the
+    quick scans for what PostgreSQL cannot store run once over all of them: per event only
+    when that scan finds something (~0.5 µs per event saved at the door and in the stream)."""
+    if may_be_unstorable(raws, route):
+        return [validate_safely(validate, raw, route) for raw in raws]
+    return [_validate(validate, raw, route) for raw in raws]
+
+
+def _validate(validate: Validator, raw: bytes, route: Mapping[str, str]) -> Outcome:
+    try:
+        return validate(raw, route)
+    except Exception as exc:  # pure code: see `validate_safely`
+        log.exception("validator failed on one event")
+        return Rejected((Violation("processing_error", "$", f"{type(exc).__name__}: {exc}"),))
+
+
 def may_be_unstorable(raws: Sequence[bytes], route: Mapping[str, str]) -> bool:
     """False when no event of `raws` can hold what PostgreSQL cannot store: the quick scans
-    of `validate_safely`, run once over the whole batch instead of once per event.
+    of `validate_safely`, run once over the whole batch (`validate_all`).
 
     The events are joined with a newline, which neither scan can read as part of a NUL
     escape or a number, so no pattern can span two events.

@@ -17,7 +17,7 @@ from schemas.deadletter import DeadLetterMessage, Origin, build_dead_letter, str
 from schemas.deletes import filter_key
 from schemas.identity import Identity
 from schemas.outcome import Rejected, Violation
-from schemas.validators import VALIDATORS, may_be_unstorable, validate_safely
+from schemas.validators import VALIDATORS, validate_all
 from schemas.versions import INDEX_BITS as INDEX_BITS  # re-exported: defined in schemas
 from schemas.versions import version_of as version_of
 from schemas.writers import CanonicalEventWriter
@@ -78,8 +78,8 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
     origin = _origin(envelope, at)
     validate = VALIDATORS.get(envelope["family"])
     items = envelope["items"]
-    # As at the door: one scan of the envelope for what PostgreSQL cannot store.
-    suspect = may_be_unstorable([item["raw"] for item in items], envelope["route"])
+    upserts = [item["raw"] for item in items if item["op"] != "delete"]
+    outcomes = iter(validate_all(validate, upserts, envelope["route"]) if validate else ())
     writer = CanonicalEventWriter(envelope["tenant"], envelope["family"], envelope["received_at"])
     for index, item in enumerate(items):
         identity = Identity(envelope["tenant"], envelope["family"], item["event_id"])
@@ -94,7 +94,7 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
                 )
                 out.dead_letters.append(_reject(item, reasons, origin, at, index))
                 continue
-            outcome = validate_safely(validate, item["raw"], envelope["route"], suspect=suspect)
+            outcome = next(outcomes)
             if isinstance(outcome, Rejected):
                 out.dead_letters.append(_reject(item, outcome.violations, origin, at, index))
                 continue
