@@ -62,15 +62,16 @@ async def post_events(request: web.Request) -> web.Response:
         stored = await lookup
         topic = door.topics.ingest_raw
         offsets = {p: o for (t, p), o in acknowledged.items() if t == topic}
+    ids = [r.event_id for r in plan.results if r.accepted]
     rejected = [r.as_dict() for r in plan.results if not r.accepted]
     answer = {
         "request_id": ctx.request_id,
-        "accepted": plan.accepted,
-        "ids": [r.event_id for r in plan.results if r.accepted],
+        "accepted": len(ids),
+        "ids": ids,
         "replaced": replaced_ids(ctx, plan, stored, offsets, door.settings.partitions),
         "rejected": rejected,
     }
-    status = 202 if plan.accepted or not rejected else 400
+    status = 202 if ids or not rejected else 400
     # msgspec: the answer lists every id, and the json module costs ~6x as much per answer.
     body = msgspec.json.encode(answer)
     return web.Response(body=body, status=status, content_type="application/json")
