@@ -166,11 +166,11 @@ def unstorable_dead_letter(
 
 def native_event(row: EventRow) -> bytes:
     """The version as a native JSON event, its `data` kept as the text `events` carried."""
-    raw = json.dumps({
+    head = json.dumps({
         "id": row.event_id, "type": row.type, "source": row.source, "subject": row.subject,
-        "time": row.time.isoformat(), "data": "__DATA__",
-    }).replace('"__DATA__"', row.data_json)  # fmt: skip
-    return raw.encode(errors="replace")
+        "time": row.time.isoformat(),
+    })  # fmt: skip
+    return f'{head[:-1]}, "data": {row.data_json}}}'.encode(errors="replace")
 
 
 def _position(row: EventRow) -> Position:

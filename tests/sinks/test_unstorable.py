@@ -305,3 +305,15 @@ def test_a_reader_that_fails_leaves_the_marked_fallback_and_raises_nothing() -> 
     [letter] = unstorable_dead_letters([(_row("a", "e1", version_of(3, 0)), "refused")], held)
     assert letter["reasons"][1]["code"] == "raw_reconstructed"
     assert "reading failed: RuntimeError: boom" in letter["reasons"][1]["message"]
+
+
+def test_a_reconstructed_raw_keeps_every_field_whatever_text_it_holds() -> None:
+    """The fallback writes the version as a native event around `data`'s own text; a field
+    reading like a placeholder once had `data` substituted into it."""
+    from sinks.unstorable import native_event
+
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    row = EventRow("t", "native", "e1", "__DATA__", "s", None, moment, '{"n": 1e400}', moment, 7)
+    raw = native_event(row)
+    assert json.loads(raw)["type"] == "__DATA__"
+    assert raw.endswith(b'"data": {"n": 1e400}}')  # data's text as `events` carried it
