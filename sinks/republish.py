@@ -22,6 +22,7 @@ crash replays the batch and writes them again (harmless) rather than never.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,7 +125,9 @@ def _repair(now: dict[str, Any], version: int, partition: int, was_event: bool) 
 class WriteBackProducer:
     """Produces write-backs to `events` and waits for Kafka's acknowledgement of all of them.
 
-    Created lazily: a sink that never applies a delete by filter never connects.
+    Created lazily: a sink that never applies a delete by filter never connects. The
+    sink's writer threads share it (a confluent-kafka producer is thread-safe; each
+    `send` counts only its own messages' errors, and its flush waits for them too).
     """
 
     def __init__(self, config: dict[str, Any], topic: str, timeout: float = 30.0) -> None:
@@ -132,13 +135,15 @@ class WriteBackProducer:
         self._topic = topic
         self._timeout = timeout
         self._producer: Producer | None = None
+        self._creating = threading.Lock()
 
     def send(self, records: Sequence[WriteBack]) -> None:
         """Produce `records`; raise `ProduceFailed` unless Kafka acknowledged every one."""
         if not records:
             return
-        if self._producer is None:
-            self._producer = Producer(self._config)
+        with self._creating:
+            if self._producer is None:
+                self._producer = Producer(self._config)
         errors: list[str] = []
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:

@@ -18,7 +18,7 @@ import psycopg
 
 from sinks.rows import EventRow, FilterRow, TombstoneRow
 from sinks.unstorable import EnvelopeReader
-from sinks.writer import WriteResult, write_dead_letters, write_events
+from sinks.writer import FirstWrites, WriteResult, write_dead_letters, write_events
 
 Item = EventRow | TombstoneRow | FilterRow | dict[str, Any]
 """A decoded record: a version, a tombstone, a delete by filter, or a dead letter (dict)."""
@@ -53,15 +53,19 @@ def write_segments(
     conn: psycopg.Connection[Any],
     segments: list[Segment],
     originals: EnvelopeReader | None = None,
+    first_writes: FirstWrites | None = None,
 ) -> WriteResult:
     """Apply every segment in order inside the caller's transaction; what the deletes removed.
 
-    `originals` reads back the bytes first received of versions PostgreSQL refuses.
+    `originals` reads back the bytes first received of versions PostgreSQL refuses;
+    `first_writes` lets versions of identities not stored yet go by plain insert.
     """
     total = WriteResult()
     for seg in segments:
         for part in (
-            write_events(conn, seg.upserts, seg.tombstones, originals=originals),
+            write_events(
+                conn, seg.upserts, seg.tombstones, originals=originals, first_writes=first_writes
+            ),
             _dead_letters_then_filters(conn, seg),
         ):
             total.removed_by_filters += part.removed_by_filters

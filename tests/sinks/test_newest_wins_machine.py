@@ -41,6 +41,7 @@ from sinks.records import event_record
 from sinks.republish import write_back
 from sinks.rows import EventRow
 from sinks.segments import Segment, add_to_segments, write_segments
+from sinks.writer import FirstWrites
 from streams.outputs import tombstone_headers
 from streams.process import TombstoneOut
 
@@ -209,8 +210,12 @@ class NewestWinsMachine(RuleBasedStateMachine):
 
     # -- the sink ----------------------------------------------------------------------
 
-    def _apply(self, records: list[Record]) -> None:
-        """One sink batch in one transaction; write-backs appended to the log like Kafka."""
+    def _apply(self, records: list[Record], plain_first: bool = True) -> None:
+        """One sink batch in one transaction; write-backs appended to the log like Kafka.
+
+        `plain_first`: versions are tried as a plain insert first (`FirstWrites`, which
+        undoes it when an identity is stored), else upserted at once, as the sink does for
+        a while after such a conflict. Both must give the same result."""
         segments: list[Segment] = []
         for rec in records:
             row = rec.dead_letter or event_record(Msg(rec))  # type: ignore[arg-type]
@@ -221,20 +226,24 @@ class NewestWinsMachine(RuleBasedStateMachine):
         filters = [r for seg in segments for r in seg.filters]
         assert CONN is not None
         with CONN.transaction():
-            result = write_segments(CONN, segments)
+            first_writes = FirstWrites(patience=0) if plain_first else None
+            result = write_segments(CONN, segments, first_writes=first_writes)
             backs = write_back(CONN, upserts, tombstones, filters, result)
         for partition, key, value, headers in backs:
             self._append(partition, Record(key, value, headers, partition, False), None)
 
-    @rule(counts=st.lists(st.integers(0, 4), min_size=PARTITIONS, max_size=PARTITIONS))
-    def consume(self, counts: list[int]) -> None:
+    @rule(
+        counts=st.lists(st.integers(0, 4), min_size=PARTITIONS, max_size=PARTITIONS),
+        plain_first=st.booleans(),
+    )
+    def consume(self, counts: list[int], plain_first: bool = True) -> None:
         """The sink takes the next few records of every partition as one batch."""
         batch: list[Record] = []
         for part, n in zip(self.parts, counts, strict=True):
             batch += part.log[part.pos : part.pos + n]
             part.pos = min(len(part.log), part.pos + n)
             part.seen = max(part.seen, part.pos)
-        self._apply(batch)
+        self._apply(batch, plain_first)
 
     @rule()
     def catch_up(self) -> None:

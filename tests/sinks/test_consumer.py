@@ -1,0 +1,147 @@
+"""The sink's loop: a poll is split by partition across writers, and its offsets are
+committed only once every writer's transaction is durable."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+from schemas.codec import encode
+from schemas.identity import Identity, partition_for
+from schemas.topics import TopicNames
+from sinks.consumer import Sink, by_partition
+from sinks.rows import EventRow
+from sinks.writer import write_events
+from sluice.kafka import producer_config
+from sluice.settings import Settings
+from sluice.topic_admin import ensure_topics
+from tests.conftest import eventually, make_settings
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def _message(topic: str, partition: int, offset: int) -> Message:
+    return Message(topic=topic, partition=partition, offset=offset, value=b"")
+
+
+def test_by_partition_keeps_each_partition_number_in_one_group_in_poll_order() -> None:
+    polled = [_message("events", p, o) for o, p in enumerate([0, 1, 2, 3, 1, 0, 2])]
+    polled.append(_message("events.dlq", 1, 0))  # a dead letter goes with its identity's events
+    groups = by_partition(polled, 2)
+    assert [[(m.topic(), m.partition(), m.offset()) for m in g] for g in groups] == [
+        [("events", 0, 0), ("events", 2, 2), ("events", 0, 5), ("events", 2, 6)],
+        [("events", 1, 1), ("events", 3, 3), ("events", 1, 4), ("events.dlq", 1, 0)],
+    ]
+    assert by_partition(polled, 1) == [polled]
+    assert by_partition([m for m in polled if m.partition() == 3], 2) == [[polled[3]]]
+    assert by_partition([], 2) == []
+
+
+def test_a_sink_refuses_fewer_than_one_writer() -> None:
+    with pytest.raises(ValueError, match="SLUICE_SINK_WRITERS"):
+        Sink(Settings(sink_writers=0))
+
+
+def _id_in(tenant: str, partition: int, partitions: int) -> str:
+    for n in range(10_000):
+        event_id = f"e-{n}"
+        if partition_for(Identity(tenant, "native", event_id).key(), partitions) == partition:
+            return event_id
+    raise AssertionError("no id found")
+
+
+def _row(tenant: str, event_id: str, partition: int, version: int) -> EventRow:
+    return EventRow(tenant, "native", event_id, "t", "s", None, T0, f'{{"v": {version}}}', T0,
+                    version, partition)  # fmt: skip
+
+
+def _produce(settings: Settings, row: EventRow) -> int:
+    """`row` on `events` as the stream writes it; its offset."""
+    record = {
+        "tenant": row.tenant, "family": row.family, "event_id": row.event_id, "type": row.type,
+        "source": row.source, "subject": None, "time": row.time, "data_json": row.data_json,
+        "received_at": row.received_at, "version": row.version,
+    }  # fmt: skip
+    offsets: list[int | None] = []
+    producer = Producer(producer_config(settings))
+    producer.produce(
+        TopicNames.for_prefix(settings.topic_prefix).events, encode("CanonicalEvent", record),
+        Identity(row.tenant, row.family, row.event_id).key(), partition=int(row.partition or 0),
+        on_delivery=lambda err, msg: offsets.append(msg.offset()),
+    )  # fmt: skip
+    assert producer.flush(30) == 0
+    [offset] = offsets
+    assert offset is not None
+    return offset
+
+
+def _committed(settings: Settings, partition: int) -> int:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": settings.sink_group})  # fmt: skip
+    try:
+        topic = TopicNames.for_prefix(settings.topic_prefix).events
+        [tp] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+        return int(tp.offset)
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def two_writer_settings(kafka_bootstrap: str, database_url: str) -> Iterator[Settings]:
+    settings = replace(make_settings(kafka_bootstrap, database_url), sink_writers=2)
+    ensure_topics(settings)
+    yield settings
+
+
+@pytest.mark.integration
+def test_writers_apply_partitions_apart_and_offsets_wait_for_the_rows(
+    two_writer_settings: Settings, database_url: str
+) -> None:
+    """A partition whose rows PostgreSQL cannot apply yet (here: a row lock) holds back
+    neither the other writer's partitions nor, wrongly, its own offsets."""
+    settings, tenant = two_writer_settings, f"cons-{uuid.uuid4().hex[:8]}"
+    free_id, held_id = (_id_in(tenant, p, settings.partitions) for p in (0, 1))
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        write_events(conn, [_row(tenant, held_id, 1, 1 << 20)], [])
+    # Both versions are on `events` before the sink starts: its first poll holds both.
+    _produce(settings, _row(tenant, free_id, 0, 1 << 20))
+    held_offset = _produce(settings, _row(tenant, held_id, 1, 2 << 20))
+
+    def version(conn: psycopg.Connection[Any], event_id: str) -> int | None:
+        found = conn.execute(
+            "SELECT version FROM events WHERE tenant = %s AND event_id = %s", (tenant, event_id)
+        ).fetchone()
+        return None if found is None else int(found[0])
+
+    sink = Sink(settings)
+    with psycopg.connect(database_url) as lock:  # holds the stored row until it commits
+        lock.execute(
+            "SELECT 1 FROM events WHERE tenant = %s AND event_id = %s FOR UPDATE",
+            (tenant, held_id),
+        )
+        thread = threading.Thread(target=sink.run, name="test-sink", daemon=True)
+        thread.start()
+        try:
+            with psycopg.connect(database_url, autocommit=True) as look:
+                # The free partition's writer commits while the other one waits on the lock.
+                eventually(lambda: version(look, free_id) == 1 << 20, timeout=60)
+                time.sleep(1.0)  # room for a premature commit to happen, if it would
+                assert version(look, held_id) == 1 << 20
+                assert _committed(settings, 1) <= held_offset  # not past the unstored row
+            lock.rollback()
+            with psycopg.connect(database_url, autocommit=True) as look:
+                eventually(lambda: version(look, held_id) == 2 << 20, timeout=60)
+            eventually(lambda: _committed(settings, 1) == held_offset + 1, timeout=30)
+        finally:
+            sink.stop()
+            thread.join(30)
+    assert not thread.is_alive()
