@@ -62,14 +62,10 @@ def write_segments(
     """
     total = WriteResult()
     for seg in segments:
-        for part in (
-            write_events(
-                conn, seg.upserts, seg.tombstones, originals=originals, first_writes=first_writes
-            ),
-            _dead_letters_then_filters(conn, seg),
-        ):
-            total.removed_by_filters += part.removed_by_filters
-            total.steps += part.steps
+        total.add(write_events(
+            conn, seg.upserts, seg.tombstones, originals=originals, first_writes=first_writes
+        ))  # fmt: skip
+        total.add(_dead_letters_then_filters(conn, seg))
     return total
 
 

@@ -36,6 +36,15 @@ class SinkMonitor:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf")),
         )
+        unstorable = Counter(
+            "sluice_sink_unstorable",
+            "Versions PostgreSQL refused, stored as dead letters (stage sink), by whether their"
+            " raw holds the bytes first received (original) or a re-serialised event"
+            " (reconstructed)",
+            ["raw"], registry=self.registry,
+        )  # fmt: skip
+        self._original = unstorable.labels(raw="original")
+        self._reconstructed = unstorable.labels(raw="reconstructed")
         self._retries = Counter(
             "sluice_sink_write_retries", "Batch writes retried through a database outage",
             registry=self.registry,
@@ -59,14 +68,19 @@ class SinkMonitor:
         self.watchdog.stop()
 
     def batch_done(
-        self, *, events: int, tombstones: int, dead_letters: int, undecodable: int, seconds: float
-    ) -> None:
-        """A batch is in PostgreSQL and its offsets are committed."""
+        self, *, events: int, tombstones: int, dead_letters: int, undecodable: int, seconds: float,
+        refused: int = 0, reconstructed: int = 0,
+    ) -> None:  # fmt: skip
+        """A batch is in PostgreSQL and its offsets are committed; `refused` of its versions
+        were dead-lettered instead, `reconstructed` of them without their original bytes."""
         for kind, count in zip(
             ROW_KINDS, (events, tombstones, dead_letters, undecodable), strict=True
         ):
             if count:
                 self._rows[kind].inc(count)
+        if refused:
+            self._original.inc(refused - reconstructed)
+            self._reconstructed.inc(reconstructed)
         self._latency.observe(seconds)
         self.watchdog.progress()
 

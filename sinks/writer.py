@@ -31,7 +31,7 @@ from psycopg.errors import UniqueViolation
 from sinks.bulk import copy_event_rows
 from sinks.deletions import Step, id_unit, partition_unit, record_steps
 from sinks.rows import EventRow, FilterRow, TombstoneRow, newest_wins
-from sinks.unstorable import EnvelopeReader, unstorable_dead_letters
+from sinks.unstorable import RECONSTRUCTED, EnvelopeReader, unstorable_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +238,20 @@ class Removed:
 
 @dataclass
 class WriteResult:
-    """What a batch's deletes removed, for receipts and for tombstones on `events`."""
+    """What a batch's deletes removed, for receipts and for tombstones on `events`; and how
+    many versions PostgreSQL refused (dead-lettered), of which `reconstructed` without the
+    bytes first received."""
 
     removed_by_filters: list[Removed] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    refused: int = 0
+    reconstructed: int = 0
+
+    def add(self, other: WriteResult) -> None:
+        self.removed_by_filters += other.removed_by_filters
+        self.steps += other.steps
+        self.refused += other.refused
+        self.reconstructed += other.reconstructed
 
 
 def _columns(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
@@ -284,7 +294,11 @@ def write_events(
             apply = _Apply(_UPSERT_EVENTS_NO_FILTERS, _INSERT_EVENTS_NO_FILTERS)
         if first_writes is None or not first_writes.worth_trying():
             apply = _Apply(apply.upsert)
-        _upsert_staged(conn, latest, apply, originals, first_writes)
+        letters = _upsert_staged(conn, latest, apply, originals, first_writes)
+        result.refused = len(letters)
+        result.reconstructed = sum(
+            any(r["code"] == RECONSTRUCTED for r in letter["reasons"]) for letter in letters
+        )
     for flt in sorted(filters, key=lambda f: (f.partition, f.version)):
         _apply_filter(conn, flt, result)
     record_steps(conn, result.steps)
@@ -297,8 +311,9 @@ def _upsert_staged(
     apply: _Apply,
     originals: EnvelopeReader | None,
     first_writes: FirstWrites | None,
-) -> None:
-    """COPY `rows` into the session's staging table, upsert them from it, empty it again.
+) -> list[dict[str, Any]]:
+    """COPY `rows` into the session's staging table, upsert them from it, empty it again;
+    return the dead letters of rows PostgreSQL refused (see below).
 
     All inside the caller's transaction, so a failed batch leaves nothing staged; the
     table is emptied after each use because one transaction may upsert several segments.
@@ -313,7 +328,7 @@ def _upsert_staged(
         with conn.transaction(), conn.cursor() as cur:  # a savepoint: undone alone on failure
             copy_event_rows(cur, STAGE, rows, with_partition=True)
             _apply_stage(conn, cur, apply, first_writes)
-        return
+        return []
     except psycopg.DataError as exc:
         log.error("PostgreSQL refused a row of a batch of %d (%s); isolating it", len(rows), exc)
     refused: list[tuple[EventRow, str]] = []
@@ -323,12 +338,14 @@ def _upsert_staged(
                 copy_event_rows(cur, STAGE, [row], with_partition=True)
         except psycopg.DataError as exc:
             refused.append((row, str(exc).splitlines()[0]))
-    write_dead_letters(conn, unstorable_dead_letters(refused, originals))
+    letters = unstorable_dead_letters(refused, originals)
+    write_dead_letters(conn, letters)
     with conn.cursor() as cur:
         _apply_stage(conn, cur, apply, first_writes)
     for row, reason in refused:
         log.error("dead-lettered %s version %d: PostgreSQL refused it: %s", row.identity,
                   row.version, reason)  # fmt: skip
+    return letters
 
 
 def _apply_stage(
