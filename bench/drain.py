@@ -12,7 +12,7 @@ from bench.context import BenchContext
 from bench.profile import profiled, top_frames
 from bench.raw import consume_produce_loop, copy_rows, read_event_rows
 from bench.watch import Drained, wait_drained
-from sluice.kafka import producer_config
+from sluice.kafka import client_config, producer_config
 
 
 def _summary(drained: Drained, per: str) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def stream_stage(ctx: BenchContext, events: int) -> dict[str, Any]:
 def raw_stream(ctx: BenchContext, events: int) -> dict[str, Any]:
     """Consume `ingest.raw` and produce one message per event with the bare clients."""
     run = consume_produce_loop(
-        ctx.settings.kafka_bootstrap_servers,
+        client_config(ctx.settings),
         producer_config(ctx.settings),
         ctx.topics.ingest_raw,
         ctx.raw_stream_topic,
@@ -71,7 +71,7 @@ def sink_stage(ctx: BenchContext, name: str, group: str) -> dict[str, Any]:
 def raw_sink(ctx: BenchContext, rows: int) -> dict[str, Any]:
     """Binary COPY of the same rows into `events` under a tenant of the benchmark's own."""
     loaded = read_event_rows(
-        ctx.settings.kafka_bootstrap_servers, ctx.topics.events, rows, ctx.cfg.phase_timeout
+        client_config(ctx.settings), ctx.topics.events, rows, ctx.cfg.phase_timeout
     )
     run = copy_rows(ctx.settings.database_url, loaded, ctx.tenant("copy"))
     return run.as_dict()

@@ -23,6 +23,7 @@ from bench.load import OpenLoopResult, RequestRecord, closed_loop, open_loop
 from bench.procs import cpu_delta
 from bench.raw import read_produce_times
 from bench.stats import latency_ms, percentile, status_counts, timeline
+from sluice.kafka import client_config
 
 
 def sustained(ctx: BenchContext, total: int, batch: int) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def end_to_end(ctx: BenchContext, rate: float) -> dict[str, Any]:
     accepted_at = _acceptance_times(result.records)
     waits = [1000 * (stored[i] - accepted_at[i]) for i in accepted_at if i in stored]
     produced = read_produce_times(
-        ctx.settings.kafka_bootstrap_servers, ctx.topics.events, start,
+        client_config(ctx.settings), ctx.topics.events, start,
         f"{tenant}|native|{phase}-".encode(), ctx.cfg.phase_timeout,
     )  # fmt: skip
     on_events = {int(i): t for i, t in produced.items()}

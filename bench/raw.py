@@ -84,7 +84,7 @@ def produce_loop(
 
 
 def consume_produce_loop(
-    bootstrap: str,
+    kafka: dict[str, Any],
     producer_config: dict[str, Any],
     source: str,
     target: str,
@@ -97,7 +97,7 @@ def consume_produce_loop(
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka,
             "group.id": f"bench-raw-{time.time_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -135,11 +135,13 @@ def _forward(producer: Producer, value: bytes, target: str, partition: int) -> i
     return len(envelope["items"])
 
 
-def read_event_rows(bootstrap: str, topic: str, expected: int, timeout: float) -> list[EventRow]:
+def read_event_rows(
+    kafka: dict[str, Any], topic: str, expected: int, timeout: float
+) -> list[EventRow]:
     """Every canonical event on `topic`, decoded into the rows the sink writes (untimed)."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka,
             "group.id": f"bench-rows-{time.time_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -175,7 +177,7 @@ def copy_rows(database_url: str, rows: Sequence[EventRow], tenant: str) -> RawRu
 
 
 def read_produce_times(
-    bootstrap: str, topic: str, start: Sequence[int], key_prefix: bytes, timeout: float
+    kafka: dict[str, Any], topic: str, start: Sequence[int], key_prefix: bytes, timeout: float
 ) -> dict[str, float]:
     """Event id → when it was produced to `topic` (message timestamp, seconds since the epoch).
 
@@ -183,8 +185,7 @@ def read_produce_times(
     whose key starts with `key_prefix` (`tenant|family|`).
     """
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"bench-times-{time.time_ns()}",
-         "enable.auto.commit": False}
+        {**kafka, "group.id": f"bench-times-{time.time_ns()}", "enable.auto.commit": False}
     )  # fmt: skip
     ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
             for p in range(len(start))]  # fmt: skip

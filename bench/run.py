@@ -31,6 +31,7 @@ from bench.report import markdown, write
 from bench.watch import Offsets
 from schemas.topics import TopicNames
 from sinks.migrate import migrate
+from sluice.kafka import client_config
 from sluice.keys_cli import create_key
 from sluice.launchers.services import kafka_service, postgres_service
 from sluice.settings import Settings, load_settings
@@ -67,7 +68,7 @@ def _settings(kafka: str, database: str, tag: str) -> Settings:
 
 
 def _create_raw_topics(ctx: BenchContext) -> None:
-    admin = AdminClient({"bootstrap.servers": ctx.settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(ctx.settings))
     topics = [
         NewTopic(t, num_partitions=ctx.settings.partitions)
         for t in (ctx.raw_door_topic, ctx.raw_stream_topic)
@@ -82,7 +83,7 @@ def run_bench(cfg: BenchConfig, kafka: str, database: str, log_dir: Path) -> dic
     settings = _settings(kafka, database, tag)
     migrate(database)
     ensure_topics(settings)
-    offsets = Offsets(kafka, settings.partitions)
+    offsets = Offsets(client_config(settings), settings.partitions)
     procs = BenchProcesses(settings, log_dir / tag)
     procs.attach_service("kafka", kafka.split(",")[0])
     procs.attach_service("postgres", database)
@@ -108,7 +109,7 @@ def _clean_up(ctx: BenchContext) -> None:
     compacted topics keep the broker's log cleaner busy), so without this each later run
     on the same broker and database measured a slower machine."""
     prefix = ctx.settings.topic_prefix
-    admin = AdminClient({"bootstrap.servers": ctx.settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(ctx.settings))
     try:
         ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
         for future in admin.delete_topics(ours, operation_timeout=30).values():

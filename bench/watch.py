@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -20,13 +21,13 @@ from bench.procs import BenchProcesses, cpu_delta
 class Offsets:
     """Read-only offset queries against one broker (joins no group)."""
 
-    def __init__(self, bootstrap: str, partitions: int) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: dict[str, Any], partitions: int) -> None:
+        self._kafka = kafka
         self._partitions = partitions
         self._probes: dict[str, Consumer] = {}
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka,
                 "group.id": "sluice-bench-offsets",
                 "enable.auto.commit": False,
             }
@@ -56,7 +57,7 @@ class Offsets:
         """Sum of `group`'s committed offsets over every partition of `topics`."""
         probe = self._probes.get(group)
         if probe is None:
-            probe = Consumer({"bootstrap.servers": self._bootstrap, "group.id": group})
+            probe = Consumer({**self._kafka, "group.id": group})
             self._probes[group] = probe
         parts = [TopicPartition(t, p) for t in topics for p in range(self._partitions)]
         return sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10))

@@ -42,6 +42,14 @@ def client_security_config(settings: Settings) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value}
 
 
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Where the cluster is and how to reach it: the base of any confluent-kafka client."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **client_security_config(settings),
+    }
+
+
 def producer_config(settings: Settings, *, linger_ms: int = 5) -> dict[str, Any]:
     """Producer settings for durability: idempotent, acks=all, compressed, batched.
 

@@ -8,7 +8,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from schemas.topics import ALL_TOPICS
-from sluice.kafka import client_security_config
+from sluice.kafka import client_config
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -16,9 +16,7 @@ log = logging.getLogger(__name__)
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create every missing topic; return the names created (existing ones are left alone)."""
-    admin = AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, **client_security_config(settings)}
-    )
+    admin = AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout).topics)
     min_isr = 2 if settings.replication_factor >= 3 else 1
     # Never elect an out-of-sync replica: it would drop writes Kafka acknowledged (acks=all).

@@ -16,7 +16,7 @@ from producer_api.keys import (
 )
 from sinks.api_keys import StoredKey
 from sinks.consumer import consumer_config
-from sluice.kafka import producer_config
+from sluice.kafka import client_config, producer_config
 from sluice.settings import Settings
 from streams.app import broker_credentials
 
@@ -83,8 +83,9 @@ def test_kafka_security_options_reach_every_client_config() -> None:
         "sasl.password": "p",
         "ssl.ca.location": "/ca.pem",
     }
-    for config in (producer_config(settings), consumer_config(settings)):
+    for config in (producer_config(settings), consumer_config(settings), client_config(settings)):
         assert wanted.items() <= config.items()
+    assert client_config(settings)["bootstrap.servers"] == "b:9093"  # admin, bench, probes
     assert "security.protocol" not in producer_config(Settings())
     credentials = broker_credentials(replace(settings, kafka_ssl_ca_location=""))
     assert (credentials.username, credentials.mechanism.value) == ("u", "SCRAM-SHA-512")
