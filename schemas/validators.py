@@ -107,21 +107,23 @@ MAX_NUMBER_EXPONENT = 1000
 into Python. Numbers in `data` are refused past these bounds (at most 4,000 digits stored)."""
 
 _NUMBER_SHAPES = bytes(
-    ord("0") if chr(b) in "0123456789." else ord("e") if chr(b) in "eE"
-    else ord("s") if chr(b) in "+-" else ord(" ")
+    ord("0") if chr(b) in "0123456789." else ord("e") if chr(b) in "eE" else ord(" ")
     for b in range(256)
 )  # fmt: skip
-"""Digits and decimal points become `0`, exponent marks `e`, signs `s`: after `translate`,
-a long mantissa is a long run of `0`, and a long exponent reads `0e0000` or `0es0000` (in
-JSON an exponent always follows a digit, so ids like `device-12345` do not look like one)."""
+_SIGNS = b"+-"
+"""Signs are deleted, digits and decimal points become `0`, exponent marks `e`: after
+`translate`, a long mantissa is a long run of `0`, and a long exponent reads `0e0000` (in
+JSON an exponent always follows a digit, so ids like `device-12345` do not look like one).
+Deleting signs can only join runs, so nothing is missed, and it leaves one pattern to search
+for instead of two (with and without a sign: ~30 µs less per 255-event request)."""
 _LONG_RUN = b"0" * (MAX_NUMBER_DIGITS + 1)
 
 
 def _may_hold_long_number(raw: bytes) -> bool:
-    """False when no number in `raw` can exceed the bounds: one translation and two searches
+    """False when no number in `raw` can exceed the bounds: one translation and a search
     (~0.25 µs for a typical event; `in` with a bytes needle would cost twice that)."""
-    shapes = raw.translate(_NUMBER_SHAPES)
-    if shapes.find(b"0e0000") >= 0 or shapes.find(b"0es0000") >= 0:
+    shapes = raw.translate(_NUMBER_SHAPES, _SIGNS)
+    if shapes.find(b"0e0000") >= 0:
         return True
     return len(raw) > MAX_NUMBER_DIGITS and shapes.find(_LONG_RUN) >= 0
 
