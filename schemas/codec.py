@@ -60,6 +60,20 @@ def load_schema(name: str) -> Any:
     return _load_file(_FILES[name])
 
 
+@cache
+def _without_logical_types(name: str) -> Any:
+    text = resources.files("schemas").joinpath("avro", _FILES[name]).read_text("utf-8")
+    return fastavro.parse_schema(_drop_logical_types(json.loads(text)))
+
+
+def _drop_logical_types(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _drop_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_drop_logical_types(v) for v in node]
+    return node
+
+
 def encode(name: str, record: dict[str, Any]) -> bytes:
     """Encode `record` with schema `name` in the Confluent wire format."""
     out = io.BytesIO()
@@ -69,6 +83,29 @@ def encode(name: str, record: dict[str, Any]) -> bytes:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CodecError(f"cannot encode {name}: {exc}") from exc
     return out.getvalue()
+
+
+def decode_underlying(payload: bytes, name: str) -> dict[str, Any] | None:
+    """The record of a message written with the current schema `name`, its logical types left
+    as their underlying values (a `timestamp-micros` as int microseconds since the epoch);
+    None when the message is not that (read it with `decode`).
+
+    For a consumer's hot path: fastavro's timestamp conversion is ~1/3 of decoding a
+    `CanonicalEvent` (6.1 µs against 4.0 without it). Raises `CodecError` like `decode`.
+    """
+    if len(payload) < _HEADER.size or payload[0] != MAGIC:
+        return None
+    if _HEADER.unpack_from(payload)[1] != SCHEMA_IDS[name]:
+        return None
+    body = io.BytesIO(payload)
+    body.seek(_HEADER.size)
+    try:
+        record = fastavro.schemaless_reader(body, _without_logical_types(name), None)
+    except (ValueError, TypeError, EOFError, IndexError, KeyError, StopIteration) as exc:
+        raise CodecError(f"cannot decode {name}: {exc}") from exc
+    if not isinstance(record, dict):
+        raise CodecError(f"{name} did not decode to a record")
+    return record
 
 
 def decode(payload: bytes, expected: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from schemas.codec import decode
+from schemas.codec import decode, decode_underlying
 from schemas.deletes import (
     DELETION_HEADER,
     ORIGIN_HEADER,
@@ -47,6 +47,10 @@ def event_record(msg: Message) -> EventRow | TombstoneRow | FilterRow | None:
     partition = int(msg.partition() or 0)
     if value is None:
         return None if is_filter_key(key) else tombstone_row(key or b"", msg)
+    underlying = decode_underlying(value, "CanonicalEvent")  # the common case, fast
+    if underlying is not None:
+        own = message_header(msg, ORIGIN_HEADER) == SINK_ORIGIN
+        return EventRow.from_underlying(underlying, partition, from_sink=own)
     name, record = decode(value)
     if name == "CanonicalEvent":
         own = message_header(msg, ORIGIN_HEADER) == SINK_ORIGIN

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
@@ -44,9 +44,26 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
             r["time"], r["data_json"], r["received_at"], r["version"], partition, from_sink,
         )  # fmt: skip
 
+    @classmethod
+    def from_underlying(
+        cls, r: dict[str, Any], partition: int | None = None, *, from_sink: bool = False
+    ) -> EventRow:
+        """`from_record` for a record read without logical types (`decode_underlying`): its
+        times are int microseconds since the epoch. Multiplying a timedelta is exact and
+        ~0.2 µs, half of `timedelta(microseconds=...)`; fastavro's conversion costs ~0.9."""
+        return cls(
+            r["tenant"], r["family"], r["event_id"], r["type"], r["source"], r["subject"],
+            _EPOCH + _MICROSECOND * r["time"], r["data_json"],
+            _EPOCH + _MICROSECOND * r["received_at"], r["version"], partition, from_sink,
+        )  # fmt: skip
+
     @property
     def identity(self) -> tuple[str, str, str]:
         return (self.tenant, self.family, self.event_id)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
