@@ -49,10 +49,13 @@ class CodecError(ValueError):
     """Bytes that are not a Sluice Avro message, or a record its schema rejects."""
 
 
+def _schema_json(filename: str) -> Any:
+    return json.loads(resources.files("schemas").joinpath("avro", filename).read_text("utf-8"))
+
+
 @cache
 def _load_file(filename: str) -> Any:
-    text = resources.files("schemas").joinpath("avro", filename).read_text("utf-8")
-    return fastavro.parse_schema(json.loads(text))
+    return fastavro.parse_schema(_schema_json(filename))
 
 
 def load_schema(name: str) -> Any:
@@ -62,8 +65,7 @@ def load_schema(name: str) -> Any:
 
 @cache
 def _without_logical_types(name: str) -> Any:
-    text = resources.files("schemas").joinpath("avro", _FILES[name]).read_text("utf-8")
-    return fastavro.parse_schema(_drop_logical_types(json.loads(text)))
+    return fastavro.parse_schema(_drop_logical_types(_schema_json(_FILES[name])))
 
 
 def _drop_logical_types(node: Any) -> Any:
@@ -97,15 +99,7 @@ def decode_underlying(payload: bytes, name: str) -> dict[str, Any] | None:
         return None
     if _HEADER.unpack_from(payload)[1] != SCHEMA_IDS[name]:
         return None
-    body = io.BytesIO(payload)
-    body.seek(_HEADER.size)
-    try:
-        record = fastavro.schemaless_reader(body, _without_logical_types(name), None)
-    except (ValueError, TypeError, EOFError, IndexError, KeyError, StopIteration) as exc:
-        raise CodecError(f"cannot decode {name}: {exc}") from exc
-    if not isinstance(record, dict):
-        raise CodecError(f"{name} did not decode to a record")
-    return record
+    return _read_body(payload, name, _without_logical_types(name), None)
 
 
 def decode(payload: bytes, expected: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -128,15 +122,19 @@ def decode(payload: bytes, expected: str | None = None) -> tuple[str, dict[str, 
         raise CodecError(f"unknown schema id {schema_id}")
     if expected is not None and name != expected:
         raise CodecError(f"expected {expected}, got {name}")
+    if writer is None:
+        return name, _read_body(payload, name, load_schema(name), None)
+    return name, _read_body(payload, name, writer, load_schema(name))
+
+
+def _read_body(payload: bytes, name: str, writer: Any, reader: Any) -> dict[str, Any]:
+    """The record after the wire-format header, read with `writer` (resolved to `reader`)."""
     body = io.BytesIO(payload)
     body.seek(_HEADER.size)
     try:
-        if writer is None:
-            record = fastavro.schemaless_reader(body, load_schema(name), None)
-        else:
-            record = fastavro.schemaless_reader(body, writer, load_schema(name))
+        record = fastavro.schemaless_reader(body, writer, reader)
     except (ValueError, TypeError, EOFError, IndexError, KeyError, StopIteration) as exc:
         raise CodecError(f"cannot decode {name}: {exc}") from exc
     if not isinstance(record, dict):
         raise CodecError(f"{name} did not decode to a record")
-    return name, record
+    return record
