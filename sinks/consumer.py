@@ -239,9 +239,12 @@ class Sink:
                         writing = None
                     if batches:
                         # Poll N-1 is finished: each connection serves one batch at a time.
-                        write, conns = self._write_until_durable, self._conns
-                        futures = [writers.submit(write, conns[i], batch, first_writes[i])
-                                   for i, batch in enumerate(batches)]  # fmt: skip
+                        futures = [
+                            writers.submit(
+                                self._write_until_durable, self._conns[i], batch, first_writes[i]
+                            )
+                            for i, batch in enumerate(batches)  # at most one per writer
+                        ]
                         writing = _Writing(futures, offsets, batches, time.monotonic())
                 if writing is not None:
                     self._finish(consumer, writing)

@@ -81,15 +81,13 @@ ON CONFLICT (tenant, family, event_id) DO UPDATE SET
 WHERE e.version < EXCLUDED.version
 """
 
-_UPSERT_EVENTS = _UPSERT_HEAD + _UPSERT_FILTER_CHECK + _UPSERT_TAIL
-_UPSERT_EVENTS_NO_FILTERS = _UPSERT_HEAD + _UPSERT_TAIL
-"""Used when no delete by filter is recorded for any tenant of the batch: the check
-would find nothing, and skipping it saves an index probe per row (~15% of the upsert)."""
-
 _INSERT_EVENTS = _UPSERT_HEAD + _UPSERT_FILTER_CHECK
 _INSERT_EVENTS_NO_FILTERS = _UPSERT_HEAD
-"""The same guards without `ON CONFLICT`: for a batch of identities none of which is stored
-(see `FirstWrites`). A stored one makes it fail with a unique violation."""
+"""The guarded insert of the staged rows. The second is used when no delete by filter is
+recorded for any tenant of the batch: the check would find nothing, and skipping it saves
+an index probe per row (~15% of the upsert). Plain, it is for a batch none of whose
+identities is stored (see `FirstWrites`), and a stored one fails it with a unique
+violation; followed by `_UPSERT_TAIL` it is the upsert."""
 
 
 class FirstWrites:
@@ -258,14 +256,6 @@ def _columns(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
     return [[getattr(r, n) for r in rows] for n in names]
 
 
-@dataclass(frozen=True)
-class _Apply:
-    """How a staged batch is applied: the upsert, and the plain insert to try first."""
-
-    upsert: str
-    insert: str | None = None
-
-
 def write_events(
     conn: psycopg.Connection[Any],
     upserts: Sequence[EventRow],
@@ -288,13 +278,8 @@ def write_events(
     if latest:
         tenants = sorted({r.tenant for r in latest})
         checked = conn.execute(_ANY_FILTERS, (tenants,)).fetchone()
-        if checked and checked[0]:
-            apply = _Apply(_UPSERT_EVENTS, _INSERT_EVENTS)
-        else:
-            apply = _Apply(_UPSERT_EVENTS_NO_FILTERS, _INSERT_EVENTS_NO_FILTERS)
-        if first_writes is None or not first_writes.worth_trying():
-            apply = _Apply(apply.upsert)
-        letters = _upsert_staged(conn, latest, apply, originals, first_writes)
+        insert = _INSERT_EVENTS if checked and checked[0] else _INSERT_EVENTS_NO_FILTERS
+        letters = _upsert_staged(conn, latest, insert, originals, first_writes)
         result.refused = len(letters)
         result.reconstructed = sum(
             any(r["code"] == RECONSTRUCTED for r in letter["reasons"]) for letter in letters
@@ -308,7 +293,7 @@ def write_events(
 def _upsert_staged(
     conn: psycopg.Connection[Any],
     rows: Sequence[EventRow],
-    apply: _Apply,
+    insert: str,
     originals: EnvelopeReader | None,
     first_writes: FirstWrites | None,
 ) -> list[dict[str, Any]]:
@@ -327,7 +312,7 @@ def _upsert_staged(
     try:
         with conn.transaction(), conn.cursor() as cur:  # a savepoint: undone alone on failure
             copy_event_rows(cur, STAGE, rows, with_partition=True)
-            _apply_stage(conn, cur, apply, first_writes)
+            _apply_stage(conn, cur, insert, first_writes)
         return []
     except psycopg.DataError as exc:
         log.error("PostgreSQL refused a row of a batch of %d (%s); isolating it", len(rows), exc)
@@ -341,7 +326,7 @@ def _upsert_staged(
     letters = unstorable_dead_letters(refused, originals)
     write_dead_letters(conn, letters)
     with conn.cursor() as cur:
-        _apply_stage(conn, cur, apply, first_writes)
+        _apply_stage(conn, cur, insert, first_writes)
     for row, reason in refused:
         log.error("dead-lettered %s version %d: PostgreSQL refused it: %s", row.identity,
                   row.version, reason)  # fmt: skip
@@ -351,23 +336,32 @@ def _upsert_staged(
 def _apply_stage(
     conn: psycopg.Connection[Any],
     cur: psycopg.Cursor[Any],
-    apply: _Apply,
+    insert: str,
     first_writes: FirstWrites | None,
 ) -> None:
-    """Apply the staged rows (plain insert first when `apply` has one), then empty the stage."""
-    inserted = False
-    if apply.insert is not None:
-        try:
-            with conn.transaction():  # a savepoint: a stored identity undoes the insert alone
-                cur.execute(apply.insert)
-            inserted = True
-        except UniqueViolation:
-            log.debug("a staged batch holds a stored identity; upserting it instead")
-            if first_writes is not None:
-                first_writes.conflicted()
-    if not inserted:
-        cur.execute(apply.upsert)
+    """Apply the staged rows with the guarded `insert`, then empty the stage: plainly when
+    `first_writes` says it is worth trying and no identity is stored, else as the upsert."""
+    if not _inserted_plainly(conn, cur, insert, first_writes):
+        cur.execute(insert + _UPSERT_TAIL)
     cur.execute(f"TRUNCATE {STAGE}")
+
+
+def _inserted_plainly(
+    conn: psycopg.Connection[Any],
+    cur: psycopg.Cursor[Any],
+    insert: str,
+    first_writes: FirstWrites | None,
+) -> bool:
+    if first_writes is None or not first_writes.worth_trying():
+        return False
+    try:
+        with conn.transaction():  # a savepoint: a stored identity undoes the insert alone
+            cur.execute(insert)
+    except UniqueViolation:
+        log.debug("a staged batch holds a stored identity; upserting it instead")
+        first_writes.conflicted()
+        return False
+    return True
 
 
 def _printable(text: str) -> str:
