@@ -28,7 +28,7 @@ from sinks.rows import EventRow, FilterRow, TombstoneRow
 from sinks.segments import Segment, add_to_segments, write_segments
 from sinks.watchdog import SinkMonitor
 from sinks.writer import FirstWrites, WriteResult
-from sluice.kafka import ProduceFailed, client_security_config, producer_config
+from sluice.kafka import ProduceFailed, client_config, producer_config
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,6 @@ class Batch:
     def __len__(self) -> int:
         return (len(self.upserts) + len(self.tombstones) + len(self.dead_letters)
                 + len(self.filters))  # fmt: skip
-
-
-def header(msg: Message, name: str) -> bytes | None:
-    raw = msg.headers() or []
-    for key, value in raw.items() if isinstance(raw, dict) else raw:
-        if key == name:
-            return value.encode() if isinstance(value, str) else value
-    return None
 
 
 def sort_messages(messages: list[Message], topics: TopicNames) -> Batch:
@@ -127,8 +119,7 @@ def commit_durable(consumer: Consumer, offsets: list[TopicPartition] | None = No
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
     return {
-        **client_security_config(settings),
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **client_config(settings),
         "group.id": settings.sink_group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",

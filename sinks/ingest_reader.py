@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from sinks.unstorable import Position, Unavailable
-from sluice.kafka import client_security_config
+from sluice.kafka import client_config
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,7 @@ def _transient(error: KafkaError) -> bool:
 def reader_config(settings: Settings) -> dict[str, Any]:
     """A consumer that reads from where it is assigned and never commits."""
     return {
-        **client_security_config(settings),
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **client_config(settings),
         "group.id": f"{settings.sink_group}.raw-reader",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

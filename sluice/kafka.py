@@ -58,8 +58,7 @@ def producer_config(settings: Settings, *, linger_ms: int = 5) -> dict[str, Any]
     Kafka's acknowledgement before the next, and a longer linger is added to every one.
     """
     return {
-        **client_security_config(settings),
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **client_config(settings),
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "lz4",

@@ -37,7 +37,7 @@ from schemas.topics import TopicNames
 from sinks import dead_letters as store
 from sinks.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
 from sinks.tenancy import tenant_connection
-from sluice.kafka import AsyncProducer, client_security_config, producer_config
+from sluice.kafka import AsyncProducer, client_config, producer_config
 from sluice.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -285,9 +285,9 @@ def replay_from_kafka(
     click.echo(f"consumer group {group}", err=True)
 
     async def work(deps: ReplayDeps) -> ReplayCounts:
-        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                             "group.id": group, "enable.auto.commit": False,
-                             **client_security_config(settings)})  # fmt: skip
+        consumer = Consumer(
+            {**client_config(settings), "group.id": group, "enable.auto.commit": False}
+        )
         try:
             reader = _DlqRange(consumer, deps.topics.dlq, since, until)
             return await reader.replay(deps, lambda r: _wanted(r, tenant, reason), dry_run)

@@ -9,7 +9,7 @@ import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from sluice.kafka import client_security_config
+from sluice.kafka import client_config
 from sluice.settings import Settings
 from streams.app import create_app
 
@@ -22,9 +22,7 @@ def wait_for_kafka(settings: Settings, *, max_delay: float = 10.0) -> None:
     Faust exits ("Unable to bootstrap") when Kafka is down at start-up; waiting here
     first lets a worker started during an outage come up on its own when Kafka returns.
     """
-    admin = AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, **client_security_config(settings)}
-    )
+    admin = AdminClient(client_config(settings))
     delay = 0.5
     while True:
         try:
