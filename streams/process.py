@@ -16,7 +16,7 @@ from schemas.codec import encode
 from schemas.deadletter import DeadLetterMessage, Origin, build_dead_letter, stream_dead_letter_id
 from schemas.deletes import filter_key
 from schemas.identity import Identity
-from schemas.outcome import Rejected, Violation
+from schemas.outcome import Outcome, Rejected, Violation
 from schemas.validators import VALIDATORS, validate_all
 from schemas.versions import INDEX_BITS as INDEX_BITS  # re-exported: defined in schemas
 from schemas.versions import version_of as version_of
@@ -78,8 +78,11 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
     origin = _origin(envelope, at)
     validate = VALIDATORS.get(envelope["family"])
     items = envelope["items"]
-    upserts = [item["raw"] for item in items if item["op"] != "delete"]
-    outcomes = iter(validate_all(validate, upserts, envelope["route"]) if validate else ())
+    outcomes: dict[int, Outcome] = {}  # by item index: read only for its own event
+    if validate is not None:
+        upserts = [index for index, item in enumerate(items) if item["op"] != "delete"]
+        found = validate_all(validate, [items[i]["raw"] for i in upserts], envelope["route"])
+        outcomes = dict(zip(upserts, found, strict=True))
     writer = CanonicalEventWriter(envelope["tenant"], envelope["family"], envelope["received_at"])
     for index, item in enumerate(items):
         identity = Identity(envelope["tenant"], envelope["family"], item["event_id"])
@@ -94,7 +97,7 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
                 )
                 out.dead_letters.append(_reject(item, reasons, origin, at, index))
                 continue
-            outcome = next(outcomes)
+            outcome = outcomes[index]
             if isinstance(outcome, Rejected):
                 out.dead_letters.append(_reject(item, outcome.violations, origin, at, index))
                 continue
