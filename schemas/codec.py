@@ -95,9 +95,7 @@ def decode_underlying(payload: bytes, name: str) -> dict[str, Any] | None:
     For a consumer's hot path: fastavro's timestamp conversion is ~1/3 of decoding a
     `CanonicalEvent` (6.1 µs against 4.0 without it). Raises `CodecError` like `decode`.
     """
-    if len(payload) < _HEADER.size or payload[0] != MAGIC:
-        return None
-    if _HEADER.unpack_from(payload)[1] != SCHEMA_IDS[name]:
+    if len(payload) < _HEADER.size or _HEADER.unpack_from(payload) != (MAGIC, SCHEMA_IDS[name]):
         return None
     return _read_body(payload, name, _without_logical_types(name), None)
 
