@@ -183,10 +183,6 @@ class Sink:
         self._write_backs = WriteBackProducer(producer_config(settings), self._topics.events)
         self._originals = IngestRawReader.from_settings(settings, self._topics.ingest_raw)
 
-    @property
-    def settings(self) -> Settings:
-        return self._settings
-
     def stop(self) -> None:
         self._stopping.set()
 

@@ -179,14 +179,14 @@ def _refused_on_events(settings: Settings, tenant: str, event_id: str, at: tuple
 
 
 @pytest.fixture
-def running_sink(kafka_bootstrap: str, database_url: str) -> Iterator[Sink]:
+def running_sink(kafka_bootstrap: str, database_url: str) -> Iterator[tuple[Settings, Sink]]:
     """The sink's own consume → write → commit loop on fresh topics, for one test."""
     settings = make_settings(kafka_bootstrap, database_url)
     ensure_topics(settings)
     sink = Sink(settings)
     thread = threading.Thread(target=sink.run, name="test-sink", daemon=True)
     thread.start()
-    yield sink
+    yield settings, sink
     sink.stop()
     thread.join(30)
     assert not thread.is_alive()
@@ -194,9 +194,9 @@ def running_sink(kafka_bootstrap: str, database_url: str) -> Iterator[Sink]:
 
 @pytest.mark.integration
 def test_the_sink_dead_letters_a_refused_version_with_the_bytes_the_door_received(
-    running_sink: Sink, database_url: str
+    running_sink: tuple[Settings, Sink], database_url: str
 ) -> None:
-    settings, tenant = running_sink.settings, f"uns-{uuid.uuid4().hex[:8]}"
+    (settings, sink), tenant = running_sink, f"uns-{uuid.uuid4().hex[:8]}"
     first, second, third = _ids_sharing_a_partition(tenant, settings.partitions, 3)
     raws = {first: _odd_raw(first), second: _odd_raw(second), third: _odd_raw(third)}
     route, content_type = {"via": "sink-test"}, "application/x-ndjson"
@@ -224,7 +224,7 @@ def test_the_sink_dead_letters_a_refused_version_with_the_bytes_the_door_receive
         assert source == [topics.ingest_raw, partition, version >> 20]
 
     def refused(raw: str) -> float | None:
-        registry = running_sink.monitor.registry
+        registry = sink.monitor.registry
         return registry.get_sample_value("sluice_sink_unstorable_total", {"raw": raw})
 
     eventually(lambda: refused("original") == 2, timeout=30)  # counted once committed
