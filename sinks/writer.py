@@ -341,27 +341,18 @@ def _apply_stage(
 ) -> None:
     """Apply the staged rows with the guarded `insert`, then empty the stage: plainly when
     `first_writes` says it is worth trying and no identity is stored, else as the upsert."""
-    if not _inserted_plainly(conn, cur, insert, first_writes):
+    upsert = True
+    if first_writes is not None and first_writes.worth_trying():
+        try:
+            with conn.transaction():  # a savepoint: a stored identity undoes the insert alone
+                cur.execute(insert)
+            upsert = False
+        except UniqueViolation:
+            log.debug("a staged batch holds a stored identity; upserting it instead")
+            first_writes.conflicted()
+    if upsert:
         cur.execute(insert + _UPSERT_TAIL)
     cur.execute(f"TRUNCATE {STAGE}")
-
-
-def _inserted_plainly(
-    conn: psycopg.Connection[Any],
-    cur: psycopg.Cursor[Any],
-    insert: str,
-    first_writes: FirstWrites | None,
-) -> bool:
-    if first_writes is None or not first_writes.worth_trying():
-        return False
-    try:
-        with conn.transaction():  # a savepoint: a stored identity undoes the insert alone
-            cur.execute(insert)
-    except UniqueViolation:
-        log.debug("a staged batch holds a stored identity; upserting it instead")
-        first_writes.conflicted()
-        return False
-    return True
 
 
 def _printable(text: str) -> str:
