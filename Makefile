@@ -10,9 +10,14 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+FASTPATH := fastpath/Cargo.toml fastpath/Cargo.lock fastpath/pyproject.toml \
+	fastpath/sluice_fastpath.pyi fastpath/src/lib.rs
+
+# fastpath/ is Sluice's compiled door path (Rust, built by maturin with cargo from crates.io).
+$(STAMP): pyproject.toml $(FASTPATH)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q ./fastpath
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -33,10 +38,11 @@ test-all: $(STAMP) ## every test except the destructive fault suite
 test-faults: $(STAMP) ## the fault-injection suite
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(STAMP) ## ruff and mypy --strict; cargo fmt and clippy for fastpath/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd fastpath && cargo fmt --check && cargo clippy --quiet -- -D warnings
 
 bench-smoke: $(STAMP) ## the benchmark harness at a tiny size (about a minute; keeps it working)
 	$(PY) -m sluice.bench_smoke

@@ -25,6 +25,7 @@ from producer_api.ingest import (
     plan_deletes,
     plan_events,
     plan_filter_delete,
+    plan_native_body,
     plan_unsplittable,
 )
 from producer_api.resources import DOOR, Door
@@ -81,6 +82,17 @@ async def prepare_events(
         ctx, raws, validator_for(ctx.family), door.topics, door.settings.partitions,
         all_or_nothing=all_or_nothing,
     )  # fmt: skip
+
+
+async def prepare_native_body(door: Door, ctx: RequestContext, body: bytes) -> IngestPlan | None:
+    """`prepare_events` for a whole native body by the compiled path, when it applies (see
+    `plan_native_body`); None sends the caller to `split_json_events` and `prepare_events`."""
+    settings = door.settings
+    plan = plan_native_body(ctx, body, door.topics, settings.partitions,
+                            settings.max_events_per_request)  # fmt: skip
+    if plan is not None:
+        await door.limits.admit_events(len(plan.results), ctx.tenant)
+    return plan
 
 
 async def accept_events(

@@ -26,6 +26,14 @@ from schemas.validators import Validator, validate_all
 from schemas.writers import encode_envelope, envelope_head, item, upsert_item
 from sluice.kafka import OutgoingMessage
 
+try:  # Sluice's own extension (fastpath/): the common native request, compiled
+    from sluice_fastpath import plan_native as _compiled_plan_native
+except ImportError:  # not built: every request takes `plan_events`
+    _compiled_plan_native = None  # type: ignore[assignment]
+
+COMPILED = _compiled_plan_native is not None
+"""Whether the door plans common native requests with the compiled path (logged at start)."""
+
 BATCH_REJECTED = Violation(
     "batch_rejected", "$", "valid, but another event of the batch is not; nothing was ingested"
 )
@@ -156,6 +164,36 @@ def plan_events(
         results.append(EventResult(index, event_id, True, id_assigned=assigned))
     plan.messages += _envelopes(ctx, by_partition, topics)
     return plan
+
+
+def plan_native_body(
+    ctx: RequestContext, body: bytes, topics: TopicNames, partitions: int, max_events: int
+) -> IngestPlan | None:
+    """`plan_events` for a native body whose events are all plainly valid and carry an id,
+    done by the compiled path (`fastpath/src/lib.rs`): split, validate, partition and write
+    the items in one call, ~0.6 µs per event against ~2.4 µs in Python.
+
+    None when it does not apply (an invalid, unusual or id-less event, a possibly
+    unstorable value, more than `max_events` events, not an array) or the extension is
+    not built: the caller splits the body and calls `plan_events`, which has every rule.
+    When it applies, the plan is the one `plan_events` would make, byte for byte
+    (property tests in tests/producer_api/test_fastpath.py).
+    """
+    if _compiled_plan_native is None or ctx.family != "native" or ctx.route:
+        return None
+    head = envelope_head(ctx.request_id, ctx.tenant, ctx.family, ctx.route, ctx.content_type,
+                         ctx.received_at)  # fmt: skip
+    key_prefix = Identity(ctx.tenant, ctx.family, "").key()
+    planned = _compiled_plan_native(body, key_prefix, partitions, head, max_events)
+    if planned is None:
+        return None
+    ids, envelopes = planned
+    return IngestPlan(
+        messages=[
+            (topics.ingest_raw, partition, None, value, None) for partition, value in envelopes
+        ],
+        results=[EventResult(index, event_id, True) for index, event_id in enumerate(ids)],
+    )
 
 
 def plan_unsplittable(

@@ -14,6 +14,7 @@ from producer_api.accept import (
     accept_unsplittable,
     door_of,
     prepare_events,
+    prepare_native_body,
     request_context,
 )
 from producer_api.auth import authorize
@@ -41,16 +42,20 @@ async def post_events(request: web.Request) -> web.Response:
     offsets: dict[int, int] = {}
     try:
         body = await read_body(request)
-        raws = split_json_events(body)
+        # The common request (every event valid, with an id) is planned by the compiled
+        # path in one call; any other takes the Python path with its full rules.
+        plan = await prepare_native_body(door, ctx, body)
+        raws = split_json_events(body) if plan is None else []
     except UndecodableBody as exc:
         plan = await accept_unsplittable(door, ctx, exc.raw, str(exc))
     except Unsplittable as exc:
         plan = await accept_unsplittable(door, ctx, body, str(exc))
     else:
-        if len(raws) > door.settings.max_events_per_request:
-            limit = door.settings.max_events_per_request
-            return error_response(413, "too_many_events", f"at most {limit} events per request")
-        plan = await prepare_events(door, ctx, raws)
+        if plan is None:
+            if len(raws) > door.settings.max_events_per_request:
+                limit = door.settings.max_events_per_request
+                return error_response(413, "too_many_events", f"at most {limit} events per request")
+            plan = await prepare_events(door, ctx, raws)
         # The replaced lookup runs while Kafka acknowledges: it decides by position, so
         # it need not finish before publishing (see producer_api/replaced.py).
         lookup = asyncio.create_task(stored_versions(door, ctx, plan))

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import sluice_fastpath
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.identity import Identity, murmur2, partition_for
+from schemas.identity import Identity, _partition_for, murmur2, murmur2_python, partition_for
 
 
 def test_murmur2_matches_the_java_client() -> None:
@@ -24,6 +25,16 @@ def test_partition_is_stable_and_in_range(event_id: str, partitions: int) -> Non
     p = partition_for(key, partitions)
     assert 0 <= p < partitions
     assert p == partition_for(Identity("acme", "native", event_id).key(), partitions)
+
+
+@given(st.binary(max_size=600), st.integers(min_value=1, max_value=1000))
+def test_every_murmur2_picks_the_same_partition(key: bytes, partitions: int) -> None:
+    # The door's compiled path, the extension's hash, the murmurhash2 wheel and the pure
+    # Python version must agree: a version sent another way must land beside the others.
+    expected = ((murmur2_python(key) & 0xFFFFFFFF) & 0x7FFFFFFF) % partitions
+    assert sluice_fastpath.partition_for(key, partitions) == expected
+    assert _partition_for(key, partitions) == expected
+    assert partition_for is sluice_fastpath.partition_for  # the one that keeps the GIL
 
 
 def test_partitions_spread_keys() -> None:

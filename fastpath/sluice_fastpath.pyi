@@ -1,0 +1,10 @@
+"""Sluice's compiled door path for native events (see src/lib.rs)."""
+
+def plan_native(
+    body: bytes, key_prefix: bytes, partitions: int, head: bytes, max_events: int
+) -> tuple[list[str], list[tuple[int, bytes]]] | None:
+    """The ids of a native body's events and one (partition, envelope) per partition that got
+    events; None when any event is not plainly valid with an id (the Python path decides)."""
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partition for `key`: murmur2, made positive, modulo `partitions`."""

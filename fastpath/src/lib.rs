@@ -1,0 +1,330 @@
+//! The door's per-event work for the common native request, compiled.
+//!
+//! `plan_native` takes a request body that is a JSON array of native events and
+//! does what `producer_api.ingest.plan_events` does for it in Python: split the
+//! array into each event's original bytes, validate each event, find its
+//! partition from its identity (Kafka's murmur2), write its `IngestEnvelope`
+//! item, and join the items of each partition into one envelope.
+//!
+//! It is deliberately partial. It answers only when every event is plainly valid
+//! and carries its own id, and nothing in the body could be unstorable; for
+//! anything else (an invalid event, an event without an id, a NUL escape, a long
+//! number, an unusual timestamp, a duplicate key, a lone surrogate, ...) it
+//! returns `None` and the caller runs the Python path, which has the full rules
+//! and the explanations. So "accepted here" must imply "accepted by the Python
+//! validators, with the same id and the same bytes": the property tests in
+//! `tests/producer_api/test_fastpath.py` check exactly that.
+
+use std::borrow::Cow;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+const MAX_ID_CHARS: usize = 256;
+const MAX_TEXT_CHARS: usize = 1024;
+const MAX_NUMBER_DIGITS: usize = 3000;
+
+/// One native event, borrowed from the body where no escape had to be decoded.
+/// Unknown fields are ignored, as msgspec ignores them; a duplicate field is a
+/// serde error, which sends the request to the Python path.
+#[derive(Deserialize)]
+struct NativeEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    type_: Cow<'a, str>,
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    subject: Option<Cow<'a, str>>,
+}
+
+/// Kafka's murmur2 (the Java client's `Utils.murmur2`), as an unsigned 32-bit value.
+fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let length = data.len();
+    let mut h = SEED ^ (length as u32);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        if tail.len() == 3 {
+            h ^= u32::from(tail[2]) << 16;
+        }
+        if tail.len() >= 2 {
+            h ^= u32::from(tail[1]) << 8;
+        }
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+fn partition_of(key: &[u8], partitions: u32) -> u32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+/// Avro's `long` for a length or count (never negative): zig-zag, then varint.
+fn write_length(out: &mut Vec<u8>, n: usize) {
+    let mut z = (n as u64) << 1;
+    while z > 0x7f {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn chars_within(text: &str, most: usize) -> bool {
+    // Bytes bound characters from above: most texts need no count at all.
+    !text.is_empty() && (text.len() <= most || text.chars().count() <= most)
+}
+
+fn two_digits(b: &[u8], at: usize) -> Option<u32> {
+    let (hi, lo) = (b[at], b[at + 1]);
+    if hi.is_ascii_digit() && lo.is_ascii_digit() {
+        Some(u32::from(hi - b'0') * 10 + u32::from(lo - b'0'))
+    } else {
+        None
+    }
+}
+
+fn days_in(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
+        _ => 28,
+    }
+}
+
+/// A plain RFC 3339 timestamp: `YYYY-MM-DDTHH:MM:SS`, an optional fraction of up to
+/// six digits, then `Z`, an offset `±HH:MM`, or nothing (taken as UTC). Years stay
+/// away from 1 and 9999 so that moving to UTC cannot leave Python's range.
+fn plain_timestamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return false;
+    }
+    let (Some(y1), Some(y2), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
+        two_digits(b, 0),
+        two_digits(b, 2),
+        two_digits(b, 5),
+        two_digits(b, 8),
+        two_digits(b, 11),
+        two_digits(b, 14),
+        two_digits(b, 17),
+    ) else {
+        return false;
+    };
+    let year = y1 * 100 + y2;
+    if !(2..=9998).contains(&year)
+        || !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if rest.first() == Some(&b'.') {
+        let digits = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 6 {
+            return false;
+        }
+        rest = &rest[1 + digits..];
+    }
+    match rest {
+        b"" | b"Z" => true,
+        [b'+' | b'-', _, _, b':', _, _] => {
+            matches!((two_digits(rest, 1), two_digits(rest, 4)), (Some(h), Some(m)) if h <= 23 && m <= 59)
+                && rest != b"-00:00"
+        }
+        _ => false,
+    }
+}
+
+/// What `schemas.validators.may_be_unstorable` looks for, over the whole body: a NUL
+/// byte, a `\u0000` escape, or a number that may pass the digit or exponent bounds.
+/// Between the events of an array there are only brackets, commas and whitespace,
+/// which break every pattern, so the body scans like the events joined by a newline.
+fn may_be_unstorable(body: &[u8]) -> bool {
+    memchr::memchr(0, body).is_some()
+        || memchr::memmem::find(body, b"\\u0000").is_some()
+        || long_exponent(body)
+        || long_mantissa(body)
+}
+
+fn is_mantissa(c: u8) -> bool {
+    c.is_ascii_digit() || c == b'.'
+}
+
+fn is_sign(c: u8) -> bool {
+    c == b'+' || c == b'-'
+}
+
+/// Python's scan deletes signs, maps digits and points to `0` and `e`/`E` to `e`, then
+/// looks for `0e0000`: a mark with mantissa before it and four mantissa after it.
+fn long_exponent(body: &[u8]) -> bool {
+    memchr::memchr2_iter(b'e', b'E', body).any(|at| {
+        let before = body[..at].iter().rev().find(|c| !is_sign(**c));
+        let mut after = body[at + 1..].iter().filter(|c| !is_sign(**c)).take(4);
+        before.is_some_and(|c| is_mantissa(*c))
+            && after.clone().count() == 4
+            && after.all(|c| is_mantissa(*c))
+    })
+}
+
+/// A run of more than `MAX_NUMBER_DIGITS` mantissa characters (signs within it deleted)
+/// spans a multiple of `MAX_NUMBER_DIGITS` in the body: only runs there are counted.
+fn long_mantissa(body: &[u8]) -> bool {
+    (MAX_NUMBER_DIGITS..body.len())
+        .step_by(MAX_NUMBER_DIGITS)
+        .any(|at| {
+            let part_of_run = |c: &&u8| is_mantissa(**c) || is_sign(**c);
+            let left = body[..at]
+                .iter()
+                .rev()
+                .take_while(part_of_run)
+                .filter(|c| is_mantissa(**c));
+            let right = body[at..]
+                .iter()
+                .take_while(part_of_run)
+                .filter(|c| is_mantissa(**c));
+            left.count() + right.count() > MAX_NUMBER_DIGITS
+        })
+}
+
+fn plain_event(event: &NativeEvent<'_>) -> bool {
+    chars_within(&event.type_, MAX_TEXT_CHARS)
+        && chars_within(&event.source, MAX_TEXT_CHARS)
+        && event
+            .subject
+            .as_deref()
+            .is_none_or(|s| chars_within(s, MAX_TEXT_CHARS))
+        && event
+            .id
+            .as_deref()
+            .is_some_and(|id| chars_within(id, MAX_ID_CHARS))
+        && event.data.get().starts_with('{')
+        && plain_timestamp(&event.time)
+}
+
+/// Envelopes' items by partition, and each event's id, in the body's order.
+struct Planned {
+    ids: Vec<String>,
+    items: Vec<(Vec<u8>, usize)>,
+}
+
+fn plan(body: &[u8], key_prefix: &[u8], partitions: u32, max_events: usize) -> Option<Planned> {
+    if partitions == 0 || may_be_unstorable(body) {
+        return None;
+    }
+    let raws: Vec<&RawValue> = serde_json::from_slice(body).ok()?;
+    if raws.is_empty() || raws.len() > max_events {
+        return None;
+    }
+    let mut planned = Planned {
+        ids: Vec::with_capacity(raws.len()),
+        items: vec![(Vec::new(), 0); partitions as usize],
+    };
+    let mut key = key_prefix.to_vec();
+    for raw in raws {
+        let text = raw.get();
+        let event: NativeEvent<'_> = serde_json::from_str(text).ok()?;
+        if !plain_event(&event) {
+            return None;
+        }
+        let id = event.id.as_deref()?;
+        key.truncate(key_prefix.len());
+        key.extend_from_slice(id.as_bytes());
+        let (items, count) = &mut planned.items[partition_of(&key, partitions) as usize];
+        // An upsert item of a fresh event: op, id, raw bytes, attempt 1, no lineage.
+        items.push(0);
+        write_length(items, id.len());
+        items.extend_from_slice(id.as_bytes());
+        write_length(items, text.len());
+        items.extend_from_slice(text.as_bytes());
+        items.extend_from_slice(b"\x02\x00\x00\x00");
+        *count += 1;
+        planned.ids.push(id.to_owned());
+    }
+    Some(planned)
+}
+
+/// The events' ids, and each partition's envelope.
+type PlannedForPython<'py> = (Vec<Bound<'py, PyString>>, Vec<(u32, Bound<'py, PyBytes>)>);
+
+/// Plan a native request body, or `None` when the Python path must (see the module).
+///
+/// Returns the events' ids in the body's order and one `(partition, envelope)` per
+/// partition that got events, in partition order; `head` is the envelope's
+/// encoded start (`schemas.writers.envelope_head`), the same for each.
+#[pyfunction]
+fn plan_native<'py>(
+    py: Python<'py>,
+    body: &[u8],
+    key_prefix: &[u8],
+    partitions: u32,
+    head: &[u8],
+    max_events: usize,
+) -> Option<PlannedForPython<'py>> {
+    let planned = plan(body, key_prefix, partitions, max_events)?;
+    let ids = planned.ids.iter().map(|id| PyString::new(py, id)).collect();
+    let mut envelopes = Vec::new();
+    for (partition, (items, count)) in planned.items.iter().enumerate() {
+        if *count == 0 {
+            continue;
+        }
+        let mut envelope = Vec::with_capacity(head.len() + items.len() + 12);
+        envelope.extend_from_slice(head);
+        write_length(&mut envelope, *count);
+        envelope.extend_from_slice(items);
+        envelope.push(0);
+        envelopes.push((partition as u32, PyBytes::new(py, &envelope)));
+    }
+    Some((ids, envelopes))
+}
+
+/// The partition Kafka's default partitioner picks for `key` (murmur2); holds the GIL.
+#[pyfunction]
+fn partition_for(key: &[u8], partitions: u32) -> PyResult<u32> {
+    if partitions == 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "partitions must be positive",
+        ));
+    }
+    Ok(partition_of(key, partitions))
+}
+
+#[pymodule]
+fn sluice_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(plan_native, m)?)?;
+    m.add_function(wrap_pyfunction!(partition_for, m)?)?;
+    Ok(())
+}

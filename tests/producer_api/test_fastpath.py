@@ -1,0 +1,218 @@
+"""The compiled door path (`fastpath/src/lib.rs`) against the Python one it stands in for.
+
+`plan_native_body` may decline any request (the Python path then runs), but a plan it
+makes must be the plan `plan_events` makes from the same body: the same accepted ids in
+the same order, and the same envelopes byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from bench.events import body as bench_body
+from producer_api.body import Unsplittable, split_json_events
+from producer_api.ingest import IngestPlan, RequestContext, plan_events, plan_native_body
+from schemas.topics import TopicNames
+from schemas.validators import validator_for
+
+TOPICS = TopicNames("t.ingest.raw", "t.events", "t.events.dlq")
+PARTITIONS = 6
+MAX_EVENTS = 1000
+
+
+def _ctx(family: str = "native", route: dict[str, str] | None = None) -> RequestContext:
+    return RequestContext("acme", family, route or {}, "application/json",
+                          datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=UTC))  # fmt: skip
+
+
+def _python_plan(ctx: RequestContext, body: bytes) -> IngestPlan | None:
+    try:
+        raws = split_json_events(body)
+    except Unsplittable:
+        return None
+    return plan_events(ctx, raws, validator_for("native"), TOPICS, PARTITIONS)
+
+
+def _assert_same(fast: IngestPlan, ctx: RequestContext, body: bytes) -> None:
+    slow = _python_plan(ctx, body)
+    assert slow is not None, "compiled path planned a body Python cannot split"
+    assert [(r.index, r.event_id, r.accepted, r.id_assigned) for r in fast.results] == [
+        (r.index, r.event_id, r.accepted, r.id_assigned) for r in slow.results
+    ]
+    assert fast.messages == slow.messages
+
+
+def test_the_bench_body_takes_the_compiled_path_and_matches() -> None:
+    ctx, body = _ctx(), bench_body("fp", 0, 255)
+    fast = plan_native_body(ctx, body, TOPICS, PARTITIONS, MAX_EVENTS)
+    assert fast is not None
+    assert len(fast.results) == 255 and {m[1] for m in fast.messages} == set(range(PARTITIONS))
+    _assert_same(fast, ctx, body)
+
+
+PLAIN = (
+    b'[{"id":"a-1","type":"t","source":"/s","time":"2024-02-29T23:59:59.5+05:30","data":{}},'
+    b' {"type":"t\\u00e9","source":"s","time":"2024-11-23T10:00:00","data":{"n":1e5},'
+    b'"id":"b\\"2","subject":"\xc3\xa9","extra":[1,{"x":null}]}]'
+)
+
+
+def test_escapes_offsets_naive_times_and_unknown_fields_take_the_compiled_path() -> None:
+    ctx = _ctx()
+    fast = plan_native_body(ctx, PLAIN, TOPICS, PARTITIONS, MAX_EVENTS)
+    assert fast is not None
+    assert [r.event_id for r in fast.results] == ["a-1", 'b"2']
+    _assert_same(fast, ctx, PLAIN)
+
+
+def _one(**fields: str) -> bytes:
+    event = {"id": '"x"', "type": '"t"', "source": '"s"', "time": '"2024-01-01T00:00:00Z"',
+             "data": '{"a":1}'} | fields  # fmt: skip
+    return ("[{" + ",".join(f'"{k}":{v}' for k, v in event.items() if v) + "}]").encode()
+
+
+DECLINED = {
+    "no id (the door assigns one)": _one(id=""),
+    "null id": _one(id="null"),
+    "invalid event": _one(type="5"),
+    "data not an object": _one(data="[1]"),
+    "NUL escape": _one(data='{"a":"\\u0000"}'),
+    "long exponent": _one(data='{"a":1e1000}'),
+    "long mantissa": _one(data='{"a":' + "1" * 3001 + "}"),
+    "seconds past 59": _one(time='"2024-01-01T00:00:60Z"'),
+    "an offset of -00:00": _one(time='"2024-01-01T00:00:00-00:00"'),
+    "seven fraction digits": _one(time='"2024-01-01T00:00:00.1234567Z"'),
+    "year 1 (could leave Python's range in UTC)": _one(time='"0001-01-01T00:00:00+01:00"'),
+    "duplicate key": b'[{"id":"x","id":"y","type":"t","source":"s","time":"2024-01-01T00:00:00Z",'
+    b'"data":{}}]',
+    "lone surrogate": _one(id='"\\ud800"'),
+    "one object, not an array": _one()[1:-1],
+    "empty array": b"[]",
+    "not JSON": b"[{",
+    "type too long": _one(type=json.dumps("x" * 1025)),
+}
+
+
+def test_what_the_compiled_path_declines() -> None:
+    for reason, body in DECLINED.items():
+        assert plan_native_body(_ctx(), body, TOPICS, PARTITIONS, MAX_EVENTS) is None, reason
+    many = bench_body("fp", 0, 11)
+    assert plan_native_body(_ctx(), many, TOPICS, PARTITIONS, 10) is None
+    assert plan_native_body(_ctx(), many, TOPICS, PARTITIONS, 11) is not None
+    assert plan_native_body(_ctx("dashdive"), many, TOPICS, PARTITIONS, 11) is None
+    assert plan_native_body(_ctx(route={"k": "v"}), many, TOPICS, PARTITIONS, 11) is None
+
+
+def test_limits_are_counted_in_characters() -> None:
+    wide = json.dumps("é" * 1024, ensure_ascii=False)  # 2,048 bytes, 1,024 characters
+    ctx = _ctx()
+    fast = plan_native_body(ctx, _one(type=wide), TOPICS, PARTITIONS, MAX_EVENTS)
+    assert fast is not None
+    _assert_same(fast, ctx, _one(type=wide))
+    assert plan_native_body(_ctx(), _one(id=json.dumps("é" * 257)), TOPICS, PARTITIONS,
+                            MAX_EVENTS) is None  # fmt: skip
+
+
+_space = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
+_texts = st.one_of(
+    st.text(max_size=12),
+    st.text(alphabet='ab\\"/é\u2028😀0eE+-', max_size=6),
+    st.sampled_from(["", "x" * 1024, "x" * 1025, "é" * 256, "é" * 257, "1e0000", "\\u0000"]),
+)
+_plain_strings = st.text(alphabet="abc-/.é😀 ", min_size=1, max_size=8)
+_string_json = st.builds(lambda t, a: json.dumps(t, ensure_ascii=a), _texts, st.booleans())
+_odd_json = st.sampled_from(['"\\ud800"', '"\\u0000"', "null", "1", "true", '"a\\/b"', "[]"])
+
+
+def _timestamps(fractions: list[str], zones: list[str]) -> st.SearchStrategy[str]:
+    return st.builds(
+        lambda d, frac, zone: '"' + d.strftime("%Y-%m-%dT%H:%M:%S") + frac + zone + '"',
+        st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+        st.sampled_from(fractions),
+        st.sampled_from(zones),
+    )
+
+
+_times = _timestamps(["", ".5", ".123456"], ["", "Z", "+00:00", "+05:30", "-23:59"])
+_odd_times = _timestamps(
+    [".1234567", ".", ".123456789", ""], ["z", "-00:00", "+24:00", "+1:00", "Z"]
+) | st.sampled_from(
+    ['"2024-02-30T00:00:00Z"', '"2023-02-29T00:00:00Z"', '"2024-01-01 00:00:00Z"',
+     '"2024-01-01t00:00:00Z"', '"2024-1-01T00:00:00Z"', '"24:00:00"', "null",
+     '"2024-01-01T24:00:00Z"', '"2024-01-01"', "12", '"2024-01-01T00:00:60Z"']
+)  # fmt: skip
+_numbers = st.one_of(
+    st.integers().map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["1e999", "1E+1000", "-0.5e-0001", "1" * 3001, "1" * 3000, "1.0e10", "2e0999"]),
+)
+_data = st.builds(lambda n, s: '{"n":' + n + ',"s":' + json.dumps(s) + "}",
+                  st.integers().map(str), _plain_strings)  # fmt: skip
+_odd_data = st.builds(
+    lambda n, s: '{"n":' + n + ',"s":' + s + "}", _numbers, _string_json
+) | st.sampled_from(["{}", "[]", '"x"', "null", '{"a":{"b":[1,2,{}]}}', '{"a":"\\u0000"}'])
+
+
+def _mostly(draw: st.DrawFn, usual: st.SearchStrategy[str], odd: st.SearchStrategy[str]) -> str:
+    """A value from `usual` nine times in ten: most bodies stay plain enough to be planned."""
+    return draw(odd) if draw(st.sampled_from(range(10))) == 9 else draw(usual)
+
+
+@st.composite
+def _event(draw: st.DrawFn) -> str:
+    plain = st.builds(json.dumps, _plain_strings)
+    fields = {
+        "id": _mostly(draw, plain, st.one_of(_string_json, _odd_json, st.just(""))),
+        "type": _mostly(draw, plain, st.one_of(_string_json, _odd_json)),
+        "source": _mostly(draw, plain, st.one_of(_string_json, _odd_json)),
+        "time": _mostly(draw, _times, _odd_times),
+        "data": _mostly(draw, _data, _odd_data),
+        "subject": _mostly(draw, st.one_of(plain, st.just("")), st.one_of(_string_json, _odd_json)),
+    }
+    pairs = [(k, v) for k, v in fields.items() if v]
+    if draw(st.sampled_from(range(5))) == 4:
+        pairs += draw(st.lists(st.tuples(st.sampled_from(["extra", "id", "type"]), _string_json),
+                               max_size=2))  # fmt: skip
+    pairs = draw(st.permutations(pairs))
+    sp = draw(_space)
+    return "{" + sp + ("," + sp).join(f'"{k}"{sp}:{sp}{v}' for k, v in pairs) + sp + "}"
+
+
+@st.composite
+def _body(draw: st.DrawFn) -> bytes:
+    events = draw(st.lists(_event(), min_size=1, max_size=3))
+    sp = draw(_space)
+    return ("[" + sp + ("," + sp).join(events) + sp + "]").encode()
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(_body())
+@example(PLAIN)
+def test_whatever_the_compiled_path_plans_python_plans_the_same(body: bytes) -> None:
+    ctx = _ctx()
+    fast = plan_native_body(ctx, body, TOPICS, PARTITIONS, MAX_EVENTS)
+    if fast is not None:
+        _assert_same(fast, ctx, body)
+
+
+_plain_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00eE\\"),
+                      min_size=1, max_size=40)  # fmt: skip
+"""Any text but NUL (which cannot be stored), backslashes and exponent marks: `\\u0000` or a
+digit, `e` and four digits anywhere is where the compiled path declines more than it must."""
+
+
+@given(st.lists(st.fixed_dictionaries({
+    "id": _plain_text, "type": _plain_text, "source": _plain_text,
+    "time": st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31),
+                         timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+    "data": st.dictionaries(_plain_text, st.integers(-(10**30), 10**30), max_size=3),
+}), min_size=1, max_size=8))  # fmt: skip
+def test_plainly_valid_events_take_the_compiled_path(events: list[dict[str, object]]) -> None:
+    ctx, body = _ctx(), json.dumps(events).encode()
+    fast = plan_native_body(ctx, body, TOPICS, PARTITIONS, MAX_EVENTS)
+    assert fast is not None, body
+    _assert_same(fast, ctx, body)
