@@ -1,5 +1,12 @@
 # The Sluice image: one image, one `sluice` command; compose.yaml picks the subcommand
 # (api, worker, sink, migrate, topics) per service.
+# The door's compiled path (fastpath/) is built into a wheel in a Rust stage.
+FROM rust:1-slim AS fastpath
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
+    && python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir "maturin>=1.5,<2"
+COPY fastpath /fastpath
+RUN /opt/build/bin/maturin build --release --manifest-path /fastpath/Cargo.toml --out /wheels
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,7 +22,8 @@ COPY schemas ./schemas
 COPY producer_api ./producer_api
 COPY streams ./streams
 COPY sinks ./sinks
-RUN pip install . && rm -rf /src
+COPY --from=fastpath /wheels /wheels
+RUN pip install /wheels/*.whl . && rm -rf /src /wheels
 
 # Run unprivileged; the worker keeps its local state in /var/lib/sluice (a volume).
 RUN useradd --system --create-home --home-dir /home/sluice sluice \

@@ -8,6 +8,7 @@ messages and maps the outcome to a status code.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,16 @@ BATCH_REJECTED = Violation(
 """The reason given to valid events of an all-or-nothing batch that was rejected."""
 
 
+def new_request_id() -> str:
+    """A random UUIDv4 to correlate a request's answer, envelopes and dead letters.
+
+    From `random`, not `uuid.uuid4()`: the id guards nothing, and `os.urandom` lets go of
+    the GIL on every call, which costs up to ~180 µs whenever another thread (the Kafka
+    delivery thread) is waiting for it, against ~1.4 µs. `random` is reseeded in a fork.
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """Who sent what, where: everything about a request except its events."""
@@ -49,7 +60,7 @@ class RequestContext:
     route: Mapping[str, str]
     content_type: str
     received_at: datetime
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=new_request_id)
 
     def origin(self) -> Origin:
         return Origin(self.tenant, self.family, self.route, self.content_type, self.received_at)
@@ -101,6 +112,15 @@ class IngestPlan:
 
     messages: list[OutgoingMessage] = field(default_factory=list)
     results: list[EventResult] = field(default_factory=list)
+    every_id: list[str] | None = None
+    """Each event's id, in order, when every event was accepted with the id it carried (a
+    compiled plan): the answer and the replaced lookup take it without a loop over results."""
+
+    def accepted_ids(self) -> list[str]:
+        """The ids of the accepted events, in the request's order."""
+        if self.every_id is not None:
+            return self.every_id
+        return [r.event_id for r in self.results if r.accepted and r.event_id is not None]
 
     @property
     def accepted(self) -> int:
@@ -193,6 +213,7 @@ def plan_native_body(
             (topics.ingest_raw, partition, None, value, None) for partition, value in envelopes
         ],
         results=[EventResult(index, event_id, True) for index, event_id in enumerate(ids)],
+        every_id=ids,
     )
 
 

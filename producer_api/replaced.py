@@ -32,6 +32,8 @@ LOOKUP_SECONDS = 1.0
 
 def carried_ids(plan: IngestPlan) -> list[str]:
     """Ids the accepted events carried themselves (ids the door assigned are new)."""
+    if plan.every_id is not None:
+        return plan.every_id
     return [r.event_id for r in plan.results if r.accepted and r.event_id and not r.id_assigned]
 
 
@@ -71,7 +73,7 @@ def replaced_ids(
     if stored is None:
         return None
     if not stored:  # the common answer, without a loop over the events: only repeats count
-        ids = [r.event_id for r in plan.results if r.accepted and r.event_id is not None]
+        ids = plan.accepted_ids()
         if len(set(ids)) == len(ids):
             return []
     out: list[str] = []
