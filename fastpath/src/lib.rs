@@ -241,22 +241,58 @@ struct Planned {
     items: Vec<(Vec<u8>, usize)>,
 }
 
+/// The events of a JSON array, each parsed once: the event and the exact bytes it was
+/// read from (what `msgspec.json.decode(body, type=list[msgspec.Raw])` slices out).
+/// None when `body` is not an array of native events.
+fn events(body: &str) -> Option<Vec<(NativeEvent<'_>, &str)>> {
+    let rest = body.trim_start_matches(JSON_SPACE);
+    let mut rest = rest.strip_prefix('[')?.trim_start_matches(JSON_SPACE);
+    let mut found = Vec::new();
+    if let Some(after) = rest.strip_prefix(']') {
+        return after
+            .trim_start_matches(JSON_SPACE)
+            .is_empty()
+            .then_some(found);
+    }
+    loop {
+        // One value from the front of `rest`; the stream reports where it ended.
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<NativeEvent<'_>>();
+        let event = stream.next()?.ok()?;
+        let (raw, after) = rest.split_at(stream.byte_offset());
+        found.push((event, raw));
+        let after = after.trim_start_matches(JSON_SPACE);
+        if let Some(next) = after.strip_prefix(',') {
+            rest = next.trim_start_matches(JSON_SPACE);
+        } else {
+            let end = after.strip_prefix(']')?;
+            return end
+                .trim_start_matches(JSON_SPACE)
+                .is_empty()
+                .then_some(found);
+        }
+    }
+}
+
+/// JSON's whitespace (RFC 8259): narrower than Rust's, which would also skip e.g. U+00A0.
+const JSON_SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
 fn plan(body: &[u8], key_prefix: &[u8], partitions: u32, max_events: usize) -> Option<Planned> {
     if partitions == 0 || may_be_unstorable(body) {
         return None;
     }
-    let raws: Vec<&RawValue> = serde_json::from_slice(body).ok()?;
-    if raws.is_empty() || raws.len() > max_events {
+    // Checked whole, once: the parser then need not check each string, and ignored
+    // fields are checked too (msgspec refuses invalid UTF-8 anywhere in an event).
+    let body = std::str::from_utf8(body).ok()?;
+    let events = events(body)?;
+    if events.is_empty() || events.len() > max_events {
         return None;
     }
     let mut planned = Planned {
-        ids: Vec::with_capacity(raws.len()),
+        ids: Vec::with_capacity(events.len()),
         items: vec![(Vec::new(), 0); partitions as usize],
     };
     let mut key = key_prefix.to_vec();
-    for raw in raws {
-        let text = raw.get();
-        let event: NativeEvent<'_> = serde_json::from_str(text).ok()?;
+    for (event, text) in events {
         if !plain_event(&event) {
             return None;
         }

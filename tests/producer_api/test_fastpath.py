@@ -94,6 +94,12 @@ DECLINED = {
     "empty array": b"[]",
     "not JSON": b"[{",
     "type too long": _one(type=json.dumps("x" * 1025)),
+    "invalid UTF-8 in an unknown field": _one(extra='"\u00ff"').replace("\u00ff".encode(), b"\xff"),
+    "a raw control character in an unknown field": _one(extra='"a\tb"'),
+    "a trailing comma": _one()[:-1] + b",]",
+    "something after the array": _one() + b" x",
+    "two arrays": _one() + _one(),
+    "a no-break space before the array": "\u00a0".encode() + _one(),
 }
 
 
