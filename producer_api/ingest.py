@@ -106,15 +106,37 @@ class EventResult(msgspec.Struct, frozen=True, gc=False):
         }
 
 
-@dataclass
 class IngestPlan:
-    """Messages to produce for a request, and the per-event results to answer with."""
+    """Messages to produce for a request, and the per-event results to answer with.
 
-    messages: list[OutgoingMessage] = field(default_factory=list)
-    results: list[EventResult] = field(default_factory=list)
-    every_id: list[str] | None = None
-    """Each event's id, in order, when every event was accepted with the id it carried (a
-    compiled plan): the answer and the replaced lookup take it without a loop over results."""
+    A compiled plan (`plan_native_body`) accepted every event with the id it carried: it
+    holds those ids (`every_id`) and builds its `results` only when someone asks, since
+    the native answer and the replaced lookup need only the ids.
+    """
+
+    def __init__(
+        self,
+        messages: list[OutgoingMessage] | None = None,
+        results: list[EventResult] | None = None,
+        *,
+        every_id: list[str] | None = None,
+    ) -> None:
+        self.messages: list[OutgoingMessage] = [] if messages is None else messages
+        self._results = results
+        self.every_id = every_id
+
+    @property
+    def results(self) -> list[EventResult]:
+        if self._results is None:
+            ids = self.every_id or []
+            self._results = [
+                EventResult(index, event_id, True) for index, event_id in enumerate(ids)
+            ]
+        return self._results
+
+    @results.setter
+    def results(self, results: list[EventResult]) -> None:
+        self._results = results
 
     def accepted_ids(self) -> list[str]:
         """The ids of the accepted events, in the request's order."""
@@ -125,10 +147,6 @@ class IngestPlan:
     @property
     def accepted(self) -> int:
         return sum(1 for r in self.results if r.accepted)
-
-    @property
-    def byte_size(self) -> int:
-        return sum(len(m[3] or b"") for m in self.messages)
 
 
 def plan_events(
@@ -208,13 +226,10 @@ def plan_native_body(
     if planned is None:
         return None
     ids, envelopes = planned
-    return IngestPlan(
-        messages=[
-            (topics.ingest_raw, partition, None, value, None) for partition, value in envelopes
-        ],
-        results=[EventResult(index, event_id, True) for index, event_id in enumerate(ids)],
-        every_id=ids,
-    )
+    messages: list[OutgoingMessage] = [
+        (topics.ingest_raw, partition, None, value, None) for partition, value in envelopes
+    ]
+    return IngestPlan(messages, every_id=ids)
 
 
 def plan_unsplittable(

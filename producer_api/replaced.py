@@ -72,16 +72,12 @@ def replaced_ids(
     """
     if stored is None:
         return None
-    if not stored:  # the common answer, without a loop over the events: only repeats count
-        ids = plan.accepted_ids()
-        if len(set(ids)) == len(ids):
-            return []
+    ids = plan.accepted_ids()
+    if not stored and len(set(ids)) == len(ids):  # the common answer, without a loop
+        return []
     out: list[str] = []
     seen: set[str] = set()
-    for result in plan.results:
-        event_id = result.event_id
-        if not result.accepted or event_id is None:
-            continue
+    for event_id in ids:
         if event_id in seen or (
             event_id in stored
             and _older(stored[event_id], ctx, event_id, envelope_offsets, partitions)
