@@ -67,6 +67,20 @@ def test_replaced_ids_are_those_stored_before_or_earlier_in_the_request() -> Non
     assert replaced_ids(CTX, plan, stored, offsets, partitions) == ["old", "new"]
 
 
+def test_a_compiled_plan_answers_from_its_ids() -> None:
+    # A compiled plan carries ids only; repeats within the request still count, with or
+    # without stored versions, and its results appear when asked for.
+    plan = IngestPlan(every_id=["a", "b", "a", "c", "b"])
+    assert replaced_ids(CTX, plan, {}, {}, 4) == ["a", "b"]
+    assert replaced_ids(CTX, IngestPlan(every_id=["a", "b"]), {}, {}, 4) == []
+    offsets = {p: 100 for p in range(4)}
+    assert replaced_ids(CTX, plan, {"c": version_of(50, 0)}, offsets, 4) == ["a", "c", "b"]
+    assert carried_ids(plan) == ["a", "b", "a", "c", "b"]
+    assert [(r.index, r.event_id, r.accepted) for r in plan.results][:2] == [
+        (0, "a", True), (1, "b", True)
+    ]  # fmt: skip
+
+
 def _native(body: str) -> bytes:
     return (
         b'{"type":"t","source":"s","time":"2024-01-01T00:00:00Z","data":{}' + body.encode() + b"}"
