@@ -60,7 +60,7 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
         topics=TopicNames.for_prefix(settings.topic_prefix),
         publisher=Publisher(producer, settings.max_inflight_bytes),
         pool=pool,
-        stored=StoredIdLookups(lookups),
+        stored=StoredIdLookups(lookups, gather_seconds=settings.door_linger_ms / 2000),
         keys=KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds),
         limits=KeyRateLimiter.from_settings(settings),
         bodies=BodyBudget(settings.max_receiving_bytes, settings.max_body_bytes),

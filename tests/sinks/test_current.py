@@ -74,3 +74,21 @@ async def test_a_failed_query_fails_its_waiters_and_the_next_one_runs(
     )
     assert all(isinstance(r, psycopg.Error) for r in results), results
     assert await lookups.stored(tenant, "native", ["kept", "gone"]) == {"kept": 0}
+
+
+async def test_a_gathering_round_takes_requests_that_arrive_while_it_waits(
+    database_url: str, lookups: StoredIdLookups
+) -> None:
+    tenant = f"cur-{uuid.uuid4().hex[:8]}"
+    _store(database_url, tenant, ["s0"])
+    lookups.gather_seconds = 0.2
+
+    async def ask(i: int) -> dict[str, int]:
+        await asyncio.sleep(0.005 * i)  # one after another, each before the rounds ask
+        return await lookups.stored(tenant, "native", ["s0", f"new-{i}"])
+
+    answers = await asyncio.gather(*(ask(i) for i in range(10)))
+    assert answers == [{"s0": 0}] * 10
+    # Ten requests spread over ~45 ms: the first round's wait took them all in one query
+    # (the second round, started by the second request, found nobody left).
+    assert lookups.queries == 1
