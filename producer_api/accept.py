@@ -91,7 +91,7 @@ async def prepare_native_body(door: Door, ctx: RequestContext, body: bytes) -> I
     plan = plan_native_body(ctx, body, door.topics, settings.partitions,
                             settings.max_events_per_request)  # fmt: skip
     if plan is not None:
-        await door.limits.admit_events(len(plan.results), ctx.tenant)
+        await door.limits.admit_events(len(plan.accepted_ids()), ctx.tenant)
     return plan
 
 
