@@ -1,13 +1,14 @@
 # The Sluice image: one image, one `sluice` command; compose.yaml picks the subcommand
 # (api, worker, sink, migrate, topics) per service.
-# The door's compiled path (fastpath/) is built into a wheel in a Rust stage.
-FROM rust:1-slim AS fastpath
+# The door's compiled path (fastpath/) is built into a wheel in a Rust stage on the same
+# Debian release as the runtime image, so the wheel links against the same glibc.
+FROM rust:1-slim-bookworm AS fastpath
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
     && python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir "maturin>=1.5,<2"
 COPY fastpath /fastpath
 RUN /opt/build/bin/maturin build --release --manifest-path /fastpath/Cargo.toml --out /wheels
 
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
