@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 
 import pytest
@@ -14,7 +16,10 @@ from sluice.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-async def test_values_keys_partitions_and_headers_arrive_as_sent(kafka_bootstrap: str) -> None:
+@pytest.mark.parametrize("served_in_loop", [False, True], ids=["poll-thread", "event-loop"])
+async def test_values_keys_partitions_and_headers_arrive_as_sent(
+    kafka_bootstrap: str, served_in_loop: bool
+) -> None:
     topic = f"fast-path-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=3)])[topic].result(30)
@@ -23,11 +28,22 @@ async def test_values_keys_partitions_and_headers_arrive_as_sent(kafka_bootstrap
         (topic, 0, None, b"v2", [("sluice.version", b"7")]),
         (topic, 1, b"k3", None, [("a", b"1"), ("b", b"2")]),
     ]
-    producer = AsyncProducer(producer_config(Settings(kafka_bootstrap_servers=kafka_bootstrap)))
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+    threads = {t.ident for t in threading.enumerate()}
+    producer = AsyncProducer(producer_config(settings), served_in_loop=served_in_loop)
+    started = [t.name for t in threading.enumerate() if t.ident not in threads]
+    assert started == ([] if served_in_loop else ["kafka-delivery"])
     try:
-        await producer.send_batch(sent).wait()
+        batch = producer.send_batch(sent, record_offsets=True)
+        await asyncio.wait_for(batch.wait(), 30)  # acknowledged, whoever serves the reports
+        assert set(batch.offsets) == {(topic, 0), (topic, 1), (topic, 2)}
+        # A second batch after the first drained: the loop starts serving again.
+        again = producer.send_batch([(topic, 0, None, b"v4", None)], record_offsets=True)
+        await asyncio.wait_for(again.wait(), 30)
+        assert again.offsets[(topic, 0)] == batch.offsets[(topic, 0)] + 1
     finally:
         producer.close()
+    sent.append((topic, 0, None, b"v4", None))
 
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": topic,
                          "auto.offset.reset": "earliest"})  # fmt: skip
