@@ -19,21 +19,25 @@ from schemas.identity import Identity
 from sluice.kafka import producer_config
 
 
-def drive_door(ctx: BenchContext, phase: str, total: int, batch: int) -> dict[str, Any]:
-    """Post `total` events in requests of `batch` and summarise what the door did."""
+def drive_door(
+    ctx: BenchContext, phase: str, total: int, batch: int, concurrency: int | None = None
+) -> dict[str, Any]:
+    """Post `total` events in requests of `batch` (`concurrency` in flight, by default the
+    configured number) and summarise what the door did."""
+    concurrency = concurrency or ctx.cfg.concurrency
     key = ctx.keys[ctx.tenant("door")]
     work = [(b, b.count(b'"id":')) for b in bodies(f"{ctx.tag}-{phase}", total, batch)]
     with profiled(ctx.procs, "api-1", ctx.profile_dir, phase) as profile:
         cpu_before, clock_cpu = ctx.procs.cpu_seconds(), time.process_time()
         started = time.perf_counter()
-        records = asyncio.run(closed_loop(ctx.procs.base_url, key, work, ctx.cfg.concurrency))
+        records = asyncio.run(closed_loop(ctx.procs.base_url, key, work, concurrency))
         seconds = time.perf_counter() - started
     accepted = sum(r.accepted for r in records)
     cpu = cpu_delta(cpu_before, ctx.procs.cpu_seconds())
     return {
         "events": total,
         "batch": batch,
-        "concurrency": ctx.cfg.concurrency,
+        "concurrency": concurrency,
         "accepted": accepted,
         "seconds": seconds,
         "per_second": accepted / seconds,
@@ -88,12 +92,19 @@ def door_rounds(ctx: BenchContext, total: int, batch: int) -> dict[str, Any]:
 
 
 def two_doors(ctx: BenchContext, total: int, batch: int) -> dict[str, Any]:
-    """Start a second api process on the same port, drive both, stop the second."""
+    """Start a second api process on the same port, drive both, stop the second.
+
+    Each process is offered as many requests in flight as the one door was: with the
+    same total, the closed loop's bound (requests in flight ÷ Kafka's acknowledgement
+    time) would cap two doors where it capped one.
+    """
     ctx.procs.start("api-2", "api")
     _wait_listening(ctx, "api-2", timeout=60)
     try:
-        warmed = warm_up(ctx, "warm-two", concurrency=ctx.cfg.concurrency)
-        return {**drive_door(ctx, "door-two", total, batch), "warm_accepted": warmed}
+        concurrency = 2 * ctx.cfg.concurrency
+        warmed = warm_up(ctx, "warm-two", concurrency=concurrency)
+        driven = drive_door(ctx, "door-two", total, batch, concurrency)
+        return {**driven, "warm_accepted": warmed}
     finally:
         ctx.procs.stop("api-2")
 
