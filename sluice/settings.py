@@ -64,6 +64,7 @@ class Settings:
     sink_group: str = "sluice-sink"
     sink_batch_size: int = 20_000
     sink_writers: int = 2
+    sink_prefetch_kbytes: int = 16_384
     sink_raw_read_timeout_seconds: float = 5.0
     worker_metrics_port: int = 0
     sink_metrics_port: int = 0

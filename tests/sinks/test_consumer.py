@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from schemas.codec import encode
 from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
-from sinks.consumer import Sink, by_partition
+from sinks.consumer import Sink, by_partition, consumer_config
 from sinks.rows import EventRow
 from sinks.writer import write_events
 from sluice.kafka import producer_config
@@ -145,3 +145,10 @@ def test_writers_apply_partitions_apart_and_offsets_wait_for_the_rows(
             sink.stop()
             thread.join(30)
     assert not thread.is_alive()
+
+
+def test_the_sink_fetches_ahead_only_what_it_is_allowed() -> None:
+    # librdkafka's own default (64 MB) let a sink behind a backlog hold ~55 MB more.
+    assert consumer_config(Settings())["queued.max.messages.kbytes"] == 16_384
+    config = consumer_config(Settings(sink_prefetch_kbytes=4096))
+    assert config["queued.max.messages.kbytes"] == 4096
