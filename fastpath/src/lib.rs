@@ -236,8 +236,8 @@ fn plain_event(event: &NativeEvent<'_>) -> bool {
 }
 
 /// Envelopes' items by partition, and each event's id, in the body's order.
-struct Planned {
-    ids: Vec<String>,
+struct Planned<'a> {
+    ids: Vec<Cow<'a, str>>,
     items: Vec<(Vec<u8>, usize)>,
 }
 
@@ -276,7 +276,12 @@ fn events(body: &str) -> Option<Vec<(NativeEvent<'_>, &str)>> {
 /// JSON's whitespace (RFC 8259): narrower than Rust's, which would also skip e.g. U+00A0.
 const JSON_SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
 
-fn plan(body: &[u8], key_prefix: &[u8], partitions: u32, max_events: usize) -> Option<Planned> {
+fn plan<'a>(
+    body: &'a [u8],
+    key_prefix: &[u8],
+    partitions: u32,
+    max_events: usize,
+) -> Option<Planned<'a>> {
     if partitions == 0 || may_be_unstorable(body) {
         return None;
     }
@@ -287,16 +292,19 @@ fn plan(body: &[u8], key_prefix: &[u8], partitions: u32, max_events: usize) -> O
     if events.is_empty() || events.len() > max_events {
         return None;
     }
+    // Each partition's share of the body, with room for the items' framing.
+    let share = body.len() / partitions as usize + 16 * events.len() / partitions as usize;
     let mut planned = Planned {
         ids: Vec::with_capacity(events.len()),
-        items: vec![(Vec::new(), 0); partitions as usize],
+        items: vec![(Vec::with_capacity(share), 0); partitions as usize],
     };
     let mut key = key_prefix.to_vec();
     for (event, text) in events {
         if !plain_event(&event) {
             return None;
         }
-        let id = event.id.as_deref()?;
+        let id_text = event.id?;
+        let id = id_text.as_ref();
         key.truncate(key_prefix.len());
         key.extend_from_slice(id.as_bytes());
         let (items, count) = &mut planned.items[partition_of(&key, partitions) as usize];
@@ -308,7 +316,7 @@ fn plan(body: &[u8], key_prefix: &[u8], partitions: u32, max_events: usize) -> O
         items.extend_from_slice(text.as_bytes());
         items.extend_from_slice(b"\x02\x00\x00\x00");
         *count += 1;
-        planned.ids.push(id.to_owned());
+        planned.ids.push(id_text);
     }
     Some(planned)
 }
@@ -337,12 +345,21 @@ fn plan_native<'py>(
         if *count == 0 {
             continue;
         }
-        let mut envelope = Vec::with_capacity(head.len() + items.len() + 12);
-        envelope.extend_from_slice(head);
-        write_length(&mut envelope, *count);
-        envelope.extend_from_slice(items);
-        envelope.push(0);
-        envelopes.push((partition as u32, PyBytes::new(py, &envelope)));
+        // head, the item count, the items, the empty block that ends the array
+        let mut count_bytes = Vec::with_capacity(10);
+        write_length(&mut count_bytes, *count);
+        let parts = [head, &count_bytes, items, b"\x00"];
+        let size = parts.iter().map(|part| part.len()).sum();
+        let envelope = PyBytes::new_with(py, size, |buffer| {
+            let mut at = 0;
+            for part in parts {
+                buffer[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            Ok(())
+        })
+        .ok()?;
+        envelopes.push((partition as u32, envelope));
     }
     Some((ids, envelopes))
 }
