@@ -209,7 +209,7 @@ def plan_native_body(
 ) -> IngestPlan | None:
     """`plan_events` for a native body whose events are all plainly valid and carry an id,
     done by the compiled path (`fastpath/src/lib.rs`): split, validate, partition and write
-    the items in one call, ~0.6 µs per event against ~2.4 µs in Python.
+    the items in one call, ~0.45 µs per event against ~2.4 µs in Python.
 
     None when it does not apply (an invalid, unusual or id-less event, a possibly
     unstorable value, more than `max_events` events, not an array) or the extension is
