@@ -144,6 +144,18 @@ class IngestPlan:
             return self.every_id
         return [r.event_id for r in self.results if r.accepted and r.event_id is not None]
 
+    def carried_ids(self) -> list[str]:
+        """The ids the accepted events carried themselves (ids the door assigned are new)."""
+        if self.every_id is not None:
+            return self.every_id
+        return [r.event_id for r in self.results if r.accepted and r.event_id and not r.id_assigned]
+
+    def rejected(self) -> list[EventResult]:
+        """The results of the events that were not accepted, in the request's order."""
+        if self.every_id is not None:
+            return []
+        return [r for r in self.results if not r.accepted]
+
     @property
     def accepted(self) -> int:
         return sum(1 for r in self.results if r.accepted)

@@ -68,9 +68,7 @@ async def post_events(request: web.Request) -> web.Response:
         topic = door.topics.ingest_raw
         offsets = {p: o for (t, p), o in acknowledged.items() if t == topic}
     ids = plan.accepted_ids()
-    rejected = (
-        [] if plan.every_id is not None else [r.as_dict() for r in plan.results if not r.accepted]
-    )
+    rejected = [r.as_dict() for r in plan.rejected()]
     answer = {
         "request_id": ctx.request_id,
         "accepted": len(ids),

@@ -30,13 +30,6 @@ LOOKUP_SECONDS = 1.0
 """The longest the door waits for the lookup; ingestion never depends on PostgreSQL."""
 
 
-def carried_ids(plan: IngestPlan) -> list[str]:
-    """Ids the accepted events carried themselves (ids the door assigned are new)."""
-    if plan.every_id is not None:
-        return plan.every_id
-    return [r.event_id for r in plan.results if r.accepted and r.event_id and not r.id_assigned]
-
-
 async def stored_versions(
     door: Door, ctx: RequestContext, plan: IngestPlan
 ) -> dict[str, int] | None:
@@ -46,7 +39,7 @@ async def stored_versions(
     still accepted (Kafka is what acknowledges them) and the answer says `replaced:
     null`, unknown, instead of the request failing with the database.
     """
-    ids = carried_ids(plan)
+    ids = plan.carried_ids()
     if not ids:
         return {}
     try:

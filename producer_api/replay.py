@@ -133,7 +133,7 @@ def plan_replay(
 
 def summarize(dead: StoredDeadLetter, plan: IngestPlan, dry_run: bool) -> ReplayResult:
     """The result of a replay from its plan."""
-    rejected = [r for r in plan.results if not r.accepted]
+    rejected = plan.rejected()
     valid = not rejected
     if dry_run:
         outcome = "valid" if valid else "invalid"

@@ -105,7 +105,7 @@ async def post_events(request: web.Request) -> web.Response:
     if len(raws) > door.settings.max_events_per_request:
         return message(413)
     plan = await accept_events(door, ctx, raws)
-    failed = [r for r in plan.results if not r.accepted]
+    failed = plan.rejected()
     if not failed:
         return web.json_response({"message": "Request Accepted"}, status=202)
     return message(400, invalid=[_echo(raws[r.index]) for r in failed], errors=_errors(failed))

@@ -11,7 +11,7 @@ from producer_api.ingest import (
     plan_events,
     plan_filter_delete,
 )
-from producer_api.replaced import carried_ids, replaced_ids
+from producer_api.replaced import replaced_ids
 from schemas.codec import decode
 from schemas.deletes import DeleteFilter
 from schemas.identity import Identity, partition_for
@@ -75,7 +75,7 @@ def test_a_compiled_plan_answers_from_its_ids() -> None:
     assert replaced_ids(CTX, IngestPlan(every_id=["a", "b"]), {}, {}, 4) == []
     offsets = {p: 100 for p in range(4)}
     assert replaced_ids(CTX, plan, {"c": version_of(50, 0)}, offsets, 4) == ["a", "c", "b"]
-    assert carried_ids(plan) == ["a", "b", "a", "c", "b"]
+    assert plan.carried_ids() == ["a", "b", "a", "c", "b"]
     assert [(r.index, r.event_id, r.accepted) for r in plan.results][:2] == [
         (0, "a", True), (1, "b", True)
     ]  # fmt: skip
@@ -94,7 +94,7 @@ def _planned(raws: list[bytes]) -> IngestPlan:
 
 def test_carried_ids_skip_events_without_a_readable_id() -> None:
     raws = [_native(',"id":"a"'), _native(""), b'{"id":7}', b"not json", _native(',"id":"b"')]
-    assert carried_ids(_planned(raws)) == ["a", "b"]
+    assert _planned(raws).carried_ids() == ["a", "b"]
 
 
 def test_replaced_is_unknown_when_the_lookup_failed() -> None:
@@ -104,4 +104,4 @@ def test_replaced_is_unknown_when_the_lookup_failed() -> None:
 
 
 def test_ids_with_invalid_utf8_are_skipped_not_fatal() -> None:
-    assert carried_ids(_planned([_native(',"id":"ok"'), b'{"id": "\xff"}'])) == ["ok"]
+    assert _planned([_native(',"id":"ok"'), b'{"id": "\xff"}']).carried_ids() == ["ok"]
