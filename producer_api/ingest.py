@@ -65,6 +65,15 @@ class RequestContext:
     def origin(self) -> Origin:
         return Origin(self.tenant, self.family, self.route, self.content_type, self.received_at)
 
+    def envelope_head(self) -> bytes:
+        """The encoded start of each of the request's envelopes (all but their items)."""
+        return envelope_head(self.request_id, self.tenant, self.family, self.route,
+                             self.content_type, self.received_at)  # fmt: skip
+
+    def key_prefix(self) -> bytes:
+        """The key of the request's identities up to the event id (`Identity.key`)."""
+        return Identity(self.tenant, self.family, "").key()
+
 
 @dataclass(frozen=True)
 class ReplayOf:
@@ -185,7 +194,7 @@ def plan_events(
     reject_all = all_or_nothing and any(isinstance(o, Rejected) for o in outcomes)
     # The per-event loop is the door's hot path: ids are encoded once, for both the
     # partitioning key and the item, and items are written straight to Avro bytes.
-    key_prefix = Identity(ctx.tenant, ctx.family, "").key()
+    key_prefix = ctx.key_prefix()
     by_partition: dict[int, list[bytes]] = defaultdict(list)
     results = plan.results
     for index, (raw, outcome) in enumerate(zip(raws, outcomes, strict=True)):
@@ -231,10 +240,9 @@ def plan_native_body(
     """
     if _compiled_plan_native is None or ctx.family != "native" or ctx.route:
         return None
-    head = envelope_head(ctx.request_id, ctx.tenant, ctx.family, ctx.route, ctx.content_type,
-                         ctx.received_at)  # fmt: skip
-    key_prefix = Identity(ctx.tenant, ctx.family, "").key()
-    planned = _compiled_plan_native(body, key_prefix, partitions, head, max_events)
+    planned = _compiled_plan_native(
+        body, ctx.key_prefix(), partitions, ctx.envelope_head(), max_events
+    )
     if planned is None:
         return None
     ids, envelopes = planned
@@ -283,8 +291,7 @@ def _envelopes(
     ctx: RequestContext, by_partition: Mapping[int, list[bytes]], topics: TopicNames
 ) -> list[OutgoingMessage]:
     """One `IngestEnvelope` per partition, from items already encoded."""
-    head = envelope_head(ctx.request_id, ctx.tenant, ctx.family, ctx.route, ctx.content_type,
-                         ctx.received_at)  # fmt: skip
+    head = ctx.envelope_head()
     return [
         (topics.ingest_raw, partition, None, encode_envelope(head, items), None)
         for partition, items in sorted(by_partition.items())
