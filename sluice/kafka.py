@@ -171,12 +171,15 @@ class AsyncProducer:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
+    def _serve_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._tick = loop.call_later(SERVE_INTERVAL_SECONDS, self._serve_once, loop)
+
     def _serve_once(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve the reports that arrived; poll again soon while any message is in flight."""
         self._tick = None
         self._producer.poll(0)
         if len(self._producer):
-            self._tick = loop.call_later(SERVE_INTERVAL_SECONDS, self._serve_once, loop)
+            self._serve_soon(loop)
 
     def send_batch(
         self, messages: Sequence[OutgoingMessage], *, record_offsets: bool = False
@@ -205,7 +208,7 @@ class AsyncProducer:
                 batch.fail_now(ProduceFailed(str(exc)))
                 break
         if self._served_in_loop and self._tick is None:
-            self._tick = loop.call_later(SERVE_INTERVAL_SECONDS, self._serve_once, loop)
+            self._serve_soon(loop)
         return batch
 
     def queue_length(self) -> int:
