@@ -192,11 +192,10 @@ fn is_sign(c: u8) -> bool {
 /// looks for `0e0000`: a mark with mantissa before it and four mantissa after it.
 fn long_exponent(body: &[u8]) -> bool {
     memchr::memchr2_iter(b'e', b'E', body).any(|at| {
-        let before = body[..at].iter().rev().find(|c| !is_sign(**c));
-        let mut after = body[at + 1..].iter().filter(|c| !is_sign(**c)).take(4);
-        before.is_some_and(|c| is_mantissa(*c))
-            && after.clone().count() == 4
-            && after.all(|c| is_mantissa(*c))
+        let mut unsigned_before = body[..at].iter().rev().filter(|c| !is_sign(**c));
+        let unsigned_after = body[at + 1..].iter().filter(|c| !is_sign(**c));
+        unsigned_before.next().is_some_and(|c| is_mantissa(*c))
+            && unsigned_after.take(4).filter(|c| is_mantissa(**c)).count() == 4
     })
 }
 
@@ -220,6 +219,7 @@ fn long_mantissa(body: &[u8]) -> bool {
         })
 }
 
+/// Whether every field but the id (checked where `plan` takes it) is plainly valid.
 fn plain_event(event: &NativeEvent<'_>) -> bool {
     chars_within(&event.type_, MAX_TEXT_CHARS)
         && chars_within(&event.source, MAX_TEXT_CHARS)
@@ -227,10 +227,6 @@ fn plain_event(event: &NativeEvent<'_>) -> bool {
             .subject
             .as_deref()
             .is_none_or(|s| chars_within(s, MAX_TEXT_CHARS))
-        && event
-            .id
-            .as_deref()
-            .is_some_and(|id| chars_within(id, MAX_ID_CHARS))
         && event.data.get().starts_with('{')
         && plain_timestamp(&event.time)
 }
@@ -303,7 +299,8 @@ fn plan<'a>(
         if !plain_event(&event) {
             return None;
         }
-        let id_text = event.id?;
+        // Only an event that carries its id: the door would assign one to the others.
+        let id_text = event.id.filter(|id| chars_within(id, MAX_ID_CHARS))?;
         let id = id_text.as_ref();
         key.truncate(key_prefix.len());
         key.extend_from_slice(id.as_bytes());
