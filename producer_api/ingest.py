@@ -143,10 +143,6 @@ class IngestPlan:
             ]
         return self._results
 
-    @results.setter
-    def results(self, results: list[EventResult]) -> None:
-        self._results = results
-
     def accepted_ids(self) -> list[str]:
         """The ids of the accepted events, in the request's order."""
         if self.every_id is not None:
@@ -278,9 +274,8 @@ def plan_deletes(
         key = Identity(ctx.tenant, ctx.family, event_id).key()
         encoded = item("delete", event_id, b"", receipt_id=receipt_id)
         by_partition[partition_for(key, partitions)].append(encoded)
-    plan = IngestPlan(messages=_envelopes(ctx, by_partition, topics))
-    plan.results = [EventResult(i, eid, True) for i, eid in enumerate(event_ids)]
-    return plan
+    results = [EventResult(i, eid, True) for i, eid in enumerate(event_ids)]
+    return IngestPlan(_envelopes(ctx, by_partition, topics), results)
 
 
 def _fallback_id(replay: ReplayOf | None, index: int) -> str | None:
