@@ -1,5 +1,7 @@
 """Sluice's compiled door path for native events (see src/lib.rs)."""
 
+from collections.abc import Sequence
+
 def plan_native(
     body: bytes, key_prefix: bytes, partitions: int, head: bytes, max_events: int
 ) -> tuple[list[str], list[tuple[int, bytes]]] | None:
@@ -8,3 +10,7 @@ def plan_native(
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partition for `key`: murmur2, made positive, modulo `partitions`."""
+
+def too_deep(raws: Sequence[bytes], cap: int) -> list[int]:
+    """The indexes of `raws` that nest containers deeper than `cap`, read exactly as
+    `schemas.nesting.json_depth` reads them (any bytes, valid JSON or not)."""

@@ -28,6 +28,8 @@ def split_json_events(body: bytes) -> list[bytes]:
             return [bytes(item) for item in _list_of_raw.decode(body)]
         except msgspec.DecodeError as exc:
             raise Unsplittable(f"body is not a valid JSON array: {exc}") from exc
+        except RecursionError as exc:  # msgspec's limit, far past `schemas.nesting.MAX_DEPTH`
+            raise Unsplittable("body nests too deeply to be split into events") from exc
     if stripped.startswith(b"{"):
         return [body]
     raise Unsplittable("body must be a JSON object or an array of objects")

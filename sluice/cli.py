@@ -51,12 +51,16 @@ def api() -> None:
     run(_settings())
 
 
-@main.command()
-def worker() -> None:
-    """Run the Faust stream processor (validation, dead letters, tombstones)."""
-    from streams.worker import run
+@main.group(invoke_without_command=True)
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run the Faust stream processor (validation, dead letters, tombstones).
 
-    run(_settings())
+    `sluice worker breaker status|resume` sees and resumes its DLQ circuit breaker."""
+    if ctx.invoked_subcommand is None:
+        from streams.worker import run
+
+        run(_settings())
 
 
 @main.command()
@@ -82,6 +86,10 @@ def dev() -> None:
 
     sys.exit(run_dev(_settings()))
 
+
+from sluice.breaker_cli import breaker  # noqa: E402
+
+worker.add_command(breaker)
 
 from sluice.keys_cli import keys  # noqa: E402
 

@@ -74,6 +74,7 @@ class Settings:
     breaker_window_events: int = 1000
     breaker_max_consecutive_invalid: int = 1000
     breaker_cooldown_seconds: float = 60.0
+    breaker_max_held_envelopes: int = 1000
 
     def __repr__(self) -> str:
         shown = []

@@ -20,7 +20,15 @@ from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
 from sluice.kafka import AsyncProducer, OutgoingMessage, ProduceFailed, producer_config
 from sluice.settings import Settings
-from streams.breaker import BreakerGate, BreakerLimits, status_file_writer
+from streams.breaker import (
+    BreakerGate,
+    BreakerKey,
+    BreakerLimits,
+    resume_path,
+    status_file_writer,
+    status_path,
+    take_resume_request,
+)
 from streams.outputs import to_messages
 from streams.process import Position, process_envelope, undecodable_envelope
 from streams.watchdog import WorkerMonitor
@@ -113,22 +121,26 @@ class Forwarder:
         self._app: faust.App | None = None
         self._gate = BreakerGate(
             breaker_limits(settings), topics.dlq,
-            consumer=lambda: self._app.consumer if self._app else None,
             generation=lambda: self._app.consumer_generation_id if self._app else None,
-            report=status_file_writer(settings.state_dir / f"breaker-{settings.worker_id}.json"),
+            report=status_file_writer(status_path(settings.state_dir, settings.worker_id)),
         )  # fmt: skip
+        self._resume_requests = resume_path(settings.state_dir, settings.worker_id)
 
     def attach(self, app: faust.App) -> None:
-        """Let the DLQ circuit breaker pause `app`'s partitions and retry them on a timer."""
+        """Let the DLQ circuit breaker release tripped keys on a timer."""
         self._app = app
 
-        async def retry_tripped_partitions(*_app: Any) -> None:
-            await self._gate.resume_due(self._outputs, self._send_until_acknowledged)
+        async def release_tripped_keys(*_app: Any) -> None:
+            asked, labels = take_resume_request(self._resume_requests)
+            if asked:
+                found = self._gate.resume(labels) or "none open"
+                log.warning("breaker resume asked for %s: %s", labels or "all keys", found)
+            await self._gate.release_due(self._released, self._send_until_acknowledged)
 
-        app.timer(interval=1.0, name="breaker-retry")(retry_tripped_partitions)
+        app.timer(interval=1.0, name="breaker-release")(release_tripped_keys)
 
     def breaker_status(self) -> dict[str, Any]:
-        """Tripped partitions and limits, for metrics and health reports."""
+        """Tripped keys and limits, for metrics and health reports."""
         return self._gate.breaker.status(time.monotonic())
 
     def _get_producer(self) -> AsyncProducer:
@@ -140,11 +152,14 @@ class Forwarder:
         began = time.monotonic()
         messages: list[OutgoingMessage] = []
         for event in events:
-            if self._gate.holding(event):  # its partition is tripped: not processed, not acked
+            envelope = self._decode(event)
+            key = _breaker_key(event, envelope)
+            if self._gate.holding(key, event):  # its key is tripped: not processed, not acked
                 continue
-            outputs = self._outputs(event)
-            if self._gate.admit(event, outputs):
+            outputs, rejected = self._outputs(event, envelope)
+            if self._gate.admit(key, event, outputs):
                 messages += outputs
+                self._note_rejected(event, envelope, rejected)
         await self._send_until_acknowledged(messages)
         if self._monitor is not None:
             dead_count = sum(1 for m in messages if m[0] == self._topics.dlq)
@@ -152,16 +167,49 @@ class Forwarder:
                 envelopes=len(events), dead_letters=dead_count, seconds=time.monotonic() - began
             )
 
-    def _outputs(self, event: Any) -> list[OutgoingMessage]:
-        """What one envelope becomes: events, tombstones and dead letters (not yet sent)."""
+    @staticmethod
+    def _decode(event: Any) -> dict[str, Any] | CodecError:
+        try:
+            _, envelope = decode(event.message.value, "IngestEnvelope")
+        except CodecError as exc:
+            return exc
+        return envelope
+
+    def _released(self, event: Any) -> list[OutgoingMessage]:
+        """What a held envelope becomes, when the breaker releases it to be sent."""
+        envelope = self._decode(event)
+        outputs, rejected = self._outputs(event, envelope)
+        self._note_rejected(event, envelope, rejected)
+        return outputs
+
+    def _outputs(
+        self, event: Any, envelope: dict[str, Any] | CodecError
+    ) -> tuple[list[OutgoingMessage], list[tuple[str, tuple[str, ...]]]]:
+        """What one envelope becomes (events, tombstones, dead letters; not yet sent), and
+        the upserts its family's validator rejected."""
         msg = event.message
         at = Position(msg.topic, msg.partition, msg.offset)
-        try:
-            _, envelope = decode(msg.value, "IngestEnvelope")
-        except CodecError as exc:
-            dead = undecodable_envelope(msg.value or b"", at, str(exc))
-            return [(self._topics.dlq, at.partition, dead.key, dead.value, dead.headers)]
-        return to_messages(process_envelope(envelope, at), at.partition, self._topics)
+        if isinstance(envelope, CodecError):
+            dead = undecodable_envelope(msg.value or b"", at, str(envelope))
+            return [(self._topics.dlq, at.partition, dead.key, dead.value, dead.headers)], []
+        processed = process_envelope(envelope, at)
+        return to_messages(processed, at.partition, self._topics), processed.rejected
+
+    def _note_rejected(
+        self, event: Any, envelope: dict[str, Any] | CodecError,
+        rejected: list[tuple[str, tuple[str, ...]]],
+    ) -> None:  # fmt: skip
+        """Each rejected upsert is one the door accepted: a door bug, logged and counted."""
+        if not rejected or isinstance(envelope, CodecError):
+            return
+        msg = event.message
+        log.error("door bug? the stream rejected %d %s/%s event(s) of %s/%d@%d that the door "
+                  "accepted, first %r (%s)", len(rejected), envelope["tenant"],
+                  envelope["family"], msg.topic, msg.partition, msg.offset, rejected[0][0],
+                  ",".join(rejected[0][1]))  # fmt: skip
+        if self._monitor is not None:
+            for _, codes in rejected:
+                self._monitor.door_disagreed(envelope["family"], codes[0] if codes else "")
 
     async def _send_until_acknowledged(self, messages: list[OutgoingMessage]) -> None:
         """Produce `messages`; through an outage, retry the whole batch (writes are idempotent).
@@ -195,4 +243,12 @@ def breaker_limits(settings: Settings) -> BreakerLimits:
         window_events=settings.breaker_window_events,
         max_consecutive_invalid=settings.breaker_max_consecutive_invalid,
         cooldown_seconds=settings.breaker_cooldown_seconds,
+        max_held_envelopes=settings.breaker_max_held_envelopes,
     )
+
+
+def _breaker_key(event: Any, envelope: dict[str, Any] | CodecError) -> BreakerKey:
+    """The breaker's key of an envelope: its partition, tenant and family."""
+    if isinstance(envelope, CodecError):
+        return BreakerKey(event.message.tp, "_undecodable", "")
+    return BreakerKey(event.message.tp, envelope["tenant"], envelope["family"])

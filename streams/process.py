@@ -70,6 +70,10 @@ class Processed:
     tombstones: list[TombstoneOut] = field(default_factory=list)
     dead_letters: list[DeadLetterMessage] = field(default_factory=list)
     filter_deletions: list[FilterDeletionOut] = field(default_factory=list)
+    rejected: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    """(event id, reason codes) of each upsert the family's validator rejected. The door
+    runs the same validators before it writes an envelope, so each one is a door bug (or
+    an envelope a Kafka-native producer wrote without the door's checks)."""
 
 
 def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
@@ -100,6 +104,7 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
             outcome = outcomes[index]
             if isinstance(outcome, Rejected):
                 out.dead_letters.append(_reject(item, outcome.violations, origin, at, index))
+                out.rejected.append((item["event_id"], tuple(v.code for v in outcome.violations)))
                 continue
             value = writer.encode(
                 identity.event_id, outcome.type, outcome.source, outcome.subject,

@@ -42,6 +42,11 @@ class WorkerMonitor:
             "sluice_stream_produce_retries", "Result batches re-sent because Kafka did not ack",
             registry=self.registry,
         )  # fmt: skip
+        self._door_disagreements = Counter(
+            "sluice_stream_door_disagreements",
+            "Events the door accepted that the stream's validators rejected (door bugs)",
+            ["family", "reason"], registry=self.registry,
+        )  # fmt: skip
         self._latency = Histogram(
             "sluice_stream_batch_seconds", "From a batch's arrival to Kafka's ack of its results",
             registry=self.registry,
@@ -74,14 +79,18 @@ class WorkerMonitor:
     def produce_retried(self) -> None:
         self._produce_retries.inc()
 
+    def door_disagreed(self, family: str, reason: str) -> None:
+        """The stream rejected an event the door had accepted (`reason`: its first code)."""
+        self._door_disagreements.labels(family, reason).inc()
+
     def watch_breaker(self, status: Callable[[], dict[str, Any]]) -> None:
         """Export the DLQ circuit breaker's state (read at scrape time from `status()`, the
-        breaker's own report) and excuse the watchdog while a partition is held open."""
+        breaker's own report) and excuse the watchdog while a key is held open."""
         self.registry.register(BreakerCollector(status))
-        self.watchdog.excused = lambda: bool(_open_partitions(status))
+        self.watchdog.excused = lambda: bool(_open_keys(status))
 
 
-def _open_partitions(status: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _open_keys(status: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         return dict(status().get("open", {}))
     except RuntimeError:  # the breaker changed while read from this thread; next time
@@ -89,27 +98,29 @@ def _open_partitions(status: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 class BreakerCollector(Collector):
-    """`sluice_stream_breaker_open{partition}` (1 per tripped partition) and the envelopes
-    it holds, from the breaker's status at scrape time."""
+    """`sluice_stream_breaker_open{partition,tenant,family}` (1 per tripped key) and the
+    envelopes each holds, from the breaker's status at scrape time."""
 
     def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
         self._status = status
 
     def collect(self) -> Iterable[Metric]:
-        tripped = _open_partitions(self._status)
+        tripped = _open_keys(self._status)
+        labels = ["partition", "tenant", "family"]
         opened = GaugeMetricFamily(
-            "sluice_stream_breaker_open", "1 while the DLQ circuit breaker holds a partition",
-            labels=["partition"],
+            "sluice_stream_breaker_open", "1 while the DLQ circuit breaker holds a key",
+            labels=labels,
         )  # fmt: skip
         held = GaugeMetricFamily(
             "sluice_stream_breaker_held_envelopes", "Envelopes held by an open breaker",
-            labels=["partition"],
+            labels=labels,
         )  # fmt: skip
-        for partition, state in tripped.items():
-            opened.add_metric([partition], 1)
-            held.add_metric([partition], float(state.get("held", 0)))
+        for label, state in tripped.items():
+            values = [str(state.get(name, label)) for name in labels]
+            opened.add_metric(values, 1)
+            held.add_metric(values, float(state.get("held", 0)))
         count = GaugeMetricFamily(
-            "sluice_stream_breaker_open_partitions", "Partitions the DLQ circuit breaker holds",
-            value=len(tripped),
+            "sluice_stream_breaker_open_keys",
+            "Keys (partition, tenant, family) the DLQ circuit breaker holds", value=len(tripped),
         )  # fmt: skip
         return [opened, held, count]

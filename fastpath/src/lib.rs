@@ -9,7 +9,8 @@
 //! It is deliberately partial. It answers only when every event is plainly valid
 //! and carries its own id, and nothing in the body could be unstorable; for
 //! anything else (an invalid event, an event without an id, a NUL escape, a long
-//! number, an unusual timestamp, a duplicate key, a lone surrogate, ...) it
+//! number, an unusual timestamp, a duplicate key, any surrogate escape, nesting past
+//! `schemas.nesting.MAX_DEPTH`, ...) it
 //! returns `None` and the caller runs the Python path, which has the full rules
 //! and the explanations. So "accepted here" must imply "accepted by the Python
 //! validators, with the same id and the same bytes": the property tests in
@@ -25,6 +26,8 @@ use serde_json::value::RawValue;
 const MAX_ID_CHARS: usize = 256;
 const MAX_TEXT_CHARS: usize = 1024;
 const MAX_NUMBER_DIGITS: usize = 3000;
+/// `schemas.nesting.MAX_DEPTH`: the nesting an event may have, checked before any decoding.
+const MAX_DEPTH: usize = 64;
 
 /// One native event, borrowed from the body where no escape had to be decoded.
 /// Unknown fields are ignored, as msgspec ignores them; a duplicate field is a
@@ -176,8 +179,87 @@ fn plain_timestamp(text: &str) -> bool {
 fn may_be_unstorable(body: &[u8]) -> bool {
     memchr::memchr(0, body).is_some()
         || memchr::memmem::find(body, b"\\u0000").is_some()
+        || surrogate_escape(body)
         || long_exponent(body)
         || long_mantissa(body)
+}
+
+/// A surrogate escape that is not half of a well-formed pair (`\uD800`-`\uDBFF` then
+/// `\uDC00`-`\uDFFF`), anywhere: serde checks surrogates in the strings it decodes but not
+/// in the `data` it skips, and msgspec refuses them, so such a body is left to Python.
+/// Only backslashes that start an escape count (an even run of backslashes before them).
+fn surrogate_escape(body: &[u8]) -> bool {
+    let mut after_pair = 0;
+    for at in memchr::memmem::find_iter(body, b"\\u") {
+        if at < after_pair || !starts_escape(body, at) {
+            continue;
+        }
+        match surrogate_at(body, at + 2) {
+            Some(high) if high < 0xdc00 => match surrogate_at(body, at + 8) {
+                Some(low) if low >= 0xdc00 && body.get(at + 6..at + 8) == Some(b"\\u") => {
+                    after_pair = at + 12;
+                }
+                _ => return true,
+            },
+            Some(_) => return true,
+            None => {}
+        }
+    }
+    false
+}
+
+/// Whether the backslash at `at` starts an escape: an even number of backslashes before it.
+fn starts_escape(body: &[u8], at: usize) -> bool {
+    body[..at].iter().rev().take_while(|c| **c == b'\\').count() % 2 == 0
+}
+
+/// The code unit of the four hex digits at `at` when it is a surrogate (D800-DFFF).
+fn surrogate_at(body: &[u8], at: usize) -> Option<u32> {
+    let digits = std::str::from_utf8(body.get(at..at + 4)?).ok()?;
+    let unit = u32::from_str_radix(digits, 16).ok()?;
+    (0xd800..=0xdfff).contains(&unit).then_some(unit)
+}
+
+/// Whether `text` nests containers deeper than `cap` (the event itself is level 1), read
+/// the way `schemas.nesting.json_depth` reads it: brackets outside strings open and close
+/// levels (a close never goes below zero), a backslash in a string skips the next byte, an
+/// unterminated string runs to the end. It is defined for any bytes, valid JSON or not.
+fn nested_deeper_than(text: &[u8], cap: usize) -> bool {
+    // Fewer than cap + 1 opening brackets cannot nest deeper than cap: the common event.
+    if memchr::memchr2_iter(b'{', b'[', text).nth(cap).is_none() {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < text.len() {
+        match text[at] {
+            b'"' => match end_of_string(text, at + 1) {
+                Some(end) => at = end,
+                None => return false,
+            },
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > cap {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    false
+}
+
+/// Where the string whose text starts at `from` ends (its closing quote), or None.
+fn end_of_string(text: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let found = from + memchr::memchr2(b'"', b'\\', text.get(from..)?)?;
+        if text[found] == b'"' {
+            return Some(found);
+        }
+        from = found + 2;
+    }
 }
 
 fn is_mantissa(c: u8) -> bool {
@@ -220,8 +302,9 @@ fn long_mantissa(body: &[u8]) -> bool {
 }
 
 /// Whether every field but the id (checked where `plan` takes it) is plainly valid.
-fn plain_event(event: &NativeEvent<'_>) -> bool {
-    chars_within(&event.type_, MAX_TEXT_CHARS)
+fn plain_event(event: &NativeEvent<'_>, text: &str) -> bool {
+    !nested_deeper_than(text.as_bytes(), MAX_DEPTH)
+        && chars_within(&event.type_, MAX_TEXT_CHARS)
         && chars_within(&event.source, MAX_TEXT_CHARS)
         && event
             .subject
@@ -296,7 +379,7 @@ fn plan<'a>(
     };
     let mut key = key_prefix.to_vec();
     for (event, text) in events {
-        if !plain_event(&event) {
+        if !plain_event(&event, text) {
             return None;
         }
         // Only an event that carries its id: the door would assign one to the others.
@@ -361,6 +444,19 @@ fn plan_native<'py>(
     Some((ids, envelopes))
 }
 
+/// The indexes of the events of `raws` that nest deeper than `cap` (see
+/// `nested_deeper_than`): one call for a whole request or envelope.
+#[pyfunction]
+fn too_deep(raws: &Bound<'_, PyAny>, cap: usize) -> PyResult<Vec<usize>> {
+    let mut found = Vec::new();
+    for (index, raw) in raws.try_iter()?.enumerate() {
+        if nested_deeper_than(raw?.cast::<PyBytes>()?.as_bytes(), cap) {
+            found.push(index);
+        }
+    }
+    Ok(found)
+}
+
 /// The partition Kafka's default partitioner picks for `key` (murmur2); holds the GIL.
 #[pyfunction]
 fn partition_for(key: &[u8], partitions: u32) -> PyResult<u32> {
@@ -376,5 +472,6 @@ fn partition_for(key: &[u8], partitions: u32) -> PyResult<u32> {
 fn sluice_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plan_native, m)?)?;
     m.add_function(wrap_pyfunction!(partition_for, m)?)?;
+    m.add_function(wrap_pyfunction!(too_deep, m)?)?;
     Ok(())
 }

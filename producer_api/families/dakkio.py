@@ -37,7 +37,7 @@ from producer_api.resources import Door
 from schemas.families.dakkio import BATCH_BUCKET, OBJECT_ID, point_issues
 from schemas.families.received import RECEIVED_AT
 from schemas.outcome import Rejected, ValidEvent
-from schemas.validators import validator_for
+from schemas.validators import validate_all, validator_for
 from sinks.catalog import KnownNames, bucket_exists, missing_data_sources
 from sinks.tenancy import tenant_connection
 
@@ -107,7 +107,7 @@ async def _ingest(
 ) -> web.Response:
     """Validate, check the catalog, then ingest all points or none."""
     validate = validator_for(FAMILY)
-    outcomes = [validate(raw, ctx.route) for raw in raws]
+    outcomes = validate_all(validate, raws, ctx.route)
     if any(isinstance(o, Rejected) for o in outcomes):
         await accept_events(door, ctx, raws, all_or_nothing=True)
         details = [

@@ -222,3 +222,94 @@ def test_plainly_valid_events_take_the_compiled_path(events: list[dict[str, obje
     fast = plan_native_body(ctx, body, TOPICS, PARTITIONS, MAX_EVENTS)
     assert fast is not None, body
     _assert_same(fast, ctx, body)
+
+
+# Adversarial `data`: what the issue-15 attack used (a lone surrogate, deep nesting) and its
+# neighbours. `data` is skipped by serde as a raw value, so it is where the two paths' JSON
+# readers differ most: anything the compiled path plans here, Python must accept the same.
+_valid_escapes = st.sampled_from([
+    "\\ud83d\\ude00", "\\uD83D\\uDE00", "\\u00e9", "\\u001f", "\\\\", "\\/", "\\b", "\\\\ud800",
+    "\\\\\\ud83d\\ude00", "\u2028", "é", "😀", "\x7f", "a", "{", "]",
+])  # fmt: skip
+_bad_escapes = st.sampled_from([
+    "\\ud800", "\\udc00", "\\uDBFF", "\\ud83d", "\\ude00x", "\\ud83d\\u0041", "\\u0000",
+    "\\x", "\\u12", "\\u12g4", "\\u+d80", "\\", "\x01", "\x1f", "\t", "\n",
+])  # fmt: skip
+_escapes = st.one_of(*[_valid_escapes] * 12, _bad_escapes)  # most strings stay valid
+_adversarial_strings = st.lists(_escapes, max_size=4).map(lambda parts: '"' + "".join(parts) + '"')
+_adversarial_numbers = st.one_of(*[_numbers] * 8, st.sampled_from(
+    ["0", "-0", "1e5", "1E+400", "0.0000", "01", "1.", "-", "1e", ".5", "+1", "1_0", "0x10",
+     "NaN", "Infinity", "1e0999", "9" * 40, "-1.5e-5"]
+))  # fmt: skip
+_spaces = st.one_of(*[st.sampled_from(["", " ", "\n", "\r\n", "\t"])] * 12,
+                    st.sampled_from(["\f", "\v", "\u00a0", "\u2028"]))  # fmt: skip
+_leaves = st.one_of(_adversarial_strings, _adversarial_numbers,
+                    st.sampled_from(["true", "false", "null"] * 4 + ["tru", "True"]))  # fmt: skip
+
+
+def _container(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    keys = st.one_of(st.sampled_from(['"k"', '"k"', '"n"']), _adversarial_strings)
+    pairs = st.lists(st.tuples(keys, children, _spaces), max_size=3)
+    obj = pairs.map(lambda ps: "{" + ",".join(f"{s}{k}{s}:{s}{v}" for k, v, s in ps) + "}")
+    arr = st.lists(children, max_size=3).map(lambda vs: "[" + ",".join(vs) + "]")
+    return obj | arr
+
+
+_values = st.recursive(_leaves, _container, max_leaves=8)
+
+
+@st.composite
+def _deep(draw: st.DrawFn) -> str:
+    """Objects and arrays nested around the depth cap (the event adds one level)."""
+    levels = draw(st.integers(60, 70))
+    opens = draw(st.lists(st.sampled_from(['{"a":', "["]), min_size=levels, max_size=levels))
+    inner = draw(_leaves)
+    closes = "".join("}" if o.startswith("{") else "]" for o in reversed(opens))
+    return "".join(opens) + inner + closes
+
+
+_adversarial_data = st.one_of(
+    _container(_values), _deep(), _values, st.builds(lambda v: '{"s":' + v + "}", _leaves)
+)
+
+
+@st.composite
+def _adversarial_body(draw: st.DrawFn) -> bytes:
+    events = []
+    for i in range(draw(st.integers(1, 3))):
+        data = draw(_adversarial_data)
+        events.append(f'{{"id":"e{i}","type":"t","source":"s","time":"2024-11-23T10:00:00Z",'
+                      f'"data":{data}}}')  # fmt: skip
+    return ("[" + ("," + draw(_spaces)).join(events) + "]").encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(_adversarial_body())
+@example(
+    b'[{"id":"x","type":"t","source":"s","time":"2024-11-23T10:00:00Z","data":{"s":"\\ud800"}}]'
+)
+@example(b'[{"id":"x","type":"t","source":"s","time":"2024-11-23T10:00:00Z","data":'
+         + b'{"a":' * 64 + b"1" + b"}" * 64 + b"}]")  # fmt: skip
+def test_adversarial_data_the_compiled_path_plans_python_plans_the_same(body: bytes) -> None:
+    ctx = _ctx()
+    fast = plan_native_body(ctx, body, TOPICS, PARTITIONS, MAX_EVENTS)
+    if fast is not None:
+        _assert_same(fast, ctx, body)
+
+
+_depth_bytes = st.lists(
+    st.sampled_from([b"{", b"[", b"}", b"]", b'"', b"\\", b"a", b":", b","]), max_size=300
+).map(b"".join)
+
+
+@settings(max_examples=1000)
+@given(st.lists(_depth_bytes, min_size=1, max_size=4), st.integers(0, 80))
+@example([b"[" * 65, b"[" * 64, b'"' + b"[" * 70, b'"\\"' + b"[" * 70], 64)
+def test_the_compiled_depth_check_reads_nesting_as_python_does(raws: list[bytes], cap: int) -> None:
+    from sluice_fastpath import too_deep
+
+    from schemas.nesting import json_depth, too_deep_python
+
+    expected = [i for i, raw in enumerate(raws) if json_depth(raw) > cap]
+    assert too_deep(raws, cap) == expected
+    assert [i for i, raw in enumerate(raws) if too_deep_python(raw, cap)] == expected

@@ -119,9 +119,16 @@ def test_worker_exports_the_breaker_and_excuses_its_watchdog() -> None:
     tripped: dict[str, Any] = {"open": {}}
     monitor.watch_breaker(lambda: tripped)
     assert not monitor.watchdog.excused()
-    tripped["open"] = {"sluice.ingest.raw/2": {"reason": "ratio", "held": 3}}
+    tripped["open"] = {"sluice.ingest.raw/2 acme/native": {
+        "reason": "ratio", "held": 3, "partition": "sluice.ingest.raw/2", "tenant": "acme",
+        "family": "native"}}  # fmt: skip
     text = generate_latest(monitor.registry).decode()
-    assert _sample(text, "sluice_stream_breaker_open", partition="sluice.ingest.raw/2") == 1.0
+    assert _sample(text, "sluice_stream_breaker_open", partition="sluice.ingest.raw/2",
+                   tenant="acme", family="native") == 1.0  # fmt: skip
     assert _sample(text, "sluice_stream_breaker_held_envelopes") == 3.0
-    assert _sample(text, "sluice_stream_breaker_open_partitions") == 1.0
+    assert _sample(text, "sluice_stream_breaker_open_keys") == 1.0
+    monitor.door_disagreed("native", "malformed_json")
+    text = generate_latest(monitor.registry).decode()
+    assert _sample(text, "sluice_stream_door_disagreements_total", family="native",
+                   reason="malformed_json") == 1.0  # fmt: skip
     assert monitor.watchdog.excused()  # a deliberate stop is not a stall
