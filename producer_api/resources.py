@@ -11,11 +11,11 @@ from psycopg_pool import AsyncConnectionPool
 from producer_api.auth import KeyVerifier
 from producer_api.publish import Publisher
 from producer_api.ratelimit import BodyBudget, KeyRateLimiter
+from runtime.kafka import AsyncProducer, producer_config
+from runtime.settings import Settings
 from schemas.topics import TopicNames
 from sinks.current import StoredIdLookups
 from sinks.tenancy import assume_role
-from sluice.kafka import AsyncProducer, producer_config
-from sluice.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 import psycopg
 
+from runtime.settings import Settings, load_settings
 from schemas.families.baselime import NAME_PATTERN
 from schemas.families.dakkio import OBJECT_ID
 from schemas.identity import TENANT_PATTERN
@@ -23,7 +24,6 @@ from sinks.catalog import (
     list_datasets,
     new_object_id,
 )
-from sluice.settings import Settings, load_settings
 
 _tenant = click.option("--tenant", required=True, help="Tenant that owns it.")
 

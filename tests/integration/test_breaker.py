@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from runtime.settings import Settings
+from runtime.topic_admin import ensure_topics
 from schemas.codec import encode
 from schemas.identity import Identity, partition_for
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ from aiohttp.test_utils import make_mocked_request
 from prometheus_client import CollectorRegistry, generate_latest
 
 from producer_api import metrics
-from sluice.metrics import ProgressWatchdog, stalled
-from sluice.settings import Settings
+from runtime.metrics import ProgressWatchdog, stalled
+from runtime.settings import Settings
 from sluice.stack import ProcessStack
 from streams.watchdog import WorkerMonitor
 from tests.httpclient import call

@@ -28,12 +28,12 @@ from producer_api.openapi import (
     described_paths,
     routed_operations,
 )
+from runtime.settings import Settings
 from schemas.families.baselime import validate_baselime
 from schemas.families.dakkio import validate_dakkio
 from schemas.families.dynatrace import validate_dynatrace
 from schemas.outcome import Rejected
 from schemas.validators import Validator
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
 from tests.httpclient import call
 
