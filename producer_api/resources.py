@@ -14,8 +14,8 @@ from producer_api.ratelimit import BodyBudget, KeyRateLimiter
 from runtime.kafka import AsyncProducer, producer_config
 from runtime.settings import Settings
 from schemas.topics import TopicNames
-from sinks.current import StoredIdLookups
-from sinks.tenancy import assume_role
+from store.current import StoredIdLookups
+from store.tenancy import assume_role
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Door:
     publisher: Publisher
     pool: AsyncConnectionPool
     stored: StoredIdLookups
-    """The `replaced` lookup, on its own pool of autocommit connections (see `sinks.current`)."""
+    """The `replaced` lookup, on its own pool of autocommit connections (see `store.current`)."""
     keys: KeyVerifier
     limits: KeyRateLimiter
     bodies: BodyBudget

@@ -15,7 +15,7 @@ from runtime.settings import Settings, load_settings
 from schemas.families.baselime import NAME_PATTERN
 from schemas.families.dakkio import OBJECT_ID
 from schemas.identity import TENANT_PATTERN
-from sinks.catalog import (
+from store.catalog import (
     insert_bucket,
     insert_data_source,
     insert_dataset,

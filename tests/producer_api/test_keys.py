@@ -16,8 +16,8 @@ from producer_api.keys import (
 )
 from runtime.kafka import client_config, producer_config
 from runtime.settings import Settings
-from sinks.api_keys import StoredKey
 from sinks.consumer import consumer_config
+from store.api_keys import StoredKey
 from streams.app import broker_credentials
 
 
