@@ -45,7 +45,7 @@ lint: $(STAMP) ## ruff and mypy --strict; cargo fmt and clippy for fastpath/
 	cd fastpath && cargo fmt --check && cargo clippy --quiet -- -D warnings
 
 bench-smoke: $(STAMP) ## the benchmark harness at a tiny size (about a minute; keeps it working)
-	$(PY) -m sluice.bench_smoke
+	$(PY) -m bench.smoke
 
 BENCH_STAMP := $(VENV)/.installed-bench
 
