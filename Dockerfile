@@ -23,6 +23,8 @@ COPY schemas ./schemas
 COPY producer_api ./producer_api
 COPY streams ./streams
 COPY sinks ./sinks
+COPY store ./store
+COPY runtime ./runtime
 COPY --from=fastpath /wheels /wheels
 RUN pip install /wheels/*.whl . && rm -rf /src /wheels
 

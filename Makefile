@@ -38,14 +38,15 @@ test-all: $(STAMP) ## every test except the destructive fault suite
 test-faults: $(STAMP) ## the fault-injection suite
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff and mypy --strict; cargo fmt and clippy for fastpath/
+lint: $(STAMP) ## ruff, mypy --strict, lint-imports (the layers); cargo fmt and clippy for fastpath/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 	cd fastpath && cargo fmt --check && cargo clippy --quiet -- -D warnings
 
 bench-smoke: $(STAMP) ## the benchmark harness at a tiny size (about a minute; keeps it working)
-	$(PY) -m sluice.bench_smoke
+	$(PY) -m bench.smoke
 
 BENCH_STAMP := $(VENV)/.installed-bench
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from bench.config import BenchConfig
 from bench.procs import BenchProcesses
 from bench.watch import Offsets
+from runtime.settings import Settings
 from schemas.topics import TopicNames
-from sluice.settings import Settings
 
 
 @dataclass

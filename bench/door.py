@@ -15,8 +15,8 @@ from bench.procs import cpu_delta
 from bench.profile import profiled, top_frames
 from bench.raw import produce_loop
 from bench.stats import latency_ms, status_counts
+from runtime.kafka import producer_config
 from schemas.identity import Identity
-from sluice.kafka import producer_config
 
 
 def drive_door(

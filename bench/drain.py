@@ -12,7 +12,7 @@ from bench.context import BenchContext
 from bench.profile import profiled, top_frames
 from bench.raw import consume_produce_loop, copy_rows, read_event_rows
 from bench.watch import Drained, wait_drained
-from sluice.kafka import client_config, producer_config
+from runtime.kafka import client_config, producer_config
 
 
 def _summary(drained: Drained, per: str) -> dict[str, Any]:

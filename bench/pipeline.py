@@ -23,7 +23,7 @@ from bench.load import OpenLoopResult, RequestRecord, closed_loop, open_loop
 from bench.procs import cpu_delta
 from bench.raw import read_produce_times
 from bench.stats import latency_ms, percentile, status_counts, timeline
-from sluice.kafka import client_config
+from runtime.kafka import client_config
 
 
 def sustained(ctx: BenchContext, total: int, batch: int) -> dict[str, Any]:

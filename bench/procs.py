@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from sluice.settings import Settings, settings_env
+from runtime.settings import Settings, settings_env
 from sluice.stack import read_log_tail, wait_for_readyz
 
 

@@ -29,13 +29,13 @@ from bench.procs import BenchProcesses
 from bench.raw import delete_tenants
 from bench.report import markdown, write
 from bench.watch import Offsets
+from runtime.kafka import client_config
+from runtime.settings import Settings, load_settings
+from runtime.topic_admin import ensure_topics
 from schemas.topics import TopicNames
 from sinks.migrate import migrate
-from sluice.kafka import client_config
 from sluice.keys_cli import create_key
 from sluice.launchers.services import kafka_service, postgres_service
-from sluice.settings import Settings, load_settings
-from sluice.topic_admin import ensure_topics
 
 log = logging.getLogger("bench")
 

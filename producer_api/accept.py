@@ -32,8 +32,8 @@ from producer_api.resources import DOOR, Door
 from schemas.deletes import DeleteFilter, unique_ids
 from schemas.families.received import RECEIVED_AT
 from schemas.validators import validator_for
-from sinks.deletions import create_receipt
-from sinks.tenancy import tenant_connection
+from store.deletions import create_receipt
+from store.tenancy import tenant_connection
 
 
 def door_of(request: web.Request) -> Door:

@@ -24,14 +24,14 @@ from producer_api.auth import authorize
 from producer_api.errors import error_response
 from producer_api.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
 from producer_api.resources import DOOR
-from sinks.api_keys import (
+from store.api_keys import (
     StoredKey,
     insert_tenant_key,
     list_tenant_keys,
     revoke_tenant_key,
     rotate_tenant_key,
 )
-from sinks.tenancy import tenant_connection
+from store.tenancy import tenant_connection
 
 MAX_LABEL = 200
 MAX_OVERLAP_SECONDS = 30 * 24 * 3600

@@ -13,7 +13,7 @@ from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
 from producer_api.ingest import COMPILED
 from producer_api.openapi import install as install_openapi
 from producer_api.resources import SETTINGS, door_context
-from sluice.settings import Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

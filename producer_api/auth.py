@@ -18,7 +18,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from producer_api.keys import matches, parse_key
-from sinks.api_keys import find_key
+from store.api_keys import find_key
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from producer_api.auth import authorize
 from producer_api.errors import error_response
 from producer_api.replay import ReplayDeps, ReplayError, replay_one, run_job
 from schemas.identity import FAMILIES
-from sinks import dead_letters as store
-from sinks.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
-from sinks.queries import BadCursor
-from sinks.tenancy import tenant_connection
+from store import dead_letters as store
+from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
+from store.queries import BadCursor
+from store.tenancy import tenant_connection
 
 log = logging.getLogger(__name__)
 

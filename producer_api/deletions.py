@@ -19,8 +19,8 @@ from producer_api.auth import Forbidden, Principal, authorize
 from producer_api.errors import error_response
 from schemas.deletes import DeleteFilter
 from schemas.identity import FAMILIES
-from sinks.deletions import get_receipt
-from sinks.tenancy import tenant_connection
+from store.deletions import get_receipt
+from store.tenancy import tenant_connection
 
 routes = web.RouteTableDef()
 

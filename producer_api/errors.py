@@ -17,7 +17,7 @@ from producer_api.content import UndecodableBody
 from producer_api.publish import Overloaded
 from producer_api.ratelimit import RateLimited
 from producer_api.resources import DOOR
-from sluice.kafka import ProduceFailed
+from runtime.kafka import ProduceFailed
 
 log = logging.getLogger(__name__)
 

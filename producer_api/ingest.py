@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from runtime.kafka import OutgoingMessage
 from schemas.deadletter import Origin, build_dead_letter
 from schemas.deletes import DeleteFilter
 from schemas.identity import Identity, new_event_id, partition_for
@@ -25,7 +26,6 @@ from schemas.outcome import Rejected, Violation
 from schemas.topics import TopicNames
 from schemas.validators import Validator, validate_all
 from schemas.writers import encode_envelope, envelope_head, item, upsert_item
-from sluice.kafka import OutgoingMessage
 
 try:  # Sluice's own extension (fastpath/): the common native request, compiled
     from sluice_fastpath import plan_native as _compiled_plan_native

@@ -23,8 +23,8 @@ from producer_api.content import UndecodableBody, read_body
 from producer_api.errors import error_response
 from producer_api.replaced import replaced_ids, stored_versions
 from schemas.identity import FAMILIES
-from sinks.queries import BadCursor, EventFilter, find_events, get_event
-from sinks.tenancy import tenant_connection
+from store.queries import BadCursor, EventFilter, find_events, get_event
+from store.tenancy import tenant_connection
 
 FAMILY = "native"
 MAX_PAGE = 1000

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sluice.kafka import AsyncProducer, OutgoingMessage, ProduceFailed
+from runtime.kafka import AsyncProducer, OutgoingMessage, ProduceFailed
 
 
 class Overloaded(Exception):

@@ -27,7 +27,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from producer_api.auth import current_caller
 from producer_api.publish import Overloaded
-from sluice.settings import Settings
+from runtime.settings import Settings
 
 
 class RateLimited(Exception):

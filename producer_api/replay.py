@@ -30,12 +30,12 @@ from psycopg_pool import AsyncConnectionPool
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.ingest import IngestPlan, ReplayOf, RequestContext, plan_events
 from producer_api.publish import Overloaded, Publisher
+from runtime.kafka import ProduceFailed
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
-from sinks import dead_letters as store
-from sinks.dead_letters import DeadLetterFilter, StoredDeadLetter
-from sinks.tenancy import tenant_connection
-from sluice.kafka import ProduceFailed
+from store import dead_letters as store
+from store.dead_letters import DeadLetterFilter, StoredDeadLetter
+from store.tenancy import tenant_connection
 
 log = logging.getLogger(__name__)
 

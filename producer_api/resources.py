@@ -11,11 +11,11 @@ from psycopg_pool import AsyncConnectionPool
 from producer_api.auth import KeyVerifier
 from producer_api.publish import Publisher
 from producer_api.ratelimit import BodyBudget, KeyRateLimiter
+from runtime.kafka import AsyncProducer, producer_config
+from runtime.settings import Settings
 from schemas.topics import TopicNames
-from sinks.current import StoredIdLookups
-from sinks.tenancy import assume_role
-from sluice.kafka import AsyncProducer, producer_config
-from sluice.settings import Settings
+from store.current import StoredIdLookups
+from store.tenancy import assume_role
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Door:
     publisher: Publisher
     pool: AsyncConnectionPool
     stored: StoredIdLookups
-    """The `replaced` lookup, on its own pool of autocommit connections (see `sinks.current`)."""
+    """The `replaced` lookup, on its own pool of autocommit connections (see `store.current`)."""
     keys: KeyVerifier
     limits: KeyRateLimiter
     bodies: BodyBudget

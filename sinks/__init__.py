@@ -1,2 +1,3 @@
-"""Kafka → PostgreSQL: the sink consumers, the database schema and its migrations,
-and the query and delete functions the API calls."""
+"""Kafka → PostgreSQL: the sink consumers, the database schema and its migrations.
+
+The PostgreSQL the API and the CLI run lives in `store/`."""

@@ -18,6 +18,8 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from runtime.kafka import ProduceFailed, client_config, producer_config
+from runtime.settings import Settings
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
 from sinks.bulk import binary_array_parameters
@@ -28,8 +30,6 @@ from sinks.rows import EventRow, FilterRow, TombstoneRow
 from sinks.segments import Segment, add_to_segments, write_segments
 from sinks.watchdog import SinkMonitor
 from sinks.writer import FirstWrites, WriteResult
-from sluice.kafka import ProduceFailed, client_config, producer_config
-from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from runtime.kafka import client_config
+from runtime.settings import Settings
 from sinks.unstorable import Position, Unavailable
-from sluice.kafka import client_config
-from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,13 @@ import psycopg
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from psycopg.rows import dict_row
 
+from runtime.kafka import ProduceFailed
 from schemas.codec import encode
 from schemas.deletes import ORIGIN_HEADER, REQUESTED_AT_HEADER, VERSION_HEADER, filter_key
 from schemas.identity import Identity
 from sinks.records import SINK_ORIGIN
 from sinks.rows import EventRow, FilterRow, TombstoneRow
 from sinks.writer import Removed, WriteResult
-from sluice.kafka import ProduceFailed
 
 WriteBack = tuple[int, bytes, bytes | None, list[tuple[str, bytes]]]
 """(partition, key, value or None, headers) on the `events` topic."""

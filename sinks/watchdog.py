@@ -1,7 +1,7 @@
 """What the sink reports (Prometheus) and the watchdog that restarts it when it is stuck.
 
 The sink's loop is synchronous and single-threaded, so the watchdog is a thread beside
-it (see `sluice.metrics`): it measures the sink group's lag from Kafka and exits the
+it (see `runtime.metrics`): it measures the sink group's lag from Kafka and exits the
 process when no batch was committed for `SLUICE_WATCHDOG_STALL_SECONDS` while work
 waited all along (lag above zero). Exiting is safe: the offsets committed never cover
 rows not yet in PostgreSQL.
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from runtime.kafka import client_security_config
+from runtime.metrics import LagProbe, ProgressWatchdog, serve_metrics
+from runtime.settings import Settings
 from schemas.topics import TopicNames
-from sluice.kafka import client_security_config
-from sluice.metrics import LagProbe, ProgressWatchdog, serve_metrics
-from sluice.settings import Settings
 
 ROW_KINDS = ("event", "tombstone", "dead_letter", "undecodable")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from sluice.settings import load_settings
+from runtime.settings import load_settings
 from streams.breaker import request_resume, resume_path
 
 

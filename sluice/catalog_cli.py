@@ -11,10 +11,11 @@ from __future__ import annotations
 import click
 import psycopg
 
+from runtime.settings import Settings, load_settings
 from schemas.families.baselime import NAME_PATTERN
 from schemas.families.dakkio import OBJECT_ID
 from schemas.identity import TENANT_PATTERN
-from sinks.catalog import (
+from store.catalog import (
     insert_bucket,
     insert_data_source,
     insert_dataset,
@@ -23,7 +24,6 @@ from sinks.catalog import (
     list_datasets,
     new_object_id,
 )
-from sluice.settings import Settings, load_settings
 
 _tenant = click.option("--tenant", required=True, help="Tenant that owns it.")
 

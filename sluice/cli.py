@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from sluice.settings import Settings, load_settings
+from runtime.settings import Settings, load_settings
 
 
 def _settings() -> Settings:
@@ -37,7 +37,7 @@ def migrate() -> None:
 @main.command()
 def topics() -> None:
     """Create Sluice's Kafka topics (idempotent)."""
-    from sluice.topic_admin import ensure_topics
+    from runtime.topic_admin import ensure_topics
 
     created = ensure_topics(_settings())
     click.echo(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ""))

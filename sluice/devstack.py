@@ -14,12 +14,12 @@ from dataclasses import replace
 import click
 
 from producer_api.keys import DEFAULT_SCOPES
+from runtime.settings import Settings
+from runtime.topic_admin import ensure_topics
 from sinks.migrate import migrate
 from sluice.keys_cli import create_key
 from sluice.launchers.services import kafka_service, postgres_service
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 
 DEMO_TENANT = "demo"
 

@@ -12,9 +12,9 @@ import click
 import psycopg
 
 from producer_api.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
+from runtime.settings import Settings, load_settings
 from schemas.identity import TENANT_PATTERN
-from sinks.api_keys import insert_key, list_keys, revoke_key, rotate_key
-from sluice.settings import Settings, load_settings
+from store.api_keys import insert_key, list_keys, revoke_key, rotate_key
 
 
 def create_key(settings: Settings, tenant: str, scopes: list[str], label: str = "") -> str:

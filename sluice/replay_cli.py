@@ -32,13 +32,13 @@ from producer_api.replay import (
     replay_one,
     replay_record,
 )
+from runtime.kafka import AsyncProducer, client_config, producer_config
+from runtime.settings import Settings, load_settings
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
-from sinks import dead_letters as store
-from sinks.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
-from sinks.tenancy import tenant_connection
-from sluice.kafka import AsyncProducer, client_config, producer_config
-from sluice.settings import Settings, load_settings
+from store import dead_letters as store
+from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
+from store.tenancy import tenant_connection
 
 T = TypeVar("T")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
+from runtime.settings import Settings
 from sinks.consumer import Sink
-from sluice.settings import Settings
 
 
 def run_sink(settings: Settings) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from sluice.settings import Settings, settings_env
+from runtime.settings import Settings, settings_env
 
 ROLES = ("api", "worker", "sink")
 

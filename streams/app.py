@@ -16,10 +16,10 @@ from typing import Any
 
 import faust
 
+from runtime.kafka import AsyncProducer, OutgoingMessage, ProduceFailed, producer_config
+from runtime.settings import Settings
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
-from sluice.kafka import AsyncProducer, OutgoingMessage, ProduceFailed, producer_config
-from sluice.settings import Settings
 from streams.breaker import (
     BreakerGate,
     BreakerKey,
@@ -86,7 +86,7 @@ def create_app(settings: Settings) -> faust.App:
 def broker_credentials(settings: Settings) -> Any:
     """faust's credentials for `KAFKA_SECURITY_PROTOCOL` and friends; None for PLAINTEXT.
 
-    The same variables configure the confluent-kafka clients (`sluice/kafka.py`).
+    The same variables configure the confluent-kafka clients (`runtime/kafka.py`).
     """
     protocol = settings.kafka_security_protocol.upper()
     if protocol in ("", "PLAINTEXT"):

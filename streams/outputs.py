@@ -6,10 +6,10 @@ so the order Kafka gave it at the door is the order it keeps downstream.
 
 from __future__ import annotations
 
+from runtime.kafka import OutgoingMessage
 from schemas.deletes import DELETION_HEADER, REQUESTED_AT_HEADER
 from schemas.deletes import VERSION_HEADER as VERSION_HEADER  # re-exported for older importers
 from schemas.topics import TopicNames
-from sluice.kafka import OutgoingMessage
 from streams.process import Processed, TombstoneOut
 
 

@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from runtime.kafka import client_security_config
+from runtime.metrics import LagProbe, ProgressWatchdog, serve_metrics
+from runtime.settings import Settings
 from schemas.topics import TopicNames
-from sluice.kafka import client_security_config
-from sluice.metrics import LagProbe, ProgressWatchdog, serve_metrics
-from sluice.settings import Settings
 
 
 class WorkerMonitor:

@@ -9,8 +9,8 @@ import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from sluice.kafka import client_config
-from sluice.settings import Settings
+from runtime.kafka import client_config
+from runtime.settings import Settings
 from streams.app import create_app
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from typing import TypeVar
 
 import pytest
 
+from runtime.settings import Settings
+from runtime.topic_admin import ensure_topics
 from sinks.migrate import migrate
 from sluice.keys_cli import create_key
 from sluice.launchers.services import kafka_service, postgres_service
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 
 T = TypeVar("T")
 

@@ -29,8 +29,8 @@ from producer_api.errors import error_middleware_for, internal_error_middleware
 from producer_api.ingest import EventResult
 from producer_api.resources import Door
 from schemas.families.baselime import NAME_PATTERN
-from sinks.catalog import KnownNames, dataset_exists
-from sinks.tenancy import tenant_connection
+from store.catalog import KnownNames, dataset_exists
+from store.tenancy import tenant_connection
 
 FAMILY = "baselime"
 INGEST_PATH = "/v1/{dataset}/{namespace}"

@@ -38,8 +38,8 @@ from schemas.families.dakkio import BATCH_BUCKET, OBJECT_ID, point_issues
 from schemas.families.received import RECEIVED_AT
 from schemas.outcome import Rejected, ValidEvent
 from schemas.validators import validate_all, validator_for
-from sinks.catalog import KnownNames, bucket_exists, missing_data_sources
-from sinks.tenancy import tenant_connection
+from store.catalog import KnownNames, bucket_exists, missing_data_sources
+from store.tenancy import tenant_connection
 
 FAMILY = "dakkio"
 KNOWN = web.AppKey("dakkio_known_catalog", KnownNames)

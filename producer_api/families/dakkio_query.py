@@ -17,9 +17,9 @@ from producer_api.accept import door_of
 from producer_api.auth import authorize
 from producer_api.families import dakkio_answers as answers
 from schemas.families.dakkio import OBJECT_ID, parse_timestamp
-from sinks.catalog import bucket_exists
-from sinks.dakkio_queries import PointQuery, find_points
-from sinks.tenancy import tenant_connection
+from store.catalog import bucket_exists
+from store.dakkio_queries import PointQuery, find_points
+from store.tenancy import tenant_connection
 
 MAX_LIMIT = 1000
 

@@ -3,7 +3,7 @@
 -- The API connects as (or SET ROLEs to) `sluice_api`, which does not bypass
 -- row-level security. Each tenant-owned table admits only rows whose `tenant`
 -- equals the transaction-local setting `sluice.tenant`, which
--- `sinks/tenancy.py::tenant_connection` sets from the caller's key. Unset, it
+-- `store/tenancy.py::tenant_connection` sets from the caller's key. Unset, it
 -- admits nothing.
 --
 -- The sink, `sluice migrate` and the `sluice keys` CLI connect with DATABASE_URL

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.settings import Settings
+from runtime.topic_admin import ensure_topics
 from sinks.migrate import migrate
 from sluice.keys_cli import create_key
 from sluice.launchers.postgres import PostgresLauncher
-from sluice.settings import Settings
 from sluice.stack import ROLES, ProcessStack
-from sluice.topic_admin import ensure_topics
 from tests.conftest import make_settings
 
 

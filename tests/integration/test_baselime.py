@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from producer_api.families.baselime import internal_errors
+from runtime.settings import Settings
 from sluice.catalog_cli import create_dataset
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
 from tests.conftest import eventually
 from tests.httpclient import Answer, call

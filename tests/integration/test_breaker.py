@@ -18,11 +18,11 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from runtime.settings import Settings, settings_env
+from runtime.topic_admin import ensure_topics
 from schemas.codec import encode
 from schemas.identity import Identity, partition_for
-from sluice.settings import Settings, settings_env
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 
 pytestmark = pytest.mark.integration

@@ -21,11 +21,11 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from runtime.settings import Settings
+from runtime.topic_admin import ensure_topics
 from schemas.topics import TopicNames
 from sluice.keys_cli import create_key
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 from tests.httpclient import Answer, call
 

@@ -22,13 +22,13 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from runtime.settings import Settings
+from runtime.topic_admin import ensure_topics
 from schemas.codec import decode
 from schemas.deletes import VERSION_HEADER
 from schemas.identity import Identity
 from schemas.topics import EVENTS
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 from tests.httpclient import Answer, call
 

@@ -16,8 +16,8 @@ from aiohttp.test_utils import make_mocked_request
 from producer_api.errors import error_middleware_for
 from producer_api.families.dakkio_answers import dakkio_error, internal_errors
 from producer_api.ratelimit import RateLimited
+from runtime.settings import Settings
 from sluice.catalog_cli import create_bucket, create_data_source
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
 from tests.conftest import eventually
 from tests.httpclient import Answer, call

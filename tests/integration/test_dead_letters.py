@@ -19,14 +19,14 @@ import pytest
 from click.testing import CliRunner
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from runtime.settings import settings_env
+from runtime.topic_admin import ensure_topics
 from schemas.codec import decode
 from schemas.deadletter import Origin, build_dead_letter
 from schemas.identity import partition_for
 from schemas.outcome import Violation
 from sluice.cli import main
-from sluice.settings import settings_env
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 from tests.httpclient import Answer, call
 

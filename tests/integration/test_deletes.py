@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from runtime.topic_admin import ensure_topics
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 from tests.httpclient import Answer, call
 

@@ -16,7 +16,7 @@ from aiohttp.test_utils import make_mocked_request
 from producer_api.errors import error_middleware_for
 from producer_api.families.dynatrace import dynatrace_error, internal_errors
 from producer_api.ratelimit import RateLimited
-from sluice.kafka import ProduceFailed
+from runtime.kafka import ProduceFailed
 from sluice.stack import ProcessStack
 from tests.conftest import eventually
 from tests.httpclient import Answer, call

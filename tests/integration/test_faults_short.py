@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from runtime.metrics import STALLED_EXIT_CODE
+from runtime.settings import settings_env
 from sluice.launchers.kafka import KafkaLauncher
-from sluice.metrics import STALLED_EXIT_CODE
-from sluice.settings import settings_env
 from tests.conftest import eventually, free_port
 from tests.faults.check import figure, wait_for_dead_letters, wait_until_landed
 from tests.faults.load import LoadGenerator

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from runtime.topic_admin import ensure_topics
 from sluice.launchers.kafka import KafkaLauncher
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 from tests.conftest import make_settings
 from tests.httpclient import call
 

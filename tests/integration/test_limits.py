@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.topic_admin import ensure_topics
 from sluice.stack import ProcessStack
-from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 from tests.httpclient import Answer, call
 

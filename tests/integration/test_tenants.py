@@ -21,8 +21,8 @@ import pytest
 from aiohttp import web
 
 from producer_api.app import create_app
+from runtime.settings import Settings
 from sluice.catalog_cli import create_bucket, create_data_source, create_dataset
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
 from tests.conftest import eventually
 from tests.httpclient import Answer, call

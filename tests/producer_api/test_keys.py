@@ -14,10 +14,10 @@ from producer_api.keys import (
     matches,
     parse_key,
 )
-from sinks.api_keys import StoredKey
+from runtime.kafka import client_config, producer_config
+from runtime.settings import Settings
 from sinks.consumer import consumer_config
-from sluice.kafka import client_config, producer_config
-from sluice.settings import Settings
+from store.api_keys import StoredKey
 from streams.app import broker_credentials
 
 

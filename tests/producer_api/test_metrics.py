@@ -1,11 +1,9 @@
-"""The door's Prometheus metrics: outcomes by family and status, and what waits for Kafka;
-the watchdog's stall rule."""
+"""The door's Prometheus metrics: outcomes by family and status, and what waits for Kafka."""
 
 from __future__ import annotations
 
 import contextlib
 import re
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,11 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 
 from producer_api import metrics
-from sluice.metrics import ProgressWatchdog, stalled
-from sluice.settings import Settings
+from runtime.settings import Settings
 from sluice.stack import ProcessStack
 from streams.watchdog import WorkerMonitor
 from tests.httpclient import call
@@ -71,27 +68,6 @@ async def test_the_middleware_counts_the_status_the_client_sees() -> None:
     assert installed.registry is app[metrics.METRICS].registry
     # Without a door (no Kafka client yet) the gauges read zero instead of failing.
     assert _sample(text, "sluice_door_inflight_bytes") == 0.0
-
-
-def test_stalled_only_when_work_waited_without_progress() -> None:
-    assert not stalled(5.0, 5.0, 20, stall_seconds=10.0)  # not long enough
-    assert not stalled(15.0, 5.0, 20, stall_seconds=10.0)  # seen waiting only lately
-    assert not stalled(15.0, 15.0, 0, stall_seconds=10.0)  # nothing waits now
-    assert not stalled(15.0, 15.0, None, stall_seconds=10.0)  # Kafka unreachable: unknown
-    assert stalled(15.0, 15.0, 10, stall_seconds=10.0)
-
-
-def test_the_watchdog_needs_an_unbroken_run_of_waiting_work() -> None:
-    dog = ProgressWatchdog("test", lambda: None, CollectorRegistry(), stall_seconds=0.05)
-    assert not dog.check(5)  # the run of waiting work starts here
-    time.sleep(0.06)
-    assert dog.check(6)  # no batch, work waited the whole time
-    dog.progress()
-    assert not dog.check(7)  # just made progress
-    time.sleep(0.06)
-    assert not dog.check(None)  # Kafka unreachable: the run breaks
-    assert not dog.check(7)  # and starts again
-    assert not dog.check(0)  # idle
 
 
 @pytest.mark.integration

@@ -28,12 +28,12 @@ from producer_api.openapi import (
     described_paths,
     routed_operations,
 )
+from runtime.settings import Settings
 from schemas.families.baselime import validate_baselime
 from schemas.families.dakkio import validate_dakkio
 from schemas.families.dynatrace import validate_dynatrace
 from schemas.outcome import Rejected
 from schemas.validators import Validator
-from sluice.settings import Settings
 from sluice.stack import ProcessStack
 from tests.httpclient import call
 
@@ -42,7 +42,7 @@ KNOWN_ISSUES = {
     "POST /datahub/v1/csv/upload": "a multipart part with a malformed header is a 500: aiohttp's "
     "InvalidHeader escapes producer_api/uploads.py::read_upload (reported to its owner)",
     "DELETE /v1/events": "a filter value holding NUL (\\u0000) is a 500: PostgreSQL refuses it in "
-    "the receipt's jsonb (sinks/deletions.py::create_receipt; reported to its owner)",
+    "the receipt's jsonb (store/deletions.py::create_receipt; reported to its owner)",
     "DELETE /datahub/v1/events/delete": "the same receipt bug, through an event id holding NUL",
 }
 """Operations whose schemathesis failures are known bugs, reported and left to their owners."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from producer_api.publish import Overloaded, Publisher
-from sluice.kafka import OutgoingMessage
+from runtime.kafka import OutgoingMessage
 
 
 class _HeldDelivery:

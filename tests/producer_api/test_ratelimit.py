@@ -11,7 +11,7 @@ from aiohttp.test_utils import make_mocked_request
 from producer_api.auth import _CALLER, Principal
 from producer_api.errors import error_middleware_for
 from producer_api.ratelimit import KeyRateLimiter, RateLimited, budget
-from sluice.settings import Settings
+from runtime.settings import Settings
 
 
 def limiter(requests: float = 0, events: float = 0, burst: int = 60) -> KeyRateLimiter:

@@ -15,7 +15,7 @@ from schemas.codec import decode
 from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
 from schemas.validators import VALIDATORS
-from sinks.dead_letters import StoredDeadLetter
+from store.dead_letters import StoredDeadLetter
 
 TOPICS = TopicNames.for_prefix("t.")
 GOOD = b'{"id":"ev-1","type":"t","source":"s","time":"2024-01-01T00:00:00Z","data":{}}'

@@ -15,15 +15,15 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from runtime.kafka import producer_config
+from runtime.settings import Settings
+from runtime.topic_admin import ensure_topics
 from schemas.codec import encode
 from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
 from sinks.consumer import Sink, by_partition, consumer_config
 from sinks.rows import EventRow
 from sinks.writer import write_events
-from sluice.kafka import producer_config
-from sluice.settings import Settings
-from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

@@ -11,9 +11,9 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from runtime.settings import Settings
 from sinks.ingest_reader import IngestRawReader, reader_config
 from sinks.unstorable import Position, Unavailable
-from sluice.settings import Settings
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

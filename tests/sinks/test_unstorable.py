@@ -21,6 +21,9 @@ import pytest
 from confluent_kafka import Producer
 
 from producer_api.ingest import RequestContext, plan_events
+from runtime.kafka import AsyncProducer, producer_config
+from runtime.settings import Settings
+from runtime.topic_admin import ensure_topics
 from schemas.codec import decode, encode
 from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
@@ -31,9 +34,6 @@ from sinks.ingest_reader import IngestRawReader
 from sinks.rows import EventRow, TombstoneRow
 from sinks.unstorable import Position, Unavailable, unstorable_dead_letters
 from sinks.writer import write_dead_letters, write_events
-from sluice.kafka import AsyncProducer, producer_config
-from sluice.settings import Settings
-from sluice.topic_admin import ensure_topics
 from tests.conftest import eventually, make_settings
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

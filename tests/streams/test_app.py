@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sluice.settings import Settings
+from runtime.settings import Settings
 from streams.app import create_app
 
 

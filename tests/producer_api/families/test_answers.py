@@ -18,7 +18,7 @@ from producer_api.families.dashdive import dashdive_error
 from producer_api.families.datahub import datahub_error, split_events
 from producer_api.publish import Overloaded
 from producer_api.ratelimit import RateLimited
-from sluice.kafka import ProduceFailed
+from runtime.kafka import ProduceFailed
 
 FAILURES: list[tuple[Callable[[], Exception], int]] = [
     (lambda: Unauthenticated("missing API key"), 401),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.settings import Settings, load_settings, settings_env
+from runtime.settings import Settings, load_settings, settings_env
 
 
 def test_every_setting_round_trips_through_the_environment() -> None:

@@ -7,9 +7,9 @@ import logging
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from runtime.kafka import client_config
+from runtime.settings import Settings
 from schemas.topics import ALL_TOPICS
-from sluice.kafka import client_config
-from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
 

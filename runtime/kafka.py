@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from sluice.settings import Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from sluice.kafka import AsyncProducer, OutgoingMessage, producer_config
-from sluice.settings import Settings
+from runtime.kafka import AsyncProducer, OutgoingMessage, producer_config
+from runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from sinks.current import StoredIdLookups
-from sinks.tenancy import assume_role
+from store.current import StoredIdLookups
+from store.tenancy import assume_role
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from psycopg import AsyncConnection
 
-from sinks import dead_letters as store
-from sinks.dead_letters import DeadLetterFilter
 from sinks.writer import write_dead_letters
+from store import dead_letters as store
+from store.dead_letters import DeadLetterFilter
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row, dict_row
 
-from sinks.queries import decode_cursor, encode_cursor
+from store.queries import decode_cursor, encode_cursor
 
 STATUSES = ("pending", "replayed", "discarded")
 STAGES = ("door", "stream", "sink")
