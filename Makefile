@@ -54,7 +54,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) ## every stage beside its raw baseline; writes bench-results/ (see README)
+bench: $(BENCH_STAMP) ## every stage beside its raw baseline; writes bench-results/ (see docs/benchmarks.md)
 	$(PY) -m bench
 
 clean: ## remove the virtualenv and local state

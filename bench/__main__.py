@@ -1,6 +1,6 @@
 """`python -m bench`: run the whole benchmark and write its results.
 
-Every knob is an environment variable (`BENCH_*`, listed in the README); the
+Every knob is an environment variable (`BENCH_*`, listed in docs/benchmarks.md); the
 only argument understood is `--help`.
 """
 

@@ -55,7 +55,7 @@ STAGES = ("door", "stream", "sink", "pipeline")
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> BenchConfig:
-    """Read `BenchConfig` from `BENCH_*` environment variables (see the README)."""
+    """Read `BenchConfig` from `BENCH_*` environment variables (see docs/benchmarks.md)."""
     env = os.environ if environ is None else environ
     d = BenchConfig()
     return BenchConfig(

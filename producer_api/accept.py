@@ -124,7 +124,7 @@ async def read_events_body(request: web.Request, door: Door, ctx: RequestContext
     """The request's body, decoded; for every family's ingest route.
 
     A body that does not decode (truncated or corrupt gzip, unknown coding) is
-    recorded as one dead letter of the bytes received (invariant 2) before
+    recorded as one dead letter of the bytes received (docs/design.md, invariant 2) before
     `UndecodableBody` goes on to the family's error format as a 400.
     """
     try:

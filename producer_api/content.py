@@ -2,7 +2,7 @@
 
 The app turns off aiohttp's own decompression (`auto_decompress=False`), so a
 body that fails to decompress is still available exactly as it arrived and
-can be kept as a dead letter byte for byte (invariant 2). `client_max_size`
+can be kept as a dead letter byte for byte (docs/design.md, invariant 2). `client_max_size`
 bounds the bytes received; `decode_body` bounds the bytes decompressed, while
 decompressing, whatever the gzip header claims.
 """

@@ -1,6 +1,6 @@
 """Sending a request's messages to Kafka with a bound on bytes in flight.
 
-The answer waits for Kafka's acknowledgement of every message (invariant 1).
+The answer waits for Kafka's acknowledgement of every message (docs/design.md, invariant 1).
 Past `max_inflight_bytes` waiting for acknowledgement, new requests are turned
 away with 503 at once, so memory stays bounded whatever the load (invariant 6).
 """

@@ -1,6 +1,6 @@
 """Settings, read once from the environment into a frozen object and passed down.
 
-Every variable is documented in the README. Defaults work for `make dev`.
+Every variable is documented in docs/operations.md. Defaults work for `make dev`.
 Secrets (the key-hashing secret, database passwords) are never printed: the
 `__repr__` of `Settings` masks them.
 """
@@ -120,7 +120,7 @@ def env_var(field_name: str) -> str:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read `Settings` from environment variables (see the README for each).
+    """Read `Settings` from environment variables (see docs/operations.md for each).
 
     Each value is parsed as the type of its default (str, int, float, Path, or a
     boolean written 1/0, true/false, yes/no or on/off).

@@ -122,7 +122,7 @@ def new_event_id(family: str) -> str:
     """An id for an event that arrived without one.
 
     A UUIDv4 where the family's seed says so; otherwise a time-ordered UUIDv7, so
-    door-assigned ids sort by arrival and index well (DESIGN.md).
+    door-assigned ids sort by arrival and index well (docs/design.md).
     """
     if family in UUID4_FAMILIES:
         return str(uuid.uuid4())

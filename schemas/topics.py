@@ -1,7 +1,7 @@
 """Topic descriptors: one per topic, as data (name, partitions, cleanup, key, value schema).
 
 All three topics share one partition count, because an event's partition is
-computed once at the door and kept on every topic (see DESIGN.md).
+computed once at the door and kept on every topic (docs/design.md, invariant 3).
 """
 
 from __future__ import annotations

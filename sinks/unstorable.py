@@ -3,8 +3,8 @@
 A version on `events` that Sluice's stream wrote carries its position on `ingest.raw`
 (`version = offset << INDEX_BITS | index`, `schemas.versions`) and sits on the same
 partition number there. So the event's original bytes are item `index` of the
-`IngestEnvelope` at that offset, and invariant 2 (dead letters byte for byte as they
-arrived) holds for stage `sink` too: the sink reads those envelopes back, on this rare
+`IngestEnvelope` at that offset, and invariant 2 (docs/design.md: dead letters byte for byte
+as they arrived) holds for stage `sink` too: the sink reads those envelopes back, on this rare
 path only, through an injected `EnvelopeReader` (Kafka stays out of the writer).
 
 When they cannot be had (the record is gone with retention, the topic was deleted, the

@@ -15,6 +15,7 @@ from runtime.settings import Settings, load_settings
 from schemas.families.baselime import NAME_PATTERN
 from schemas.families.dakkio import OBJECT_ID
 from schemas.identity import TENANT_PATTERN
+from sluice.devstate import environ_with_dev_stack
 from store.catalog import (
     insert_bucket,
     insert_data_source,
@@ -24,6 +25,12 @@ from store.catalog import (
     list_datasets,
     new_object_id,
 )
+
+
+def _settings() -> Settings:
+    """The environment's settings, completed from a running `sluice dev`."""
+    return load_settings(environ_with_dev_stack())
+
 
 _tenant = click.option("--tenant", required=True, help="Tenant that owns it.")
 
@@ -90,7 +97,7 @@ def datasets() -> None:
 @click.argument("name")
 def datasets_create(tenant: str, name: str) -> None:
     """Create dataset NAME."""
-    created = create_dataset(load_settings(), tenant, name)
+    created = create_dataset(_settings(), tenant, name)
     click.echo(f"{'created' if created else 'already exists'}: {name}")
 
 
@@ -98,7 +105,7 @@ def datasets_create(tenant: str, name: str) -> None:
 @_tenant
 def datasets_list(tenant: str) -> None:
     """List the tenant's datasets."""
-    with psycopg.connect(load_settings().database_url) as conn:
+    with psycopg.connect(_settings().database_url) as conn:
         for name in list_datasets(conn, tenant):
             click.echo(name)
 
@@ -115,14 +122,14 @@ def buckets() -> None:
 @click.option("--id", "bucket_id", default=None, help="ObjectId to use (default: a new one).")
 def buckets_create(tenant: str, name: str, description: str, bucket_id: str | None) -> None:
     """Create a bucket and print its id."""
-    click.echo(create_bucket(load_settings(), tenant, name, bucket_id, description))
+    click.echo(create_bucket(_settings(), tenant, name, bucket_id, description))
 
 
 @buckets.command("list")
 @_tenant
 def buckets_list(tenant: str) -> None:
     """List the tenant's buckets: id, name, description."""
-    with psycopg.connect(load_settings().database_url) as conn:
+    with psycopg.connect(_settings().database_url) as conn:
         for b in list_buckets(conn, tenant):
             click.echo(f"{b.bucket_id}\t{b.name}\t{b.description}")
 
@@ -139,7 +146,7 @@ def datasources() -> None:
 @click.option("--id", "data_source_id", default=None, help="ObjectId to use (default: new).")
 def datasources_create(tenant: str, bucket_id: str, name: str, data_source_id: str | None) -> None:
     """Create a data source and print its id."""
-    click.echo(create_data_source(load_settings(), tenant, bucket_id, name, data_source_id))
+    click.echo(create_data_source(_settings(), tenant, bucket_id, name, data_source_id))
 
 
 @datasources.command("list")
@@ -147,6 +154,6 @@ def datasources_create(tenant: str, bucket_id: str, name: str, data_source_id: s
 @click.option("--bucket", "bucket_id", required=True, help="Bucket id.")
 def datasources_list(tenant: str, bucket_id: str) -> None:
     """List the data sources of a bucket: id, name."""
-    with psycopg.connect(load_settings().database_url) as conn:
+    with psycopg.connect(_settings().database_url) as conn:
         for ds in list_data_sources(conn, tenant, bucket_id.lower()):
             click.echo(f"{ds.data_source_id}\t{ds.name}")

@@ -4,17 +4,45 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import click
+import psycopg
+import psycopg_pool
+from confluent_kafka import KafkaException
 
 from runtime.settings import Settings, load_settings
+from sluice.devstate import environ_with_dev_stack
+from sluice.unreachable import (
+    ServiceUnreachable,
+    kafka_failure,
+    postgres_unreachable,
+    require_kafka,
+)
 
 
 def _settings() -> Settings:
-    return load_settings()
+    """The environment's settings, completed from a running `sluice dev` (sluice/devstate.py)."""
+    return load_settings(environ_with_dev_stack())
 
 
-@click.group()
+class _OneLineErrors(click.Group):
+    """Says in one line, naming the setting, that PostgreSQL or Kafka cannot be reached."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ServiceUnreachable as exc:
+            failure: Exception = exc
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            failure = postgres_unreachable(exc, _settings().database_url)
+        except KafkaException as exc:
+            failure = kafka_failure(exc, _settings().kafka_bootstrap_servers)
+        click.echo(f"sluice: {failure}", err=True)
+        ctx.exit(1)
+
+
+@click.group(cls=_OneLineErrors)
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
 def main(log_level: str) -> None:
     """Sluice: HTTP event ingestion onto Kafka, validated by Faust, stored in PostgreSQL."""
@@ -37,9 +65,12 @@ def migrate() -> None:
 @main.command()
 def topics() -> None:
     """Create Sluice's Kafka topics (idempotent)."""
+    from runtime.kafka import client_config
     from runtime.topic_admin import ensure_topics
 
-    created = ensure_topics(_settings())
+    settings = _settings()
+    require_kafka(client_config(settings))
+    created = ensure_topics(settings)
     click.echo(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ""))
 
 
@@ -84,7 +115,7 @@ def dev() -> None:
     """Run the whole stack locally, print a demo key and a curl example; Ctrl-C stops it."""
     from sluice.devstack import run_dev
 
-    sys.exit(run_dev(_settings()))
+    sys.exit(run_dev(load_settings()))
 
 
 from sluice.breaker_cli import breaker  # noqa: E402

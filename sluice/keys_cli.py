@@ -14,7 +14,13 @@ import psycopg
 from producer_api.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
 from runtime.settings import Settings, load_settings
 from schemas.identity import TENANT_PATTERN
+from sluice.devstate import environ_with_dev_stack
 from store.api_keys import insert_key, list_keys, revoke_key, rotate_key
+
+
+def _settings() -> Settings:
+    """The environment's settings, completed from a running `sluice dev`."""
+    return load_settings(environ_with_dev_stack())
 
 
 def create_key(settings: Settings, tenant: str, scopes: list[str], label: str = "") -> str:
@@ -44,14 +50,14 @@ def keys() -> None:
 @click.option("--label", default="", help="A note to recognise the key by.")
 def create(tenant: str, scopes: tuple[str, ...], label: str) -> None:
     """Create a key and print it once."""
-    click.echo(create_key(load_settings(), tenant, list(scopes or DEFAULT_SCOPES), label))
+    click.echo(create_key(_settings(), tenant, list(scopes or DEFAULT_SCOPES), label))
 
 
 @keys.command("list")
 @click.option("--tenant", default=None)
 def list_(tenant: str | None) -> None:
     """List keys by prefix (never the keys themselves)."""
-    with psycopg.connect(load_settings().database_url) as conn:
+    with psycopg.connect(_settings().database_url) as conn:
         now = datetime.now(UTC)
         for k in list_keys(conn, tenant):
             state = k.state(now)
@@ -64,7 +70,7 @@ def list_(tenant: str | None) -> None:
 @click.argument("prefix")
 def revoke(prefix: str) -> None:
     """Revoke the key with this prefix (stops working within the key cache time)."""
-    with psycopg.connect(load_settings().database_url, autocommit=True) as conn:
+    with psycopg.connect(_settings().database_url, autocommit=True) as conn:
         if not revoke_key(conn, prefix):
             raise click.ClickException(f"no active key with prefix {prefix}")
     click.echo(f"revoked {prefix}")
@@ -93,7 +99,7 @@ def rotate_key_now(settings: Settings, prefix: str, overlap: float) -> tuple[str
 )  # fmt: skip
 def rotate(prefix: str, overlap: float) -> None:
     """Make a new key with the same tenant, scopes and label; print it once."""
-    rotated = rotate_key_now(load_settings(), prefix, overlap)
+    rotated = rotate_key_now(_settings(), prefix, overlap)
     if rotated is None:
         raise click.ClickException(f"no active key with prefix {prefix}")
     click.echo(rotated[0])

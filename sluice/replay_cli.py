@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
+import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from psycopg_pool import AsyncConnectionPool
 
@@ -36,6 +37,8 @@ from runtime.kafka import AsyncProducer, client_config, producer_config
 from runtime.settings import Settings, load_settings
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
+from sluice.devstate import environ_with_dev_stack
+from sluice.unreachable import require_kafka
 from store import dead_letters as store
 from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
 from store.tenancy import tenant_connection
@@ -46,6 +49,8 @@ T = TypeVar("T")
 @asynccontextmanager
 async def _deps(settings: Settings) -> AsyncIterator[ReplayDeps]:
     """Replay dependencies for one CLI run: a small pool and an acknowledging producer."""
+    # One plain connection first: a pool would retry an unreachable server for 30 s.
+    await (await psycopg.AsyncConnection.connect(settings.database_url, connect_timeout=5)).close()
     pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=2, open=False)
     await pool.open()
     producer = AsyncProducer(producer_config(settings))
@@ -59,11 +64,17 @@ async def _deps(settings: Settings) -> AsyncIterator[ReplayDeps]:
         await pool.close()
 
 
-def _run(work: Callable[[ReplayDeps], Awaitable[T]]) -> T:
-    """Run `work` with fresh dependencies; a refused replay becomes a clean CLI error."""
+def _run(work: Callable[[ReplayDeps], Awaitable[T]], *, kafka: bool = False) -> T:
+    """Run `work` with fresh dependencies; a refused replay becomes a clean CLI error.
+
+    `kafka`: the work publishes, so a broker must answer first (else one line, no wait).
+    """
+    settings = load_settings(environ_with_dev_stack())
+    if kafka:
+        require_kafka(client_config(settings))
 
     async def main() -> T:
-        async with _deps(load_settings()) as deps:
+        async with _deps(settings) as deps:
             return await work(deps)
 
     try:
@@ -139,7 +150,8 @@ def replay(ctx: click.Context, /, from_kafka: bool, since: str | None, **options
         raise click.UsageError("--from-kafka needs --since")
     start = _when(since)
     assert start is not None
-    counts = replay_from_kafka(load_settings(), start, _when(options.pop("until")), **options)
+    settings = load_settings(environ_with_dev_stack())
+    counts = replay_from_kafka(settings, start, _when(options.pop("until")), **options)
     label = "would replay" if options["dry_run"] else "replayed"
     click.echo(f"{label} {counts.replayed}, still invalid {counts.still_invalid}, "
                f"failed {counts.failed}, skipped {counts.skipped}")  # fmt: skip
@@ -243,7 +255,7 @@ def _replay_one(dead_letter_id: str, tenant: str, dry_run: bool, edit: bool) -> 
         result = await replay_one(deps, tenant, dead_letter_id, body=body, dry_run=dry_run)
         return result.as_dict()
 
-    click.echo(json.dumps(_run(work), indent=2))
+    click.echo(json.dumps(_run(work, kafka=True), indent=2))
 
 
 def _replay_bulk(tenant: str, flt: DeadLetterFilter, dry_run: bool) -> ReplayCounts:
@@ -258,7 +270,7 @@ def _replay_bulk(tenant: str, flt: DeadLetterFilter, dry_run: bool) -> ReplayCou
 
             return await replay_matching(deps, tenant, flt, dry_run=dry_run, progress=progress)
 
-    return _run(work)
+    return _run(work, kafka=True)
 
 
 class _bar:
@@ -294,7 +306,7 @@ def replay_from_kafka(
         finally:
             consumer.close()
 
-    return _run(work)
+    return _run(work, kafka=True)
 
 
 def _wanted(record: dict[str, Any], tenant: str | None, reason: str | None) -> bool:

@@ -1,4 +1,4 @@
-"""Tenant-scoped database access: row-level security's half of invariant 5.
+"""Tenant-scoped database access: row-level security's half of invariant 5 (docs/design.md).
 
 Every tenant-owned table has a row-level-security policy that admits only the rows
 whose `tenant` equals the transaction-local setting `sluice.tenant`

@@ -2,7 +2,7 @@
 
 Pure: it sees a decoded envelope and where it sat in `ingest.raw`, never a
 Kafka message. Each item's version is its position there, so a later item of
-the same identity is newer by construction (see DESIGN.md).
+the same identity is newer by construction (docs/design.md, invariant 3).
 """
 
 from __future__ import annotations

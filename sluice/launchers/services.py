@@ -1,6 +1,6 @@
 """Finding Kafka and PostgreSQL: the one place `sluice dev` and the test fixtures share.
 
-The order is fixed (see DESIGN.md, "Real parts, and how they start"):
+The order is fixed (the README, "Two commands", and docs/testing.md say it too):
 
 1. services named by the environment: `KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`;
 2. a reachable Docker engine, through testcontainers (`apache/kafka`, `postgres` images);
