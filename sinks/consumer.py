@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -20,14 +20,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from runtime.kafka import ProduceFailed, client_config, producer_config
 from runtime.settings import Settings
-from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
+from sinks.batch import SinkBatch, write_batch
 from sinks.bulk import binary_array_parameters
 from sinks.ingest_reader import IngestRawReader
-from sinks.records import event_record
-from sinks.republish import WriteBackProducer, write_back
-from sinks.rows import EventRow, FilterRow, TombstoneRow
-from sinks.segments import Segment, add_to_segments, write_segments
+from sinks.republish import WriteBackProducer
 from sinks.watchdog import SinkMonitor
 from sinks.writer import FirstWrites, WriteResult
 
@@ -37,51 +34,6 @@ BATCH_WAIT_SECONDS = 0.05
 """Longest wait to fill a poll: `consume` returns at `sink_batch_size` messages per writer or
 after this. Under load batches fill well before it; at low rates it bounds the latency the sink
 adds (0.5 s here made half of the end-to-end p50 at half load)."""
-
-
-@dataclass
-class Batch:
-    """One poll's worth of messages, sorted into what the writer needs."""
-
-    upserts: list[EventRow] = field(default_factory=list)
-    tombstones: list[TombstoneRow] = field(default_factory=list)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
-    filters: list[FilterRow] = field(default_factory=list)
-    segments: list[Segment] = field(default_factory=list)
-    """The same records cut at deletes by filter, in order: what the writer applies."""
-    undecodable: int = 0
-
-    def __len__(self) -> int:
-        return (len(self.upserts) + len(self.tombstones) + len(self.dead_letters)
-                + len(self.filters))  # fmt: skip
-
-
-def sort_messages(messages: list[Message], topics: TopicNames) -> Batch:
-    """Decode a poll's messages into event rows, tombstones and dead letters."""
-    batch = Batch()
-    for msg in messages:
-        value = msg.value()
-        try:
-            if msg.topic() == topics.dlq:
-                batch.dead_letters.append(decode(value or b"", "DeadLetter")[1])
-                add_to_segments(batch.segments, batch.dead_letters[-1])
-            else:
-                row = event_record(msg)
-                if row is not None:
-                    add_to_segments(batch.segments, row)
-                if isinstance(row, EventRow):
-                    batch.upserts.append(row)
-                elif isinstance(row, TombstoneRow):
-                    batch.tombstones.append(row)
-                elif isinstance(row, FilterRow):
-                    batch.filters.append(row)
-        except (CodecError, ValueError) as exc:
-            batch.undecodable += 1
-            log.error(
-                "skipping undecodable message %s[%d]@%d: %s",
-                msg.topic(), msg.partition(), msg.offset(), exc,
-            )  # fmt: skip
-    return batch
 
 
 _LOST_MEMBERSHIP = frozenset(
@@ -153,24 +105,13 @@ def by_partition(messages: list[Message], ways: int) -> list[list[Message]]:
     return [group for group in groups if group]
 
 
-def committable(messages: list[Message]) -> list[TopicPartition]:
-    """The offsets to commit once `messages` are stored: one past the last of each partition."""
-    last: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        if topic is not None and partition is not None and offset is not None:
-            last[(topic, partition)] = max(offset, last.get((topic, partition), -1))
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-
-
 @dataclass
 class _Writing:
     """A poll's batches being written by the writer threads (one each, on its own
-    connection), and what to commit when all of them are durable."""
+    connection); their offsets are committed when all of them are durable."""
 
     futures: list[Future[tuple[psycopg.Connection[Any], WriteResult]]]
-    offsets: list[TopicPartition]
-    batches: list[Batch]
+    batches: list[SinkBatch]
     began: float
 
 
@@ -221,10 +162,9 @@ class Sink:
                     messages = consumer.consume(poll_size, BATCH_WAIT_SECONDS)
                     messages = [m for m in messages if m.error() is None]
                     groups = by_partition(messages, ways)
-                    batches = [sort_messages(group, self._topics) for group in groups]
-                    offsets = committable(messages)
-                    # Decoded, the messages are only their offsets: not held while poll N
-                    # is written and poll N+2 fetched.
+                    batches = [SinkBatch.of(group, self._topics) for group in groups]
+                    # Decoded, the messages are only their offsets, which the batches hold:
+                    # not kept while poll N is written and poll N+2 fetched.
                     del messages, groups
                     if writing is not None:
                         self._finish(consumer, writing)
@@ -237,7 +177,7 @@ class Sink:
                             )
                             for i, batch in enumerate(batches)  # at most one per writer
                         ]
-                        writing = _Writing(futures, offsets, batches, time.monotonic())
+                        writing = _Writing(futures, batches, time.monotonic())
                 if writing is not None:
                     self._finish(consumer, writing)
         finally:
@@ -252,13 +192,13 @@ class Sink:
         for index, future in enumerate(writing.futures):
             self._conns[index], result = future.result()  # a writer may have reconnected
             written.add(result)
-        commit_durable(consumer, writing.offsets)
         batches = writing.batches
+        commit_durable(consumer, [tp for batch in batches for tp in batch.offsets()])
         self.rows_written += sum(len(b) for b in batches)
         self.monitor.batch_done(
-            events=sum(len(b.upserts) for b in batches),
-            tombstones=sum(len(b.tombstones) for b in batches),
-            dead_letters=sum(len(b.dead_letters) for b in batches),
+            events=sum(len(b.upserts()) for b in batches),
+            tombstones=sum(len(b.tombstones()) for b in batches),
+            dead_letters=sum(len(b.dead_letters()) for b in batches),
             undecodable=sum(b.undecodable for b in batches),
             seconds=time.monotonic() - writing.began,
             refused=written.refused,
@@ -278,22 +218,17 @@ class Sink:
                 delay = min(delay * 2, 10.0)
 
     def _write_until_durable(
-        self, conn: psycopg.Connection[Any], batch: Batch, first_writes: FirstWrites
+        self, conn: psycopg.Connection[Any], batch: SinkBatch, first_writes: FirstWrites
     ) -> tuple[psycopg.Connection[Any], WriteResult]:
-        """Write `batch` in one transaction, retrying through database or Kafka outages.
-
-        Write-backs to `events` (tombstones after a delete by filter) are
-        acknowledged by Kafka before the transaction commits.
-        """
+        """Store `batch` (`write_batch`), retrying through database or Kafka outages on a
+        connection reopened when the old one broke."""
         delay = 0.5
         while True:
             try:
-                with conn.transaction():
-                    b = batch
-                    result = write_segments(conn, b.segments, self._originals, first_writes)
-                    self._write_backs.send(
-                        write_back(conn, b.upserts, b.tombstones, b.filters, result)
-                    )
+                result = write_batch(
+                    conn, batch, self._write_backs.send,
+                    originals=self._originals, first_writes=first_writes,
+                )  # fmt: skip
                 return conn, result
             except (psycopg.OperationalError, ProduceFailed) as exc:
                 log.warning("database write failed (%s); retrying in %.1fs", exc, delay)

@@ -11,10 +11,13 @@ present an older version again; the `WHERE` clauses let it change nothing:
   itself, records a per-identity deletion for each, and reports the identities
   so the sink can tombstone them on the compacted topic.
 
-A batch is applied as: deletes by id, then upserts, then deletes by filter
-(each in version order). Versions, not the order of kinds, decide the result;
-applying filters last means an event that precedes a filter in the same batch
-is stored first and then removed, so it gets its tombstone.
+Each function here runs its statements inside the caller's transaction; the
+sink's transaction itself, and the order in which a batch's parts are applied,
+are `sinks.batch.write_batch`'s. A stretch of a batch without deletes by filter
+is applied as deletes by id, then versions (`write_events`); the deletes by
+filter that end it come after (`apply_filters`), so an event that precedes a
+filter in the same batch is stored first and then removed, and gets its
+tombstone.
 """
 
 from __future__ import annotations
@@ -260,17 +263,19 @@ def write_events(
     conn: psycopg.Connection[Any],
     upserts: Sequence[EventRow],
     tombstones: Sequence[TombstoneRow],
-    filters: Sequence[FilterRow] = (),
     *,
     originals: EnvelopeReader | None = None,
     first_writes: FirstWrites | None = None,
 ) -> WriteResult:
-    """Apply a batch of versions and deletes inside the caller's transaction.
+    """Apply versions and deletes by id inside the caller's transaction (deletes first;
+    versions decide, so their order within the call does not matter).
 
     `originals` reads back from `ingest.raw` the bytes first received of a version
     PostgreSQL refuses, for its dead letter (without it, that `raw` is reconstructed).
     With `first_writes`, versions may be applied by a plain insert when none of their
-    identities is stored (see `FirstWrites`); the outcome is the same.
+    identities is stored (see `FirstWrites`); the outcome is the same. The versions are
+    written in savepoints (see `_upsert_staged`), undone alone when PostgreSQL refuses a
+    row or a plain insert meets a stored identity.
     """
     result = WriteResult()
     _apply_tombstones(conn, tombstones, result)
@@ -284,6 +289,14 @@ def write_events(
         result.reconstructed = sum(
             any(r["code"] == RECONSTRUCTED for r in letter["reasons"]) for letter in letters
         )
+    record_steps(conn, result.steps)
+    return result
+
+
+def apply_filters(conn: psycopg.Connection[Any], filters: Sequence[FilterRow]) -> WriteResult:
+    """Apply deletes by filter, in partition and version order, inside the caller's
+    transaction; what they removed (the sink tombstones it on `events`)."""
+    result = WriteResult()
     for flt in sorted(filters, key=lambda f: (f.partition, f.version)):
         _apply_filter(conn, flt, result)
     record_steps(conn, result.steps)

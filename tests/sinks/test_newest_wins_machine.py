@@ -37,10 +37,10 @@ from schemas.codec import encode
 from schemas.deletes import DeleteFilter, filter_key
 from schemas.identity import Identity
 from schemas.versions import envelope_floor, version_of
+from sinks.batch import SinkBatch, write_batch
 from sinks.records import event_record
-from sinks.republish import write_back
+from sinks.republish import WriteBack
 from sinks.rows import EventRow
-from sinks.segments import Segment, add_to_segments, write_segments
 from sinks.writer import FirstWrites
 from streams.outputs import tombstone_headers
 from streams.process import TombstoneOut
@@ -216,19 +216,15 @@ class NewestWinsMachine(RuleBasedStateMachine):
         `plain_first`: versions are tried as a plain insert first (`FirstWrites`, which
         undoes it when an identity is stored), else upserted at once, as the sink does for
         a while after such a conflict. Both must give the same result."""
-        segments: list[Segment] = []
+        batch = SinkBatch()
         for rec in records:
             row = rec.dead_letter or event_record(Msg(rec))  # type: ignore[arg-type]
             if row is not None:
-                add_to_segments(segments, row)
-        upserts = [r for seg in segments for r in seg.upserts]
-        tombstones = [r for seg in segments for r in seg.tombstones]
-        filters = [r for seg in segments for r in seg.filters]
+                batch.add(row)
         assert CONN is not None
-        with CONN.transaction():
-            first_writes = FirstWrites(patience=0) if plain_first else None
-            result = write_segments(CONN, segments, first_writes=first_writes)
-            backs = write_back(CONN, upserts, tombstones, filters, result)
+        backs: list[WriteBack] = []
+        first_writes = FirstWrites(patience=0) if plain_first else None
+        write_batch(CONN, batch, backs.extend, first_writes=first_writes)
         for partition, key, value, headers in backs:
             self._append(partition, Record(key, value, headers, partition, False), None)
 
