@@ -232,7 +232,7 @@ def plan_native_body(
     unstorable value, more than `max_events` events, not an array) or the extension is
     not built: the caller splits the body and calls `plan_events`, which has every rule.
     When it applies, the plan is the one `plan_events` would make, byte for byte
-    (property tests in tests/producer_api/test_fastpath.py).
+    (property tests in tests/ingest/test_fastpath.py).
     """
     if _compiled_plan_native is None or ctx.family != "native" or ctx.route:
         return None

@@ -27,9 +27,9 @@ from typing import Any
 import jsonpatch
 from psycopg_pool import AsyncConnectionPool
 
-from producer_api.body import Unsplittable, split_json_events
-from producer_api.ingest import IngestPlan, ReplayOf, RequestContext, plan_events
-from producer_api.publish import Overloaded, Publisher
+from ingest.plan import IngestPlan, ReplayOf, RequestContext, plan_events
+from ingest.publish import Overloaded, Publisher
+from ingest.split import Unsplittable, split_json_events
 from runtime.kafka import ProduceFailed
 from schemas.topics import TopicNames
 from schemas.validators import validator_for

@@ -17,9 +17,7 @@ from typing import Any
 import psycopg
 from aiohttp import web
 
-from producer_api.auth import Principal
-from producer_api.content import UndecodableBody, read_body
-from producer_api.ingest import (
+from ingest.plan import (
     IngestPlan,
     RequestContext,
     plan_deletes,
@@ -28,6 +26,8 @@ from producer_api.ingest import (
     plan_native_body,
     plan_unsplittable,
 )
+from producer_api.auth import Principal
+from producer_api.content import UndecodableBody, read_body
 from producer_api.resources import DOOR, Door
 from schemas.deletes import DeleteFilter, unique_ids
 from schemas.families.received import RECEIVED_AT

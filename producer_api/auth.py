@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from producer_api.keys import matches, parse_key
+from ingest.keys import matches, parse_key
 from store.api_keys import find_key
 
 

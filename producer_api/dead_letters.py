@@ -2,7 +2,7 @@
 
 Tenant-scoped: the tenant comes from the key, and another tenant's dead letter
 answers 404 exactly like a missing one. Reads need `deadletters:read`; replay
-and discard need `deadletters:replay`. The replay itself is `producer_api.replay`,
+and discard need `deadletters:replay`. The replay itself is `ingest.replay`,
 shared with `sluice replay`.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ingest.replay import ReplayDeps, ReplayError, replay_one, run_job
 from producer_api.accept import door_of
 from producer_api.auth import authorize
 from producer_api.errors import error_response
-from producer_api.replay import ReplayDeps, ReplayError, replay_one, run_job
 from schemas.identity import FAMILIES
 from store import dead_letters as store
 from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter

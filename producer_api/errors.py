@@ -12,9 +12,9 @@ from contextlib import AbstractAsyncContextManager
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ingest.publish import Overloaded
 from producer_api.auth import Forbidden, Unauthenticated
 from producer_api.content import UndecodableBody
-from producer_api.publish import Overloaded
 from producer_api.ratelimit import RateLimited
 from producer_api.resources import DOOR
 from runtime.kafka import ProduceFailed

@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ingest.replaced import replaced_ids, stored_versions
+from ingest.split import Unsplittable, split_json_events
 from producer_api.accept import (
     accept_deletes,
     accept_unsplittable,
@@ -18,10 +20,8 @@ from producer_api.accept import (
     request_context,
 )
 from producer_api.auth import authorize
-from producer_api.body import Unsplittable, split_json_events
 from producer_api.content import UndecodableBody, read_body
 from producer_api.errors import error_response
-from producer_api.replaced import replaced_ids, stored_versions
 from schemas.identity import FAMILIES
 from store.queries import BadCursor, EventFilter, find_events, get_event
 from store.tenancy import tenant_connection
@@ -57,8 +57,8 @@ async def post_events(request: web.Request) -> web.Response:
                 return error_response(413, "too_many_events", f"at most {limit} events per request")
             plan = await prepare_events(door, ctx, raws)
         # The replaced lookup runs while Kafka acknowledges: it decides by position, so
-        # it need not finish before publishing (see producer_api/replaced.py).
-        lookup = asyncio.create_task(stored_versions(door, ctx, plan))
+        # it need not finish before publishing (see ingest/replaced.py).
+        lookup = asyncio.create_task(stored_versions(door.stored, ctx, plan))
         try:
             acknowledged = await door.publisher.publish(plan.messages)
         except BaseException:

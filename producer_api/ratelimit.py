@@ -25,8 +25,8 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from ingest.publish import Overloaded
 from producer_api.auth import current_caller
-from producer_api.publish import Overloaded
 from runtime.settings import Settings
 
 

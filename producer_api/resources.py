@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from ingest.publish import Publisher
 from producer_api.auth import KeyVerifier
-from producer_api.publish import Publisher
 from producer_api.ratelimit import BodyBudget, KeyRateLimiter
 from runtime.kafka import AsyncProducer, producer_config
 from runtime.settings import Settings

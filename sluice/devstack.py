@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import click
 
-from producer_api.keys import DEFAULT_SCOPES
+from ingest.keys import DEFAULT_SCOPES
 from runtime.settings import Settings
 from runtime.topic_admin import ensure_topics
 from sinks.migrate import migrate

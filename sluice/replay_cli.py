@@ -2,7 +2,7 @@
 
 An operator tool: it works straight against PostgreSQL and Kafka with the
 process settings, and replays through the same core as the HTTP API
-(`producer_api.replay`): the same claims, lineage, validation and
+(`ingest.replay`): the same claims, lineage, validation and
 acknowledgement rules. Every command is scoped to one `--tenant`.
 """
 
@@ -23,8 +23,8 @@ import click
 from confluent_kafka import Consumer, TopicPartition
 from psycopg_pool import AsyncConnectionPool
 
-from producer_api.publish import Publisher
-from producer_api.replay import (
+from ingest.publish import Publisher
+from ingest.replay import (
     ReplayCounts,
     ReplayDeps,
     ReplayError,

@@ -16,6 +16,8 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ingest.plan import EventResult
+from ingest.split import Unsplittable, split_json_events
 from producer_api.accept import (
     accept_events,
     accept_unsplittable,
@@ -24,9 +26,7 @@ from producer_api.accept import (
     timed_request_context,
 )
 from producer_api.auth import authorize
-from producer_api.body import Unsplittable, split_json_events
 from producer_api.errors import error_middleware_for, internal_error_middleware
-from producer_api.ingest import EventResult
 from producer_api.resources import Door
 from schemas.families.baselime import NAME_PATTERN
 from store.catalog import KnownNames, dataset_exists

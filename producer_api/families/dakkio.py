@@ -21,6 +21,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ingest.plan import RequestContext
 from producer_api.accept import (
     accept_events,
     accept_unsplittable,
@@ -32,7 +33,6 @@ from producer_api.auth import Principal, authorize
 from producer_api.errors import error_middleware_for
 from producer_api.families import dakkio_answers as answers
 from producer_api.families.dakkio_answers import dakkio_error, internal_errors, not_found
-from producer_api.ingest import RequestContext
 from producer_api.resources import Door
 from schemas.families.dakkio import BATCH_BUCKET, OBJECT_ID, point_issues
 from schemas.families.received import RECEIVED_AT

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ingest.plan import EventResult
+from ingest.split import Unsplittable, split_json_events
 from producer_api.accept import (
     accept_events,
     accept_unsplittable,
@@ -23,9 +25,7 @@ from producer_api.accept import (
     request_context,
 )
 from producer_api.auth import authorize
-from producer_api.body import Unsplittable, split_json_events
 from producer_api.errors import error_middleware_for
-from producer_api.ingest import EventResult
 from schemas.families.dashdive import FAMILY, SERVICES
 
 routes = web.RouteTableDef()

@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ingest.plan import IngestPlan
+from ingest.split import Unsplittable
 from producer_api.accept import (
     accept_deletes,
     accept_events,
@@ -26,11 +28,9 @@ from producer_api.accept import (
     request_context,
 )
 from producer_api.auth import authorize
-from producer_api.body import Unsplittable
 from producer_api.content import read_body
 from producer_api.errors import error_middleware_for
 from producer_api.families import datahub_csv
-from producer_api.ingest import IngestPlan
 from schemas.deletes import DeleteFilter
 from schemas.families.datahub import FAMILY, blank_trailing_commas, check_provider
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ingest.plan import IngestPlan
 from producer_api.accept import accept_events, door_of, request_context
 from producer_api.auth import authorize
-from producer_api.ingest import IngestPlan
 from producer_api.uploads import (
     MAX_UPLOAD_BYTES,
     CsvRecord,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from producer_api.replay import ReplayError, corrected_body, plan_replay, summarize
+from ingest.replay import ReplayError, corrected_body, plan_replay, summarize
 from schemas.codec import decode
 from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
