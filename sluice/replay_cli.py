@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ingest.publish import Publisher
 from ingest.replay import (
+    Refusal,
     ReplayCounts,
     ReplayDeps,
     ReplayError,
@@ -395,7 +396,7 @@ class _DlqRange:
         try:
             result = await replay_record(deps, _as_stored(record), dry_run=dry_run)
         except ReplayError as exc:
-            if exc.status == 503:
+            if exc.refusal is Refusal.UNAVAILABLE:
                 raise
             total.failed += 1
             return
