@@ -21,6 +21,7 @@ COPY pyproject.toml README.md ./
 COPY sluice ./sluice
 COPY schemas ./schemas
 COPY producer_api ./producer_api
+COPY ingest ./ingest
 COPY streams ./streams
 COPY sinks ./sinks
 COPY store ./store

@@ -20,9 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
 from producer_api.auth import authorize
 from producer_api.errors import error_response
-from producer_api.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
 from producer_api.resources import DOOR
 from store.api_keys import (
     StoredKey,

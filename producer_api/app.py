@@ -7,10 +7,10 @@ import logging
 from aiohttp import web
 from aiohttp.log import access_logger
 
+from ingest.plan import COMPILED
 from producer_api import admin, dead_letters, deletions, health, metrics, native
 from producer_api.errors import error_middleware, request_timeout_middleware
 from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
-from producer_api.ingest import COMPILED
 from producer_api.openapi import install as install_openapi
 from producer_api.resources import SETTINGS, door_context
 from runtime.settings import Settings

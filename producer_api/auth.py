@@ -10,14 +10,14 @@ is never logged or put in an error message: only its prefix identifies it.
 from __future__ import annotations
 
 import time
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from producer_api.keys import matches, parse_key
+from ingest.keys import matches, parse_key
+from producer_api.ratelimit import KeyRateLimiter
 from store.api_keys import find_key
 
 
@@ -28,14 +28,6 @@ class Principal:
     tenant: str
     prefix: str
     scopes: frozenset[str]
-
-
-_CALLER: ContextVar[Principal | None] = ContextVar("sluice_caller", default=None)
-
-
-def current_caller() -> Principal | None:
-    """The principal `authorize` admitted in this request's task, if any."""
-    return _CALLER.get()
 
 
 class Unauthenticated(Exception):
@@ -113,17 +105,26 @@ def require_scope(principal: Principal, scope: str) -> None:
         raise Forbidden(f"this key lacks the {scope} scope")
 
 
+@dataclass(frozen=True)
+class Gate:
+    """What `authorize` checks a request against: the keys, and their request budgets."""
+
+    keys: KeyVerifier
+    limits: KeyRateLimiter
+
+
+GATE = web.AppKey("gate", Gate)
+
+
 async def authorize(request: web.Request, scope: str) -> Principal:
     """The caller of `request`, who must hold `scope`.
 
     Counts the request against the key's rate limit. Raises `Unauthenticated`
-    (401), `RateLimited` (429) or `Forbidden` (403).
+    (401), `RateLimited` (429) or `Forbidden` (403). The caller's events are
+    counted by the ingest entry, against the key named in the request's context.
     """
-    from producer_api.resources import DOOR
-
-    door = request.config_dict[DOOR]
-    principal = await door.keys.verify(presented_key(request))
-    _CALLER.set(principal)
-    await door.limits.admit_request(principal.prefix)
+    gate = request.config_dict[GATE]
+    principal = await gate.keys.verify(presented_key(request))
+    await gate.limits.admit_request(principal.prefix)
     require_scope(principal, scope)
     return principal

@@ -13,6 +13,8 @@ import zlib
 
 from aiohttp import web
 
+from producer_api.resources import SETTINGS
+
 MAX_GZIP_MEMBERS = 1_000
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -57,8 +59,6 @@ def decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
 
 async def read_body(request: web.Request) -> bytes:
     """The request's body, decoded per its `Content-Encoding` within `client_max_size`."""
-    from producer_api.resources import SETTINGS
-
     raw = await request.read()
     limit = request.config_dict[SETTINGS].max_body_bytes  # same bound, received and decoded
     return decode_body(raw, request.headers.get("Content-Encoding", ""), limit)

@@ -2,7 +2,7 @@
 
 Tenant-scoped: the tenant comes from the key, and another tenant's dead letter
 answers 404 exactly like a missing one. Reads need `deadletters:read`; replay
-and discard need `deadletters:replay`. The replay itself is `producer_api.replay`,
+and discard need `deadletters:replay`. The replay itself is `ingest.replay`,
 shared with `sluice replay`.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ingest.replay import Refusal, ReplayDeps, ReplayError, replay_one, run_job
 from producer_api.accept import door_of
 from producer_api.auth import authorize
 from producer_api.errors import error_response
-from producer_api.replay import ReplayDeps, ReplayError, replay_one, run_job
 from schemas.identity import FAMILIES
 from store import dead_letters as store
 from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
@@ -41,6 +41,15 @@ STALE_JOB_SECONDS = 120.0
 """A running job without a heartbeat for this long lost its process; a lookup resumes it."""
 JOB_FILTERS = frozenset({"family", "stage", "reason", "from", "to", "q"})
 """What a replay job's JSON body may filter on (it always takes pending dead letters)."""
+
+REFUSAL_STATUS = {
+    Refusal.INVALID: 400,
+    Refusal.NOT_FOUND: 404,
+    Refusal.CONFLICT: 409,
+    Refusal.CANNOT_VALIDATE: 422,
+    Refusal.UNAVAILABLE: 503,
+}
+"""The HTTP status of each reason a replay is refused for."""
 
 routes = web.RouteTableDef()
 
@@ -147,7 +156,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
             body=body, patch=patch, dry_run=dry_run,
         )  # fmt: skip
     except ReplayError as exc:
-        return error_response(exc.status, exc.code, str(exc))
+        return error_response(REFUSAL_STATUS[exc.refusal], exc.code, str(exc))
     status = 202 if result.outcome == "replayed" else 200
     return web.json_response(result.as_dict(), status=status)
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from producer_api.accept import accept_filter_delete, door_of, request_context
+from ingest.entry import delete_matching
+from producer_api.accept import core_of, door_of, request_context
 from producer_api.auth import Forbidden, Principal, authorize
 from producer_api.errors import error_response
 from schemas.deletes import DeleteFilter
@@ -58,8 +59,8 @@ async def delete_events(request: web.Request) -> web.Response:
     except (BadFilter, ValueError) as exc:
         return error_response(400, "bad_query", str(exc))
     ctx = request_context(request, principal, family)
-    receipt_id, _plan = await accept_filter_delete(door_of(request), ctx, flt)
-    answer = {"deletion_id": receipt_id, "family": family, "filter": flt.as_json()}
+    deleted = await delete_matching(core_of(request), ctx, flt)
+    answer = {"deletion_id": deleted.receipt_id, "family": family, "filter": flt.as_json()}
     return web.json_response(answer, status=202)
 
 

@@ -12,9 +12,10 @@ from contextlib import AbstractAsyncContextManager
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ingest.entry import ReceiptsUnavailable
+from ingest.publish import Overloaded
 from producer_api.auth import Forbidden, Unauthenticated
 from producer_api.content import UndecodableBody
-from producer_api.publish import Overloaded
 from producer_api.ratelimit import RateLimited
 from producer_api.resources import DOOR
 from runtime.kafka import ProduceFailed
@@ -63,6 +64,8 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
             return fmt(503, "kafka_unavailable", "not acknowledged by Kafka; retry", retry)
         except UndecodableBody as exc:
             return fmt(400, "undecodable_body", str(exc), None)
+        except ReceiptsUnavailable as exc:
+            return fmt(503, "service_unavailable", str(exc), None)
         except web.HTTPRequestEntityTooLarge as exc:
             return fmt(413, "body_too_large", exc.text or "request body too large", None)
         except web.HTTPException as exc:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from producer_api.accept import (
-    accept_deletes,
-    accept_unsplittable,
-    door_of,
-    prepare_events,
-    prepare_native_body,
-    request_context,
-)
+from ingest.entry import IngestOptions, IngestRequest, Kind, delete_ids, ingest
+from ingest.split import split_json_events
+from producer_api.accept import core_of, door_of, read_events_body, request_context
 from producer_api.auth import authorize
-from producer_api.body import Unsplittable, split_json_events
-from producer_api.content import UndecodableBody, read_body
 from producer_api.errors import error_response
-from producer_api.replaced import replaced_ids, stored_versions
 from schemas.identity import FAMILIES
 from store.queries import BadCursor, EventFilter, find_events, get_event
 from store.tenancy import tenant_connection
@@ -36,50 +27,30 @@ routes = web.RouteTableDef()
 async def post_events(request: web.Request) -> web.Response:
     """Accept one event or an array; 202 once Kafka acknowledged every accepted event."""
     principal = await authorize(request, "events:write")
-    door = door_of(request)
     ctx = request_context(request, principal, FAMILY)
-    stored: dict[str, int] | None = {}
-    offsets: dict[int, int] = {}
-    try:
-        body = await read_body(request)
-        # The common request (every event valid, with an id) is planned by the compiled
-        # path in one call; any other takes the Python path with its full rules.
-        plan = await prepare_native_body(door, ctx, body)
-        raws = split_json_events(body) if plan is None else []
-    except UndecodableBody as exc:
-        plan = await accept_unsplittable(door, ctx, exc.raw, str(exc))
-    except Unsplittable as exc:
-        plan = await accept_unsplittable(door, ctx, body, str(exc))
-    else:
-        if plan is None:
-            if len(raws) > door.settings.max_events_per_request:
-                limit = door.settings.max_events_per_request
-                return error_response(413, "too_many_events", f"at most {limit} events per request")
-            plan = await prepare_events(door, ctx, raws)
-        # The replaced lookup runs while Kafka acknowledges: it decides by position, so
-        # it need not finish before publishing (see producer_api/replaced.py).
-        lookup = asyncio.create_task(stored_versions(door, ctx, plan))
-        try:
-            acknowledged = await door.publisher.publish(plan.messages)
-        except BaseException:
-            lookup.cancel()
-            raise
-        stored = await lookup
-        topic = door.topics.ingest_raw
-        offsets = {p: o for (t, p), o in acknowledged.items() if t == topic}
+    limit = door_of(request).settings.max_events_per_request
+    # The common request (every event valid, with an id) is planned by the compiled path
+    # in one call; any other takes the Python path with its full rules.
+    options = IngestOptions(max_events=limit, compiled=True, replaced=True)
+    body = await read_events_body(request)
+    outcome = await ingest(core_of(request), IngestRequest(ctx, body, split_json_events, options))
+    if outcome.kind is Kind.TOO_MANY_EVENTS:
+        return error_response(413, "too_many_events", f"at most {limit} events per request")
+    plan = outcome.plan
     ids = plan.accepted_ids()
     rejected = [r.as_dict() for r in plan.rejected()]
     answer = {
         "request_id": ctx.request_id,
         "accepted": len(ids),
         "ids": ids,
-        "replaced": replaced_ids(ctx, plan, stored, offsets, door.settings.partitions),
+        "replaced": outcome.replaced,
         "rejected": rejected,
     }
     status = 202 if ids or not rejected else 400
     # msgspec: the answer lists every id, and the json module costs ~6x as much per answer.
-    body = msgspec.json.encode(answer)
-    return web.Response(body=body, status=status, content_type="application/json")
+    return web.Response(
+        body=msgspec.json.encode(answer), status=status, content_type="application/json"
+    )
 
 
 @routes.get("/v1/events")
@@ -131,8 +102,8 @@ async def delete_event(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:delete")
     event_id = request.match_info["id"]
     ctx = request_context(request, principal, FAMILY)
-    receipt_id, _plan = await accept_deletes(door_of(request), ctx, [event_id])
-    return web.json_response({"deletion_id": receipt_id, "ids": [event_id]}, status=202)
+    deleted = await delete_ids(core_of(request), ctx, [event_id])
+    return web.json_response({"deletion_id": deleted.receipt_id, "ids": [event_id]}, status=202)
 
 
 def _family(request: web.Request) -> str:

@@ -25,8 +25,7 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-from producer_api.auth import current_caller
-from producer_api.publish import Overloaded
+from ingest.publish import Overloaded
 from runtime.settings import Settings
 
 
@@ -66,14 +65,13 @@ class KeyRateLimiter:
         """Count one request of `key_prefix`; raise `RateLimited` when over budget."""
         await self._admit(self._requests, key_prefix, 1)
 
-    async def admit_events(self, count: int, tenant: str) -> None:
-        """Count `count` events of the calling key (or of `tenant` when no key is known).
+    async def admit_events(self, key: str, count: int) -> None:
+        """Count `count` events of `key` (a key prefix, or `tenant:<id>` when no key is
+        known); raise `RateLimited` when over budget.
 
         A single request larger than the whole window is admitted when the key is
         idle and then uses up the window, rather than being refused forever.
         """
-        caller = current_caller()
-        key = caller.prefix if caller is not None else f"tenant:{tenant}"
         await self._admit(self._events, key, count)
 
     async def _admit(self, item: RateLimitItem | None, key: str, cost: int) -> None:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from producer_api.auth import KeyVerifier
-from producer_api.publish import Publisher
+from ingest.entry import IngestDeps
+from ingest.publish import Publisher
+from producer_api.auth import GATE, Gate, KeyVerifier
 from producer_api.ratelimit import BodyBudget, KeyRateLimiter
 from runtime.kafka import AsyncProducer, producer_config
 from runtime.settings import Settings
@@ -31,6 +32,8 @@ class Door:
     keys: KeyVerifier
     limits: KeyRateLimiter
     bodies: BodyBudget
+    core: IngestDeps
+    """What the ingest entry needs, built from the above (`ingest.entry`)."""
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -57,15 +60,22 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     await pool.open()
     await lookups.open()
+    topics = TopicNames.for_prefix(settings.topic_prefix)
+    publisher = Publisher(producer, settings.max_inflight_bytes)
+    stored = StoredIdLookups(lookups, gather_seconds=settings.door_linger_ms / 2000)
+    limits = KeyRateLimiter.from_settings(settings)
+    keys = KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds)
+    app[GATE] = Gate(keys, limits)
     app[DOOR] = Door(
         settings=settings,
-        topics=TopicNames.for_prefix(settings.topic_prefix),
-        publisher=Publisher(producer, settings.max_inflight_bytes),
+        topics=topics,
+        publisher=publisher,
         pool=pool,
-        stored=StoredIdLookups(lookups, gather_seconds=settings.door_linger_ms / 2000),
-        keys=KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds),
-        limits=KeyRateLimiter.from_settings(settings),
+        stored=stored,
+        keys=keys,
+        limits=limits,
         bodies=BodyBudget(settings.max_receiving_bytes, settings.max_body_bytes),
+        core=IngestDeps(topics, settings.partitions, publisher, limits.admit_events, stored, pool),
     )
     try:
         yield

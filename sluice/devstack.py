@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from producer_api.keys import DEFAULT_SCOPES
+from ingest.keys import DEFAULT_SCOPES
 from runtime.settings import Settings, env_var, settings_env
 from runtime.topic_admin import ensure_topics
 from sinks.migrate import migrate

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import click
 import psycopg
 
-from producer_api.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
+from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
 from runtime.settings import Settings, load_settings
 from schemas.identity import TENANT_PATTERN
 from sluice.devstate import environ_with_dev_stack

@@ -2,7 +2,7 @@
 
 An operator tool: it works straight against PostgreSQL and Kafka with the
 process settings, and replays through the same core as the HTTP API
-(`producer_api.replay`): the same claims, lineage, validation and
+(`ingest.replay`): the same claims, lineage, validation and
 acknowledgement rules. Every command is scoped to one `--tenant`.
 """
 
@@ -24,8 +24,9 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from psycopg_pool import AsyncConnectionPool
 
-from producer_api.publish import Publisher
-from producer_api.replay import (
+from ingest.publish import Publisher
+from ingest.replay import (
+    Refusal,
     ReplayCounts,
     ReplayDeps,
     ReplayError,
@@ -407,7 +408,7 @@ class _DlqRange:
         try:
             result = await replay_record(deps, _as_stored(record), dry_run=dry_run)
         except ReplayError as exc:
-            if exc.status == 503:
+            if exc.refusal is Refusal.UNAVAILABLE:
                 raise
             total.failed += 1
             return

@@ -14,7 +14,7 @@
 //! returns `None` and the caller runs the Python path, which has the full rules
 //! and the explanations. So "accepted here" must imply "accepted by the Python
 //! validators, with the same id and the same bytes": the property tests in
-//! `tests/producer_api/test_fastpath.py` check exactly that.
+//! `tests/ingest/test_fastpath.py` check exactly that.
 
 use std::borrow::Cow;
 

@@ -1,1 +1,1 @@
-"""Front doors of the seed-compatible API families: thin adapters over `producer_api.accept`."""
+"""Front doors of the seed-compatible API families: thin adapters over `ingest.entry`."""

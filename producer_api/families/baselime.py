@@ -16,17 +16,12 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from producer_api.accept import (
-    accept_events,
-    accept_unsplittable,
-    door_of,
-    read_events_body,
-    timed_request_context,
-)
+from ingest.entry import IngestOptions, IngestRequest, Kind, ingest
+from ingest.plan import EventResult
+from ingest.split import Splitter, Unsplittable, refuse, split_json_events
+from producer_api.accept import door_of, read_events_body, timed_request_context
 from producer_api.auth import authorize
-from producer_api.body import Unsplittable, split_json_events
 from producer_api.errors import error_middleware_for, internal_error_middleware
-from producer_api.ingest import EventResult
 from producer_api.resources import Door
 from schemas.families.baselime import NAME_PATTERN
 from store.catalog import KnownNames, dataset_exists
@@ -88,26 +83,25 @@ async def post_events(request: web.Request) -> web.Response:
         return message(400)
     door = door_of(request)
     ctx = timed_request_context(request, principal, FAMILY)
-    body = await read_events_body(request, door, ctx)
-    if not body.strip():
-        return message(400)
-    if not await _dataset_exists(request, door, principal.tenant, dataset):
-        reason = f"dataset {dataset!r} does not exist (create it with `sluice datasets create`)"
-        await accept_unsplittable(door, ctx, body, reason)
-        return message(400)
-    try:
-        raws = _split_array(body)
-    except Unsplittable as exc:
-        await accept_unsplittable(door, ctx, body, str(exc))
-        return message(400)
-    if not raws:
-        return message(400)
-    if len(raws) > door.settings.max_events_per_request:
+    body = await read_events_body(request)
+    split: Splitter = _split_array
+    if body.undecodable is None:
+        if not body.data.strip():
+            return message(400)
+        if not await _dataset_exists(request, door, principal.tenant, dataset):
+            split = refuse(
+                f"dataset {dataset!r} does not exist (create it with `sluice datasets create`)"
+            )
+    options = IngestOptions(min_events=1, max_events=door.settings.max_events_per_request)
+    outcome = await ingest(door.core, IngestRequest(ctx, body, split, options))
+    if outcome.kind is Kind.TOO_MANY_EVENTS:
         return message(413)
-    plan = await accept_events(door, ctx, raws)
-    failed = plan.rejected()
+    if outcome.kind is not Kind.ACCEPTED:  # undecodable, unsplittable (both dead-lettered), empty
+        return message(400)
+    failed = outcome.plan.rejected()
     if not failed:
         return web.json_response({"message": "Request Accepted"}, status=202)
+    raws = outcome.events
     return message(400, invalid=[_echo(raws[r.index]) for r in failed], errors=_errors(failed))
 
 

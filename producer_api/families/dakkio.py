@@ -21,18 +21,14 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from producer_api.accept import (
-    accept_events,
-    accept_unsplittable,
-    door_of,
-    read_events_body,
-    request_context,
-)
+from ingest.entry import Body, IngestDeps, IngestOptions, IngestRequest, ingest
+from ingest.plan import RequestContext
+from ingest.split import given, refuse
+from producer_api.accept import core_of, door_of, read_events_body, request_context
 from producer_api.auth import Principal, authorize
 from producer_api.errors import error_middleware_for
 from producer_api.families import dakkio_answers as answers
 from producer_api.families.dakkio_answers import dakkio_error, internal_errors, not_found
-from producer_api.ingest import RequestContext
 from producer_api.resources import Door
 from schemas.families.dakkio import BATCH_BUCKET, OBJECT_ID, point_issues
 from schemas.families.received import RECEIVED_AT
@@ -72,44 +68,55 @@ def create_subapp() -> web.Application:
 async def post_point(request: web.Request) -> web.Response:
     """Ingest one data point; 201 with the stored point."""
     principal = await authorize(request, "events:write")
-    door, ctx = door_of(request), _context(request, principal, {})
-    body = await read_events_body(request, door, ctx)
+    ctx = _context(request, principal, {})
+    body = await read_events_body(request)
+    if body.undecodable is not None:
+        return await _undecodable(core_of(request), ctx, body)
     try:
-        _top_level_of(body)
+        _top_level_of(body.data)
     except BadBody as exc:
-        await accept_unsplittable(door, ctx, body, "not a JSON object")
+        await ingest(core_of(request), IngestRequest(ctx, body, refuse("not a JSON object")))
         return answers.validation_error(exc.details)
-    return await _ingest(request, door, ctx, body, [body], [("body",)])
+    return await _ingest(request, ctx, body.data, [body.data], [("body",)])
 
 
 async def post_batch(request: web.Request) -> web.Response:
     """Ingest `dataPoints` into `bucketId`, all or nothing; 201 with the stored points."""
     principal = await authorize(request, "events:write")
-    door = door_of(request)
-    body = await read_events_body(request, door, _context(request, principal, {}))
+    limit = door_of(request).settings.max_events_per_request
+    unbucketed = _context(request, principal, {})
+    body = await read_events_body(request)
+    if body.undecodable is not None:
+        return await _undecodable(core_of(request), unbucketed, body)
     try:
-        bucket, raws = _batch(body, door.settings.max_events_per_request)
+        bucket, raws = _batch(body.data, limit)
     except BadBody as exc:
-        await accept_unsplittable(door, _context(request, principal, {}), body, "invalid batch")
+        await ingest(core_of(request), IngestRequest(unbucketed, body, refuse("invalid batch")))
         return answers.validation_error(exc.details)
     ctx = _context(request, principal, {BATCH_BUCKET: bucket})
     prefixes: list[tuple[str | int, ...]] = [("body", "dataPoints", i) for i in range(len(raws))]
-    return await _ingest(request, door, ctx, body, raws, prefixes)
+    return await _ingest(request, ctx, body.data, raws, prefixes)
+
+
+async def _undecodable(core: IngestDeps, ctx: RequestContext, body: Body) -> web.Response:
+    """A body that did not decode: recorded as a dead letter, answered as an error."""
+    outcome = await ingest(core, IngestRequest(ctx, body))
+    return dakkio_error(400, "undecodable_body", outcome.reason, None)
 
 
 async def _ingest(
     request: web.Request,
-    door: Door,
     ctx: RequestContext,
     body: bytes,
     raws: list[bytes],
     prefixes: list[tuple[str | int, ...]],
 ) -> web.Response:
     """Validate, check the catalog, then ingest all points or none."""
+    core, all_or_nothing = core_of(request), IngestOptions(all_or_nothing=True)
     validate = validator_for(FAMILY)
     outcomes = validate_all(validate, raws, ctx.route)
     if any(isinstance(o, Rejected) for o in outcomes):
-        await accept_events(door, ctx, raws, all_or_nothing=True)
+        await ingest(core, IngestRequest(ctx, Body(body), given(raws), all_or_nothing))
         details = [
             answers.detail((*prefix, *issue.path), issue.message)
             for raw, prefix, o in zip(raws, prefixes, outcomes, strict=True)
@@ -118,14 +125,15 @@ async def _ingest(
         ]
         return answers.validation_error(details)
     valid = [o for o in outcomes if isinstance(o, ValidEvent)]
-    missing = await _missing(request, door, ctx.tenant, valid[0].source, valid)
+    missing = await _missing(request, door_of(request), ctx.tenant, valid[0].source, valid)
     if missing is not None:
-        await accept_unsplittable(door, ctx, _replayable(ctx, body, raws), missing)
+        replayable = Body(_replayable(ctx, body, raws))
+        await ingest(core, IngestRequest(ctx, replayable, refuse(missing)))
         return not_found(missing)
-    plan = await accept_events(door, ctx, raws, all_or_nothing=True)
+    outcome = await ingest(core, IngestRequest(ctx, Body(body), given(raws), all_or_nothing))
     points = [
         answers.point(r.event_id or "", o.data_json, o.time, ctx.received_at)
-        for r, o in zip(plan.results, valid, strict=True)
+        for r, o in zip(outcome.plan.results, valid, strict=True)
     ]
     if BATCH_BUCKET not in ctx.route:
         return answers.created("Data point ingested successfully", dataPoint=points[0])

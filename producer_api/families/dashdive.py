@@ -15,17 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from producer_api.accept import (
-    accept_events,
-    accept_unsplittable,
-    door_of,
-    read_events_body,
-    request_context,
-)
+from ingest.entry import IngestOptions, IngestOutcome, IngestRequest, Kind, ingest
+from ingest.plan import EventResult
+from ingest.split import Unsplittable, split_json_events
+from producer_api.accept import core_of, door_of, read_events_body, request_context
 from producer_api.auth import authorize
-from producer_api.body import Unsplittable, split_json_events
 from producer_api.errors import error_middleware_for
-from producer_api.ingest import EventResult
 from schemas.families.dashdive import FAMILY, SERVICES
 
 routes = web.RouteTableDef()
@@ -46,11 +41,12 @@ async def post_event(request: web.Request) -> web.Response:
     """One event of `service`; the body is the event itself."""
     principal = await authorize(request, "events:write")
     _known_service(request)
-    door = door_of(request)
     ctx = request_context(request, principal, FAMILY)
-    body = await read_events_body(request, door, ctx)
-    plan = await accept_events(door, ctx, [body])
-    (result,) = plan.results
+    body = await read_events_body(request)
+    outcome = await ingest(core_of(request), IngestRequest(ctx, body))
+    if outcome.kind is Kind.UNDECODABLE:
+        return _undecodable(outcome)
+    (result,) = outcome.plan.results
     if result.accepted:
         return web.json_response({"message": "OK", "id": result.event_id})
     answer = {"error": "schema_violation", "message": _REJECTED, **_rejection(result)}
@@ -63,29 +59,38 @@ async def post_batch(request: web.Request) -> web.Response:
     """An array of events of `service`, accepted all together or not at all."""
     principal = await authorize(request, "events:write")
     _known_service(request)
-    door = door_of(request)
+    limit = door_of(request).settings.max_events_per_request
     ctx = request_context(request, principal, FAMILY)
-    body = await read_events_body(request, door, ctx)
-    try:
-        if not body.lstrip().startswith(b"["):
-            raise Unsplittable("a batch body must be a JSON array of events")
-        raws = split_json_events(body)
-    except Unsplittable as exc:
-        plan = await accept_unsplittable(door, ctx, body, str(exc))
-        (result,) = plan.results
-        answer = {"error": "malformed_body", "message": str(exc)} | _rejection(result)
+    body = await read_events_body(request)
+    options = IngestOptions(all_or_nothing=True, max_events=limit)
+    outcome = await ingest(core_of(request), IngestRequest(ctx, body, _split_batch, options))
+    if outcome.kind is Kind.UNDECODABLE:
+        return _undecodable(outcome)
+    if outcome.kind is Kind.UNSPLITTABLE:
+        (result,) = outcome.plan.results
+        answer = {"error": "malformed_body", "message": outcome.reason} | _rejection(result)
         del answer["index"]
         return web.json_response(answer, status=400)
-    limit = door.settings.max_events_per_request
-    if len(raws) > limit:
+    if outcome.kind is Kind.TOO_MANY_EVENTS:
         return dashdive_error(413, "too_many_events", f"at most {limit} events per request")
-    plan = await accept_events(door, ctx, raws, all_or_nothing=True)
-    if plan.accepted == len(raws):
+    plan = outcome.plan
+    if plan.accepted == len(outcome.events):
         return web.json_response({"message": "OK", "ids": [r.event_id for r in plan.results]})
     events = [_rejection(r) for r in plan.results]
     return web.json_response(
         {"error": "schema_violation", "message": _REJECTED, "events": events}, status=400
     )
+
+
+def _split_batch(body: bytes) -> list[bytes]:
+    if not body.lstrip().startswith(b"["):
+        raise Unsplittable("a batch body must be a JSON array of events")
+    return split_json_events(body)
+
+
+def _undecodable(outcome: IngestOutcome) -> web.Response:
+    """A body that did not decode: recorded as a dead letter, answered as an error."""
+    return dashdive_error(400, "undecodable_body", outcome.reason)
 
 
 def _known_service(request: web.Request) -> None:

@@ -16,21 +16,14 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from producer_api.accept import (
-    accept_deletes,
-    accept_events,
-    accept_filter_delete,
-    accept_unsplittable,
-    door_of,
-    read_events_body,
-    request_context,
-)
+from ingest.entry import IngestOptions, IngestRequest, Kind, delete_ids, delete_matching, ingest
+from ingest.plan import IngestPlan
+from ingest.split import Unsplittable
+from producer_api.accept import core_of, read_events_body, request_context
 from producer_api.auth import authorize
-from producer_api.body import Unsplittable
 from producer_api.content import read_body
 from producer_api.errors import error_middleware_for
 from producer_api.families import datahub_csv
-from producer_api.ingest import IngestPlan
 from schemas.deletes import DeleteFilter
 from schemas.families.datahub import FAMILY, blank_trailing_commas, check_provider
 
@@ -53,20 +46,18 @@ def datahub_error(
 @routes.post("/v1/events")
 async def post_events(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:write")
-    door = door_of(request)
     ctx = request_context(request, principal, FAMILY)
-    body = await read_events_body(request, door, ctx)
-    try:
-        raws = split_events(body)
-    except Unsplittable as exc:
-        await accept_unsplittable(door, ctx, body, str(exc))
-        return datahub_error(400, "bad_request", str(exc))
-    if not raws or len(raws) > MAX_EVENTS:
-        message = f"`events` must hold 1 to {MAX_EVENTS} events; it holds {len(raws)}"
+    body = await read_events_body(request)
+    options = IngestOptions(all_or_nothing=True, min_events=1, max_events=MAX_EVENTS)
+    outcome = await ingest(core_of(request), IngestRequest(ctx, body, split_events, options))
+    if outcome.kind in (Kind.UNDECODABLE, Kind.UNSPLITTABLE):
+        return datahub_error(400, "bad_request", outcome.reason)
+    if outcome.kind in (Kind.NO_EVENTS, Kind.TOO_MANY_EVENTS):
+        count = len(outcome.events)
+        message = f"`events` must hold 1 to {MAX_EVENTS} events; it holds {count}"
         return datahub_error(400, "bad_request", message)
-    plan = await accept_events(door, ctx, raws, all_or_nothing=True)
-    if plan.accepted < len(raws):
-        return datahub_error(400, "bad_request", _explain(plan))
+    if outcome.plan.accepted < len(outcome.events):
+        return datahub_error(400, "bad_request", _explain(outcome.plan))
     return web.json_response({"message": "Ingestion success"}, status=201)
 
 
@@ -126,9 +117,9 @@ async def delete_events(request: web.Request) -> web.Response:
         return datahub_error(400, "bad_request", str(exc))
     ctx = request_context(request, principal, FAMILY)
     if field == "eventIds":
-        await accept_deletes(door_of(request), ctx, values)
+        await delete_ids(core_of(request), ctx, values)
     else:  # a DataHub event's source is its provider
-        await accept_filter_delete(door_of(request), ctx, DeleteFilter(sources=tuple(values)))
+        await delete_matching(core_of(request), ctx, DeleteFilter(sources=tuple(values)))
     return web.json_response({"message": "Delete success"})
 
 
@@ -137,7 +128,7 @@ async def delete_all(request: web.Request) -> web.Response:
     """Delete every DataHub event of the caller's tenant (and their dead letters)."""
     principal = await authorize(request, "events:delete")
     ctx = request_context(request, principal, FAMILY)
-    await accept_filter_delete(door_of(request), ctx, DeleteFilter())
+    await delete_matching(core_of(request), ctx, DeleteFilter())
     return web.json_response({"message": "Delete success"})
 
 

@@ -20,9 +20,11 @@ from typing import Any
 
 from aiohttp import web
 
-from producer_api.accept import accept_events, door_of, request_context
+from ingest.entry import Body, IngestOptions, IngestRequest, ingest
+from ingest.plan import IngestPlan
+from ingest.split import given
+from producer_api.accept import core_of, request_context
 from producer_api.auth import authorize
-from producer_api.ingest import IngestPlan
 from producer_api.uploads import (
     MAX_UPLOAD_BYTES,
     CsvRecord,
@@ -39,6 +41,11 @@ SLICE_ROWS = 5000
 SLICE_BYTES = 4 * 1024 * 1024
 MAX_LISTED = 1000
 """At most this many rejected-row entries in an answer (all are dead-lettered)."""
+
+UNLIMITED = IngestOptions(rate_limited=False)
+"""An upload is bounded by its size, not the event budget: it must not stop half-ingested."""
+NO_BODY = Body(b"")
+"""The rows of a slice are given split: no body of their own."""
 
 routes = web.RouteTableDef()
 
@@ -63,9 +70,8 @@ async def upload_csv(request: web.Request) -> web.Response:
     ingested, rejected = 0, []
     slices = _slices(upload.data)  # decompressing and splitting run off the event loop
     while (records := await asyncio.to_thread(next, slices, None)) is not None:
-        plan = await accept_events(
-            door_of(request), ctx, [r.raw for r in records], rate_limited=False
-        )
+        rows = IngestRequest(ctx, NO_BODY, given([r.raw for r in records]), UNLIMITED)
+        plan = (await ingest(core_of(request), rows)).plan
         ingested += plan.accepted
         rejected += _rejected_rows(plan, records)
     answer: dict[str, Any] = {"batch": batch, "ingestedRows": ingested}

@@ -16,17 +16,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from producer_api.accept import (
-    accept_events,
-    accept_unsplittable,
-    door_of,
-    read_events_body,
-    timed_request_context,
-)
+from ingest.entry import IngestOptions, IngestRequest, Kind, ingest
+from ingest.plan import BATCH_REJECTED, EventResult
+from ingest.split import split_json_events
+from producer_api.accept import core_of, door_of, read_events_body, timed_request_context
 from producer_api.auth import authorize
-from producer_api.body import Unsplittable, split_json_events
 from producer_api.errors import error_middleware_for, internal_error_middleware
-from producer_api.ingest import BATCH_REJECTED, EventResult
 
 FAMILY = "dynatrace"
 INGEST_PATH = "/platform/ingest/v1/events"
@@ -81,23 +76,23 @@ def create_subapp() -> web.Application:
 async def post_events(request: web.Request) -> web.Response:
     """Ingest one generic event or a list; 202 with no body once Kafka holds them all."""
     principal = await authorize(request, "events:write")
-    door = door_of(request)
+    limit = door_of(request).settings.max_events_per_request
     ctx = timed_request_context(request, principal, FAMILY)
-    body = await read_events_body(request, door, ctx)
-    try:
-        raws = split_json_events(body)
-    except Unsplittable as exc:
-        await accept_unsplittable(door, ctx, body, str(exc))
-        return envelope(400, INVALID_INPUT, [_violation("", str(exc))])
-    if not raws:
+    body = await read_events_body(request)
+    options = IngestOptions(all_or_nothing=True, min_events=1, max_events=limit)
+    outcome = await ingest(core_of(request), IngestRequest(ctx, body, split_json_events, options))
+    if outcome.kind is Kind.UNDECODABLE:
+        return dynatrace_error(400, "undecodable_body", outcome.reason, None)
+    if outcome.kind is Kind.UNSPLITTABLE:
+        return envelope(400, INVALID_INPUT, [_violation("", outcome.reason)])
+    if outcome.kind is Kind.NO_EVENTS:
         return envelope(400, INVALID_INPUT, [_violation("", "at least one event is required")])
-    if len(raws) > door.settings.max_events_per_request:
-        limit = door.settings.max_events_per_request
+    if outcome.kind is Kind.TOO_MANY_EVENTS:
         return envelope(413, f"At most {limit} events per request.")
-    plan = await accept_events(door, ctx, raws, all_or_nothing=True)
-    if plan.accepted == len(raws):
+    plan = outcome.plan
+    if plan.accepted == len(outcome.events):
         return web.Response(status=202)
-    listed = body.lstrip().startswith(b"[")
+    listed = body.data.lstrip().startswith(b"[")
     violations = [v for r in plan.results for v in _violations(r, listed)]
     return envelope(400, INVALID_INPUT, violations)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from click.testing import CliRunner
 
-from producer_api.keys import generate_key
+from ingest.keys import generate_key
 from sluice.keys_cli import keys
 from sluice.stack import ProcessStack
 from tests.httpclient import Answer, call

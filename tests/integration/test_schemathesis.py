@@ -17,7 +17,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from producer_api.keys import generate_key
+from ingest.keys import generate_key
 from sluice.stack import ProcessStack
 from tests.httpclient import call
 

@@ -8,7 +8,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from producer_api.auth import _CALLER, Principal
 from producer_api.errors import error_middleware_for
 from producer_api.ratelimit import KeyRateLimiter, RateLimited, budget
 from runtime.settings import Settings
@@ -30,33 +29,25 @@ async def test_a_key_over_its_request_budget_is_refused_while_another_is_not() -
 
 async def test_events_are_counted_by_the_calling_key() -> None:
     limits = limiter(events=0.5, burst=60)  # 30 events per window
-    token = _CALLER.set(Principal("acme", "prefix-a", frozenset()))
-    try:
-        await limits.admit_events(20, "acme")
-        with pytest.raises(RateLimited, match="events"):
-            await limits.admit_events(20, "acme")
-        await limits.admit_events(10, "acme")
-    finally:
-        _CALLER.reset(token)
-    token = _CALLER.set(Principal("acme", "prefix-b", frozenset()))
-    try:
-        await limits.admit_events(30, "acme")
-    finally:
-        _CALLER.reset(token)
+    await limits.admit_events("prefix-a", 20)
+    with pytest.raises(RateLimited, match="events"):
+        await limits.admit_events("prefix-a", 20)
+    await limits.admit_events("prefix-a", 10)
+    await limits.admit_events("prefix-b", 30)
 
 
 async def test_a_request_larger_than_the_window_passes_once_then_uses_it_up() -> None:
     limits = limiter(events=0.5, burst=60)
-    await limits.admit_events(500, "idle-tenant")
+    await limits.admit_events("tenant:idle", 500)
     with pytest.raises(RateLimited):
-        await limits.admit_events(1, "idle-tenant")
+        await limits.admit_events("tenant:idle", 1)
 
 
 async def test_a_zero_rate_disables_the_budget() -> None:
     limits = limiter()
     for _ in range(1000):
         await limits.admit_request("key")
-    await limits.admit_events(10**9, "t")
+    await limits.admit_events("tenant:t", 10**9)
 
 
 def test_budgets_come_from_settings() -> None:

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from producer_api.ingest import RequestContext, plan_events
+from ingest.plan import RequestContext, plan_events
 from runtime.kafka import AsyncProducer, producer_config
 from runtime.settings import Settings
 from runtime.topic_admin import ensure_topics

@@ -11,12 +11,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from ingest.publish import Overloaded
+from ingest.split import Unsplittable
 from producer_api.auth import Forbidden, Unauthenticated
-from producer_api.body import Unsplittable
 from producer_api.errors import ErrorFormatter, error_middleware_for
 from producer_api.families.dashdive import dashdive_error
 from producer_api.families.datahub import datahub_error, split_events
-from producer_api.publish import Overloaded
 from producer_api.ratelimit import RateLimited
 from runtime.kafka import ProduceFailed
 

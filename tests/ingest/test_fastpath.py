@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench.events import body as bench_body
-from producer_api.body import Unsplittable, split_json_events
-from producer_api.ingest import IngestPlan, RequestContext, plan_events, plan_native_body
+from ingest.plan import IngestPlan, RequestContext, plan_events, plan_native_body
+from ingest.split import Unsplittable, split_json_events
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from producer_api.publish import Overloaded, Publisher
+from ingest.publish import Overloaded, Publisher
 from runtime.kafka import OutgoingMessage
 
 

@@ -5,8 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from producer_api.auth import KeyVerifier, Principal, Unauthenticated
-from producer_api.keys import (
+from ingest.keys import (
     PAYLOAD_LENGTH,
     PREFIX_LENGTH,
     generate_key,
@@ -14,6 +13,7 @@ from producer_api.keys import (
     matches,
     parse_key,
 )
+from producer_api.auth import KeyVerifier, Principal, Unauthenticated
 from runtime.kafka import client_config, producer_config
 from runtime.settings import Settings
 from sinks.consumer import consumer_config

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from producer_api.ingest import (
+from ingest.plan import (
     EventResult,
     IngestPlan,
     RequestContext,
     plan_events,
     plan_filter_delete,
 )
-from producer_api.replaced import replaced_ids
+from ingest.replaced import replaced_ids
 from schemas.codec import decode
 from schemas.deletes import DeleteFilter
 from schemas.identity import Identity, partition_for
@@ -98,7 +98,7 @@ def test_carried_ids_skip_events_without_a_readable_id() -> None:
 
 
 def test_replaced_is_unknown_when_the_lookup_failed() -> None:
-    from producer_api.ingest import IngestPlan
+    from ingest.plan import IngestPlan
 
     assert replaced_ids(CTX, IngestPlan(), None, {}, 4) is None
 

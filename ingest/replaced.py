@@ -19,10 +19,10 @@ from collections.abc import Mapping
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from producer_api.ingest import IngestPlan, RequestContext
-from producer_api.resources import Door
+from ingest.plan import IngestPlan, RequestContext
 from schemas.identity import Identity, partition_for
 from schemas.versions import version_of
+from store.current import StoredIdLookups
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ LOOKUP_SECONDS = 1.0
 
 
 async def stored_versions(
-    door: Door, ctx: RequestContext, plan: IngestPlan
+    lookups: StoredIdLookups, ctx: RequestContext, plan: IngestPlan
 ) -> dict[str, int] | None:
     """The stored version of each id of the planned request that has one.
 
@@ -44,7 +44,7 @@ async def stored_versions(
         return {}
     try:
         async with asyncio.timeout(LOOKUP_SECONDS):
-            return await door.stored.stored(ctx.tenant, ctx.family, ids)
+            return await lookups.stored(ctx.tenant, ctx.family, ids)
     except (TimeoutError, PoolTimeout, psycopg.Error) as exc:
         log.warning("replaced-ids lookup skipped, PostgreSQL did not answer: %s", exc)
         return None

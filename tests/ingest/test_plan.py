@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from producer_api.ingest import RequestContext, plan_deletes, plan_events, plan_unsplittable
+from ingest.plan import RequestContext, plan_deletes, plan_events, plan_unsplittable
 from schemas.codec import decode
 from schemas.identity import Identity, partition_for
 from schemas.outcome import Outcome

@@ -2,8 +2,8 @@
 
 Pure and transport-free. Valid events are grouped by partition (computed from
 each event's identity) into one `IngestEnvelope` per partition; rejected
-events become dead letters with their bytes untouched. The handler sends the
-messages and maps the outcome to a status code.
+events become dead letters with their bytes untouched. `ingest.entry` sends the
+messages; the route maps its outcome to a status code.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ class RequestContext:
     content_type: str
     received_at: datetime
     request_id: str = field(default_factory=new_request_id)
+    caller: str | None = None
+    """The prefix of the API key that sent the request, whose event budget it spends
+    (None: a request of no key, e.g. a replay, which spends its tenant's)."""
 
     def origin(self) -> Origin:
         return Origin(self.tenant, self.family, self.route, self.content_type, self.received_at)
@@ -232,7 +235,7 @@ def plan_native_body(
     unstorable value, more than `max_events` events, not an array) or the extension is
     not built: the caller splits the body and calls `plan_events`, which has every rule.
     When it applies, the plan is the one `plan_events` would make, byte for byte
-    (property tests in tests/producer_api/test_fastpath.py).
+    (property tests in tests/ingest/test_fastpath.py).
     """
     if _compiled_plan_native is None or ctx.family != "native" or ctx.route:
         return None

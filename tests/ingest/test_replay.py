@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from producer_api.replay import ReplayError, corrected_body, plan_replay, summarize
+from ingest.replay import Refusal, ReplayError, corrected_body, plan_replay, summarize
 from schemas.codec import decode
 from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
@@ -65,7 +65,7 @@ def test_the_body_is_the_raw_a_replacement_or_the_patched_raw() -> None:
 def test_a_patch_that_does_not_apply_is_a_400(raw: bytes, patch: Any) -> None:
     with pytest.raises(ReplayError) as caught:
         corrected_body(raw, None, patch)
-    assert caught.value.status == 400 and caught.value.code == "bad_patch"
+    assert caught.value.refusal is Refusal.INVALID and caught.value.code == "bad_patch"
 
 
 def test_a_corrected_replay_is_one_event_with_lineage_on_the_ids_partition() -> None:

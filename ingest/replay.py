@@ -16,6 +16,7 @@ the dead letter was received.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import uuid
@@ -27,9 +28,9 @@ from typing import Any
 import jsonpatch
 from psycopg_pool import AsyncConnectionPool
 
-from producer_api.body import Unsplittable, split_json_events
-from producer_api.ingest import IngestPlan, ReplayOf, RequestContext, plan_events
-from producer_api.publish import Overloaded, Publisher
+from ingest.plan import IngestPlan, ReplayOf, RequestContext, plan_events
+from ingest.publish import Overloaded, Publisher
+from ingest.split import Unsplittable, split_body, split_json_events
 from runtime.kafka import ProduceFailed
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
@@ -43,12 +44,27 @@ CLAIM_SECONDS = 120.0
 """How long a claim holds; well above the producer's delivery timeout."""
 
 
-class ReplayError(Exception):
-    """A replay that cannot happen; `status` and `code` say why, for HTTP and the CLI."""
+class Refusal(enum.Enum):
+    """Why a replay cannot happen, in the core's terms (the door and the CLI map them)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    INVALID = "invalid"
+    """The correction sent with it does not apply (a JSON Patch that fails)."""
+    NOT_FOUND = "not_found"
+    """No such dead letter for the tenant."""
+    CONFLICT = "conflict"
+    """Not pending, being replayed, or its event was deleted or stored anew since."""
+    CANNOT_VALIDATE = "cannot_validate"
+    """This build cannot validate it (an unknown family, a validator failing)."""
+    UNAVAILABLE = "unavailable"
+    """Kafka did not acknowledge; retry later."""
+
+
+class ReplayError(Exception):
+    """A replay that cannot happen: `refusal` says what kind of reason, `code` which one."""
+
+    def __init__(self, refusal: Refusal, code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.refusal = refusal
         self.code = code
 
 
@@ -89,9 +105,11 @@ def corrected_body(raw: bytes, body: bytes | None, patch: Any = None) -> bytes:
         document = json.loads(raw)
         patched = jsonpatch.apply_patch(document, patch)
     except (ValueError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-        raise ReplayError(400, "bad_patch", f"the JSON Patch does not apply: {exc}") from exc
+        raise ReplayError(
+            Refusal.INVALID, "bad_patch", f"the JSON Patch does not apply: {exc}"
+        ) from exc
     except TypeError as exc:
-        raise ReplayError(400, "bad_patch", f"not a JSON Patch: {exc}") from exc
+        raise ReplayError(Refusal.INVALID, "bad_patch", f"not a JSON Patch: {exc}") from exc
     return json.dumps(patched, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -115,10 +133,10 @@ def plan_replay(
     A dead letter holds one event, except a body that could not be split: its
     replay (usually corrected) is split as a JSON body again.
     """
-    raws = [body]
+    raws: Sequence[bytes] = [body]
     if any(r.get("code") == "unsplittable_body" for r in dead.reasons):
         try:
-            raws = split_json_events(body)
+            raws = split_body(split_json_events, body)
         except Unsplittable:
             raws = [body]
     lineage = ReplayOf(dead.id, dead.attempt + 1, dead.event_id or dead.id)
@@ -128,7 +146,7 @@ def plan_replay(
     except Exception as exc:  # an unknown family, or a validator bug on these bytes
         log.exception("cannot validate the replay of dead letter %s", dead.id)
         message = f"cannot validate this dead letter: {type(exc).__name__}: {exc}"
-        raise ReplayError(422, "cannot_validate", message) from exc
+        raise ReplayError(Refusal.CANNOT_VALIDATE, "cannot_validate", message) from exc
 
 
 def summarize(dead: StoredDeadLetter, plan: IngestPlan, dry_run: bool) -> ReplayResult:
@@ -149,12 +167,12 @@ def summarize(dead: StoredDeadLetter, plan: IngestPlan, dry_run: bool) -> Replay
     )
 
 
-async def get_or_404(deps: ReplayDeps, tenant: str, dead_letter_id: str) -> StoredDeadLetter:
-    """`tenant`'s dead letter, or ReplayError 404 (also for another tenant's id)."""
+async def get_or_not_found(deps: ReplayDeps, tenant: str, dead_letter_id: str) -> StoredDeadLetter:
+    """`tenant`'s dead letter, or ReplayError NOT_FOUND (also for another tenant's id)."""
     async with tenant_connection(deps.pool, tenant) as conn:
         dead = await store.get_dead_letter(conn, tenant, dead_letter_id)
     if dead is None:
-        raise ReplayError(404, "not_found", "no such dead letter")
+        raise ReplayError(Refusal.NOT_FOUND, "not_found", "no such dead letter")
     return dead
 
 
@@ -168,7 +186,7 @@ async def replay_one(
     dry_run: bool = False,
 ) -> ReplayResult:
     """Replay one dead letter (optionally corrected); dry: only say what would happen."""
-    dead = await get_or_404(deps, tenant, dead_letter_id)
+    dead = await get_or_not_found(deps, tenant, dead_letter_id)
     replayed_body = corrected_body(dead.raw, body, patch)
     plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions)
     if dry_run:
@@ -208,10 +226,14 @@ async def replay_record(
 
 
 async def _explain_unclaimable(deps: ReplayDeps, tenant: str, dead_letter_id: str) -> None:
-    dead = await get_or_404(deps, tenant, dead_letter_id)
+    dead = await get_or_not_found(deps, tenant, dead_letter_id)
     if dead.status != "pending":
-        raise ReplayError(409, "not_pending", f"this dead letter is already {dead.status}")
-    raise ReplayError(409, "replay_in_progress", "another replay of this dead letter is running")
+        raise ReplayError(
+            Refusal.CONFLICT, "not_pending", f"this dead letter is already {dead.status}"
+        )
+    raise ReplayError(
+        Refusal.CONFLICT, "replay_in_progress", "another replay of this dead letter is running"
+    )
 
 
 async def _publish_and_mark(
@@ -219,7 +241,7 @@ async def _publish_and_mark(
 ) -> list[ReplayResult]:
     """Publish claimed replays; mark them replayed once Kafka acknowledged, else release.
 
-    Raises ReplayError 409 for a single replay whose event was deleted, or stored in a
+    Raises ReplayError CONFLICT for a single replay whose event was deleted, or stored in a
     newer version, after the rejection; in a batch those are released (`skipped`).
     """
     blocked = await _blocked(deps, tenant, planned)
@@ -228,7 +250,7 @@ async def _publish_and_mark(
             await store.release(conn, tenant, deps.owner, list(blocked))
         if len(planned) == 1:
             code = next(iter(blocked.values()))
-            raise ReplayError(409, code, _BLOCKED[code])
+            raise ReplayError(Refusal.CONFLICT, code, _BLOCKED[code])
     gone = set(blocked)
     go = [(d, p) for d, p in planned if d.dead_letter_id not in gone]
     messages = [m for _d, p in go for m in p.messages]
@@ -325,7 +347,7 @@ async def replay_matching(
     """Replay every pending dead letter of `tenant` matching `flt`, a claimed batch at a time.
 
     Concurrent callers with the same filter take disjoint batches. Kafka not
-    acknowledging a batch releases it and raises ReplayError 503. Only dead
+    acknowledging a batch releases it and raises ReplayError UNAVAILABLE. Only dead
     letters received before the call count, so the new dead letters a still
     invalid replay makes are not replayed again by the same call.
     """
@@ -363,7 +385,9 @@ async def _replay_claimed(
     try:
         results = await _publish_and_mark(deps, tenant, planned)
     except (ProduceFailed, Overloaded) as exc:
-        raise ReplayError(503, "kafka_unavailable", f"Kafka did not acknowledge: {exc}") from exc
+        raise ReplayError(
+            Refusal.UNAVAILABLE, "kafka_unavailable", f"Kafka did not acknowledge: {exc}"
+        ) from exc
     finally:
         if counts.failed:
             async with tenant_connection(deps.pool, tenant) as conn:

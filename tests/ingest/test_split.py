@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer_api.body import Unsplittable, split_json_events
+from ingest.split import Unsplittable, split_json_events
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
