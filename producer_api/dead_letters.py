@@ -24,6 +24,8 @@ from producer_api.auth import authorize
 from producer_api.errors import error_response
 from producer_api.replay import ReplayDeps, ReplayError, replay_one, run_job
 from schemas.identity import FAMILIES
+from schemas.nesting import too_deep_python
+from schemas.patching import PATCH_DEPTH
 from store import dead_letters as store
 from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
 from store.queries import BadCursor
@@ -85,7 +87,9 @@ def install(app: web.Application) -> None:
 
 def _deps(request: web.Request) -> ReplayDeps:
     door = door_of(request)
-    return ReplayDeps(door.pool, door.publisher, door.topics, door.settings.partitions)
+    settings = door.settings
+    return ReplayDeps(door.pool, door.publisher, door.topics, settings.partitions,
+                      max_body_bytes=settings.max_body_bytes)  # fmt: skip
 
 
 @routes.get("/v1/dead-letters")
@@ -135,6 +139,8 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     body: bytes | None = None
     patch: Any = None
     if sent and request.content_type == JSON_PATCH:
+        if too_deep_python(sent, PATCH_DEPTH):  # before decoding, which recurses
+            return error_response(422, "too_deep", "the JSON Patch nests too deeply")
         try:
             patch = json.loads(sent)
         except ValueError as exc:

@@ -16,7 +16,7 @@ the dead letter was received.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,13 +24,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import jsonpatch
 from psycopg_pool import AsyncConnectionPool
 
 from producer_api.body import Unsplittable, split_json_events
 from producer_api.ingest import IngestPlan, ReplayOf, RequestContext, plan_events
 from producer_api.publish import Overloaded, Publisher
 from runtime.kafka import ProduceFailed
+from runtime.settings import Settings
+from schemas.patching import PatchRefused, apply_patch
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
 from store import dead_letters as store
@@ -61,6 +62,7 @@ class ReplayDeps:
     topics: TopicNames
     partitions: int
     owner: str = field(default_factory=lambda: f"replayer-{uuid.uuid4()}")
+    max_body_bytes: int = Settings.max_body_bytes
 
 
 @dataclass(frozen=True)
@@ -79,20 +81,19 @@ class ReplayResult:
         return dict(vars(self))
 
 
-def corrected_body(raw: bytes, body: bytes | None, patch: Any = None) -> bytes:
-    """The bytes to replay: the stored raw, a full replacement, or the raw with a JSON Patch."""
+def corrected_body(
+    raw: bytes, body: bytes | None, patch: Any = None, max_bytes: int = Settings.max_body_bytes
+) -> bytes:
+    """The bytes to replay: the stored raw, a full replacement, or the raw with a JSON Patch
+    (bounded: `schemas.patching`; the caller runs it off the event loop)."""
     if body is not None:
         return body
     if patch is None:
         return raw
     try:
-        document = json.loads(raw)
-        patched = jsonpatch.apply_patch(document, patch)
-    except (ValueError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-        raise ReplayError(400, "bad_patch", f"the JSON Patch does not apply: {exc}") from exc
-    except TypeError as exc:
-        raise ReplayError(400, "bad_patch", f"not a JSON Patch: {exc}") from exc
-    return json.dumps(patched, ensure_ascii=False, separators=(",", ":")).encode()
+        return apply_patch(raw, patch, max_bytes=max_bytes)
+    except PatchRefused as exc:
+        raise ReplayError(exc.status, exc.code, str(exc)) from exc
 
 
 def replay_context(dead: StoredDeadLetter, received_at: datetime | None = None) -> RequestContext:
@@ -169,7 +170,8 @@ async def replay_one(
 ) -> ReplayResult:
     """Replay one dead letter (optionally corrected); dry: only say what would happen."""
     dead = await get_or_404(deps, tenant, dead_letter_id)
-    replayed_body = corrected_body(dead.raw, body, patch)
+    replayed_body = await asyncio.to_thread(corrected_body, dead.raw, body, patch,
+                                            deps.max_body_bytes)  # fmt: skip
     plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions)
     if dry_run:
         return summarize(dead, plan, dry_run=True)
