@@ -8,6 +8,8 @@ these return; `Overloaded` / `ProduceFailed` propagate to the error middleware.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -68,6 +70,7 @@ async def prepare_events(
     *,
     all_or_nothing: bool = False,
     rate_limited: bool = True,
+    in_thread: bool = False,
 ) -> IngestPlan:
     """Admit the events against the tenant's budget and plan them (nothing sent yet).
 
@@ -75,13 +78,15 @@ async def prepare_events(
     except where `rate_limited` is off: a CSV upload, bounded by its size instead,
     must not be cut off half-ingested.
     `all_or_nothing`: one invalid event dead-letters the whole request (see `plan_events`).
+    `in_thread`: validate off the event loop (a CSV upload's slices of thousands of rows).
     """
     if rate_limited:
         await door.limits.admit_events(len(raws), ctx.tenant)
-    return plan_events(
-        ctx, raws, validator_for(ctx.family), door.topics, door.settings.partitions,
+    plan = functools.partial(
+        plan_events, ctx, raws, validator_for(ctx.family), door.topics, door.settings.partitions,
         all_or_nothing=all_or_nothing,
     )  # fmt: skip
+    return await asyncio.to_thread(plan) if in_thread else plan()
 
 
 async def prepare_native_body(door: Door, ctx: RequestContext, body: bytes) -> IngestPlan | None:
@@ -102,11 +107,13 @@ async def accept_events(
     *,
     all_or_nothing: bool = False,
     rate_limited: bool = True,
+    in_thread: bool = False,
 ) -> IngestPlan:
     """`prepare_events`, then publish envelopes and dead letters and wait for Kafka."""
     plan = await prepare_events(
-        door, ctx, raws, all_or_nothing=all_or_nothing, rate_limited=rate_limited
-    )
+        door, ctx, raws, all_or_nothing=all_or_nothing, rate_limited=rate_limited,
+        in_thread=in_thread,
+    )  # fmt: skip
     await door.publisher.publish(plan.messages)
     return plan
 

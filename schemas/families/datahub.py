@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
+from schemas.outcome import Outcome, Rejected, ValidEvent, Violation, capped
 
 FAMILY = "datahub"
 EVENT_TYPE = "datahub.event"
@@ -130,7 +130,7 @@ def validate_slowly(raw: bytes) -> Outcome:
     found += _check_list(obj.get("dimensions"), "$.dimensions", check_dimension)
     found += _check_list(obj.get("metrics"), "$.metrics", check_metric)
     if found:
-        return Rejected(tuple(found), event_id)
+        return Rejected(capped(found), event_id)
     data = {
         "provider": obj["provider"],
         "time": obj["time"],
