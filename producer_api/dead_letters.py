@@ -24,7 +24,7 @@ from producer_api.auth import authorize
 from producer_api.errors import error_response
 from producer_api.replay import ReplayDeps, ReplayError, replay_one, run_job
 from schemas.identity import FAMILIES
-from schemas.nesting import too_deep_python
+from schemas.nesting import too_deep_indexes
 from schemas.patching import PATCH_DEPTH
 from store import dead_letters as store
 from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
@@ -139,7 +139,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     body: bytes | None = None
     patch: Any = None
     if sent and request.content_type == JSON_PATCH:
-        if too_deep_python(sent, PATCH_DEPTH):  # before decoding, which recurses
+        if too_deep_indexes([sent], PATCH_DEPTH):  # before decoding, which recurses
             return error_response(422, "too_deep", "the JSON Patch nests too deeply")
         try:
             patch = json.loads(sent)
