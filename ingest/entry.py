@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class IngestOptions:
     """The compiled native planner may take the body (see `plan_native_body`)."""
     replaced: bool = False
     """Find which accepted ids replaced a stored version, while Kafka acknowledges."""
+    in_thread: bool = False
+    """Validate off the event loop (a CSV upload's slices of thousands of rows)."""
 
 
 @dataclass(frozen=True)
@@ -153,10 +156,11 @@ async def ingest(deps: IngestDeps, request: IngestRequest) -> IngestOutcome:
         count = len(events) if plan is None else len(plan.accepted_ids())
         await deps.admit(ctx.caller or f"tenant:{ctx.tenant}", count)
     if plan is None:
-        plan = plan_events(
-            ctx, events, validator_for(ctx.family), deps.topics, deps.partitions,
+        planning = functools.partial(
+            plan_events, ctx, events, validator_for(ctx.family), deps.topics, deps.partitions,
             all_or_nothing=options.all_or_nothing,
         )  # fmt: skip
+        plan = await asyncio.to_thread(planning) if options.in_thread else planning()
     if options.replaced:
         return await _publish_with_replaced(deps, ctx, plan, events)
     offsets = _offsets(deps, await deps.publisher.publish(plan.messages))

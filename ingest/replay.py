@@ -16,8 +16,8 @@ the dead letter was received.
 
 from __future__ import annotations
 
+import asyncio
 import enum
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,13 +25,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import jsonpatch
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.plan import IngestPlan, ReplayOf, RequestContext, plan_events
 from ingest.publish import Overloaded, Publisher
 from ingest.split import Unsplittable, split_body, split_json_events
 from runtime.kafka import ProduceFailed
+from runtime.settings import Settings
+from schemas.patching import PatchRefused, apply_patch
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
 from store import dead_letters as store
@@ -57,6 +58,14 @@ class Refusal(enum.Enum):
     """This build cannot validate it (an unknown family, a validator failing)."""
     UNAVAILABLE = "unavailable"
     """Kafka did not acknowledge; retry later."""
+    TOO_LARGE = "too_large"
+    """The corrected body would pass the body limit (a JSON Patch that grows it)."""
+    UNPROCESSABLE = "unprocessable"
+    """The correction passes a bound: too many operations, too deep, too slow."""
+
+
+_PATCH_REFUSALS = {400: Refusal.INVALID, 413: Refusal.TOO_LARGE, 422: Refusal.UNPROCESSABLE}
+"""`schemas.patching.PatchRefused`'s status, in the core's terms."""
 
 
 class ReplayError(Exception):
@@ -77,6 +86,7 @@ class ReplayDeps:
     topics: TopicNames
     partitions: int
     owner: str = field(default_factory=lambda: f"replayer-{uuid.uuid4()}")
+    max_body_bytes: int = Settings.max_body_bytes
 
 
 @dataclass(frozen=True)
@@ -95,22 +105,19 @@ class ReplayResult:
         return dict(vars(self))
 
 
-def corrected_body(raw: bytes, body: bytes | None, patch: Any = None) -> bytes:
-    """The bytes to replay: the stored raw, a full replacement, or the raw with a JSON Patch."""
+def corrected_body(
+    raw: bytes, body: bytes | None, patch: Any = None, max_bytes: int = Settings.max_body_bytes
+) -> bytes:
+    """The bytes to replay: the stored raw, a full replacement, or the raw with a JSON Patch
+    (bounded: `schemas.patching`; the caller runs it off the event loop)."""
     if body is not None:
         return body
     if patch is None:
         return raw
     try:
-        document = json.loads(raw)
-        patched = jsonpatch.apply_patch(document, patch)
-    except (ValueError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-        raise ReplayError(
-            Refusal.INVALID, "bad_patch", f"the JSON Patch does not apply: {exc}"
-        ) from exc
-    except TypeError as exc:
-        raise ReplayError(Refusal.INVALID, "bad_patch", f"not a JSON Patch: {exc}") from exc
-    return json.dumps(patched, ensure_ascii=False, separators=(",", ":")).encode()
+        return apply_patch(raw, patch, max_bytes=max_bytes)
+    except PatchRefused as exc:
+        raise ReplayError(_PATCH_REFUSALS[exc.status], exc.code, str(exc)) from exc
 
 
 def replay_context(dead: StoredDeadLetter, received_at: datetime | None = None) -> RequestContext:
@@ -187,7 +194,8 @@ async def replay_one(
 ) -> ReplayResult:
     """Replay one dead letter (optionally corrected); dry: only say what would happen."""
     dead = await get_or_not_found(deps, tenant, dead_letter_id)
-    replayed_body = corrected_body(dead.raw, body, patch)
+    replayed_body = await asyncio.to_thread(corrected_body, dead.raw, body, patch,
+                                            deps.max_body_bytes)  # fmt: skip
     plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions)
     if dry_run:
         return summarize(dead, plan, dry_run=True)

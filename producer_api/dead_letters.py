@@ -24,6 +24,8 @@ from producer_api.accept import door_of
 from producer_api.auth import authorize
 from producer_api.errors import error_response
 from schemas.identity import FAMILIES
+from schemas.nesting import too_deep_indexes
+from schemas.patching import PATCH_DEPTH
 from store import dead_letters as store
 from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
 from store.queries import BadCursor
@@ -48,6 +50,8 @@ REFUSAL_STATUS = {
     Refusal.CONFLICT: 409,
     Refusal.CANNOT_VALIDATE: 422,
     Refusal.UNAVAILABLE: 503,
+    Refusal.TOO_LARGE: 413,
+    Refusal.UNPROCESSABLE: 422,
 }
 """The HTTP status of each reason a replay is refused for."""
 
@@ -94,7 +98,9 @@ def install(app: web.Application) -> None:
 
 def _deps(request: web.Request) -> ReplayDeps:
     door = door_of(request)
-    return ReplayDeps(door.pool, door.publisher, door.topics, door.settings.partitions)
+    settings = door.settings
+    return ReplayDeps(door.pool, door.publisher, door.topics, settings.partitions,
+                      max_body_bytes=settings.max_body_bytes)  # fmt: skip
 
 
 @routes.get("/v1/dead-letters")
@@ -144,6 +150,8 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     body: bytes | None = None
     patch: Any = None
     if sent and request.content_type == JSON_PATCH:
+        if too_deep_indexes([sent], PATCH_DEPTH):  # before decoding, which recurses
+            return error_response(422, "too_deep", "the JSON Patch nests too deeply")
         try:
             patch = json.loads(sent)
         except ValueError as exc:

@@ -22,6 +22,21 @@ class Violation(msgspec.Struct, frozen=True, gc=False):
         return {"code": self.code, "path": self.path, "message": self.message}
 
 
+MAX_VIOLATIONS = 20
+"""Reasons kept for one event: past these, one `too_many_violations` says how many more."""
+
+
+def capped(violations: list[Violation], path: str = "$") -> tuple[Violation, ...]:
+    """The first `MAX_VIOLATIONS` of `violations`, then one reason counting the rest: what
+    one bad event costs in answers and dead letters stays bounded (a CSV row of 256
+    columns, a DataHub event of 1,000 dimensions)."""
+    if len(violations) <= MAX_VIOLATIONS:
+        return tuple(violations)
+    more = len(violations) - MAX_VIOLATIONS
+    summary = Violation("too_many_violations", path, f"{more} more violations not listed")
+    return (*violations[:MAX_VIOLATIONS], summary)
+
+
 class ValidEvent(msgspec.Struct, frozen=True, gc=False):
     """A validated event before the pipeline gives it a version.
 

@@ -6,7 +6,8 @@ before anything is ingested, then to publish rows in bounded slices. Each row
 is one raw event, its exact bytes, with the header and provider in the route
 (`format=csv`). Bad rows are dead-lettered one by one and listed by line,
 column and reason; the good ones are ingested. 201 `{"batch": "<file>_<epoch
-ms>", "ingestedRows": N}` (plus `rejectedRows`, `rejectedRowCount` when some were); 400
+ms>", "ingestedRows": N}` (plus, when some were rejected, the first 1,000 `rejectedRows`
+entries, `rejectedRowCount` and `rejectedEntryCount`; a row lists at most 20 reasons); 400
 when nothing could be ingested. Request-level errors are raised as HTTP exceptions,
 which the sub-app's middleware answers in DataHub's `{"error"}` format.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -40,9 +41,9 @@ from schemas.families.datahub_csv import header_violations, parse_record
 SLICE_ROWS = 5000
 SLICE_BYTES = 4 * 1024 * 1024
 MAX_LISTED = 1000
-"""At most this many rejected-row entries in an answer (all are dead-lettered)."""
+"""At most this many rejected-row entries in an answer (all are dead-lettered and counted)."""
 
-UNLIMITED = IngestOptions(rate_limited=False)
+UNLIMITED = IngestOptions(rate_limited=False, in_thread=True)
 """An upload is bounded by its size, not the event budget: it must not stop half-ingested."""
 NO_BODY = Body(b"")
 """The rows of a slice are given split: no body of their own."""
@@ -67,17 +68,18 @@ async def upload_csv(request: web.Request) -> web.Response:
     ctx = request_context(request, principal, FAMILY)
     ctx = replace(ctx, route={"format": "csv", "provider": provider, "header": header})
     batch = f"{upload.filename}_{int(ctx.received_at.timestamp() * 1000)}"
-    ingested, rejected = 0, []
-    slices = _slices(upload.data)  # decompressing and splitting run off the event loop
+    ingested, rejected = 0, _Rejections()
+    slices = _slices(upload.data)  # decompressing, splitting and validating run off the loop
     while (records := await asyncio.to_thread(next, slices, None)) is not None:
         rows = IngestRequest(ctx, NO_BODY, given([r.raw for r in records]), UNLIMITED)
         plan = (await ingest(core_of(request), rows)).plan
         ingested += plan.accepted
-        rejected += _rejected_rows(plan, records)
+        rejected.add(plan, records)
     answer: dict[str, Any] = {"batch": batch, "ingestedRows": ingested}
-    if rejected:
-        answer["rejectedRows"] = rejected[:MAX_LISTED]
-        answer["rejectedRowCount"] = len({r["line"] for r in rejected})
+    if rejected.rows:
+        answer["rejectedRows"] = rejected.listed
+        answer["rejectedRowCount"] = rejected.rows
+        answer["rejectedEntryCount"] = rejected.entries
     if ingested == 0:
         return web.json_response({"error": "no row of the file was ingested", **answer}, status=400)
     return web.json_response(answer, status=201)
@@ -117,9 +119,27 @@ def _slices(data: bytes) -> Iterator[list[CsvRecord]]:
         yield batch
 
 
-def _rejected_rows(plan: IngestPlan, records: list[CsvRecord]) -> list[dict[str, Any]]:
-    return [
-        {"line": records[r.index].line, "column": v.path, "reason": v.message,
-         "deadLetterId": r.dead_letter_id}
-        for r in plan.results if not r.accepted for v in r.reasons
-    ]  # fmt: skip
+@dataclass
+class _Rejections:
+    """An upload's rejected rows: all counted, the first `MAX_LISTED` entries kept.
+
+    A row lists at most `MAX_VIOLATIONS` reasons and one counting the rest (the
+    validator caps them), so what the answer holds is bounded whatever the file.
+    """
+
+    rows: int = 0
+    entries: int = 0
+    listed: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, plan: IngestPlan, records: list[CsvRecord]) -> None:
+        for result in plan.results:
+            if result.accepted:
+                continue
+            self.rows += 1
+            self.entries += len(result.reasons)
+            room = MAX_LISTED - len(self.listed)
+            self.listed += [
+                {"line": records[result.index].line, "column": v.path, "reason": v.message,
+                 "deadLetterId": result.dead_letter_id}
+                for v in result.reasons[: max(room, 0)]
+            ]  # fmt: skip

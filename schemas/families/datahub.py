@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
+from schemas.outcome import Outcome, Rejected, ValidEvent, Violation, capped
 
 FAMILY = "datahub"
 EVENT_TYPE = "datahub.event"
@@ -43,7 +43,14 @@ DIMENSION_TYPES = ("fixed", "label", "project_label")
 
 _PROVIDER = re.compile(r"[A-Za-z0-9_ \-]{1,256}")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
-_STRING_OR_TRAILING_COMMA = re.compile(rb'"(?:[^"\\]|\\.)*"|,(?=\s*[}\]])', re.DOTALL)
+_QUOTE_OR_COMMA = re.compile(rb'[",]')
+_STRING_REST = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
+"""What follows a string's opening quote, through its closing quote. Possessive: on an
+unterminated string it fails after one pass, without backtracking."""
+_COMMA = re.compile(rb",")
+_CLOSES_AFTER_SPACE = re.compile(rb"[ \t\n\r\f\v]*+[}\]]")
+"""What makes a comma trailing: ASCII whitespace (as `\\s` in a bytes pattern), then a
+closing bracket. Every whitespace run is scanned by at most the one comma before it."""
 
 _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
 
@@ -123,7 +130,7 @@ def validate_slowly(raw: bytes) -> Outcome:
     found += _check_list(obj.get("dimensions"), "$.dimensions", check_dimension)
     found += _check_list(obj.get("metrics"), "$.metrics", check_metric)
     if found:
-        return Rejected(tuple(found), event_id)
+        return Rejected(capped(found), event_id)
     data = {
         "provider": obj["provider"],
         "time": obj["time"],
@@ -157,9 +164,30 @@ def blank_trailing_commas(raw: bytes) -> bytes:
     """`raw` with each comma before a closing `}`/`]` (outside strings) turned into a space.
 
     The length and every offset stay the same, so elements sliced from the result
-    can be sliced from the original bytes at the same positions.
+    can be sliced from the original bytes at the same positions. One pass, linear in
+    `len(raw)` whatever the bytes: each string is scanned once from its opening quote.
+    A quote whose string never closes is an ordinary byte, as is every quote after it
+    (each of those is escaped inside the unterminated string, so none could close
+    either); from there on only commas matter.
     """
-    return _STRING_OR_TRAILING_COMMA.sub(lambda m: b" " if m[0] == b"," else m[0], raw)
+    out: bytearray | None = None
+    outside = _QUOTE_OR_COMMA
+    position = 0
+    while (found := outside.search(raw, position)) is not None:
+        at = found.start()
+        if raw[at] == 0x22:  # an opening quote: skip the string
+            string = _STRING_REST.match(raw, at + 1)
+            if string is None:
+                outside = _COMMA
+                position = at + 1
+            else:
+                position = string.end()
+            continue
+        if _CLOSES_AFTER_SPACE.match(raw, at + 1):
+            out = bytearray(raw) if out is None else out
+            out[at] = 0x20
+        position = at + 1
+    return raw if out is None else bytes(out)
 
 
 def parse_time(value: str) -> datetime:

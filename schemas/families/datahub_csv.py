@@ -24,7 +24,7 @@ from schemas.families.datahub import (
     check_provider,
     check_time,
 )
-from schemas.outcome import Outcome, Rejected, Violation
+from schemas.outcome import Outcome, Rejected, Violation, capped
 
 MAX_COLUMNS = 256
 _INTEGER = re.compile(r"[+-]?\d{1,18}")
@@ -78,7 +78,7 @@ def validate_csv_row(raw: bytes, route: Mapping[str, str]) -> Outcome:
     data["metrics"] = metrics
     found += metric_violations
     if found:
-        return Rejected(tuple(found), event_id)
+        return Rejected(capped(found, "row"), event_id)
     return canonical(event_id, data)
 
 

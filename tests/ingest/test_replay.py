@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -10,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from ingest.replay import Refusal, ReplayError, corrected_body, plan_replay, summarize
+from ingest import replay
+from ingest.replay import (
+    Refusal,
+    ReplayDeps,
+    ReplayError,
+    corrected_body,
+    plan_replay,
+    replay_one,
+    summarize,
+)
 from schemas.codec import decode
 from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
@@ -66,6 +76,25 @@ def test_a_patch_that_does_not_apply_is_a_400(raw: bytes, patch: Any) -> None:
     with pytest.raises(ReplayError) as caught:
         corrected_body(raw, None, patch)
     assert caught.value.refusal is Refusal.INVALID and caught.value.code == "bad_patch"
+
+
+async def test_the_patch_is_applied_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    dead = _dead()
+    threads: list[threading.Thread] = []
+
+    async def found(*_args: Any) -> StoredDeadLetter:
+        return dead
+
+    def patched(*_args: Any) -> bytes:
+        threads.append(threading.current_thread())
+        return GOOD
+
+    monkeypatch.setattr(replay, "get_or_not_found", found)
+    monkeypatch.setattr(replay, "corrected_body", patched)
+    deps = ReplayDeps(None, None, TOPICS, 4)  # type: ignore[arg-type]
+    result = await replay_one(deps, "acme", dead.id, patch=[], dry_run=True)
+    assert result.outcome == "valid"
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
 
 
 def test_a_corrected_replay_is_one_event_with_lineage_on_the_ids_partition() -> None:

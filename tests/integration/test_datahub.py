@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import uuid
@@ -265,6 +266,26 @@ def test_a_bad_row_is_dead_lettered_alone_with_its_line(
     assert stored["raw"] == bad_line and stored["id"] == rejected[0]["deadLetterId"]
     assert stored["route"]["header"] == CSV.split(b"\r\n")[0].decode()
     assert eventually(lambda: _event(stack, key, "row-5"))
+
+
+def test_an_upload_of_bad_rows_answers_and_dead_letters_bounded_lists(
+    stack: ProcessStack, new_key: Callable[..., str], database_url: str
+) -> None:
+    """Issue 15: every reason of every bad row was kept (1,395 MiB for a 25 KB gzip)."""
+    key = new_key("dh-csv-many-bad")
+    header = "usage_date,fixed.region," + ",".join(f"metric.m{i}" for i in range(30))
+    row = "x,r," + ",".join(["x"] * 30)
+    csv = (header + "\n" + (row + "\n") * 1500).encode()
+    body, content_type = _multipart("p", "bad.csv.gz", gzip.compress(csv))
+    answer = _call(stack, key, "POST", "/v1/csv/upload", body, content_type)
+    assert answer.status == 400, answer.body
+    result = answer.json()
+    assert (result["rejectedRowCount"], result["rejectedEntryCount"]) == (1500, 1500 * 21)
+    listed = result["rejectedRows"]
+    assert len(listed) == 1000 and {r["line"] for r in listed} == set(range(2, 2 + 48))
+    assert listed[20]["column"] == "row" and "11 more violations" in listed[20]["reason"]
+    stored = eventually(lambda: _dead_letters(database_url, "dh-csv-many-bad"))
+    assert len(stored[0]["reasons"]) == 21
 
 
 def test_upload_errors(stack: ProcessStack, new_key: Callable[..., str]) -> None:

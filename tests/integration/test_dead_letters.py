@@ -120,6 +120,28 @@ def test_replay_with_a_corrected_body_twice_is_one_event(
     assert _replays_on_ingest_raw(stack, {dl_id}) == {dl_id: 1}
 
 
+def test_a_patch_that_is_a_program_is_refused_at_once(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key = new_key("dl-patch-bombs")
+    dl_id = _rejected_id(_api(stack, key, "POST", "/v1/events",
+                              json_body=_event(f"e-{uuid.uuid4()}", time="yesterday")))  # fmt: skip
+    _stored(stack, key, dl_id)
+    path = f"/v1/dead-letters/{dl_id}/replay?dry_run=true"
+    headers = {"Content-Type": "application/json-patch+json"}
+    doubling = [{"op": "copy", "from": "", "path": f"/{i}"} for i in range(30)]  # 2^30 times
+    too_many = [{"op": "test", "path": "/type", "value": "usage"}] * 101
+    deep = b'[{"op": "add", "path": "/data/x", "value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]"
+    for patch, status, code in [
+        (json.dumps(doubling).encode(), 413, "patched_body_too_large"),
+        (json.dumps(too_many).encode(), 422, "too_many_operations"),
+        (deep, 422, "too_deep"),
+    ]:
+        answer = _api(stack, key, "POST", path, body=patch, headers=headers, timeout=10)
+        assert (answer.status, answer.json()["error"]["code"]) == (status, code), answer.body
+    assert _stored(stack, key, dl_id)["status"] == "pending"
+
+
 def test_a_still_invalid_replay_is_a_new_dead_letter_with_lineage(
     stack: ProcessStack, new_key: Callable[..., str]
 ) -> None:

@@ -18,7 +18,7 @@ from schemas.families.datahub import (
     validate_slowly,
 )
 from schemas.families.datahub_csv import header_violations, parse_record
-from schemas.outcome import Rejected, ValidEvent
+from schemas.outcome import MAX_VIOLATIONS, Rejected, ValidEvent
 
 SEED_EVENT = b"""{
   "provider": "Datadog",
@@ -112,6 +112,30 @@ def test_a_quoted_row_spanning_lines() -> None:
 )
 def test_bad_csv_rows_name_their_column(row: bytes, expected: set[tuple[str, str]]) -> None:
     assert _paths(validate_datahub(row, CSV)) == expected
+
+
+def test_a_row_lists_at_most_twenty_reasons_and_counts_the_rest() -> None:
+    """Issue 15: 256 bad cells a row, every reason kept, cost ~75 KB a row in an upload."""
+    columns = ["usage_date", "fixed.region", *(f"metric.m{i}" for i in range(254))]
+    route = {**CSV, "header": ",".join(columns)}
+    outcome = validate_datahub(b"x,r," + b",".join([b"x"] * 254), route)
+    assert isinstance(outcome, Rejected)
+    assert len(outcome.violations) == MAX_VIOLATIONS + 1
+    first = outcome.violations[0]
+    assert (first.code, first.path) == ("invalid_timestamp", "usage_date")
+    last = outcome.violations[-1]
+    assert (last.code, last.path, last.message) == (
+        "too_many_violations", "row", "235 more violations not listed",
+    )  # fmt: skip
+
+
+def test_a_json_event_lists_at_most_twenty_reasons() -> None:
+    event = {"provider": "p", "time": "2024-01-01T00:00:00Z",
+             "dimensions": [{"type": "tag"}] * 1000}  # fmt: skip
+    outcome = validate_datahub(json.dumps(event).encode(), {})
+    assert isinstance(outcome, Rejected) and len(outcome.violations) == MAX_VIOLATIONS + 1
+    assert outcome.violations[-1].code == "too_many_violations"
+    assert outcome.violations[-1].message == "2980 more violations not listed"
 
 
 def test_csv_headers() -> None:
