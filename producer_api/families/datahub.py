@@ -25,7 +25,8 @@ from producer_api.content import read_body
 from producer_api.errors import error_middleware_for
 from producer_api.families import datahub_csv
 from schemas.deletes import DeleteFilter
-from schemas.families.datahub import FAMILY, blank_trailing_commas, check_provider
+from schemas.families.datahub import FAMILY, blank_trailing_commas
+from schemas.families.datahub_fields import check_provider
 
 MAX_EVENTS = 255
 MAX_DELETE_ITEMS = 1000

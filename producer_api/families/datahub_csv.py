@@ -35,8 +35,9 @@ from producer_api.uploads import (
     csv_records,
     read_upload,
 )
-from schemas.families.datahub import FAMILY, check_provider
+from schemas.families.datahub import FAMILY
 from schemas.families.datahub_csv import header_violations, parse_record
+from schemas.families.datahub_fields import check_provider
 
 SLICE_ROWS = 5000
 SLICE_BYTES = 4 * 1024 * 1024

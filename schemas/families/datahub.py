@@ -13,7 +13,7 @@ DataHub's own documentation shows bodies with trailing commas, so (on the slow
 path) a body that is JSON except for trailing commas is read as if they were absent.
 
 CSV rows (route `format=csv`) are validated by `datahub_csv`, which shares the
-dimension, metric and time rules here.
+dimension, provider and time rules of `datahub_fields`.
 """
 
 from __future__ import annotations
@@ -21,28 +21,28 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from schemas.families.datahub_csv import validate_csv_row
+from schemas.families.datahub_fields import (
+    DIMENSION_TYPES,
+    EVENT_TYPE,
+    FIXED_KEYS,
+    PROVIDER,
+    RFC3339,
+    canonical,
+    check_provider,
+    check_time,
+    parse_time,
+)
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation, capped
 
 FAMILY = "datahub"
-EVENT_TYPE = "datahub.event"
 MAX_TEXT = 1024
 MAX_ITEMS = 1000
 
-FIXED_KEYS = frozenset({
-    "billing_account_id", "country", "is_marketplace", "operation", "pricing_unit",
-    "project_id", "project_name", "project_number", "region", "resource_id",
-    "resource_global_id", "service_description", "service_id", "sku_description", "sku_id",
-    "zone",
-})  # fmt: skip
-DIMENSION_TYPES = ("fixed", "label", "project_label")
-
-_PROVIDER = re.compile(r"[A-Za-z0-9_ \-]{1,256}")
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 _QUOTE_OR_COMMA = re.compile(rb'[",]')
 _STRING_REST = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
 """What follows a string's opening quote, through its closing quote. Possessive: on an
@@ -73,8 +73,8 @@ class Metric(msgspec.Struct, frozen=True):
 class DataHubEvent(msgspec.Struct, frozen=True):
     """The fast path's shape of a valid event; `data` is encoded from its fields but `id`."""
 
-    provider: Annotated[str, msgspec.Meta(pattern=rf"^{_PROVIDER.pattern}\Z")]
-    time: Annotated[str, msgspec.Meta(pattern=rf"^{_RFC3339.pattern}\Z")]
+    provider: Annotated[str, msgspec.Meta(pattern=rf"^{PROVIDER.pattern}\Z")]
+    time: Annotated[str, msgspec.Meta(pattern=rf"^{RFC3339.pattern}\Z")]
     id: _Text | None = None
     dimensions: Annotated[list[Dimension], msgspec.Meta(max_length=MAX_ITEMS)] | None = None
     metrics: Annotated[list[Metric], msgspec.Meta(max_length=MAX_ITEMS)] | None = None
@@ -96,8 +96,6 @@ _encoder = msgspec.json.Encoder()
 def validate_datahub(raw: bytes, route: Mapping[str, str]) -> Outcome:
     """One raw DataHub event (or CSV row, when the route says `format=csv`)."""
     if route.get("format") == "csv":
-        from schemas.families.datahub_csv import validate_csv_row
-
         return validate_csv_row(raw, route)
     try:
         event = _event_decoder.decode(raw)
@@ -140,18 +138,6 @@ def validate_slowly(raw: bytes) -> Outcome:
     return canonical(event_id, data)
 
 
-def canonical(event_id: str | None, data: dict[str, Any]) -> ValidEvent:
-    """The canonical event of valid DataHub `data` (shared by JSON events and CSV rows)."""
-    return ValidEvent(
-        event_id=event_id,
-        type=EVENT_TYPE,
-        source=data["provider"],
-        subject=None,
-        time=parse_time(data["time"]),
-        data_json=msgspec.json.encode(data).decode(),
-    )
-
-
 def decode_lenient(raw: bytes) -> Any:
     """Decode JSON; failing that, the same bytes with trailing commas blanked out."""
     try:
@@ -188,32 +174,6 @@ def blank_trailing_commas(raw: bytes) -> bytes:
             out[at] = 0x20
         position = at + 1
     return raw if out is None else bytes(out)
-
-
-def parse_time(value: str) -> datetime:
-    """An RFC 3339 timestamp (already checked) in UTC."""
-    return datetime.fromisoformat(value.upper().replace(" ", "T")).astimezone(UTC)
-
-
-def check_time(value: Any, path: str) -> list[Violation]:
-    if value is None:
-        return [Violation("missing_field", path, "`time` is required")]
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        return [Violation("invalid_timestamp", path, "must be an RFC 3339 timestamp")]
-    try:
-        parse_time(value)
-    except ValueError:
-        return [Violation("invalid_timestamp", path, "must be an RFC 3339 timestamp")]
-    return []
-
-
-def check_provider(value: Any, path: str) -> list[Violation]:
-    if value is None:
-        return [Violation("missing_field", path, "`provider` is required")]
-    if not isinstance(value, str) or not _PROVIDER.fullmatch(value):
-        message = "must be 1 to 256 letters, digits, underscores, spaces or dashes"
-        return [Violation("invalid_value", path, message)]
-    return []
 
 
 def check_dimension(item: Any, path: str) -> list[Violation]:

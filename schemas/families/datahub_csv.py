@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.families.datahub import (
+from schemas.families.datahub_fields import (
     DIMENSION_TYPES,
     FIXED_KEYS,
     canonical,

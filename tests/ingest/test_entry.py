@@ -6,18 +6,22 @@ nothing here reaches a service.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
 
+from ingest import entry
 from ingest.entry import Body, IngestDeps, IngestOptions, IngestRequest, Kind, ingest
 from ingest.plan import COMPILED, RequestContext
 from ingest.publish import Publisher
 from ingest.split import Unsplittable, given, refuse, split_body, split_json_events
 from runtime.kafka import AsyncProducer, OutgoingMessage
+from schemas.outcome import Outcome
 from schemas.topics import TopicNames
+from schemas.validators import validator_for
 
 TOPICS = TopicNames.for_prefix("t")
 
@@ -139,3 +143,22 @@ async def test_the_compiled_planner_takes_a_common_native_body_and_is_admitted_a
     outcome = await ingest(door.deps, IngestRequest(_ctx(), body, split_json_events, options))
     assert outcome.kind is Kind.ACCEPTED and outcome.plan.every_id == ["e1"]
     assert outcome.events == () and door.admitted == [("prefix-a", 1)]
+
+
+@pytest.mark.parametrize("in_thread", [False, True])
+async def test_a_csv_slice_is_validated_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, in_thread: bool
+) -> None:
+    threads: list[threading.Thread] = []
+    native = validator_for("native")
+
+    def validate(raw: bytes, route: Mapping[str, str]) -> Outcome:
+        threads.append(threading.current_thread())
+        return native(raw, route)
+
+    monkeypatch.setattr(entry, "validator_for", lambda _family: validate)
+    door = _Door()
+    options = IngestOptions(rate_limited=False, in_thread=in_thread)
+    outcome = await ingest(door.deps, IngestRequest(_ctx(), Body(b""), given([WITH_ID]), options))
+    assert outcome.plan.accepted == 1
+    assert (threads[0] is threading.main_thread()) is not in_thread

@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 import pytest
-from producer_api.replay import ReplayError, corrected_body
 
+from ingest.replay import Refusal, ReplayError, corrected_body
 from schemas.nesting import MAX_DEPTH
 from schemas.patching import MAX_OPERATIONS, PatchRefused, apply_patch
 
@@ -54,7 +54,10 @@ def test_doubling_copies_stop_at_the_body_limit_at_once() -> None:
     started = time.monotonic()
     with pytest.raises(ReplayError) as caught:
         corrected_body(RAW, None, patch)  # unbounded, this made a 10 MB body
-    assert (caught.value.status, caught.value.code) == (413, "patched_body_too_large")
+    assert (caught.value.refusal, caught.value.code) == (
+        Refusal.TOO_LARGE,
+        "patched_body_too_large",
+    )
     assert time.monotonic() - started < 5.0
 
 
@@ -68,7 +71,10 @@ def test_at_most_a_hundred_operations() -> None:
     patch = [{"op": "test", "path": "/id", "value": "ev-1"}] * (MAX_OPERATIONS + 1)
     with pytest.raises(ReplayError) as caught:
         corrected_body(RAW, None, patch)
-    assert (caught.value.status, caught.value.code) == (422, "too_many_operations")
+    assert (caught.value.refusal, caught.value.code) == (
+        Refusal.UNPROCESSABLE,
+        "too_many_operations",
+    )
     assert apply_patch(RAW, patch[:MAX_OPERATIONS], max_bytes=LIMIT) == RAW
 
 
@@ -76,11 +82,11 @@ def test_nothing_may_nest_deeper_than_an_event() -> None:
     deep_value = [{"op": "add", "path": "/data/deep", "value": _nested(900)}]
     with pytest.raises(ReplayError) as caught:
         corrected_body(RAW, None, deep_value)
-    assert (caught.value.status, caught.value.code) == (422, "too_deep")
+    assert (caught.value.refusal, caught.value.code) == (Refusal.UNPROCESSABLE, "too_deep")
     deep_raw = b"[" * 5000 + b"]" * 5000
     with pytest.raises(ReplayError) as caught:
         corrected_body(deep_raw, None, [{"op": "remove", "path": "/0"}])
-    assert (caught.value.status, caught.value.code) == (422, "too_deep")
+    assert (caught.value.refusal, caught.value.code) == (Refusal.UNPROCESSABLE, "too_deep")
     # each value is allowed, but copying the document into itself deepens it past the cap
     within = json.dumps({"a": _nested(MAX_DEPTH - 2)}).encode()
     refused = _refused(within, [{"op": "copy", "from": "", "path": "/a/0"}])
