@@ -46,6 +46,12 @@ def validate_safely(validate: Validator, raw: bytes, route: Mapping[str, str]) -
     """
     if _too_deep((raw,), route):
         return _TOO_DEEP
+    return _validate_storable(validate, raw, route)
+
+
+def _validate_storable(validate: Validator, raw: bytes, route: Mapping[str, str]) -> Outcome:
+    """`validate_safely` past the nesting check: the validator, then what PostgreSQL
+    cannot store."""
     outcome = _validate(validate, raw, route)
     if not isinstance(outcome, ValidEvent):
         return outcome
@@ -67,11 +73,11 @@ def validate_all(
     Before any validator decodes an event, its nesting is checked (`schemas.nesting`): one
     that nests deeper than `MAX_DEPTH` is rejected `too_deep` wherever it is read."""
     deep = _too_deep(raws, route)
-    if deep:
-        return [_TOO_DEEP if i in deep else validate_safely(validate, raw, route)
+    if deep:  # checked once for the batch: not again per event
+        return [_TOO_DEEP if i in deep else _validate_storable(validate, raw, route)
                 for i, raw in enumerate(raws)]  # fmt: skip
     if may_be_unstorable(raws, route):
-        return [validate_safely(validate, raw, route) for raw in raws]
+        return [_validate_storable(validate, raw, route) for raw in raws]
     return [_validate(validate, raw, route) for raw in raws]
 
 

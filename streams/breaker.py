@@ -285,19 +285,21 @@ def status_file_writer(path: Path) -> Callable[[dict[str, Any]], None]:
     """A `report` hook that rewrites `path` atomically with the breaker's JSON status."""
 
     def write(status: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**status, "pid": os.getpid(), "at": time.time()}, indent=1))
-        tmp.replace(path)
+        _write_json(path, {**status, "pid": os.getpid(), "at": time.time()})
 
     return write
 
 
 def request_resume(path: Path, labels: Sequence[str]) -> None:
     """Ask the worker reading `path` to release `labels` (empty: every tripped key)."""
+    _write_json(path, {"labels": list(labels) or None})
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Replace `path` with `value` as JSON atomically: a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"labels": list(labels) or None}))
+    tmp.write_text(json.dumps(value, indent=1))
     tmp.replace(path)
 
 
