@@ -13,6 +13,7 @@ from producer_api.errors import error_middleware, request_timeout_middleware
 from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
 from producer_api.openapi import install as install_openapi
 from producer_api.resources import SETTINGS, door_context
+from runtime.redaction import install_key_redaction
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def run(settings: Settings) -> None:
     overloaded, left ~1 % of requests unanswered until the load stopped (p99 9.9 s in a
     10 s burst, against 1.1 s with asyncio's loop).
     """
+    install_key_redaction()  # aiohttp's parser quotes refused header lines: runtime/redaction.py
     if not COMPILED:
         log.warning("sluice_fastpath is not installed (make dev builds it from fastpath/): "
                     "every native request takes the Python path, ~2x the door's CPU")  # fmt: skip

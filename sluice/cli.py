@@ -11,6 +11,7 @@ import psycopg
 import psycopg_pool
 from confluent_kafka import KafkaException
 
+from runtime.redaction import install_key_redaction
 from runtime.settings import Settings, load_settings
 from sluice.devstate import environ_with_dev_stack
 from sluice.unreachable import (
@@ -49,6 +50,7 @@ def main(log_level: str) -> None:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_key_redaction()
 
 
 @main.command()
