@@ -29,8 +29,9 @@ from schemas.families.storable import nul_violations
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
 MAX_EVENT_BYTES = 32 * 1024
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-"""Datasets and namespaces: letters, digits, '.', '_' and '-', up to 128 characters."""
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+"""Datasets and namespaces: letters, digits, '.', '_' and '-', up to 128 characters (a whole
+match: `$` would take a trailing newline)."""
 
 """Route parameter holding the door's receive time (RFC 3339)."""
 

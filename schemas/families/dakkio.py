@@ -32,8 +32,8 @@ EVENT_TYPE = "dakkio.data_point"
 BATCH_BUCKET = "bucketId"
 """Route parameter naming the bucket of every point of a batch."""
 
-OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-_ObjectId = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{24}$")]
+OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}\Z")  # \Z: "$" takes a trailing newline
+_ObjectId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{24}\Z")]
 _Measurement = int | float | str | bool
 
 

@@ -6,7 +6,14 @@ import sluice_fastpath
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.identity import Identity, _partition_for, murmur2, murmur2_python, partition_for
+from schemas.identity import (
+    TENANT_PATTERN,
+    Identity,
+    _partition_for,
+    murmur2,
+    murmur2_python,
+    partition_for,
+)
 
 
 def test_murmur2_matches_the_java_client() -> None:
@@ -61,3 +68,7 @@ def test_door_assigned_ids_follow_the_seed() -> None:
     later = new_event_id("dashdive")
     assert uuid.UUID(first).version == uuid.UUID(later).version == 7
     assert first < later
+
+
+def test_a_tenant_with_a_trailing_newline_is_refused() -> None:
+    assert TENANT_PATTERN.match("evil") and not TENANT_PATTERN.match("evil\n")

@@ -63,3 +63,13 @@ def test_a_nul_character_postgresql_cannot_store_is_rejected() -> None:
 def test_invalid_utf8_inside_a_string_is_rejected_not_raised() -> None:
     outcome = validate_baselime(b'{"a": "\xff\xfe"}', ROUTE)
     assert isinstance(outcome, Rejected) and outcome.violations[0].code == "malformed_json"
+
+
+def test_a_dataset_or_namespace_with_a_trailing_newline_is_refused() -> None:
+    event = b'{"message": "m"}'
+    received = {"received_at": "2024-01-01T00:00:00+00:00"}
+    assert isinstance(validate_baselime(event, {**received, "dataset": "ds", "namespace": "n"}),
+                      ValidEvent)  # fmt: skip
+    for route in ({"dataset": "ds\n", "namespace": "n"}, {"dataset": "ds", "namespace": "n\n"}):
+        outcome = validate_baselime(event, {**received, **route})
+        assert isinstance(outcome, Rejected) and outcome.violations[0].code == "invalid_route"

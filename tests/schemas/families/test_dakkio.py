@@ -84,3 +84,8 @@ def test_rfc3339_lowercase_separators_are_accepted() -> None:
     outcome = validate_dakkio(_raw(timestamp="2024-01-15t10:30:00z"), ROUTE)
     assert isinstance(outcome, ValidEvent)
     assert outcome.time == datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
+
+
+def test_an_object_id_with_a_trailing_newline_is_refused() -> None:
+    assert not isinstance(validate_dakkio(_raw(bucketId=BUCKET + "\n"), ROUTE), ValidEvent)
+    assert not isinstance(validate_dakkio(_raw(dataSourceId=SOURCE + "\n"), ROUTE), ValidEvent)
