@@ -135,9 +135,10 @@ async def show_dead_letter(request: web.Request) -> web.Response:
     if "application/octet-stream" in request.headers.get("Accept", ""):
         return web.Response(
             body=dead.raw,
-            content_type="application/octet-stream",
-            headers={"X-Sluice-Content-Type": dead.content_type},
-        )
+            content_type="application/octet-stream",  # never sniffed into HTML by a browser:
+            headers={"X-Sluice-Content-Type": dead.content_type,
+                     "X-Content-Type-Options": "nosniff"},
+        )  # fmt: skip
     return web.json_response({**_summary(dead), "raw_base64": base64.b64encode(dead.raw).decode()})
 
 
@@ -145,7 +146,10 @@ async def show_dead_letter(request: web.Request) -> web.Response:
 async def replay_dead_letter(request: web.Request) -> web.Response:
     """Replay one dead letter, as stored or corrected (full body, or JSON Patch)."""
     principal = await authorize(request, "deadletters:replay")
-    dry_run = _flag(request.query.get("dry_run"))
+    try:
+        dry_run = _flag(request.query.get("dry_run"))
+    except ValueError as exc:
+        return error_response(400, "bad_parameter", f"dry_run: {exc}")
     sent = await request.read()
     body: bytes | None = None
     patch: Any = None
@@ -180,7 +184,7 @@ async def replay_by_filter(request: web.Request) -> web.Response:
         spec = await request.json() if await request.read() else {}
         if not isinstance(spec, dict):
             raise ValueError("the body must be a JSON object of filters")
-        dry_run = bool(spec.pop("dry_run", False)) or _flag(request.query.get("dry_run"))
+        dry_run = _json_flag(spec.pop("dry_run", False)) or _flag(request.query.get("dry_run"))
         spec.pop("tenant", None)  # the tenant comes only from the key
         unknown = set(spec) - JOB_FILTERS
         if unknown:
@@ -295,5 +299,20 @@ def _time(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
+
+
 def _flag(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "yes")
+    """A query flag: 1/true/yes or 0/false/no (absent: false); anything else is refused, so
+    `dry_run=ture` is not silently a real replay."""
+    text = (value or "").lower()
+    if text not in _TRUE + _FALSE:
+        raise ValueError(f"expected true or false, got {value!r}")
+    return text in _TRUE
+
+
+def _json_flag(value: object) -> bool:
+    """A JSON flag: true or false only (the string "false" is not a boolean)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"dry_run must be true or false, got {json.dumps(value)}")
+    return value

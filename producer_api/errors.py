@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
+import psycopg
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -68,10 +69,13 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
             return fmt(503, "service_unavailable", str(exc), None)
         except web.HTTPRequestEntityTooLarge as exc:
             return fmt(413, "body_too_large", exc.text or "request body too large", None)
+        except psycopg.DataError as exc:  # text PostgreSQL cannot take (NUL, out of range)
+            return fmt(400, "bad_request", f"a parameter PostgreSQL refuses: {exc}", None)
         except web.HTTPException as exc:
             if exc.status >= 400 and exc.content_type != "application/json":
                 code = exc.reason.lower().replace(" ", "_")
-                return fmt(exc.status, code, exc.text or exc.reason, None)
+                allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+                return fmt(exc.status, code, exc.text or exc.reason, allow)
             raise
 
     return middleware

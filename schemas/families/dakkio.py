@@ -96,9 +96,9 @@ def parse_timestamp(value: str) -> datetime | None:
     """An ISO 8601 timestamp in UTC (UTC when it has no offset), or None when it is not one."""
     try:
         moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows "t" and "z"
-    except ValueError:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00:00+23:59 is year 0
         return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def point_issues(raw: bytes, route: Mapping[str, str]) -> list[Issue]:

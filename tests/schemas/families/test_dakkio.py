@@ -89,3 +89,9 @@ def test_rfc3339_lowercase_separators_are_accepted() -> None:
 def test_an_object_id_with_a_trailing_newline_is_refused() -> None:
     assert not isinstance(validate_dakkio(_raw(bucketId=BUCKET + "\n"), ROUTE), ValidEvent)
     assert not isinstance(validate_dakkio(_raw(dataSourceId=SOURCE + "\n"), ROUTE), ValidEvent)
+
+
+def test_a_timestamp_whose_utc_time_is_before_year_1_is_refused_not_raised() -> None:
+    outcome = validate_dakkio(_raw(timestamp="0001-01-01T00:00:00+23:59"), ROUTE)
+    assert isinstance(outcome, Rejected)
+    assert "processing_error" not in {v.code for v in outcome.violations}
