@@ -2,7 +2,8 @@
 
 - `POST /v1/admin/keys` `{"scopes": [...], "label": "..."}`: 201 with the new key, shown once.
 - `GET /v1/admin/keys`: the tenant's keys by prefix and state (never a key or its hash).
-- `DELETE /v1/admin/keys/{prefix}`: revoke; stops working within `SLUICE_KEY_CACHE_SECONDS`.
+- `DELETE /v1/admin/keys/{prefix}`: revoke; at once in this process, within
+  `SLUICE_KEY_CACHE_SECONDS` in others.
 - `POST /v1/admin/keys/{prefix}/rotate` `{"overlap_seconds": n}`: a new key with the same
   scopes and label; the old one stays valid for n more seconds (default one day).
 
@@ -85,6 +86,7 @@ async def revoke_key(request: web.Request) -> web.Response:
         revoked = await revoke_tenant_key(conn, principal.tenant, prefix)
     if not revoked:
         return error_response(404, "not_found", "no active key with this prefix")
+    door.keys.cut(prefix)  # other API processes: within the cache time
     bound = door.settings.key_cache_seconds
     return web.json_response({"prefix": prefix, "revoked": True, "effective_within_s": bound})
 
@@ -106,6 +108,7 @@ async def rotate_key(request: web.Request) -> web.Response:
         )  # fmt: skip
     if stored is None:
         return error_response(404, "not_found", "no active key with this prefix")
+    door.keys.cut(request.match_info["prefix"], overlap)
     answer = {"key": new.secret, **key_json(stored, datetime.now(UTC))}
     return web.json_response({**answer, "replaces": request.match_info["prefix"]}, status=201)
 

@@ -1,10 +1,12 @@
 """Who is calling: the tenant and scopes of the API key, never anything from the body.
 
 Verified keys are cached for `key_cache_seconds`, so a revoked (or rotated-out) key
-stops working within that bound in every API process. A refused key is remembered for as
-long, so a client retrying a bad key does not cost a database lookup per request
-(a new key has a new random prefix, so it is never refused by memory). The key itself
-is never logged or put in an error message: only its prefix identifies it.
+stops working within that bound in every API process; in the process that revoked or
+rotated it, at once (or at the end of the rotation's overlap: `KeyVerifier.cut`). A
+refused key is remembered for as long, so a client retrying a bad key does not cost a
+database lookup per request (a new key has a new random prefix, so it is never refused
+by memory). The key itself is never logged or put in an error message: only its prefix
+identifies it.
 """
 
 from __future__ import annotations
@@ -72,6 +74,14 @@ class KeyVerifier:
             self._cache.clear()
         self._cache[key] = (now + ttl, principal)
         return principal
+
+    def cut(self, prefix: str, within_seconds: float = 0.0) -> None:
+        """The key with `prefix` was revoked (or rotated with an overlap): this process
+        trusts its cached verification for at most `within_seconds` more."""
+        until = time.monotonic() + within_seconds
+        for key, (expiry, principal) in list(self._cache.items()):
+            if principal.prefix == prefix and expiry > until:
+                self._cache[key] = (until, principal)
 
     async def _lookup(self, key: str) -> tuple[Principal, datetime | None]:
         prefix = parse_key(key)

@@ -1,7 +1,8 @@
 """Keys under the admin API and the CLI: create, list, revoke, rotate; scopes; tenant walls.
 
-The revocation bound: a revoked key stops working within `SLUICE_KEY_CACHE_SECONDS`
-(1 s in the test stack); a rotated-out key stops at its expiry.
+The revocation bound: a revoked key stops working at once in the API process that revoked
+it and within `SLUICE_KEY_CACHE_SECONDS` (1 s in the test stack) in others; a rotated-out
+key stops at its expiry. The test stack runs one API process.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def test_admin_creates_lists_and_revokes_keys_of_its_tenant(
 
     revoked = api(stack, "DELETE", f"/v1/admin/keys/{prefix_of(reader)}", admin)
     assert revoked.status == 200 and revoked.json()["revoked"] is True
+    assert api(stack, "GET", "/v1/events", reader).status == 401  # at once: one API process
     wait_out_the_cache(stack)
     assert api(stack, "GET", "/v1/events", reader).status == 401
     assert api(stack, "DELETE", f"/v1/admin/keys/{prefix_of(reader)}", admin).status == 404
@@ -83,6 +85,7 @@ def test_rotation_keeps_the_old_key_for_the_overlap_only(
 
     third = api(stack, "POST", f"/v1/admin/keys/{prefix_of(second)}/rotate", admin,
                 {"overlap_seconds": 0}).json()["key"]  # fmt: skip
+    assert api(stack, "GET", "/v1/events", second).status == 401  # at once: one API process
     wait_out_the_cache(stack)
     assert api(stack, "GET", "/v1/events", second).status == 401
     assert api(stack, "GET", "/v1/events", third).status == 200

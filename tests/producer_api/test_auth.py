@@ -1,0 +1,52 @@
+"""The key cache: a revoke or rotation in this process cuts its cached verifications."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from ingest.keys import generate_key
+from producer_api.auth import KeyVerifier, Principal
+
+
+class CountingVerifier(KeyVerifier):
+    """The cache under test, with the database lookup replaced by a counter (the cache is
+    what is tested; tests/integration/test_keys_admin.py drives the real lookup)."""
+
+    def __init__(self, cache_seconds: float) -> None:
+        super().__init__(pool=None, secret="s", cache_seconds=cache_seconds)  # type: ignore[arg-type]
+        self.lookups = 0
+
+    async def _lookup(self, key: str) -> tuple[Principal, datetime | None]:
+        self.lookups += 1
+        return Principal("t", key.split(".")[0], frozenset({"events:read"})), None
+
+
+def _verify(verifier: KeyVerifier, key: str) -> Any:
+    return asyncio.run(verifier.verify(key))
+
+
+def test_a_cached_key_is_looked_up_again_at_once_after_a_cut() -> None:
+    verifier, key, other = CountingVerifier(600), generate_key(), generate_key()
+    _verify(verifier, key.secret), _verify(verifier, key.secret), _verify(verifier, other.secret)
+    assert verifier.lookups == 2  # cached
+    verifier.cut(key.prefix)
+    _verify(verifier, key.secret)
+    _verify(verifier, other.secret)
+    assert verifier.lookups == 3  # only the cut key was looked up again
+
+
+@pytest.mark.parametrize("overlap", [0.3, 1_000_000.0])
+def test_a_rotation_cut_keeps_the_cache_for_the_overlap_at_most(overlap: float) -> None:
+    verifier, key = CountingVerifier(600), generate_key()
+    _verify(verifier, key.secret)
+    verifier.cut(key.prefix, within_seconds=overlap)
+    _verify(verifier, key.secret)
+    assert verifier.lookups == 1  # still within the overlap (and never longer than the cache)
+    if overlap < 1:
+        asyncio.run(asyncio.sleep(overlap + 0.1))
+        _verify(verifier, key.secret)
+        assert verifier.lookups == 2
