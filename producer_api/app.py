@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
 from producer_api.openapi import install as install_openapi
 from producer_api.resources import SETTINGS, door_context
 from runtime.redaction import install_key_redaction
-from runtime.settings import Settings
+from runtime.settings import DEFAULT_KEY_SECRET, Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,27 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+class DefaultSecretRefused(SystemExit):
+    """The API would serve a network address with the published default key secret."""
+
+
+def refuse_default_secret(settings: Settings) -> None:
+    """Anyone who read the README could mint hashes for the default `SLUICE_KEY_SECRET`: it
+    is for loopback only (`make dev`), unless `SLUICE_ALLOW_DEFAULT_SECRET=1` says so."""
+    if settings.key_secret != DEFAULT_KEY_SECRET or settings.allow_default_secret:
+        return
+    host = settings.http_host.strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise DefaultSecretRefused(
+            f"sluice api: refusing to serve {settings.http_host!r} with the default "
+            "SLUICE_KEY_SECRET; set a secret of your own (or SLUICE_ALLOW_DEFAULT_SECRET=1)"
+        )
+
+
 def run(settings: Settings) -> None:
     """Serve the front door until interrupted.
 
@@ -58,6 +80,7 @@ def run(settings: Settings) -> None:
     overloaded, left ~1 % of requests unanswered until the load stopped (p99 9.9 s in a
     10 s burst, against 1.1 s with asyncio's loop).
     """
+    refuse_default_secret(settings)
     install_key_redaction()  # aiohttp's parser quotes refused header lines: runtime/redaction.py
     if not COMPILED:
         log.warning("sluice_fastpath is not installed (make dev builds it from fastpath/): "

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 _SECRET_FIELDS = frozenset({"key_secret", "kafka_sasl_password"})
+DEFAULT_KEY_SECRET = "sluice-dev-secret-change-me"
+"""Good for `make dev` on loopback only: the API refuses it on any other address."""
 _URL_FIELDS = frozenset({"database_url", "api_database_url"})
 
 
@@ -37,7 +39,8 @@ class Settings:
     replication_factor: int = 1
     http_host: str = "127.0.0.1"
     http_port: int = 8080
-    key_secret: str = field(default="sluice-dev-secret-change-me")
+    key_secret: str = field(default=DEFAULT_KEY_SECRET)
+    allow_default_secret: bool = False
     key_cache_seconds: float = 5.0
     produce_timeout_ms: int = 15_000
     door_linger_ms: int = 20
