@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,9 @@ MAX_RUNNING_JOBS = 2
 """Replay jobs one API process runs at once; more wait their turn."""
 MAX_QUEUED_JOBS = 32
 """Jobs one API process holds (running or waiting) before it answers 429."""
+MAX_TENANT_JOBS = 4
+"""Jobs of one tenant one API process holds (running or waiting); one of them runs at a
+time, so another tenant's job never waits behind a queue of the first one's."""
 JSON_PATCH = "application/json-patch+json"
 STALE_JOB_SECONDS = 120.0
 """A running job without a heartbeat for this long lost its process; a lookup resumes it."""
@@ -60,20 +64,34 @@ routes = web.RouteTableDef()
 
 @dataclass
 class JobRunner:
-    """The replay jobs this process runs in the background, bounded in number."""
+    """The replay jobs this process runs in the background, bounded in number: in all,
+    per tenant, and running at once (one per tenant)."""
 
     running: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_RUNNING_JOBS))
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    held: Counter[str] = field(default_factory=Counter)
+    turns: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def full_for(self, tenant: str) -> bool:
+        """True when a new job of `tenant` must wait for a 429's Retry-After."""
+        return len(self.tasks) >= MAX_QUEUED_JOBS or self.held[tenant] >= MAX_TENANT_JOBS
 
     def start(self, deps: ReplayDeps, tenant: str, job_id: str, flt: DeadLetterFilter,
               dry_run: bool) -> None:  # fmt: skip
-        async def run() -> None:
-            async with self.running:
-                try:
-                    await run_job(deps, tenant, job_id, flt, dry_run)
-                except Exception:
-                    log.exception("replay job %s crashed", job_id)
+        turn = self.turns.setdefault(tenant, asyncio.Lock())
 
+        async def run() -> None:
+            try:
+                async with turn, self.running:  # the tenant's turn first, then a slot
+                    await run_job(deps, tenant, job_id, flt, dry_run)
+            except Exception:
+                log.exception("replay job %s crashed", job_id)
+            finally:
+                self.held[tenant] -= 1
+                if not self.held[tenant]:
+                    del self.held[tenant], self.turns[tenant]
+
+        self.held[tenant] += 1
         task = asyncio.get_running_loop().create_task(run(), name=f"replay-job-{job_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -178,8 +196,9 @@ async def replay_by_filter(request: web.Request) -> web.Response:
     """Start a replay job over every pending dead letter matching a filter; 202 with its id."""
     principal = await authorize(request, "deadletters:replay")
     runner = request.app[JOBS]
-    if len(runner.tasks) >= MAX_QUEUED_JOBS:
-        return error_response(429, "too_many_jobs", "too many replay jobs; retry later")
+    if runner.full_for(principal.tenant):
+        return error_response(429, "too_many_jobs", "too many replay jobs; retry later",
+                              headers={"Retry-After": "5"})  # fmt: skip
     try:
         spec = await request.json() if await request.read() else {}
         if not isinstance(spec, dict):
