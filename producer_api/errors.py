@@ -69,6 +69,9 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
             return fmt(503, "service_unavailable", str(exc), None)
         except web.HTTPRequestEntityTooLarge as exc:
             return fmt(413, "body_too_large", exc.text or "request body too large", None)
+        except psycopg.errors.QueryCanceled:  # SLUICE_API_STATEMENT_TIMEOUT_MS
+            return fmt(503, "query_timeout", "the query ran too long; narrow it (a time range, "
+                       "fewer filters on body text) or retry later", retry)  # fmt: skip
         except psycopg.DataError as exc:  # text PostgreSQL cannot take (NUL, out of range)
             return fmt(400, "bad_request", f"a parameter PostgreSQL refuses: {exc}", None)
         except web.HTTPException as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
@@ -40,6 +41,13 @@ SETTINGS = web.AppKey("settings", Settings)
 DOOR = web.AppKey("door", Door)
 
 
+def api_connection_kwargs(settings: Settings) -> dict[str, Any]:
+    """How the API's PostgreSQL connections start: every statement is cancelled after
+    `SLUICE_API_STATEMENT_TIMEOUT_MS` (one tenant's `q` scan cannot hold the database all
+    tenants share); the error middleware answers 503 `query_timeout`."""
+    return {"options": f"-c statement_timeout={settings.api_statement_timeout_ms}"}
+
+
 async def door_context(app: web.Application) -> AsyncIterator[None]:
     """Open Kafka and PostgreSQL clients for the app's lifetime."""
     settings = app[SETTINGS]
@@ -50,12 +58,13 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
     )
     pool = AsyncConnectionPool(
         settings.api_database_url or settings.database_url,
-        min_size=1, max_size=10, open=False,
+        min_size=1, max_size=10, open=False, kwargs=api_connection_kwargs(settings),
         configure=assume_role(settings.api_database_role),
     )  # fmt: skip
     lookups = AsyncConnectionPool(
         settings.api_database_url or settings.database_url,
-        min_size=1, max_size=4, open=False, kwargs={"autocommit": True},
+        min_size=1, max_size=4, open=False,
+        kwargs={**api_connection_kwargs(settings), "autocommit": True},
         configure=assume_role(settings.api_database_role),
     )  # fmt: skip
     await pool.open()

@@ -22,6 +22,8 @@ from store.dakkio_queries import PointQuery, find_points
 from store.tenancy import tenant_connection
 
 MAX_LIMIT = 1000
+MAX_OFFSET = 100_000
+"""An offset is a scan of every row it skips: past this, narrow by startTime/endTime."""
 
 
 class BadQuery(ValueError):
@@ -64,7 +66,7 @@ def parse_query(params: Mapping[str, str]) -> PointQuery:
         if value is not None and times[name] is None:
             details.append(answers.detail(("query", name), "Invalid datetime"))
     limit = _integer(params, "limit", 100, 1, MAX_LIMIT, details)
-    offset = _integer(params, "offset", 0, 0, 10**9, details)
+    offset = _integer(params, "offset", 0, 0, MAX_OFFSET, details)
     if details or bucket is None:
         raise BadQuery(details)
     return PointQuery(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from producer_api.families.dakkio_query import MAX_OFFSET
 from sluice.stack import ProcessStack
 from tests.conftest import eventually
 from tests.httpclient import Answer, call
@@ -79,3 +80,13 @@ def test_flags_are_strict_raw_downloads_are_not_sniffed_and_405_says_allow(
 def _stored_status(stack: ProcessStack, key: str, dl_id: str) -> str:
     answer = call("GET", f"{stack.base_url}/v1/dead-letters/{dl_id}", headers={"X-API-Key": key})
     return str(answer.json()["status"])
+
+
+def test_a_dakkio_offset_past_the_cap_is_refused(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key, base = new_key("edges"), f"{stack.base_url}/dakkio/api/data?bucketId={'5' * 24}"
+    at_cap = call("GET", f"{base}&offset={MAX_OFFSET}", headers={"X-API-Key": key})
+    assert at_cap.status == 404  # accepted; the bucket is not in the catalog
+    refused = call("GET", f"{base}&offset={10**9}", headers={"X-API-Key": key})
+    assert refused.status == 400 and "offset" in refused.body.decode()
