@@ -27,6 +27,12 @@ MAX_ROWS = 1_000_000
 MAX_ROW_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 1024
 """Largest non-file form field (e.g. `provider`)."""
+FORM_FIELDS = frozenset({"provider"})
+"""The text fields an upload's form may carry besides `file`; others are read past,
+counted, and not kept."""
+MAX_PARTS = 16
+"""Parts of one form, the file included: more is a 400 (450,000 tiny fields were once
+read, 549 MiB, in a request that had reserved 6 MiB)."""
 CHUNK = 64 * 1024
 
 _ARCHIVE_MAGIC = {
@@ -68,22 +74,45 @@ async def read_upload(request: web.Request, max_bytes: int = MAX_UPLOAD_BYTES) -
         raise UploadRejected("send the file as multipart/form-data")
     fields: dict[str, str] = {}
     file: tuple[str, bytes] | None = None
+    budget = _FormBudget(max_bytes + MAX_PARTS * MAX_FIELD_BYTES)
     async for part in await request.multipart():
         if not isinstance(part, BodyPartReader):
             raise UploadRejected("nested multipart bodies are not accepted")
+        budget.part()
         if part.name == "file":
-            file = (part.filename or "upload.csv", await _read_part(part, max_bytes))
-        elif part.name:
-            raw = await _read_part(part, MAX_FIELD_BYTES)
-            fields[part.name] = raw.decode("utf-8", errors="replace").strip()
+            if file is not None:
+                raise UploadRejected("the form has more than one `file` part")
+            file = (part.filename or "upload.csv", await _read_part(part, max_bytes, budget))
+        else:
+            raw = await _read_part(part, MAX_FIELD_BYTES, budget)
+            if part.name in FORM_FIELDS:
+                fields[part.name] = raw.decode("utf-8", errors="replace").strip()
     if file is None:
         raise UploadRejected("the form has no `file` part")
     return Upload(fields, _base_name(file[0]), file[1])
 
 
-async def _read_part(part: BodyPartReader, limit: int) -> bytes:
+class _FormBudget:
+    """What one form may hold in all: parts and bytes, counted while they stream in."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.parts, self.left = 0, max_bytes
+
+    def part(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise UploadRejected(f"the form has more than {MAX_PARTS} parts")
+
+    def take(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise UploadTooLarge("the form is larger than the upload limit")
+
+
+async def _read_part(part: BodyPartReader, limit: int, budget: _FormBudget) -> bytes:
     out = bytearray()
     while chunk := await part.read_chunk(CHUNK):
+        budget.take(len(chunk))
         out += chunk
         if len(out) > limit:
             raise UploadTooLarge(f"form field `{part.name}` is larger than {limit} bytes")

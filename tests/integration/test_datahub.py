@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from producer_api.uploads import MAX_PARTS
 from sluice.stack import ProcessStack
 from tests.conftest import eventually
 from tests.httpclient import Answer, call
@@ -311,3 +312,29 @@ def test_upload_errors(stack: ProcessStack, new_key: Callable[..., str]) -> None
     all_bad = _multipart("p", "x.csv", b"usage_date,fixed.zone,metric.cost\nnope,z,1\n")
     nothing = _call(stack, key, "POST", "/v1/csv/upload", *all_bad)
     assert nothing.status == 400 and nothing.json()["ingestedRows"] == 0
+
+
+def _extra_fields(body: bytes, content_type: str, fields: int, size: int) -> bytes:
+    """`body` with `fields` text parts of `size` bytes each before its own parts."""
+    boundary = content_type.rpartition("boundary=")[2]
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\n'.encode()
+    return (part + b"v" * size + b"\r\n") * fields + body
+
+
+def test_a_form_holds_only_its_known_parts_and_a_bounded_count(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key = new_key("dh-csv-form")
+    body, content_type = _multipart("p", "ok.csv", CSV.replace(b"row-", b"form-row-"))
+    few = _call(stack, key, "POST", "/v1/csv/upload",
+                _extra_fields(body, content_type, 3, 100), content_type)  # fmt: skip
+    assert few.status == 201, few.body  # unknown fields are read past, not kept
+    many = _call(stack, key, "POST", "/v1/csv/upload",
+                 _extra_fields(body, content_type, MAX_PARTS, 10), content_type)  # fmt: skip
+    assert many.status == 400 and f"more than {MAX_PARTS} parts" in many.json()["error"]
+    boundary = content_type.rpartition("boundary=")[2]
+    second = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="b.csv"'
+    twice = body.replace(f"--{boundary}--".encode(), f"{second}\r\n\r\n{CSV.decode()}\r\n"
+                         f"--{boundary}--".encode())  # fmt: skip
+    double = _call(stack, key, "POST", "/v1/csv/upload", twice, content_type)
+    assert double.status == 400 and "more than one `file`" in double.json()["error"]
