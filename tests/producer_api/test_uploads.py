@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from producer_api import uploads
 from producer_api.uploads import (
+    MAX_ZIP_ENTRIES,
     UploadRejected,
     UploadTooLarge,
     csv_bytes,
@@ -136,3 +138,18 @@ def test_records_read_like_the_csv_module(
 
 def _blank_unquoted(cell: str) -> bool:
     return bool(cell) and not cell.encode().strip() and "\n" not in cell
+
+
+def test_a_zip_listing_too_many_entries_is_refused_from_its_end_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    many = _zip(*[(f"empty-{n}/", b"") for n in range(MAX_ZIP_ENTRIES)], ("a.csv", CSV))
+    opened: list[object] = []
+    monkeypatch.setattr(uploads.zipfile, "ZipFile", lambda *a: opened.append(a))
+    with pytest.raises(UploadRejected, match=f"lists {MAX_ZIP_ENTRIES + 1}"):
+        _read(many)
+    assert not opened  # refused before the directory was read
+
+
+def test_a_zip_with_folders_and_one_csv_is_read() -> None:
+    assert _read(_zip(("folder/", b""), ("folder/a.csv", CSV))) == CSV
