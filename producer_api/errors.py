@@ -24,6 +24,8 @@ from runtime.kafka import ProduceFailed
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
+_KEPT_HEADERS = ("Allow", "Retry-After")
+"""Headers of an aiohttp HTTP exception that its reformatted answer keeps."""
 
 
 def error_response(
@@ -77,8 +79,8 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
         except web.HTTPException as exc:
             if exc.status >= 400 and exc.content_type != "application/json":
                 code = exc.reason.lower().replace(" ", "_")
-                allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-                return fmt(exc.status, code, exc.text or exc.reason, allow)
+                kept = {h: exc.headers[h] for h in _KEPT_HEADERS if h in exc.headers}
+                return fmt(exc.status, code, exc.text or exc.reason, kept or None)
             raise
 
     return middleware

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import time
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -24,7 +25,13 @@ MAX_UPLOAD_BYTES = 30 * 1024 * 1024
 MAX_CSV_BYTES = 128 * 1024 * 1024
 """Largest CSV after decompression."""
 MAX_ROWS = 1_000_000
+MAX_LINES = 2 * MAX_ROWS
+"""Physical lines, blank ones and those inside quoted cells included: 65 KB of gzipped
+blank lines once cost 16.5 s of CPU, as blank lines escaped the row count."""
 MAX_ROW_BYTES = 64 * 1024
+MAX_RATIO = 100
+"""How much an archive may expand past its first `RATIO_FREE_BYTES` (CSV gzips 5-20:1)."""
+RATIO_FREE_BYTES = 8 * 1024 * 1024
 MAX_FIELD_BYTES = 1024
 """Largest non-file form field (e.g. `provider`)."""
 FORM_FIELDS = frozenset({"provider"})
@@ -124,8 +131,17 @@ def _base_name(filename: str) -> str:
     return name or "upload.csv"
 
 
-def csv_bytes(data: bytes, max_bytes: int = MAX_CSV_BYTES) -> Iterator[bytes]:
-    """The CSV inside an upload (plain, zip or gzip) in chunks, at most `max_bytes` in all."""
+class UploadTooSlow(UploadRejected):
+    """Reading the upload passed its deadline (the thread stops; the request timed out)."""
+
+
+def csv_bytes(
+    data: bytes, max_bytes: int = MAX_CSV_BYTES, deadline: float | None = None
+) -> Iterator[bytes]:
+    """The CSV inside an upload (plain, zip or gzip) in chunks, at most `max_bytes` in all,
+    and at most `MAX_RATIO` times the archive past `RATIO_FREE_BYTES`. With `deadline` (a
+    `time.monotonic()` value), reading stops there: a worker thread cannot outlive its
+    request by more than a chunk."""
     kind = _archive_kind(data)
     if kind == "zip":
         chunks = _zip_member(data)
@@ -135,7 +151,8 @@ def csv_bytes(data: bytes, max_bytes: int = MAX_CSV_BYTES) -> Iterator[bytes]:
         raise UploadRejected(f"{kind} archives are not accepted; send a CSV, zip or gz")
     else:
         chunks = (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
-    yield from _bounded(_not_archive(chunks) if kind else chunks, max_bytes)
+    ratio_cap = max(RATIO_FREE_BYTES, MAX_RATIO * len(data)) if kind else max_bytes
+    yield from _bounded(_not_archive(chunks) if kind else chunks, max_bytes, ratio_cap, deadline)
 
 
 def _archive_kind(head: bytes) -> str | None:
@@ -231,12 +248,18 @@ def _not_archive(chunks: Iterator[bytes]) -> Iterator[bytes]:
     yield from chunks
 
 
-def _bounded(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+def _bounded(
+    chunks: Iterable[bytes], limit: int, ratio_cap: int, deadline: float | None
+) -> Iterator[bytes]:
     total = 0
     for chunk in chunks:
         total += len(chunk)
         if total > limit:
             raise UploadTooLarge(f"the CSV is larger than {limit} bytes uncompressed")
+        if total > ratio_cap:
+            raise UploadTooLarge(f"the archive expands more than {MAX_RATIO}:1")
+        if deadline is not None and time.monotonic() > deadline:
+            raise UploadTooSlow("reading the upload took longer than the request may")
         yield chunk
 
 
@@ -250,6 +273,8 @@ def csv_records(chunks: Iterable[bytes], max_rows: int = MAX_ROWS) -> Iterator[C
     parts: list[bytes] = []
     quoted = False
     for number, line in enumerate(_lines(chunks), start=1):
+        if number > MAX_LINES:
+            raise UploadTooLarge(f"more than {MAX_LINES} lines")
         if number == 1:
             line = line.removeprefix(b"\xef\xbb\xbf")
         if not parts:

@@ -15,6 +15,8 @@ which the sub-app's middleware answers in DataHub's `{"error"}` format.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,12 +27,14 @@ from ingest.entry import Body, IngestOptions, IngestRequest, ingest
 from ingest.plan import IngestPlan
 from ingest.split import given
 from producer_api.accept import core_of, request_context
-from producer_api.auth import authorize
+from producer_api.auth import Principal, authorize
+from producer_api.resources import DOOR
 from producer_api.uploads import (
     MAX_UPLOAD_BYTES,
     CsvRecord,
     UploadRejected,
     UploadTooLarge,
+    UploadTooSlow,
     csv_bytes,
     csv_records,
     read_upload,
@@ -52,16 +56,39 @@ NO_BODY = Body(b"")
 routes = web.RouteTableDef()
 
 
+MAX_UPLOADS_PER_KEY = 2
+"""Uploads one key may have in progress in one API process; a third is 429."""
+_uploading: Counter[str] = Counter()
+
+
 @routes.post("/v1/csv/upload")
 async def upload_csv(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:write")
+    if _uploading[principal.prefix] >= MAX_UPLOADS_PER_KEY:
+        raise web.HTTPTooManyRequests(
+            text=f"this key has {MAX_UPLOADS_PER_KEY} uploads in progress; retry when one ends",
+            headers={"Retry-After": "5"},
+        )
+    _uploading[principal.prefix] += 1
+    try:
+        return await _upload(request, principal)
+    finally:
+        _uploading[principal.prefix] -= 1
+        if not _uploading[principal.prefix]:
+            del _uploading[principal.prefix]
+
+
+async def _upload(request: web.Request, principal: Principal) -> web.Response:
+    deadline = time.monotonic() + request.config_dict[DOOR].settings.http_request_timeout_seconds
     try:
         upload = await read_upload(request)
         provider = upload.fields.get("provider", "")
         problems = check_provider(provider or None, "provider")
         if problems:
             raise UploadRejected(f"provider: {problems[0].message}")
-        header = await asyncio.to_thread(_scan, upload.data)
+        header = await asyncio.to_thread(_scan, upload.data, deadline)
+    except UploadTooSlow as exc:
+        raise web.HTTPRequestTimeout(text=str(exc)) from exc
     except UploadTooLarge as exc:
         raise web.HTTPRequestEntityTooLarge(MAX_UPLOAD_BYTES, text=str(exc)) from exc
     except UploadRejected as exc:
@@ -70,12 +97,15 @@ async def upload_csv(request: web.Request) -> web.Response:
     ctx = replace(ctx, route={"format": "csv", "provider": provider, "header": header})
     batch = f"{upload.filename}_{int(ctx.received_at.timestamp() * 1000)}"
     ingested, rejected = 0, _Rejections()
-    slices = _slices(upload.data)  # decompressing, splitting and validating run off the loop
-    while (records := await asyncio.to_thread(next, slices, None)) is not None:
-        rows = IngestRequest(ctx, NO_BODY, given([r.raw for r in records]), UNLIMITED)
-        plan = (await ingest(core_of(request), rows)).plan
-        ingested += plan.accepted
-        rejected.add(plan, records)
+    slices = _slices(upload.data, deadline)  # decompressing, splitting, validating: off the loop
+    try:
+        while (records := await asyncio.to_thread(next, slices, None)) is not None:
+            rows = IngestRequest(ctx, NO_BODY, given([r.raw for r in records]), UNLIMITED)
+            plan = (await ingest(core_of(request), rows)).plan
+            ingested += plan.accepted
+            rejected.add(plan, records)
+    except UploadTooSlow as exc:  # the rows before it are ingested: the 408 says unknown
+        raise web.HTTPRequestTimeout(text=str(exc)) from exc
     answer: dict[str, Any] = {"batch": batch, "ingestedRows": ingested}
     if rejected.rows:
         answer["rejectedRows"] = rejected.listed
@@ -86,9 +116,9 @@ async def upload_csv(request: web.Request) -> web.Response:
     return web.json_response(answer, status=201)
 
 
-def _scan(data: bytes) -> str:
+def _scan(data: bytes, deadline: float) -> str:
     """The header, checked, after reading the whole file once to check its framing."""
-    records = csv_records(csv_bytes(data))
+    records = csv_records(csv_bytes(data, deadline=deadline))
     first = next(records, None)
     if first is None:
         raise UploadRejected("the CSV is empty")
@@ -104,9 +134,9 @@ def _scan(data: bytes) -> str:
     return header
 
 
-def _slices(data: bytes) -> Iterator[list[CsvRecord]]:
+def _slices(data: bytes, deadline: float) -> Iterator[list[CsvRecord]]:
     """The rows after the header, in slices small enough for one Kafka message each."""
-    records = csv_records(csv_bytes(data))
+    records = csv_records(csv_bytes(data, deadline=deadline))
     next(records)
     batch: list[CsvRecord] = []
     size = 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import socket
+import time
 import uuid
 import zipfile
 from collections.abc import Callable
@@ -305,7 +307,7 @@ def test_upload_errors(stack: ProcessStack, new_key: Callable[..., str]) -> None
     bomb = _zip("bomb.csv", b"usage_date,fixed.zone,metric.cost\n" + line * (129 << 10))
     body, content_type = _multipart("p", "bomb.zip", bomb)
     too_large = _call(stack, key, "POST", "/v1/csv/upload", body, content_type)
-    assert too_large.status == 413 and "uncompressed" in too_large.json()["error"]
+    assert too_large.status == 413 and "expands more than 100:1" in too_large.json()["error"]
     big = _multipart("p", "big.csv", b"usage_date,fixed.zone,metric.cost\n" + b"0" * (31 << 20))
     too_big = _call(stack, key, "POST", "/v1/csv/upload", *big)
     assert too_big.status == 413 and "larger than 31457280 bytes" in too_big.json()["error"]
@@ -338,3 +340,30 @@ def test_a_form_holds_only_its_known_parts_and_a_bounded_count(
                          f"--{boundary}--".encode())  # fmt: skip
     double = _call(stack, key, "POST", "/v1/csv/upload", twice, content_type)
     assert double.status == 400 and "more than one `file`" in double.json()["error"]
+
+
+def test_a_key_has_at_most_two_uploads_in_progress(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key, other = new_key("dh-csv-slots"), new_key("dh-csv-slots")
+    body, content_type = _multipart("p", "slow.csv", CSV.replace(b"row-", b"slot-row-"))
+    host, port = stack.base_url.removeprefix("http://").rsplit(":", 1)
+    head = (f"POST /datahub/v1/csv/upload HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    slow = [socket.create_connection((host, int(port)), timeout=30) for _ in range(2)]
+    try:
+        for conn in slow:  # each holds its slot while its body has not all arrived
+            conn.sendall(head + body[:40])
+        time.sleep(0.5)
+        third = _call(stack, key, "POST", "/v1/csv/upload", body, content_type)
+        assert third.status == 429 and third.headers["Retry-After"], third.body
+        assert "2 uploads in progress" in third.json()["error"]
+        assert _call(stack, other, "POST", "/v1/csv/upload", body, content_type).status == 201
+        for conn in slow:
+            conn.sendall(body[40:])
+            assert conn.recv(64).startswith(b"HTTP/1.1 201")
+    finally:
+        for conn in slow:
+            conn.close()
+    assert _call(stack, key, "POST", "/v1/csv/upload", body, content_type).status == 201

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import time
 import zipfile
 
 import pytest
@@ -13,9 +14,14 @@ from hypothesis import strategies as st
 
 from producer_api import uploads
 from producer_api.uploads import (
+    MAX_CSV_BYTES,
+    MAX_LINES,
+    MAX_RATIO,
     MAX_ZIP_ENTRIES,
+    RATIO_FREE_BYTES,
     UploadRejected,
     UploadTooLarge,
+    UploadTooSlow,
     csv_bytes,
     csv_records,
 )
@@ -153,3 +159,31 @@ def test_a_zip_listing_too_many_entries_is_refused_from_its_end_record(
 
 def test_a_zip_with_folders_and_one_csv_is_read() -> None:
     assert _read(_zip(("folder/", b""), ("folder/a.csv", CSV))) == CSV
+
+
+def test_blank_lines_count_as_lines() -> None:
+    blank = gzip.compress(CSV + b"\n" * (MAX_LINES + 10))
+    assert len(blank) < 20_000
+    with pytest.raises(UploadTooLarge, match=f"more than {MAX_LINES} lines"):
+        list(csv_records(csv_bytes(blank)))
+
+
+def test_an_archive_may_not_expand_past_the_ratio() -> None:
+    row = b"2024-03-10T00:00:00Z,eu,1\n"
+    squeezed = gzip.compress(CSV + row * ((RATIO_FREE_BYTES // len(row)) * 3))
+    assert len(squeezed) * MAX_RATIO < 3 * RATIO_FREE_BYTES
+    with pytest.raises(UploadTooLarge, match=f"more than {MAX_RATIO}:1"):
+        _read(squeezed, limit=MAX_CSV_BYTES)
+    rows = (b"2024-03-10T00:00:00Z,r%d,%d\n" % (n, n * 7919) for n in range(400_000))
+    varied = CSV + b"".join(rows)
+    assert _read(gzip.compress(varied), limit=MAX_CSV_BYTES) == varied  # 12 MB, ordinary ratio
+
+
+def test_reading_stops_at_the_deadline() -> None:
+    with pytest.raises(UploadTooSlow):
+        _read_until(gzip.compress(CSV), deadline=time.monotonic() - 1)
+    assert _read_until(gzip.compress(CSV), deadline=time.monotonic() + 60) == CSV
+
+
+def _read_until(data: bytes, deadline: float) -> bytes:
+    return b"".join(csv_bytes(data, deadline=deadline))
