@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from ingest.keys import matches, parse_key
+from ingest.keys import PREFIX_LENGTH, matches, parse_key
 from producer_api.ratelimit import KeyRateLimiter
 from store.api_keys import find_key
 
@@ -96,6 +96,12 @@ class KeyVerifier:
             raise Unauthenticated("revoked or expired API key")
         principal = Principal(stored.tenant, stored.prefix, frozenset(stored.scopes))
         return principal, stored.expires_at
+
+
+def key_prefix_presented(request: web.Request) -> str:
+    """The prefix of the key `request` presents, unverified ("" when none): who a request
+    is for before it is authenticated (a forged one is refused before its body is read)."""
+    return (presented_key(request) or "").partition(".")[0][:PREFIX_LENGTH]
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -83,7 +83,11 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
         stored=stored,
         keys=keys,
         limits=limits,
-        bodies=BodyBudget(settings.max_receiving_bytes, settings.max_body_bytes),
+        bodies=BodyBudget(
+            settings.max_receiving_bytes,
+            settings.max_body_bytes,
+            settings.max_receiving_bytes_per_key,
+        ),
         core=IngestDeps(topics, settings.partitions, publisher, limits.admit_events, stored, pool),
     )
     try:

@@ -56,6 +56,7 @@ class Settings:
     http_request_timeout_seconds: float = 60.0
     http_access_log: bool = False
     max_receiving_bytes: int = 256 * 1024 * 1024
+    max_receiving_bytes_per_key: int = 64 * 1024 * 1024
     kafka_security_protocol: str = ""
     kafka_sasl_mechanism: str = ""
     kafka_sasl_username: str = ""
