@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.keys import matches, parse_key
@@ -98,8 +98,10 @@ class KeyVerifier:
         return principal, stored.expires_at
 
 
-def presented_key(request: web.Request) -> str | None:
-    """The key from `X-API-Key`, or `Authorization: Bearer …` / `Api-Token …`."""
+def presented_key(request: web.Request, basic: bool = False) -> str | None:
+    """The key from `X-API-Key`, or `Authorization: Bearer …` / `Api-Token …`; with `basic`,
+    also the password of `Authorization: Basic …` (Confluent clients' `basic.auth.user.info
+    = anything:KEY`; the user name is ignored)."""
     key = request.headers.get("X-API-Key")
     if key:
         return key.strip()
@@ -107,6 +109,11 @@ def presented_key(request: web.Request) -> str | None:
     scheme, _, value = auth.partition(" ")
     if scheme.lower() in ("bearer", "api-token") and value:
         return value.strip()
+    if basic and scheme.lower() == "basic" and value:
+        try:
+            return BasicAuth.decode(auth).password.strip() or None
+        except ValueError:
+            return None
     return None
 
 
@@ -126,7 +133,7 @@ class Gate:
 GATE = web.AppKey("gate", Gate)
 
 
-async def authorize(request: web.Request, scope: str) -> Principal:
+async def authorize(request: web.Request, scope: str, basic: bool = False) -> Principal:
     """The caller of `request`, who must hold `scope`.
 
     Counts the request against the key's rate limit. Raises `Unauthenticated`
@@ -134,7 +141,7 @@ async def authorize(request: web.Request, scope: str) -> Principal:
     counted by the ingest entry, against the key named in the request's context.
     """
     gate = request.config_dict[GATE]
-    principal = await gate.keys.verify(presented_key(request))
+    principal = await gate.keys.verify(presented_key(request, basic))
     await gate.limits.admit_request(principal.prefix)
     require_scope(principal, scope)
     return principal

@@ -136,3 +136,12 @@ def _read_body(payload: bytes, name: str, writer: Any, reader: Any) -> dict[str,
     if not isinstance(record, dict):
         raise CodecError(f"{name} did not decode to a record")
     return record
+
+
+def schema_text(schema_id: int) -> str:
+    """The Avro schema (JSON text) that Sluice writes, or once wrote, with `schema_id`."""
+    if schema_id in SUPERSEDED:
+        filename = SUPERSEDED[schema_id][1]
+    else:
+        filename = _FILES[_NAMES_BY_ID[schema_id]]
+    return resources.files("schemas").joinpath("avro", filename).read_text("utf-8")
