@@ -51,10 +51,11 @@ def rest(stack: ProcessStack, key: str, method: str, path: str, body: Any = None
 CT = "application/vnd.schemaregistry.v1+json"
 
 
-def avro(*fields: tuple[str, Any], name: str = "Reading") -> Schema:
-    body = {"type": "record", "name": name,
-            "fields": [{"name": n, "type": t, **({"default": d} if d is not ... else {})}
-                       for n, t, d in ((*fl, ...) if len(fl) == 2 else fl for fl in fields)]}  # fmt: skip
+def avro(*fields: tuple[Any, ...], name: str = "Reading") -> Schema:
+    """A record schema of (name, type) or (name, type, default) fields."""
+    listed = [{"name": fl[0], "type": fl[1], **({"default": fl[2]} if len(fl) > 2 else {})}
+              for fl in fields]  # fmt: skip
+    body = {"type": "record", "name": name, "fields": listed}
     return Schema(json.dumps(body), "AVRO")
 
 
