@@ -1,8 +1,9 @@
 """The Avro codec: Confluent wire format over Sluice's local schema files.
 
 A message is the magic byte 0, a 4-byte big-endian schema id, then the Avro
-binary body. Schema ids come from `SCHEMA_IDS` below (the local schema files
-are the registry), so a Confluent-aware consumer can tell the schemas apart.
+binary body. Schema ids come from `SCHEMA_IDS` below; every API process registers
+these schemas with exactly these ids in Sluice's Schema Registry (`/schema-registry`,
+`schemas/subjects.py`), so a Confluent consumer resolves every message's id there.
 """
 
 from __future__ import annotations
