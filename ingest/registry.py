@@ -8,6 +8,7 @@ subjects are read-only to tenants (40301).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +189,21 @@ async def _mode(conn: AsyncConnection[Any], tenant: str, subject: str) -> str:
     )
 
 
+async def _check(mode: str, schema: ParsedSchema, found: list[db.StoredVersion]) -> list[str]:
+    """`incompatibilities` against the versions `mode` reads (the latest, or every one for a
+    `_TRANSITIVE` mode), parsed and checked in a worker thread: a schema near the size cap
+    takes up to a few hundred ms of CPU, which must not stall the event loop."""
+    if mode == "NONE" or not found:
+        return []
+    checked = found if mode.endswith("_TRANSITIVE") else found[-1:]
+
+    def run() -> list[str]:
+        previous = [parse(v.schema_type, v.schema) for v in checked]
+        return incompatibilities(mode, schema, previous)
+
+    return await asyncio.to_thread(run)
+
+
 def _writable(owner: str | None, subject: str) -> None:
     if owner == db.SYSTEM:
         raise RegistryError(403, 40301, f"Subject '{subject}' is Sluice's own and read-only.")
@@ -209,8 +225,7 @@ async def register(
         for stored in found:
             if stored.id == schema_id:
                 return Registered(stored.id, stored.version)
-        previous = [parse(v.schema_type, v.schema) for v in found]
-        reasons = incompatibilities(await _mode(conn, tenant, subject), schema, previous)
+        reasons = await _check(await _mode(conn, tenant, subject), schema, found)
         if reasons:
             raise RegistryError(
                 409, 409, "Schema being registered is incompatible with an earlier schema "
@@ -232,10 +247,8 @@ async def compatibility(
         owner, found = await _live_versions(conn, tenant, subject)
         mode = await _mode(conn, owner, subject)
     if version is None:
-        return incompatibilities(mode, schema, [parse(v.schema_type, v.schema) for v in found])
-    against = _pick(found, version)
-    base = mode.removesuffix("_TRANSITIVE")
-    return incompatibilities(base, schema, [parse(against.schema_type, against.schema)])
+        return await _check(mode, schema, found)
+    return await _check(mode.removesuffix("_TRANSITIVE"), schema, [_pick(found, version)])
 
 
 async def delete(
@@ -259,9 +272,7 @@ async def delete(
             if not done:
                 raise subject_not_found(subject)
             return done
-        target = _pick(every, version) if version is not None else None
-        if target is None:
-            raise version_not_found(version)
+        target = _pick(every, version)
         if permanent:
             if not target.deleted:
                 raise RegistryError(

@@ -97,14 +97,20 @@ async def schema_by_fingerprint(
 async def insert_schema(
     conn: AsyncConnection[Any], tenant: str, schema_type: str, text: str, fingerprint: bytes
 ) -> int:
+    """The id of the tenant's schema: a new one, or the one a concurrent registration of the
+    same schema (under another subject) committed first."""
     cur = await conn.execute(
         "INSERT INTO registry_schemas (id, tenant, schema_type, schema, fingerprint)"
-        " VALUES (nextval('registry_schema_ids'), %s, %s, %s, %s) RETURNING id",
+        " VALUES (nextval('registry_schema_ids'), %s, %s, %s, %s)"
+        " ON CONFLICT (tenant, schema_type, fingerprint) DO NOTHING RETURNING id",
         (tenant, schema_type, text, fingerprint),
     )
     row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
+    if row is not None:
+        return int(row[0])
+    found = await schema_by_fingerprint(conn, tenant, schema_type, fingerprint)
+    assert found is not None
+    return found
 
 
 async def uses_of_schema(

@@ -343,3 +343,28 @@ def test_json_schema_type(stack: ProcessStack, new_key: Callable[..., str]) -> N
                    {"schema": json.dumps(stricter), "schemaType": "JSON"})  # fmt: skip
     assert refused.status == 409 and "became required" in refused.json()["message"]
     assert sr.get_latest_version("native.usage").schema_id == schema_id
+
+
+def test_concurrent_registrations_agree(stack: ProcessStack, new_key: Callable[..., str]) -> None:
+    """One schema under many subjects at once gets one id; many schemas into one subject at
+    once get one version each; nobody sees a 5xx."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = new_key(f"sr-{uuid.uuid4().hex[:8]}", WRITE)
+    same = {"schema": json.dumps({"type": "record", "name": "Same", "fields": []})}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(
+            lambda i: rest(stack, key, "POST", f"/subjects/same-{i}/versions", same), range(8)
+        ))  # fmt: skip
+        assert [a.status for a in answers] == [200] * 8, [a.body for a in answers]
+        assert len({a.json()["id"] for a in answers}) == 1
+
+        def version(i: int) -> Answer:
+            fields = [{"name": f"f{j}", "type": "int", "default": 0} for j in range(i)]
+            body = {"schema": json.dumps({"type": "record", "name": "Grows", "fields": fields})}
+            return rest(stack, key, "POST", "/subjects/grows/versions", body)
+
+        grown = list(pool.map(version, range(8)))
+    assert [a.status for a in grown] == [200] * 8, [a.body for a in grown]
+    assert sorted(a.json()["version"] for a in grown) == list(range(1, 9))
+    assert len({a.json()["id"] for a in grown}) == 8
