@@ -11,11 +11,12 @@ identifies it.
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.keys import matches, parse_key
@@ -111,9 +112,10 @@ def presented_key(request: web.Request, basic: bool = False) -> str | None:
         return value.strip()
     if basic and scheme.lower() == "basic" and value:
         try:
-            return BasicAuth.decode(auth).password.strip() or None
-        except ValueError:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
             return None
+        return decoded.partition(":")[2].strip() or None
     return None
 
 

@@ -368,3 +368,30 @@ def test_concurrent_registrations_agree(stack: ProcessStack, new_key: Callable[.
     assert [a.status for a in grown] == [200] * 8, [a.body for a in grown]
     assert sorted(a.json()["version"] for a in grown) == list(range(1, 9))
     assert len({a.json()["id"] for a in grown}) == 8
+
+
+def test_the_database_keeps_sluice_rows_read_only(stack: ProcessStack, database_url: str) -> None:
+    """As `sluice_api` in a tenant's transaction: Sluice's rows (tenant '') are readable, and
+    no statement can change, remove or add one (migration 0008's policies)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET ROLE sluice_api")
+        with conn.transaction():
+            conn.execute("SELECT set_config('sluice.tenant', 'intruder', true)")
+            own = conn.execute("SELECT count(*) FROM registry_versions WHERE tenant = ''")
+            assert own.fetchone()[0] >= 5
+            gone = conn.execute("DELETE FROM registry_versions WHERE tenant = ''")
+            assert gone.rowcount == 0
+            changed = conn.execute("UPDATE registry_schemas SET schema = '\"int\"' WHERE id = 2")
+            assert changed.rowcount == 0
+        for tenant in ("intruder", ""):  # '' without sluice.registry_system = on
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute("SELECT set_config('sluice.tenant', %s, true)", (tenant,))
+                conn.execute(
+                    "INSERT INTO registry_config (tenant, subject, compatibility)"
+                    " VALUES ('', 'x', 'NONE')"
+                )
+        assert conn.execute("SELECT schema FROM registry_schemas WHERE id = 2").fetchone() == (
+            json.dumps(json.loads(schema_text(2)), separators=(",", ":")),
+        )
