@@ -270,7 +270,7 @@ async def delete(
         if version is None:
             done = await db.soft_delete(conn, tenant, subject, None)
             if not done:
-                raise subject_not_found(subject)
+                raise RegistryError(404, 40404, f"Subject '{subject}' was soft deleted.")
             return done
         target = _pick(every, version)
         if permanent:

@@ -207,6 +207,7 @@ def test_deletes_soft_then_permanent(stack: ProcessStack, new_key: Callable[...,
     assert rest(stack, key, "GET", "/subjects/gone/versions/1").json()["error_code"] == 40402
     assert rest(stack, key, "DELETE", "/subjects/gone?permanent=true").json()["error_code"] == 40405
     assert rest(stack, key, "DELETE", "/subjects/gone").json() == [2]
+    assert rest(stack, key, "DELETE", "/subjects/gone").json()["error_code"] == 40404
     assert rest(stack, key, "GET", "/subjects/gone/versions").json()["error_code"] == 40401
     assert "gone" in rest(stack, key, "GET", "/subjects?deleted=true").json()
     assert rest(stack, key, "DELETE", "/subjects/gone?permanent=true").json() == [1, 2]
