@@ -92,6 +92,8 @@ def test_confluent_deserializer_decodes_every_topic(
     bad = call("POST", f"{stack.base_url}/v1/events", json_body={"id": "x", "data": {}},
                headers=headers)  # fmt: skip
     assert bad.status == 400
+    gone = call("DELETE", f"{stack.base_url}/v1/events?type=usage.gone", headers=headers)
+    assert gone.status == 202, gone.body
     deserialize = AvroDeserializer(client(stack, reader_key))
     prefix = stack.settings.topic_prefix
 
@@ -118,6 +120,8 @@ def test_confluent_deserializer_decodes_every_topic(
     assert raw["tenant"] == tenant and any(b'"units"' in item["raw"] for item in raw["items"])
     canonical = decoded(f"{prefix}events", lambda r: r.get("event_id") == good_id)
     assert canonical["tenant"] == tenant and canonical["type"] == "usage.api_call"
+    deletion = decoded(f"{prefix}events", lambda r: r["tenant"] == tenant and "filter" in r)
+    assert deletion["filter"]["types"] == ["usage.gone"]
     dead = decoded(f"{prefix}events.dlq", lambda r: r["tenant"] == tenant)
     assert dead["reasons"] and b'"x"' in dead["raw"]
 
