@@ -80,7 +80,7 @@ def parse_version(raw: str) -> int | None:
     """A version path segment: a positive int, or `latest` / -1 (None)."""
     if raw in ("latest", "-1"):
         return None
-    if not raw.isdigit() or not 0 < int(raw) < 2**31:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**31:
         raise RegistryError(
             422, 42202,
             f"The specified version '{raw[:40]}' is not a valid version id. Allowed values are "

@@ -90,7 +90,7 @@ def _flag(request: web.Request, name: str) -> bool:
 
 def _schema_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit() or int(raw) >= 2**31:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**31:
         raise core.schema_not_found()
     return int(raw)
 

@@ -299,6 +299,8 @@ def test_scopes(stack: ProcessStack, new_key: Callable[..., str]) -> None:
         ("GET", "/subjects/bad-input-base/versions/abc", None, 422, 42202),
         ("GET", "/schemas/ids/999999999", None, 404, 40403),
         ("GET", "/schemas/ids/-3", None, 404, 40403),
+        ("GET", "/schemas/ids/%C2%B9/schema", None, 404, 40403),  # "¹" is a digit to Python
+        ("GET", "/subjects/bad-input-base/versions/%C2%B3", None, 422, 42202),
         ("POST", "/subjects/bad-input-base", {"schema": '"long"'}, 404, 40403),
         (
             "POST",
