@@ -92,8 +92,14 @@ def _avro(document: Any, text: str) -> Any:
 def _json_schema(document: Any) -> Any:
     if not isinstance(document, dict | bool):
         raise InvalidSchema("a JSON Schema is an object or a boolean")
+    draft: Any = jsonschema.validators.Draft202012Validator  # when `$schema` is absent
+    if isinstance(document, dict) and "$schema" in document:
+        known = isinstance(document["$schema"], str)
+        draft = jsonschema.validators.validator_for(document, default=None) if known else None
+        if draft is None:
+            raise InvalidSchema(f"unknown JSON Schema draft {document['$schema']!r}")
     try:
-        jsonschema.validators.validator_for(document).check_schema(document)
+        draft.check_schema(document)
     except jsonschema.exceptions.SchemaError as exc:
         raise InvalidSchema(f"invalid JSON Schema: {exc.message}") from exc
     except (RecursionError, TypeError) as exc:

@@ -232,11 +232,26 @@ def test_every_mode_is_known() -> None:
         ("JSON", '{"type": 12}'),
         ("JSON", '{"minLength": -1}'),
         ("JSON", "[1, 2]"),
+        ("JSON", '{"$schema": "https://example.com/my-own-draft", "type": "object"}'),
+        ("JSON", '{"$schema": []}'),
+        ("JSON", '{"$schema": 5}'),
     ],
 )
 def test_invalid_schemas(kind: str, text: str) -> None:
     with pytest.raises(InvalidSchema):
         parse(kind, text)
+
+
+@pytest.mark.parametrize(
+    "draft",
+    ["https://json-schema.org/draft/2020-12/schema", "http://json-schema.org/draft-07/schema#",
+     "http://json-schema.org/draft-04/schema#", None],
+)  # fmt: skip
+def test_known_json_schema_drafts(draft: str | None) -> None:
+    document: dict[str, Any] = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    if draft is not None:
+        document["$schema"] = draft
+    assert parse("JSON", json.dumps(document)).document == document
 
 
 def test_unknown_type_and_equal_fingerprints() -> None:
