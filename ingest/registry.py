@@ -199,7 +199,10 @@ async def _check(mode: str, schema: ParsedSchema, found: list[db.StoredVersion])
 
     def run() -> list[str]:
         previous = [parse(v.schema_type, v.schema) for v in checked]
-        return incompatibilities(mode, schema, previous)
+        try:
+            return incompatibilities(mode, schema, previous)
+        except RecursionError:  # parse bounds nesting first; this is the second wall
+            return ["the schemas are nested too deeply to compare"]
 
     return await asyncio.to_thread(run)
 
