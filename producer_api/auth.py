@@ -11,6 +11,7 @@ identifies it.
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,8 +105,10 @@ def key_prefix_presented(request: web.Request) -> str:
     return (presented_key(request) or "").partition(".")[0][:PREFIX_LENGTH]
 
 
-def presented_key(request: web.Request) -> str | None:
-    """The key from `X-API-Key`, or `Authorization: Bearer …` / `Api-Token …`."""
+def presented_key(request: web.Request, basic: bool = False) -> str | None:
+    """The key from `X-API-Key`, or `Authorization: Bearer …` / `Api-Token …`; with `basic`,
+    also the password of `Authorization: Basic …` (Confluent clients' `basic.auth.user.info
+    = anything:KEY`; the user name is ignored)."""
     key = request.headers.get("X-API-Key")
     if key:
         return key.strip()
@@ -113,6 +116,12 @@ def presented_key(request: web.Request) -> str | None:
     scheme, _, value = auth.partition(" ")
     if scheme.lower() in ("bearer", "api-token") and value:
         return value.strip()
+    if basic and scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2].strip() or None
     return None
 
 
@@ -132,7 +141,7 @@ class Gate:
 GATE = web.AppKey("gate", Gate)
 
 
-async def authorize(request: web.Request, scope: str) -> Principal:
+async def authorize(request: web.Request, scope: str, basic: bool = False) -> Principal:
     """The caller of `request`, who must hold `scope`.
 
     Counts the request against the key's rate limit. Raises `Unauthenticated`
@@ -140,7 +149,7 @@ async def authorize(request: web.Request, scope: str) -> Principal:
     counted by the ingest entry, against the key named in the request's context.
     """
     gate = request.config_dict[GATE]
-    principal = await gate.keys.verify(presented_key(request))
+    principal = await gate.keys.verify(presented_key(request, basic))
     await gate.limits.admit_request(principal.prefix)
     require_scope(principal, scope)
     return principal
