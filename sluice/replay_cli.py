@@ -39,6 +39,7 @@ from runtime.settings import Settings, load_settings
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
 from sluice.devstate import environ_with_dev_stack
+from sluice.listing import Column, emit, json_option
 from sluice.unreachable import require_kafka
 from store import dead_letters as store
 from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
@@ -162,8 +163,9 @@ def replay(ctx: click.Context, /, from_kafka: bool, since: str | None, **options
 @filter_options
 @click.option("--status", type=click.Choice(STATUSES), default=None)
 @click.option("--limit", type=int, default=100, show_default=True)
-def list_(tenant: str, status: str | None, limit: int, **filters: Any) -> None:
-    """List dead letters, oldest first: id, received, stage, status, reasons, size."""
+@json_option
+def list_(tenant: str, status: str | None, limit: int, as_json: bool, **filters: Any) -> None:
+    """List dead letters, oldest first: id, received, stage, status, attempt, reasons, size."""
     flt = _filter(status=status, **filters)
 
     async def work(deps: ReplayDeps) -> list[StoredDeadLetter]:
@@ -171,10 +173,31 @@ def list_(tenant: str, status: str | None, limit: int, **filters: Any) -> None:
             rows, _cursor = await store.find_dead_letters(conn, tenant, flt, limit=limit)
         return rows
 
-    for dead in _run(work):
-        codes = ",".join(sorted({r.get("code", "?") for r in dead.reasons}))
-        click.echo(f"{dead.id}\t{dead.received_at.isoformat()}\t{dead.stage}\t{dead.status}"
-                   f"\tattempt {dead.attempt}\t{codes}\t{len(dead.raw)} bytes")  # fmt: skip
+    emit([_listed(dead) for dead in _run(work)], DEAD_LETTER_COLUMNS, as_json=as_json)
+
+
+DEAD_LETTER_COLUMNS = (
+    Column("id", "dead_letter_id"),
+    Column("received", "received_at", time=True),
+    Column("family", "family"),
+    Column("stage", "stage"),
+    Column("status", "status"),
+    Column("attempt", "attempt"),
+    Column("reasons", "reasons"),
+    Column("event", "event_id"),
+    Column("bytes", "bytes"),
+)
+
+
+def _listed(dead: StoredDeadLetter) -> dict[str, Any]:
+    """A dead letter as a listing row: its reason codes, not the full reasons or bytes."""
+    return {
+        "dead_letter_id": dead.id, "received_at": dead.received_at, "family": dead.family,
+        "stage": dead.stage, "status": dead.status, "attempt": dead.attempt,
+        "reasons": sorted({r.get("code", "?") for r in dead.reasons}),
+        "event_id": dead.event_id, "bytes": len(dead.raw),
+        "replay_of": str(dead.replay_of) if dead.replay_of else None,
+    }  # fmt: skip
 
 
 @replay.command("show")

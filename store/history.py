@@ -142,8 +142,12 @@ def build_steps(recorded: Recorded, *, detail: bool) -> list[dict[str, Any]]:
             add(newer["stored_at"], "replaced", v["version"], version=v["version"],
                 by_version=newer["version"], by_request_id=newer["request_id"])  # fmt: skip
     replayed_here = {v["replay_of"] for v in versions if v["replay_of"] is not None}
+    # A replay's new dead letter is received before its parent is marked replayed (the mark
+    # waits for Kafka): the replay happened when its child was received.
+    children = {d["replay_of"]: d["received_at"] for d in recorded.letters if d["replay_of"]}
     for d in recorded.letters:
-        _letter_steps(d, add, detail=detail, replay_recorded=d["dead_letter_id"] in replayed_here)
+        _letter_steps(d, add, detail=detail, replay_recorded=d["dead_letter_id"] in replayed_here,
+                      child_received=children.get(d["dead_letter_id"]))  # fmt: skip
     if deletion is not None:
         add(deletion["deleted_at"], "deleted", deletion["version"], version=deletion["version"],
             deletion_id=deletion["deletion_id"],
@@ -152,7 +156,14 @@ def build_steps(recorded: Recorded, *, detail: bool) -> list[dict[str, Any]]:
     return [s[3] for s in steps]
 
 
-def _letter_steps(d: dict[str, Any], add: Any, *, detail: bool, replay_recorded: bool) -> None:
+def _letter_steps(
+    d: dict[str, Any],
+    add: Any,
+    *,
+    detail: bool,
+    replay_recorded: bool,
+    child_received: datetime | None,
+) -> None:
     """A dead letter's steps: accepted first when the stream rejected it, rejected, and its
     resolution (a replay the sink stored a version of is told by that version)."""
     order = d["source_offset"] << 20 if d["source_offset"] is not None else -1
@@ -173,7 +184,8 @@ def _letter_steps(d: dict[str, Any], add: Any, *, detail: bool, replay_recorded:
         outcome = d["outcome"] or {}
         extra = {"job_id": outcome.get("job_id"), "outcome": outcome.get("outcome"),
                  "new_dead_letter_ids": outcome.get("new_dead_letter_ids", [])}  # fmt: skip
-        add(resolved, "replayed", order, **ids, **(extra if detail else {}))
+        at = min(resolved, child_received) if child_received is not None else resolved
+        add(at, "replayed", order, **ids, **(extra if detail else {}))
 
 
 def _iso(moment: datetime | None) -> str | None:
