@@ -14,6 +14,7 @@ before its offsets were committed) writes its rows again; readers collapse them
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,8 +48,19 @@ def record_history(conn: psycopg.Connection[Any], versions: Sequence[EventRow]) 
         write = copy.write_row
         for r in rows:
             write((r.tenant, r.family, r.event_id, r.version, r.partition, r.request_id,
-                   r.replay_of, r.received_at))  # fmt: skip
+                   _dead_letter_id(r.replay_of), r.received_at))  # fmt: skip
     return len(rows)
+
+
+def _dead_letter_id(text: str | None) -> uuid.UUID | None:
+    """The replayed dead letter's id; a header that is no UUID (a producer other than
+    Sluice's stream wrote it) is dropped rather than failing the batch."""
+    if text is None:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def prune_history(conn: psycopg.Connection[Any], older_than_seconds: float, limit: int) -> int:
