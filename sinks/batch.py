@@ -28,7 +28,7 @@ from confluent_kafka import Message, TopicPartition
 from schemas.codec import CodecError, decode
 from schemas.history import REQUEST_HEADER
 from schemas.topics import TopicNames
-from sinks.history import record_history
+from sinks.history import record_envelopes
 from sinks.records import event_record, message_header
 from sinks.republish import WriteBack, write_back
 from sinks.rows import EventRow, FilterRow, TombstoneRow
@@ -159,7 +159,8 @@ def write_batch(
     (tombstones of what the filters removed, repairs of the sink's own records), which
     `send_back` has Kafka acknowledge *before* the commit, so a crash replays them rather
     than losing them. On any error nothing is committed: the caller retries the batch,
-    and commits its offsets only after this returns.
+    and commits its offsets only after this returns. The envelopes the versions came from
+    are recorded in the same transaction, one row each (`sinks.history`).
 
     `originals` and `first_writes` are `write_events`'s.
     """
@@ -171,6 +172,6 @@ def write_batch(
             ))  # fmt: skip
             write_dead_letters(conn, seg.dead_letters)
             result.add(apply_filters(conn, seg.filters))
-        record_history(conn, batch.upserts())
+        record_envelopes(conn, batch.upserts())
         send_back(write_back(conn, batch.upserts(), batch.tombstones(), batch.filters(), result))
     return result

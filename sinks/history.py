@@ -1,15 +1,15 @@
-"""The sink's half of "where is my event?": one `event_history` row per version it stores.
+"""The sink's half of "where is my event?": which request brought each stored version.
 
-`events` keeps only the current version of an identity; the history keeps, per version
-the sink received, what the current row forgets once it is replaced: which request (or
-replay of which dead letter) brought it, where it sat in `ingest.raw` (the version is
-that position, `schemas.versions`), when it was received and when it was stored. The
-rows are COPYed in the sink's own transaction (`sinks.batch.write_batch`), once per
-batch, never per event at the door, so a version and its history commit together.
+`events` holds each identity's current version; when a version leaves it (replaced or
+deleted) a trigger keeps it in `event_history` (migration 0011). What neither knows is the
+request: it travels in a header of each version (`schemas.history`), and the sink records
+it once per envelope, not per event: one `ingest_envelopes` row per (request, partition)
+envelope of a batch, with the ids it carried, COPYed in the sink's own transaction
+(`sinks.batch.write_batch`), so versions and their envelopes commit together.
 
 No unique key: COPY cannot skip duplicates, and a redelivered batch (a sink restarted
-before its offsets were committed) writes its rows again; readers collapse them
-(`store.history`), which is cheaper than checking every row here.
+before its offsets were committed) writes its envelope rows again, or one envelope split
+across two batches writes two; readers merge them (`store.history`).
 """
 
 from __future__ import annotations
@@ -19,37 +19,65 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from schemas.versions import INDEX_BITS
 from sinks.rows import EventRow
 
 _COPY = """
-COPY event_history (tenant, family, event_id, version, kafka_partition, request_id,
-                    replay_of, received_at)
+COPY ingest_envelopes (tenant, family, kafka_partition, envelope_offset, request_id,
+                       replay_of, received_at, event_ids)
 FROM STDIN (FORMAT BINARY)
 """
-_TYPES = ("text", "text", "text", "int8", "int4", "text", "uuid", "timestamptz")
+_TYPES = ("text", "text", "int4", "int8", "text", "uuid", "timestamptz", "text[]")
 
 _PRUNE = """
-DELETE FROM event_history
+DELETE FROM {table}
 WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM event_history WHERE stored_at < now() - make_interval(secs => %s)
-    LIMIT %s))
+    SELECT ctid FROM {table} WHERE {column} < now() - make_interval(secs => %s) LIMIT %s))
 """
+_PRUNED = (("ingest_envelopes", "stored_at"), ("event_history", "left_at"))
+
+Envelope = tuple[str, str, int, int, str | None, str | None, Any]
+"""(tenant, family, partition, offset, request id, replayed dead letter, received at)."""
 
 
-def record_history(conn: psycopg.Connection[Any], versions: Sequence[EventRow]) -> int:
-    """COPY a history row for each version of a batch (not the sink's own write-backs,
-    whose original is recorded already); return how many were written."""
-    rows = [v for v in versions if not v.from_sink]
-    if not rows:
+def envelopes_of(versions: Sequence[EventRow]) -> dict[Envelope, list[str]]:
+    """The envelopes `versions` came from, each with the ids it carried, in batch order.
+    The sink's own write-backs are left out: their envelope is recorded already."""
+    found: dict[Envelope, list[str]] = {}
+    for v in versions:
+        if v.from_sink or v.partition is None:
+            continue
+        key = (v.tenant, v.family, v.partition, v.version >> INDEX_BITS, v.request_id,
+               v.replay_of, v.received_at)  # fmt: skip
+        ids = found.get(key)
+        if ids is None:
+            found[key] = [v.event_id]
+        else:
+            ids.append(v.event_id)
+    return found
+
+
+def record_envelopes(conn: psycopg.Connection[Any], versions: Sequence[EventRow]) -> int:
+    """COPY one `ingest_envelopes` row per envelope of a batch's versions; return how many."""
+    envelopes = envelopes_of(versions)
+    if not envelopes:
         return 0
     with conn.cursor() as cur, cur.copy(_COPY) as copy:
         copy.set_types(list(_TYPES))
-        write = copy.write_row
-        for r in rows:
-            write((r.tenant, r.family, r.event_id, r.version, r.partition, r.request_id,
-                   _dead_letter_id(r.replay_of), r.received_at))  # fmt: skip
-    return len(rows)
+        for (
+            tenant,
+            family,
+            partition,
+            offset,
+            request,
+            replay_of,
+            received,
+        ), ids in envelopes.items():
+            copy.write_row((tenant, family, partition, offset, request,
+                            _dead_letter_id(replay_of), received, ids))  # fmt: skip
+    return len(envelopes)
 
 
 def _dead_letter_id(text: str | None) -> uuid.UUID | None:
@@ -64,5 +92,9 @@ def _dead_letter_id(text: str | None) -> uuid.UUID | None:
 
 
 def prune_history(conn: psycopg.Connection[Any], older_than_seconds: float, limit: int) -> int:
-    """Delete up to `limit` history rows stored more than `older_than_seconds` ago."""
-    return conn.execute(_PRUNE, (older_than_seconds, limit)).rowcount
+    """Delete up to `limit` rows of each history table older than `older_than_seconds`."""
+    gone = 0
+    for table, column in _PRUNED:
+        query = sql.SQL(_PRUNE).format(table=sql.Identifier(table), column=sql.Identifier(column))
+        gone += conn.execute(query, (older_than_seconds, limit)).rowcount
+    return gone

@@ -4,9 +4,11 @@ Read as the caller's tenant (`tenant_connection`), the API's routes and the CLI'
 `sluice events history` / `sluice requests show` call these same functions. A history is
 derived from what the pipeline records anyway, plus one row per stored version:
 
-* `event_history` (migration 0011, written by the sink in its batch transaction): per
-  version, the request that brought it, its partition, when it was received and stored;
-  its position in `ingest.raw` is its version (`schemas.versions.position_of`);
+* `events` and `event_history` (migration 0011): each version, the current one and those
+  that left `events` (kept by a trigger when replaced or deleted): version (its position in
+  `ingest.raw`, `schemas.versions.position_of`), partition, received and stored times;
+* `ingest_envelopes` (migration 0011, written by the sink once per envelope): the request
+  (or replay of a dead letter) at each position, and the ids each request carried;
 * `dead_letters`: each rejection, at the door or in the stream (the stream's carry their
   `ingest.raw` position: the door had accepted them), its request, reasons, and its
   resolution (`replayed` with the job that did it, or `discarded`);
@@ -37,42 +39,54 @@ from schemas.versions import position_of
 Identity = tuple[str, str]
 """(family, event id) within the caller's tenant."""
 
-_IDENTITIES = "unnest(%s::text[], %s::text[]) AS i(family, event_id)"
+_IDENTITIES = "unnest(%(families)s::text[], %(ids)s::text[]) AS i(family, event_id)"
 
 _VERSIONS = f"""
-SELECT DISTINCT ON (h.family, h.event_id, h.version)
-       h.family, h.event_id, h.version, h.kafka_partition, h.request_id, h.replay_of::text,
-       h.received_at, h.stored_at
-FROM event_history h JOIN {_IDENTITIES} USING (family, event_id)
-WHERE h.tenant = %s
-ORDER BY h.family, h.event_id, h.version, h.stored_at
+WITH v AS (
+    SELECT h.family, h.event_id, h.version, h.kafka_partition, h.received_at, h.stored_at,
+           false AS current
+    FROM event_history h JOIN {_IDENTITIES} USING (family, event_id)
+    WHERE h.tenant = %(tenant)s
+    UNION
+    SELECT e.family, e.event_id, e.version, e.kafka_partition, e.received_at, e.stored_at,
+           true AS current
+    FROM events e JOIN {_IDENTITIES} USING (family, event_id)
+    WHERE e.tenant = %(tenant)s
+)
+SELECT DISTINCT ON (v.family, v.event_id, v.version)
+       v.family, v.event_id, v.version, v.kafka_partition, v.received_at, v.stored_at,
+       v.current, g.request_id, g.replay_of::text AS replay_of
+FROM v LEFT JOIN LATERAL (
+    SELECT g.request_id, g.replay_of FROM ingest_envelopes g
+    WHERE g.tenant = %(tenant)s AND g.kafka_partition = v.kafka_partition
+      AND g.envelope_offset = v.version >> 20
+    LIMIT 1
+) g ON true
+ORDER BY v.family, v.event_id, v.version, v.stored_at
 """
-"""Each version once: a redelivered batch writes its history rows again (sinks/history.py)."""
+"""Each version once, the current one from `events`, the ones that left it from
+`event_history`; its request from the envelope at its position (`version >> 20` is the
+offset, `schemas.versions`)."""
 
 _LETTERS = f"""
 SELECT d.family, d.event_id, d.dead_letter_id::text, d.stage, d.reasons, d.received_at,
        d.request_id, d.source_partition, d.source_offset, d.attempt, d.replay_of::text,
        d.status, d.resolved_at, d.outcome, d.stored_at
 FROM dead_letters d JOIN {_IDENTITIES} USING (family, event_id)
-WHERE d.tenant = %s
+WHERE d.tenant = %(tenant)s
 ORDER BY d.received_at, d.dead_letter_id
 """
 
 _DELETIONS = f"""
 SELECT x.family, x.event_id, x.version, x.deleted_at, x.requested_at, x.deletion_id
 FROM event_deletions x JOIN {_IDENTITIES} USING (family, event_id)
-WHERE x.tenant = %s
-"""
-
-_CURRENT = f"""
-SELECT e.family, e.event_id, e.version
-FROM events e JOIN {_IDENTITIES} USING (family, event_id)
-WHERE e.tenant = %s
+WHERE x.tenant = %(tenant)s
 """
 
 _REQUEST_IDENTITIES = """
 SELECT family, event_id FROM (
-    SELECT family, event_id FROM event_history WHERE tenant = %(tenant)s AND request_id = %(rid)s
+    SELECT family, unnest(event_ids) AS event_id FROM ingest_envelopes
+    WHERE tenant = %(tenant)s AND request_id = %(rid)s
     UNION
     SELECT family, event_id FROM dead_letters
     WHERE tenant = %(tenant)s AND request_id = %(rid)s AND event_id IS NOT NULL
@@ -195,28 +209,28 @@ def _iso(moment: datetime | None) -> str | None:
 async def recorded_for(
     conn: AsyncConnection[Any], tenant: str, identities: Sequence[Identity]
 ) -> dict[Identity, Recorded]:
-    """What the tables hold about each of `identities` of `tenant` (four queries in all)."""
-    families = [f for f, _ in identities]
-    ids = [i for _, i in identities]
-    params = (families, ids, tenant)
+    """What the tables hold about each of `identities` of `tenant` (three queries in all)."""
+    params = {"families": [f for f, _ in identities], "ids": [i for _, i in identities],
+              "tenant": tenant}  # fmt: skip
+    found: dict[str, dict[Identity, list[dict[str, Any]]]] = {}
     async with conn.cursor(row_factory=dict_row) as cur:
-        found: dict[str, dict[Identity, list[dict[str, Any]]]] = {}
         for name, query in (("versions", _VERSIONS), ("letters", _LETTERS),
-                            ("deletions", _DELETIONS), ("current", _CURRENT)):  # fmt: skip
+                            ("deletions", _DELETIONS)):  # fmt: skip
             await cur.execute(query, params)
             grouped: dict[Identity, list[dict[str, Any]]] = defaultdict(list)
             for row in await cur.fetchall():
                 grouped[(row["family"], row["event_id"])].append(row)
             found[name] = grouped
-    return {
-        key: Recorded(
-            versions=found["versions"].get(key, []),
+    recorded: dict[Identity, Recorded] = {}
+    for key in identities:
+        versions = found["versions"].get(key, [])
+        recorded[key] = Recorded(
+            versions=versions,
             letters=found["letters"].get(key, []),
             deletion=next(iter(found["deletions"].get(key, [])), None),
-            current_version=next((r["version"] for r in found["current"].get(key, [])), None),
+            current_version=next((v["version"] for v in versions if v["current"]), None),
         )
-        for key in identities
-    }
+    return recorded
 
 
 def _history(key: Identity, recorded: Recorded, detail: bool) -> dict[str, Any]:
