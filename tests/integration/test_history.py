@@ -15,13 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
-from runtime.settings import settings_env
+from runtime.settings import Settings, settings_env
+from sinks.history import prune_history
 from sluice.cli import main
+from sluice.keys_cli import create_key
 from sluice.stack import ProcessStack
-from tests.conftest import eventually
+from tests.conftest import TEST_SECRET, eventually
 from tests.httpclient import Answer, call
 
 pytestmark = pytest.mark.integration
@@ -259,3 +262,57 @@ def test_the_cli_shows_the_same_histories(story: Story) -> None:
     other = runner.invoke(main, ["events", "history", story.deleted_id, "--tenant",
                                  "history-nobody"], env=env)  # fmt: skip
     assert other.exit_code != 0 and "nothing is recorded" in other.output
+
+
+def test_cli_listings_have_headers_json_and_escaped_labels(story: Story) -> None:
+    settings = Settings(database_url=story.stack.settings.database_url, key_secret=TEST_SECRET)
+    evil = "ops\nsk_forged  acme  active\x1b[2K"
+    create_key(settings, story.tenant, ["events:read"], evil)
+    env = settings_env(story.stack.settings)
+    runner = CliRunner()
+    keys = runner.invoke(main, ["keys", "list", "--tenant", story.tenant], env=env)
+    assert keys.exit_code == 0, keys.output
+    header, *rows = keys.output.splitlines()
+    assert header.split() == ["PREFIX", "TENANT", "STATE", "SCOPES", "CREATED", "EXPIRES", "LABEL"]
+    forged = [row for row in rows if "sk_forged" in row]
+    assert len(forged) == 1 and "ops\\nsk_forged" in forged[0] and "\\x1b[2K" in forged[0]
+    assert "\x1b" not in keys.output
+    assert all(row.index(story.tenant) == header.index("TENANT") for row in rows)
+    listed = runner.invoke(main, ["keys", "list", "--tenant", story.tenant, "--json"], env=env)
+    labels = [json.loads(line)["label"] for line in listed.output.splitlines()]
+    assert evil in labels and len(labels) == len(rows)
+
+    letters = runner.invoke(main, ["replay", "list", "--tenant", story.tenant, "--json"], env=env)
+    assert letters.exit_code == 0, letters.output
+    found = {json.loads(line)["dead_letter_id"] for line in letters.output.splitlines()}
+    assert {story.healed_dead_letter, story.job_dead_letter} <= found
+    table = runner.invoke(main, ["replay", "list", "--tenant", story.tenant], env=env).output
+    assert table.splitlines()[0].split()[:3] == ["ID", "RECEIVED", "FAMILY"]
+    assert len(table.splitlines()) == len(found) + 1 and "ago)" in table
+
+
+def test_the_sink_prunes_history_past_its_retention(story: Story) -> None:
+    _settled(story, story.replaced_id, ["accepted", "stored", "accepted", "stored", "replaced"])
+    old = f"history-old-{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(story.stack.settings.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ingest_envelopes (tenant, family, kafka_partition, envelope_offset,"
+            " request_id, received_at, event_ids, stored_at)"
+            " VALUES (%s, 'native', 0, 1, 'r-old', now(), '{a}', now() - interval '30 days')",
+            (old,),
+        )
+        conn.execute(
+            "INSERT INTO event_history (tenant, family, event_id, version, received_at,"
+            " stored_at, left_at) VALUES (%s, 'native', 'a', 1, now(), now(),"
+            " now() - interval '30 days')",
+            (old,),
+        )
+        assert prune_history(conn, 7 * 86400, 1000) >= 2
+        for table in ("ingest_envelopes", "event_history"):
+            left = conn.execute(f"SELECT count(*) FROM {table} WHERE tenant = %s", (old,))
+            assert left.fetchone() == (0,)
+    kept = story.history(story.replaced_id).json()
+    assert [s["request_id"] for s in kept["steps"] if s["step"] == "accepted"] == [
+        story.first_request,
+        story.second_request,
+    ]
