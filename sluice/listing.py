@@ -97,9 +97,11 @@ def emit(
         table.add_column(column.header.upper(), no_wrap=True, overflow="ignore")
     for row in rows:
         table.add_row(*(Text(cell(row.get(c.key), time=c.time, now=moment)) for c in columns))
-    console = Console(
-        file=out, width=None if out.isatty() else WIDE, highlight=False, soft_wrap=False,
-        force_terminal=None if out.isatty() else False,
-    )  # fmt: skip
-    console.print(table)
+    terminal = out.isatty()
+    console = Console(width=None if terminal else WIDE, highlight=False, soft_wrap=False,
+                      force_terminal=None if terminal else False)  # fmt: skip
+    with console.capture() as captured:
+        console.print(table)
+    for line in captured.get().splitlines():
+        out.write(line.rstrip() + "\n")
     out.flush()

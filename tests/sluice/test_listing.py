@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
 from click.testing import CliRunner
 
+from sluice.cli import main
 from sluice.listing import Column, emit, json_option, printable
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -34,7 +36,9 @@ ROWS = [
 
 
 def test_a_listing_has_a_header_and_aligned_columns() -> None:
-    header, *lines = _listing(ROWS).splitlines()
+    output = _listing(ROWS)
+    assert all(line == line.rstrip() for line in output.splitlines())
+    header, *lines = output.splitlines()
     assert header.split() == ["PREFIX", "CREATED", "LABEL"]
     assert len(lines) == 2
     for name, values in (("CREATED", ["2026-12-03T11:57:00", "2026-12-01T12:00:00"]),
@@ -71,3 +75,20 @@ def test_control_characters_in_a_label_cannot_forge_lines_or_colours() -> None:
 def test_printable_text_is_left_alone() -> None:
     assert printable("café ok [bold] ü") == "café ok [bold] ü"
     assert printable("tab\there") == "tab\\there"
+
+
+def test_breaker_status_is_a_table_of_tripped_keys(tmp_path: Path) -> None:
+    state = {"pid": 4242, "at": (datetime.now(UTC) - timedelta(seconds=185)).timestamp(),
+             "open": {"t.ingest.raw/3 acme/native": {"reason": "invalid_ratio",
+                                                    "seconds_open": 12, "held": 7}}}  # fmt: skip
+    (tmp_path / "breaker-w1.json").write_text(json.dumps(state))
+    env = {"SLUICE_STATE_DIR": str(tmp_path)}
+    shown = CliRunner().invoke(main, ["worker", "breaker", "status"], env=env)
+    assert shown.exit_code == 0, shown.output
+    header, row = shown.output.splitlines()
+    assert header.split()[:4] == ["WORKER", "PID", "REPORTED", "KEY"]
+    assert row.index("t.ingest.raw/3 acme/native") == header.index("KEY")
+    assert "(3 minutes ago)" in row
+    lines = CliRunner().invoke(main, ["worker", "breaker", "status", "--json"], env=env).output
+    (only,) = [json.loads(line) for line in lines.splitlines()]
+    assert (only["key"], only["held"], only["passed"]) == ("t.ingest.raw/3 acme/native", 7, 0)
