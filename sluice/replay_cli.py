@@ -246,7 +246,8 @@ def replay_(dead_letter_id: str | None, tenant: str, dry_run: bool, edit: bool,
 @replay.command("discard")
 @click.argument("dead_letter_ids", nargs=-1, required=True)
 @click.option("--tenant", required=True)
-def discard(dead_letter_ids: tuple[str, ...], tenant: str) -> None:
+@json_option
+def discard(dead_letter_ids: tuple[str, ...], tenant: str, as_json: bool) -> None:
     """Discard pending dead letters: they will never be replayed."""
 
     async def work(deps: ReplayDeps) -> list[str | None]:
@@ -254,8 +255,9 @@ def discard(dead_letter_ids: tuple[str, ...], tenant: str) -> None:
             return [await store.discard(conn, tenant, i) for i in dead_letter_ids]
 
     statuses = _run(work)
-    for dead_letter_id, status in zip(dead_letter_ids, statuses, strict=True):
-        click.echo(f"{dead_letter_id}\t{status or 'not found'}")
+    rows = [{"dead_letter_id": i, "status": status or "not found"}
+            for i, status in zip(dead_letter_ids, statuses, strict=True)]  # fmt: skip
+    emit(rows, (Column("id", "dead_letter_id"), Column("status", "status")), as_json=as_json)
     if any(status != "discarded" for status in statuses):
         raise click.ClickException("some dead letters were not pending")
 
