@@ -66,7 +66,8 @@ class RequestContext:
     (None: a request of no key, e.g. a replay, which spends its tenant's)."""
 
     def origin(self) -> Origin:
-        return Origin(self.tenant, self.family, self.route, self.content_type, self.received_at)
+        return Origin(self.tenant, self.family, self.route, self.content_type, self.received_at,
+                      request_id=self.request_id)  # fmt: skip
 
     def envelope_head(self) -> bytes:
         """The encoded start of each of the request's envelopes (all but their items)."""

@@ -245,7 +245,10 @@ async def _explain_unclaimable(deps: ReplayDeps, tenant: str, dead_letter_id: st
 
 
 async def _publish_and_mark(
-    deps: ReplayDeps, tenant: str, planned: Sequence[tuple[StoredDeadLetter, IngestPlan]]
+    deps: ReplayDeps,
+    tenant: str,
+    planned: Sequence[tuple[StoredDeadLetter, IngestPlan]],
+    job_id: str | None = None,
 ) -> list[ReplayResult]:
     """Publish claimed replays; mark them replayed once Kafka acknowledged, else release.
 
@@ -270,18 +273,19 @@ async def _publish_and_mark(
         raise
     results = [summarize(d, p, dry_run=False) for d, p in go]
     outcomes = [
-        (d.dead_letter_id, _outcome_json(r)) for (d, _p), r in zip(go, results, strict=True)
+        (d.dead_letter_id, _outcome_json(r, job_id)) for (d, _p), r in zip(go, results, strict=True)
     ]
     async with tenant_connection(deps.pool, tenant) as conn:
         await store.mark_replayed(conn, tenant, deps.owner, outcomes)
     return results
 
 
-def _outcome_json(result: ReplayResult) -> dict[str, Any]:
+def _outcome_json(result: ReplayResult, job_id: str | None = None) -> dict[str, Any]:
     return {
         "outcome": result.outcome,
         "event_ids": result.event_ids,
         "new_dead_letter_ids": result.new_dead_letter_ids,
+        "job_id": job_id,
     }
 
 
@@ -351,13 +355,15 @@ async def replay_matching(
     dry_run: bool = False,
     batch_size: int = 200,
     progress: Progress | None = None,
+    job_id: str | None = None,
 ) -> ReplayCounts:
     """Replay every pending dead letter of `tenant` matching `flt`, a claimed batch at a time.
 
     Concurrent callers with the same filter take disjoint batches. Kafka not
     acknowledging a batch releases it and raises ReplayError UNAVAILABLE. Only dead
     letters received before the call count, so the new dead letters a still
-    invalid replay makes are not replayed again by the same call.
+    invalid replay makes are not replayed again by the same call. `job_id` (the replay job
+    running it, if any) is kept in each dead letter's outcome, for the event's history.
     """
     started = datetime.now(UTC)
     until = min(flt.time_to, started) if flt.time_to else started
@@ -373,14 +379,18 @@ async def replay_matching(
             )
         if not rows:
             return total
-        step = await _replay_claimed(deps, tenant, rows, given_up)
+        step = await _replay_claimed(deps, tenant, rows, given_up, job_id)
         total.add(step)
         if progress is not None:
             await progress(step)
 
 
 async def _replay_claimed(
-    deps: ReplayDeps, tenant: str, rows: Sequence[StoredDeadLetter], given_up: list[uuid.UUID]
+    deps: ReplayDeps,
+    tenant: str,
+    rows: Sequence[StoredDeadLetter],
+    given_up: list[uuid.UUID],
+    job_id: str | None = None,
 ) -> ReplayCounts:
     counts = ReplayCounts()
     planned: list[tuple[StoredDeadLetter, IngestPlan]] = []
@@ -391,7 +401,7 @@ async def _replay_claimed(
             counts.failed += 1
             given_up.append(dead.dead_letter_id)
     try:
-        results = await _publish_and_mark(deps, tenant, planned)
+        results = await _publish_and_mark(deps, tenant, planned, job_id)
     except (ProduceFailed, Overloaded) as exc:
         raise ReplayError(
             Refusal.UNAVAILABLE, "kafka_unavailable", f"Kafka did not acknowledge: {exc}"
@@ -450,7 +460,7 @@ async def run_job(
     async with tenant_connection(deps.pool, tenant) as conn:
         await store.update_job(conn, tenant, job_id, state="running")
     try:
-        await replay_matching(deps, tenant, flt, dry_run=dry_run, progress=record)
+        await replay_matching(deps, tenant, flt, dry_run=dry_run, progress=record, job_id=job_id)
     except ReplayError as exc:
         log.error("replay job %s failed: %s", job_id, exc)
         async with tenant_connection(deps.pool, tenant) as conn:

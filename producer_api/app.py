@@ -9,7 +9,16 @@ from aiohttp import web
 from aiohttp.log import access_logger
 
 from ingest.plan import COMPILED
-from producer_api import admin, dead_letters, deletions, health, metrics, native, schema_registry
+from producer_api import (
+    admin,
+    dead_letters,
+    deletions,
+    health,
+    history,
+    metrics,
+    native,
+    schema_registry,
+)
 from producer_api.errors import error_middleware, request_timeout_middleware
 from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
 from producer_api.openapi import install as install_openapi
@@ -34,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(native.routes)
     app.add_routes(deletions.routes)
     app.add_routes(admin.routes)
+    app.add_routes(history.routes)
     dead_letters.install(app)
     app.add_subapp("/dashdive", dashdive.create_subapp())
     app.add_subapp("/datahub", datahub.create_subapp())

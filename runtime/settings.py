@@ -72,6 +72,7 @@ class Settings:
     sink_writers: int = 2
     sink_prefetch_kbytes: int = 16_384
     sink_raw_read_timeout_seconds: float = 5.0
+    history_retention_seconds: float = 7 * 86400.0
     worker_metrics_port: int = 0
     sink_metrics_port: int = 0
     watchdog_stall_seconds: float = 120.0

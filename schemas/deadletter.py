@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas.codec import encode
+from schemas.history import REQUEST_HEADER
 from schemas.identity import Identity
 from schemas.outcome import Violation
 
@@ -35,6 +36,9 @@ class Origin:
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
+    request_id: str | None = None
+    """The request (or replay) that brought the bytes; carried in the `sluice.request`
+    header (`schemas.history`), not in the record."""
 
 
 @dataclass(frozen=True)
@@ -117,4 +121,6 @@ def _headers(reasons: Sequence[Violation], origin: Origin, stage: str) -> list[t
             ("__sluice.errors.partition", str(origin.source_partition).encode()),
             ("__sluice.errors.offset", str(origin.source_offset).encode()),
         ]
+    if origin.request_id is not None:
+        headers.append((REQUEST_HEADER, origin.request_id.encode()))
     return headers

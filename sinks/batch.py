@@ -26,8 +26,10 @@ import psycopg
 from confluent_kafka import Message, TopicPartition
 
 from schemas.codec import CodecError, decode
+from schemas.history import REQUEST_HEADER
 from schemas.topics import TopicNames
-from sinks.records import event_record
+from sinks.history import record_envelopes
+from sinks.records import event_record, message_header
 from sinks.republish import WriteBack, write_back
 from sinks.rows import EventRow, FilterRow, TombstoneRow
 from sinks.unstorable import EnvelopeReader
@@ -84,7 +86,10 @@ class SinkBatch:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         try:
             if topic == topics.dlq:
-                self.add(decode(msg.value() or b"", "DeadLetter")[1])
+                letter = decode(msg.value() or b"", "DeadLetter")[1]
+                request = message_header(msg, REQUEST_HEADER)
+                letter["request_id"] = request.decode("utf-8", "replace") if request else None
+                self.add(letter)
             else:
                 row = event_record(msg)
                 if row is not None:
@@ -154,7 +159,8 @@ def write_batch(
     (tombstones of what the filters removed, repairs of the sink's own records), which
     `send_back` has Kafka acknowledge *before* the commit, so a crash replays them rather
     than losing them. On any error nothing is committed: the caller retries the batch,
-    and commits its offsets only after this returns.
+    and commits its offsets only after this returns. The envelopes the versions came from
+    are recorded in the same transaction, one row each (`sinks.history`).
 
     `originals` and `first_writes` are `write_events`'s.
     """
@@ -166,5 +172,6 @@ def write_batch(
             ))  # fmt: skip
             write_dead_letters(conn, seg.dead_letters)
             result.add(apply_filters(conn, seg.filters))
+        record_envelopes(conn, batch.upserts())
         send_back(write_back(conn, batch.upserts(), batch.tombstones(), batch.filters(), result))
     return result

@@ -22,6 +22,7 @@ from schemas.deletes import (
     VERSION_HEADER,
     is_filter_key,
 )
+from schemas.history import REPLAY_OF_HEADER, REQUEST_HEADER
 from schemas.identity import Identity
 from sinks.rows import EventRow, FilterRow, TombstoneRow
 
@@ -37,6 +38,27 @@ def message_header(msg: Message, name: str) -> bytes | None:
     return None
 
 
+def version_headers(msg: Message) -> tuple[bool, str | None, str | None]:
+    """Of a version's headers, in one pass: whether the sink wrote it, its request, and the
+    dead letter it replays."""
+    raw: Any = msg.headers() or []
+    own, request_id, replay_of = False, None, None
+    for key, value in raw.items() if isinstance(raw, dict) else raw:
+        if key == REQUEST_HEADER:
+            request_id = _text(value)
+        elif key == REPLAY_OF_HEADER:
+            replay_of = _text(value)
+        elif key == ORIGIN_HEADER:
+            own = _text(value) == "sink"
+    return own, request_id, replay_of
+
+
+def _text(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
 def event_record(msg: Message) -> EventRow | TombstoneRow | FilterRow | None:
     """The row a message of `events` stands for (None: nothing to apply).
 
@@ -49,12 +71,14 @@ def event_record(msg: Message) -> EventRow | TombstoneRow | FilterRow | None:
         return None if is_filter_key(key) else tombstone_row(key or b"", msg)
     underlying = decode_underlying(value, "CanonicalEvent")  # the common case, fast
     if underlying is not None:
-        own = message_header(msg, ORIGIN_HEADER) == SINK_ORIGIN
-        return EventRow.from_underlying(underlying, partition, from_sink=own)
+        own, request_id, replay_of = version_headers(msg)
+        return EventRow.from_underlying(underlying, partition, from_sink=own,
+                                        request_id=request_id, replay_of=replay_of)  # fmt: skip
     name, record = decode(value)
     if name == "CanonicalEvent":
-        own = message_header(msg, ORIGIN_HEADER) == SINK_ORIGIN
-        return EventRow.from_record(record, partition, from_sink=own)
+        own, request_id, replay_of = version_headers(msg)
+        return EventRow.from_record(record, partition, from_sink=own,
+                                    request_id=request_id, replay_of=replay_of)  # fmt: skip
     if name == "FilterDeletion":
         return FilterRow.from_record(record, partition)
     raise ValueError(f"unexpected {name} on the events topic")

@@ -19,7 +19,8 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
     frozen dataclass costs ~1.3 µs more to build.
 
     `from_sink` marks a version the sink itself re-published to `events` (see
-    `sinks.republish`); it is stored like any other.
+    `sinks.republish`); it is stored like any other. `request_id` and `replay_of` come
+    from the message's headers (`schemas.history`) and go to `event_history` only.
     """
 
     tenant: str
@@ -34,19 +35,34 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
     version: int
     partition: int | None = None
     from_sink: bool = False
+    request_id: str | None = None
+    replay_of: str | None = None
 
     @classmethod
     def from_record(
-        cls, r: dict[str, Any], partition: int | None = None, *, from_sink: bool = False
+        cls,
+        r: dict[str, Any],
+        partition: int | None = None,
+        *,
+        from_sink: bool = False,
+        request_id: str | None = None,
+        replay_of: str | None = None,
     ) -> EventRow:
         return cls(
             r["tenant"], r["family"], r["event_id"], r["type"], r["source"], r["subject"],
             r["time"], r["data_json"], r["received_at"], r["version"], partition, from_sink,
+            request_id, replay_of,
         )  # fmt: skip
 
     @classmethod
     def from_underlying(
-        cls, r: dict[str, Any], partition: int | None = None, *, from_sink: bool = False
+        cls,
+        r: dict[str, Any],
+        partition: int | None = None,
+        *,
+        from_sink: bool = False,
+        request_id: str | None = None,
+        replay_of: str | None = None,
     ) -> EventRow:
         """`from_record` for a record read without logical types (`decode_underlying`): its
         times are int microseconds since the epoch. Multiplying a timedelta is exact and
@@ -55,6 +71,7 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
             r["tenant"], r["family"], r["event_id"], r["type"], r["source"], r["subject"],
             _EPOCH + _MICROSECOND * r["time"], r["data_json"],
             _EPOCH + _MICROSECOND * r["received_at"], r["version"], partition, from_sink,
+            request_id, replay_of,
         )  # fmt: skip
 
     @property

@@ -125,12 +125,15 @@ class FirstWrites:
 _ANY_FILTERS = "SELECT EXISTS (SELECT 1 FROM filter_deletions WHERE tenant = ANY(%s::text[]))"
 
 _RECORD_DELETIONS = """
-INSERT INTO event_deletions AS d (tenant, family, event_id, version, requested_at)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[])
+INSERT INTO event_deletions AS d (tenant, family, event_id, version, requested_at, deletion_id)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[],
+                     %s::text[])
 ON CONFLICT (tenant, family, event_id) DO UPDATE SET
-    version = EXCLUDED.version, requested_at = EXCLUDED.requested_at, deleted_at = now()
+    version = EXCLUDED.version, requested_at = EXCLUDED.requested_at, deleted_at = now(),
+    deletion_id = EXCLUDED.deletion_id
 WHERE d.version < EXCLUDED.version
 """
+"""`deletion_id` names the receipt, for the event's history (migration 0011)."""
 
 _DELETE_EVENTS = """
 DELETE FROM events e
@@ -193,8 +196,8 @@ WHERE dl.tenant = %(tenant)s AND dl.family = %(family)s
 _INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (dead_letter_id, tenant, family, route, content_type, raw, stage,
     reasons, received_at, event_id, attempt, replay_of, source_topic, source_partition,
-    source_offset)
-VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)
+    source_offset, request_id)
+VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (dead_letter_id) DO NOTHING
 """
 
@@ -381,7 +384,9 @@ def _apply_tombstones(
         return
     conn.execute(
         _RECORD_DELETIONS,
-        _columns(deletes, ("tenant", "family", "event_id", "version", "requested_at")),
+        _columns(
+            deletes, ("tenant", "family", "event_id", "version", "requested_at", "deletion_id")
+        ),
     )
     gone = conn.execute(
         _DELETE_EVENTS, _columns(deletes, ("tenant", "family", "event_id", "version"))
@@ -417,7 +422,7 @@ def _apply_filter(conn: psycopg.Connection[Any], flt: FilterRow, result: WriteRe
     letters = 0
     if removed:
         cols = _columns(removed, ("tenant", "family", "event_id", "version", "requested_at"))
-        conn.execute(_RECORD_DELETIONS, cols)
+        conn.execute(_RECORD_DELETIONS, [*cols, [flt.deletion_id] * len(removed)])
         names = ("tenant", "family", "event_id", "version", "partition", "requested_at")
         letters = len(conn.execute(_DELETE_DEAD_LETTERS, _columns(removed, names)).fetchall())
     if f.is_all:
@@ -451,7 +456,7 @@ def _dead_letter_params(r: dict[str, Any]) -> tuple[Any, ...]:
         r["content_type"], r["raw"], r["stage"], json.dumps(_printable_json(r["reasons"])),
         r["received_at"], _optional_printable(r["event_id"]), r["attempt"],
         _optional_printable(r["replay_of"]), r["source_topic"], r["source_partition"],
-        r["source_offset"],
+        r["source_offset"], _optional_printable(r.get("request_id")),
     )  # fmt: skip
 
 

@@ -9,13 +9,14 @@ volume); they never talk to Kafka.
 from __future__ import annotations
 
 import json
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from runtime.settings import load_settings
+from sluice.listing import Column, emit, json_option
 from streams.breaker import request_resume, resume_path
 
 
@@ -36,24 +37,43 @@ def breaker() -> None:
 
 
 @breaker.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the workers' states as JSON.")
+@json_option
 def status(as_json: bool) -> None:
-    """Tripped keys of every worker whose state is in SLUICE_STATE_DIR."""
+    """Tripped keys of every worker whose state is in SLUICE_STATE_DIR (a worker with none
+    tripped shows as one row without a key)."""
     states = _statuses(load_settings().state_dir)
-    if as_json:
-        click.echo(json.dumps(states, indent=1))
-        return
-    if not states:
+    if not states and not as_json:
         click.echo("no worker has reported a breaker state here (is SLUICE_STATE_DIR right?)")
         return
+    emit(status_rows(states), STATUS_COLUMNS, as_json=as_json)
+
+
+STATUS_COLUMNS = (
+    Column("worker", "worker"),
+    Column("pid", "pid"),
+    Column("reported", "reported_at", time=True),
+    Column("key", "key"),
+    Column("reason", "reason"),
+    Column("open s", "seconds_open"),
+    Column("held", "held"),
+    Column("passed", "passed"),
+)
+
+
+def status_rows(states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per tripped key of each worker (`resume` takes the key as shown)."""
+    rows: list[dict[str, Any]] = []
     for worker_id, state in states.items():
+        head = {"worker": worker_id, "pid": state.get("pid"),
+                "reported_at": datetime.fromtimestamp(float(state.get("at", 0)), UTC)}  # fmt: skip
         tripped = state.get("open", {})
-        age = time.time() - float(state.get("at", 0))
-        click.echo(f"worker {worker_id} (pid {state.get('pid')}, reported {age:.0f}s ago): "
-                   f"{len(tripped)} tripped")  # fmt: skip
+        if not tripped:
+            rows.append({**head, "key": None})
         for label, key in sorted(tripped.items()):
-            click.echo(f"  {label}: {key.get('reason')}; open {key.get('seconds_open')}s, "
-                       f"holding {key.get('held')}, passed {key.get('passed', 0)}")  # fmt: skip
+            rows.append({**head, "key": label, "reason": key.get("reason"),
+                         "seconds_open": key.get("seconds_open"), "held": key.get("held"),
+                         "passed": key.get("passed", 0)})  # fmt: skip
+    return rows
 
 
 @breaker.command()

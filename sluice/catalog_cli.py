@@ -16,6 +16,7 @@ from schemas.families.baselime import NAME_PATTERN
 from schemas.families.dakkio import OBJECT_ID
 from schemas.identity import TENANT_PATTERN
 from sluice.devstate import environ_with_dev_stack
+from sluice.listing import Column, emit, json_option
 from store.catalog import (
     insert_bucket,
     insert_data_source,
@@ -103,11 +104,12 @@ def datasets_create(tenant: str, name: str) -> None:
 
 @datasets.command("list")
 @_tenant
-def datasets_list(tenant: str) -> None:
+@json_option
+def datasets_list(tenant: str, as_json: bool) -> None:
     """List the tenant's datasets."""
     with psycopg.connect(_settings().database_url) as conn:
-        for name in list_datasets(conn, tenant):
-            click.echo(name)
+        names = list_datasets(conn, tenant)
+    emit([{"name": name} for name in names], (Column("name", "name"),), as_json=as_json)
 
 
 @click.group()
@@ -127,11 +129,18 @@ def buckets_create(tenant: str, name: str, description: str, bucket_id: str | No
 
 @buckets.command("list")
 @_tenant
-def buckets_list(tenant: str) -> None:
-    """List the tenant's buckets: id, name, description."""
+@json_option
+def buckets_list(tenant: str, as_json: bool) -> None:
+    """List the tenant's buckets: id, name, description, created."""
     with psycopg.connect(_settings().database_url) as conn:
-        for b in list_buckets(conn, tenant):
-            click.echo(f"{b.bucket_id}\t{b.name}\t{b.description}")
+        rows = [vars(b) for b in list_buckets(conn, tenant)]
+    columns = (
+        Column("id", "bucket_id"),
+        Column("name", "name"),
+        Column("description", "description"),
+        Column("created", "created_at", time=True),
+    )
+    emit(rows, columns, as_json=as_json)  # fmt: skip
 
 
 @click.group()
@@ -152,8 +161,14 @@ def datasources_create(tenant: str, bucket_id: str, name: str, data_source_id: s
 @datasources.command("list")
 @_tenant
 @click.option("--bucket", "bucket_id", required=True, help="Bucket id.")
-def datasources_list(tenant: str, bucket_id: str) -> None:
-    """List the data sources of a bucket: id, name."""
+@json_option
+def datasources_list(tenant: str, bucket_id: str, as_json: bool) -> None:
+    """List the data sources of a bucket: id, name, created."""
     with psycopg.connect(_settings().database_url) as conn:
-        for ds in list_data_sources(conn, tenant, bucket_id.lower()):
-            click.echo(f"{ds.data_source_id}\t{ds.name}")
+        rows = [vars(ds) for ds in list_data_sources(conn, tenant, bucket_id.lower())]
+    columns = (
+        Column("id", "data_source_id"),
+        Column("name", "name"),
+        Column("created", "created_at", time=True),
+    )
+    emit(rows, columns, as_json=as_json)  # fmt: skip

@@ -133,7 +133,10 @@ from sluice.replay_cli import replay  # noqa: E402
 main.add_command(replay)
 
 from sluice.catalog_cli import buckets, datasets, datasources  # noqa: E402
+from sluice.history_cli import events, requests  # noqa: E402
 
 main.add_command(datasets)
 main.add_command(buckets)
 main.add_command(datasources)
+main.add_command(events)
+main.add_command(requests)

@@ -15,6 +15,7 @@ from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
 from runtime.settings import Settings, load_settings
 from schemas.identity import TENANT_PATTERN
 from sluice.devstate import environ_with_dev_stack
+from sluice.listing import Column, emit, json_option
 from store.api_keys import insert_key, list_keys, revoke_key, rotate_key
 
 
@@ -55,15 +56,30 @@ def create(tenant: str, scopes: tuple[str, ...], label: str) -> None:
 
 @keys.command("list")
 @click.option("--tenant", default=None)
-def list_(tenant: str | None) -> None:
-    """List keys by prefix (never the keys themselves)."""
+@json_option
+def list_(tenant: str | None, as_json: bool) -> None:
+    """List keys by prefix (never the keys themselves), labels with control characters
+    escaped."""
     with psycopg.connect(_settings().database_url) as conn:
         now = datetime.now(UTC)
-        for k in list_keys(conn, tenant):
-            state = k.state(now)
-            if state == "expiring" and k.expires_at is not None:
-                state += f" until {k.expires_at.isoformat(timespec='seconds')}"
-            click.echo(f"{k.prefix}\t{k.tenant}\t{state}\t{','.join(k.scopes)}\t{k.label}")
+        rows = [
+            {"prefix": k.prefix, "tenant": k.tenant, "state": k.state(now), "scopes": k.scopes,
+             "label": k.label, "created_at": k.created_at, "expires_at": k.expires_at,
+             "revoked_at": k.revoked_at}
+            for k in list_keys(conn, tenant)
+        ]  # fmt: skip
+    emit(rows, KEY_COLUMNS, as_json=as_json, now=now)
+
+
+KEY_COLUMNS = (
+    Column("prefix", "prefix"),
+    Column("tenant", "tenant"),
+    Column("state", "state"),
+    Column("scopes", "scopes"),
+    Column("created", "created_at", time=True),
+    Column("expires", "expires_at", time=True),
+    Column("label", "label"),
+)
 
 
 @keys.command("revoke")

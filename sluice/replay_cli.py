@@ -39,6 +39,7 @@ from runtime.settings import Settings, load_settings
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
 from sluice.devstate import environ_with_dev_stack
+from sluice.listing import Column, emit, json_option
 from sluice.unreachable import require_kafka
 from store import dead_letters as store
 from store.dead_letters import STAGES, STATUSES, DeadLetterFilter, StoredDeadLetter
@@ -162,8 +163,9 @@ def replay(ctx: click.Context, /, from_kafka: bool, since: str | None, **options
 @filter_options
 @click.option("--status", type=click.Choice(STATUSES), default=None)
 @click.option("--limit", type=int, default=100, show_default=True)
-def list_(tenant: str, status: str | None, limit: int, **filters: Any) -> None:
-    """List dead letters, oldest first: id, received, stage, status, reasons, size."""
+@json_option
+def list_(tenant: str, status: str | None, limit: int, as_json: bool, **filters: Any) -> None:
+    """List dead letters, oldest first: id, received, stage, status, attempt, reasons, size."""
     flt = _filter(status=status, **filters)
 
     async def work(deps: ReplayDeps) -> list[StoredDeadLetter]:
@@ -171,10 +173,31 @@ def list_(tenant: str, status: str | None, limit: int, **filters: Any) -> None:
             rows, _cursor = await store.find_dead_letters(conn, tenant, flt, limit=limit)
         return rows
 
-    for dead in _run(work):
-        codes = ",".join(sorted({r.get("code", "?") for r in dead.reasons}))
-        click.echo(f"{dead.id}\t{dead.received_at.isoformat()}\t{dead.stage}\t{dead.status}"
-                   f"\tattempt {dead.attempt}\t{codes}\t{len(dead.raw)} bytes")  # fmt: skip
+    emit([_listed(dead) for dead in _run(work)], DEAD_LETTER_COLUMNS, as_json=as_json)
+
+
+DEAD_LETTER_COLUMNS = (
+    Column("id", "dead_letter_id"),
+    Column("received", "received_at", time=True),
+    Column("family", "family"),
+    Column("stage", "stage"),
+    Column("status", "status"),
+    Column("attempt", "attempt"),
+    Column("reasons", "reasons"),
+    Column("event", "event_id"),
+    Column("bytes", "bytes"),
+)
+
+
+def _listed(dead: StoredDeadLetter) -> dict[str, Any]:
+    """A dead letter as a listing row: its reason codes, not the full reasons or bytes."""
+    return {
+        "dead_letter_id": dead.id, "received_at": dead.received_at, "family": dead.family,
+        "stage": dead.stage, "status": dead.status, "attempt": dead.attempt,
+        "reasons": sorted({r.get("code", "?") for r in dead.reasons}),
+        "event_id": dead.event_id, "bytes": len(dead.raw),
+        "replay_of": str(dead.replay_of) if dead.replay_of else None,
+    }  # fmt: skip
 
 
 @replay.command("show")
@@ -223,7 +246,8 @@ def replay_(dead_letter_id: str | None, tenant: str, dry_run: bool, edit: bool,
 @replay.command("discard")
 @click.argument("dead_letter_ids", nargs=-1, required=True)
 @click.option("--tenant", required=True)
-def discard(dead_letter_ids: tuple[str, ...], tenant: str) -> None:
+@json_option
+def discard(dead_letter_ids: tuple[str, ...], tenant: str, as_json: bool) -> None:
     """Discard pending dead letters: they will never be replayed."""
 
     async def work(deps: ReplayDeps) -> list[str | None]:
@@ -231,8 +255,9 @@ def discard(dead_letter_ids: tuple[str, ...], tenant: str) -> None:
             return [await store.discard(conn, tenant, i) for i in dead_letter_ids]
 
     statuses = _run(work)
-    for dead_letter_id, status in zip(dead_letter_ids, statuses, strict=True):
-        click.echo(f"{dead_letter_id}\t{status or 'not found'}")
+    rows = [{"dead_letter_id": i, "status": status or "not found"}
+            for i, status in zip(dead_letter_ids, statuses, strict=True)]  # fmt: skip
+    emit(rows, (Column("id", "dead_letter_id"), Column("status", "status")), as_json=as_json)
     if any(status != "discarded" for status in statuses):
         raise click.ClickException("some dead letters were not pending")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from runtime.kafka import OutgoingMessage
 from schemas.deletes import DELETION_HEADER, REQUESTED_AT_HEADER
 from schemas.deletes import VERSION_HEADER as VERSION_HEADER  # re-exported for older importers
+from schemas.history import REPLAY_OF_HEADER, REQUEST_HEADER
 from schemas.topics import TopicNames
 from streams.process import Processed, TombstoneOut
 
@@ -16,8 +17,12 @@ from streams.process import Processed, TombstoneOut
 def to_messages(processed: Processed, partition: int, topics: TopicNames) -> list[OutgoingMessage]:
     """Kafka messages for one processed envelope."""
     out: list[OutgoingMessage] = []
+    plain = request_headers(processed.request_id)  # shared by the envelope's versions
     for event in processed.events:
-        out.append((topics.events, partition, event.key, event.value, None))
+        headers = plain if event.replay_of is None else [
+            *(plain or []), (REPLAY_OF_HEADER, event.replay_of.encode())
+        ]  # fmt: skip
+        out.append((topics.events, partition, event.key, event.value, headers))
     for tomb in processed.tombstones:
         out.append((topics.events, partition, tomb.key, None, tombstone_headers(tomb)))
     for deletion in processed.filter_deletions:
@@ -25,6 +30,11 @@ def to_messages(processed: Processed, partition: int, topics: TopicNames) -> lis
     for dead in processed.dead_letters:
         out.append((topics.dlq, partition, dead.key, dead.value, dead.headers))
     return out
+
+
+def request_headers(request_id: str | None) -> list[tuple[str, bytes]] | None:
+    """The header naming a version's request, for its history (None: unknown request)."""
+    return None if not request_id else [(REQUEST_HEADER, request_id.encode())]
 
 
 def tombstone_headers(tomb: TombstoneOut) -> list[tuple[str, bytes]]:

@@ -38,6 +38,8 @@ class Position:
 class EventOut:
     key: bytes
     value: bytes
+    replay_of: str | None = None
+    """The dead letter this version replays, if it came from a replay."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class Processed:
     tombstones: list[TombstoneOut] = field(default_factory=list)
     dead_letters: list[DeadLetterMessage] = field(default_factory=list)
     filter_deletions: list[FilterDeletionOut] = field(default_factory=list)
+    request_id: str | None = None
+    """The envelope's request, which its versions name in a header (`schemas.history`)."""
     rejected: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     """(event id, reason codes) of each upsert the family's validator rejected. The door
     runs the same validators before it writes an envelope, so each one is a door bug (or
@@ -78,7 +82,7 @@ class Processed:
 
 def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
     """Validate and normalise every item of `envelope`."""
-    out = Processed()
+    out = Processed(request_id=envelope["request_id"])
     origin = _origin(envelope, at)
     validate = VALIDATORS.get(envelope["family"])
     items = envelope["items"]
@@ -110,7 +114,7 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
                 identity.event_id, outcome.type, outcome.source, outcome.subject,
                 outcome.time, outcome.data_json, version,
             )  # fmt: skip
-            out.events.append(EventOut(identity.key(), value))
+            out.events.append(EventOut(identity.key(), value, item["replay_of"]))
         except Exception as exc:  # a bug on one event's data must not skip it or stop the agent
             log.exception("processing failed for %s", identity)
             reason = Violation("processing_error", "$", f"{type(exc).__name__}: {exc}")
@@ -159,6 +163,7 @@ def _origin(envelope: dict[str, Any], at: Position) -> Origin:
         tenant=envelope["tenant"], family=envelope["family"], route=envelope["route"],
         content_type=envelope["content_type"], received_at=envelope["received_at"],
         source_topic=at.topic, source_partition=at.partition, source_offset=at.offset,
+        request_id=envelope["request_id"],
     )  # fmt: skip
 
 

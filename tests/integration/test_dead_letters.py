@@ -397,8 +397,8 @@ def test_the_cli_lists_shows_edits_replays_and_discards(
         assert result.exit_code == 0, result.output
         return result
 
-    listed = sluice("list", "--reason", "invalid_timestamp").output
-    assert {line.split("\t")[0] for line in listed.splitlines()} == {a, b}
+    listed = sluice("list", "--reason", "invalid_timestamp", "--json").output
+    assert {json.loads(line)["dead_letter_id"] for line in listed.splitlines()} == {a, b}
     assert sluice("show", a, "--raw").stdout_bytes == raws[0]
 
     outcome = json.loads(sluice("replay", a, "--edit").output)

@@ -54,6 +54,7 @@ class World:
     b_schemas: str
     subject: str
     schema_id: int
+    request_id: str = ""
 
     def b(self, method: str, path: str, body: Any = None, key: str | None = None) -> Answer:
         return send(self.stack, key or self.b_key, method, path, body)
@@ -88,7 +89,8 @@ def world(stack: ProcessStack, new_key: Callable[..., str]) -> World:
     event_id, event_type = f"a-evt-{suffix}", f"a-type-{suffix}"
     event = {"id": event_id, "type": event_type, "source": "a-src",
              "time": "2024-01-01T00:00:00Z", "data": {"secret": "a"}}  # fmt: skip
-    assert send(stack, a_key, "POST", "/v1/events", event).status == 202
+    sent = send(stack, a_key, "POST", "/v1/events", event)
+    assert sent.status == 202
     bad = send(stack, a_key, "POST", "/v1/events", {"id": f"a-bad-{suffix}", "data": {}})
     assert bad.status == 400, bad.body
     dead_letter_id = bad.json()["rejected"][0]["dead_letter_id"]
@@ -115,7 +117,7 @@ def world(stack: ProcessStack, new_key: Callable[..., str]) -> World:
         job_id=job.json()["job_id"], deletion_id=deletion.json()["deletion_id"],
         datahub_id=datahub_id, dataset=dataset, a_schemas=a_schemas,
         b_schemas=new_key(tenant_b, ["schemas:read", "schemas:write"]), subject=subject,
-        schema_id=registered.json()["id"],
+        schema_id=registered.json()["id"], request_id=sent.json()["request_id"],
     )  # fmt: skip
     eventually(lambda: found.a("GET", f"/v1/events/{event_id}").status == 200)
     eventually(lambda: found.a("GET", f"/v1/events/{datahub_id}?family=datahub").status == 200)
@@ -227,6 +229,31 @@ def replay_by_filter(w: World) -> None:
 
 def show_job(w: World) -> None:
     assert w.b("GET", f"/v1/replay-jobs/{w.job_id}").status == 404
+
+
+def show_history(w: World) -> None:
+    """A's rejected id, which B never used, is unknown to B. A's other ids, which B sent or
+    deleted in its own tenant (`delete_event`, `datahub_deletes`), show B only its own steps."""
+    rejected = w.event_id.replace("a-evt-", "a-bad-")
+    path = f"/v1/events/{rejected}/history"
+    eventually(lambda: w.a("GET", path).status == 200)
+    a_sent = w.a("GET", f"/v1/events/{w.event_id}/history").json()["steps"][0]["request_id"]
+    for key in (w.b_key, w.b_admin):
+        assert w.b("GET", path, key=key).status == 404
+        for shared in (f"/v1/events/{w.event_id}/history",
+                       f"/v1/events/{w.datahub_id}/history?family=datahub"):  # fmt: skip
+            answer = w.b("GET", shared, key=key)
+            assert answer.status in (200, 404)
+            assert (
+                a_sent not in answer.body.decode() and w.dead_letter_id not in answer.body.decode()
+            )
+
+
+def show_request(w: World) -> None:
+    path = f"/v1/requests/{w.request_id}"
+    eventually(lambda: w.a("GET", path).status == 200)
+    assert w.b("GET", path).status == 404
+    assert w.b("GET", path, key=w.b_admin).status == 404
 
 
 def show_deletion(w: World) -> None:
@@ -368,6 +395,8 @@ CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/v1/dead-letters/replay"): replay_by_filter,
     ("GET", "/v1/replay-jobs/{id}"): show_job,
     ("GET", "/v1/deletions/{id}"): show_deletion,
+    ("GET", "/v1/events/{id}/history"): show_history,
+    ("GET", "/v1/requests/{request_id}"): show_request,
     ("GET", "/v1/admin/keys"): admin_list,
     ("POST", "/v1/admin/keys"): admin_create,
     ("DELETE", "/v1/admin/keys/{prefix}"): admin_revoke,

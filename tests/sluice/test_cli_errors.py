@@ -30,7 +30,9 @@ def no_dev_stack(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     "args",
     [["keys", "list"], ["keys", "create", "--tenant", "acme"], ["migrate"],
-     ["datasets", "list", "--tenant", "acme"], ["replay", "list", "--tenant", "acme"]],
+     ["datasets", "list", "--tenant", "acme"], ["replay", "list", "--tenant", "acme"],
+     ["events", "history", "e-1", "--tenant", "acme"],
+     ["requests", "show", "r-1", "--tenant", "acme"]],
 )  # fmt: skip
 def test_unreachable_postgres_is_one_line(args: list[str], no_dev_stack: dict[str, str]) -> None:
     url = f"postgresql://sluice:hunter2@127.0.0.1:{free_port()}/sluice"
