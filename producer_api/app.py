@@ -11,7 +11,7 @@ from aiohttp.log import access_logger
 from ingest.plan import COMPILED
 from producer_api import admin, dead_letters, deletions, health, metrics, native
 from producer_api.errors import error_middleware, request_timeout_middleware
-from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
+from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace, otlp, posthog
 from producer_api.openapi import install as install_openapi
 from producer_api.resources import SETTINGS, door_context
 from runtime.redaction import install_key_redaction
@@ -40,6 +40,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_subapp("/baselime", baselime.create_subapp())
     app.add_subapp("/dynatrace", dynatrace.create_subapp())
     app.add_subapp("/dakkio", dakkio.create_subapp())
+    app.add_subapp("/posthog", posthog.create_subapp())
+    app.add_subapp("/otlp", otlp.create_subapp())
     install_openapi(app)
     metrics.install(app)
     return app
