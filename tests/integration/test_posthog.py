@@ -5,6 +5,7 @@ one dead letter of the bytes sent."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import uuid
@@ -153,8 +154,8 @@ def test_the_js_encodings_gzip_js_lz64_and_base64_forms(
     ids = [str(uuid.uuid4()) for _ in range(4)]
 
     def batch(event_id: str) -> str:
-        event = {"event": "$pageview", "distinct_id": "d", "uuid": event_id,
-                 "properties": {"$lib": "web", "token": key, "$current_url": "https://x/"}}  # fmt: skip
+        props = {"$lib": "web", "token": key, "$current_url": "https://x/"}
+        event = {"event": "$pageview", "distinct_id": "d", "uuid": event_id, "properties": props}
         return json.dumps([{**event, "api_key": key}])
 
     gz = _post(stack, "/e/?compression=gzip-js", gzip.compress(batch(ids[0]).encode()),
@@ -162,7 +163,7 @@ def test_the_js_encodings_gzip_js_lz64_and_base64_forms(
     lz = LZString.compressToBase64(batch(ids[1]))
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     lz64 = _post(stack, "/i/v0/e/?compression=lz64", f"data={quote(lz)}".encode(), **form)
-    b64 = __import__("base64").b64encode(batch(ids[2]).encode()).decode()
+    b64 = base64.b64encode(batch(ids[2]).encode()).decode()
     based = _post(stack, "/capture/", f"data={quote(b64)}".encode(), **form)
     single = {"api_key": key, "event": "one", "distinct_id": 5, "uuid": ids[3]}
     one = _post(stack, "/capture/", json.dumps(single).encode())
