@@ -28,6 +28,7 @@ from schemas.native import NativeEvent
 FRAGMENTS = (
     "common", "native", "admin", "dead_letters",
     "dashdive", "datahub", "baselime", "dynatrace", "dakkio",
+    "posthog", "otlp",
 )  # fmt: skip
 METHODS = ("get", "put", "post", "delete", "patch")
 OPENAPI_DOC = web.AppKey("openapi_document", dict)

@@ -189,7 +189,10 @@ def _lz64(value: str, size: int, limit: int) -> bytes:
             max_size=MAX_LZ64_BYTES, actual_size=size,
             text=f"an lz64 body is at most {MAX_LZ64_BYTES} bytes; send gzip for more",
         )  # fmt: skip
-    text = LZString.decompressFromBase64(value.strip())
+    try:
+        text = LZString.decompressFromBase64(value.strip())
+    except (LookupError, TypeError, ValueError) as exc:  # a character outside base64
+        raise ValueError(f"data is not lz64 (lz-string base64): {exc!r}") from exc
     if not text:
         raise ValueError("data is not lz64 (lz-string base64)")
     out = text.encode()

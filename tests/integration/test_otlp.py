@@ -46,6 +46,12 @@ def _all_events(stack: ProcessStack, key: str) -> list[dict[str, Any]]:
         cursor = f"&cursor={quote(page['next_cursor'])}"
 
 
+def _dead_letters(database_url: str, tenant: str) -> list[tuple[Any, ...]] | None:
+    with psycopg.connect(database_url) as conn:
+        query = "SELECT raw FROM dead_letters WHERE tenant = %s"
+        return conn.execute(query, (tenant,)).fetchall() or None
+
+
 def _attributes(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     return {p["key"]: next(iter(p["value"].values())) for p in pairs}
 
@@ -120,9 +126,7 @@ def test_otlp_json_with_hex_ids_and_a_refused_record_in_partial_success(
     assert event["data"]["logRecord"]["spanId"] == "eee19b7ec3c1b174"
     assert event["data"]["scope"] == {"name": "my.scope", "version": "1.2"}
 
-    with psycopg.connect(database_url) as conn:
-        rows = eventually(lambda: conn.execute(
-            "SELECT raw FROM dead_letters WHERE tenant = %s", (tenant,)).fetchall() or None)  # fmt: skip
+    rows = eventually(lambda: _dead_letters(database_url, tenant))
     assert len(rows) == 1 and b"nul \\u0000" in bytes(rows[0][0])
 
     resent = _post(stack, gzip.compress(json.dumps(request).encode()), key, "application/json",
@@ -142,9 +146,7 @@ def test_a_body_that_does_not_parse_is_one_raw_dead_letter_and_a_status(
     status = status_pb2.Status.FromString(answer.body)
     assert status.code == 3 and "ExportLogsServiceRequest" in status.message
 
-    with psycopg.connect(database_url) as conn:
-        rows = eventually(lambda: conn.execute(
-            "SELECT raw FROM dead_letters WHERE tenant = %s", (tenant,)).fetchall() or None)  # fmt: skip
+    rows = eventually(lambda: _dead_letters(database_url, tenant))
     assert [bytes(r[0]) for r in rows] == [garbage]
 
     empty = _post(stack, b"", key, "application/x-protobuf")
