@@ -157,3 +157,31 @@ def test_a_body_that_does_not_parse_is_one_raw_dead_letter_and_a_status(
     assert status_pb2.Status.FromString(unauthenticated.body).code == 16
     wrong_type = _post(stack, b"{}", key, "text/plain")
     assert wrong_type.status == 415
+
+
+def test_an_oversized_record_from_the_sdk_is_dead_lettered_and_the_rest_stored(
+    stack: ProcessStack, new_key: Callable[..., str], database_url: str
+) -> None:
+    """The exporter counts a 200 as success and does not read `partial_success` (the spec
+    says it must not retry one): the refused record is kept as a dead letter."""
+    tenant = _tenant()
+    key = new_key(tenant)
+    exporter = OTLPLogExporter(f"{stack.base_url}/otlp/v1/logs",
+                               headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    logger = logging.getLogger(f"sluice.test.otlp.big.{uuid.uuid4().hex[:6]}")
+    logger.propagate = False
+    logger.addHandler(LoggingHandler(logger_provider=provider))
+    huge = "y" * (1024 * 1024 + 10)
+    logger.warning("small one")
+    logger.warning(huge)
+    assert provider.force_flush()
+    provider.shutdown()
+
+    rows = eventually(lambda: _dead_letters(database_url, tenant))
+    assert len(rows) == 1
+    dead = json.loads(bytes(rows[0][0]))
+    assert dead["logRecord"]["body"]["stringValue"] == huge
+    stored = eventually(lambda: _all_events(stack, key) or None)
+    assert [e["data"]["logRecord"]["body"]["stringValue"] for e in stored] == ["small one"]
