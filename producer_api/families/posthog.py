@@ -1,6 +1,7 @@
 """PostHog capture at `/posthog`: `POST /capture/`, `/batch/`, `/e/` and `/i/v0/e/`.
 
-PostHog's SDKs send the project key in the body (`api_key`, or `token`); the Sluice
+PostHog's SDKs send the project key in the body (`api_key`, `token`, or posthog-js's
+`properties.token` of each event); the Sluice
 key goes there, and the tenant comes only from it (a key in `X-API-Key` or
 `Authorization: Bearer`, or `?api_key=` in the query, is read too). Every route takes
 the forms PostHog's capture takes: one event object carrying its key, a JSON array of
@@ -104,6 +105,12 @@ class _Key(msgspec.Struct):
 
     api_key: Any = None
     token: Any = None
+    properties: Any = None
+    """posthog-js sends the key as `properties.token` of each event."""
+
+    def key(self) -> str | None:
+        inner = self.properties.get("token") if isinstance(self.properties, dict) else None
+        return _text(self.api_key) or _text(self.token) or _text(inner)
 
 
 class _Keyed(_Key):
@@ -207,30 +214,32 @@ def _parse(data: bytes) -> _Parsed:
     try:
         if stripped.startswith(b"["):
             raws = [bytes(item) for item in msgspec.json.decode(data, type=list[msgspec.Raw])]
-            keys = {_text(k) for raw in raws for k in _keys(raw)} - {None}
+            keys = {_key_of(raw) for raw in raws} - {None}
             if len(keys) > 1:
                 return _Parsed(None, None, "the events carry different API keys")
             return _Parsed(next(iter(keys), None), raws)
         if stripped.startswith(b"{"):
             top = msgspec.json.decode(data, type=_Keyed)
             key = _text(top.api_key) or _text(top.token)
-            if top.batch is not None:
+            if top.batch is None:
+                key = key or top.key()
+            else:
                 return _Parsed(key, [bytes(item) for item in top.batch])
             return _Parsed(key, [data])
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        key = next((_text(k) for k in _keys(data) if _text(k)), None)  # a batch not a list
+        key = _key_of(data)  # e.g. a batch that is not a list
         return _Parsed(key, None, f"not a valid JSON event or batch: {exc}")
     return _Parsed(None, None, "the body must be a JSON event, an array of events or a batch")
 
 
-def _keys(raw: bytes) -> tuple[Any, Any]:
+def _key_of(raw: bytes) -> str | None:
+    """The key an event (or a body) carries, if it is an object that carries one."""
     if not raw.lstrip().startswith(b"{"):
-        return None, None
+        return None
     try:
-        keyed = msgspec.json.decode(raw, type=_Key)
+        return msgspec.json.decode(raw, type=_Key).key()
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return None, None
-    return keyed.api_key, keyed.token
+        return None
 
 
 def _text(value: Any) -> str | None:

@@ -12,8 +12,9 @@ Python SDK drops events past 900 KiB before sending). The canonical event is:
   `web`, ...), else `posthog`;
 * `time` = `timestamp` when it is an ISO 8601 string, else when the door received
   the request (route parameter `received_at`);
-* `data` = the object exactly as sent, less a top-level `api_key` or `token` (the
-  single-event form carries the key in the event itself: it is never stored as data).
+* `data` = the object exactly as sent, less a top-level `api_key` or `token` and
+  `properties.token` (posthog-js puts the project key there, and the single-event form
+  carries it in the event itself: the key is never stored as data).
 """
 
 from __future__ import annotations
@@ -116,7 +117,12 @@ def _event_time(value: Any) -> datetime | None:
 
 def _data_json(raw: bytes, event: dict[str, Any]) -> str:
     """The event as sent; re-encoded without the key when it carries one."""
-    if not any(field in event for field in KEY_FIELDS):
+    properties = event.get("properties")
+    in_properties = isinstance(properties, dict) and "token" in properties
+    if not in_properties and not any(field in event for field in KEY_FIELDS):
         return raw.decode().strip()
     kept = {name: value for name, value in event.items() if name not in KEY_FIELDS}
+    if in_properties:
+        assert isinstance(properties, dict)
+        kept["properties"] = {k: v for k, v in properties.items() if k != "token"}
     return msgspec.json.encode(kept).decode()

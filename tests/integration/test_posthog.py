@@ -156,7 +156,7 @@ def test_the_js_encodings_gzip_js_lz64_and_base64_forms(
     def batch(event_id: str) -> str:
         props = {"$lib": "web", "token": key, "$current_url": "https://x/"}
         event = {"event": "$pageview", "distinct_id": "d", "uuid": event_id, "properties": props}
-        return json.dumps([{**event, "api_key": key}])
+        return json.dumps([event])  # posthog-js: the key only as properties.token
 
     gz = _post(stack, "/e/?compression=gzip-js", gzip.compress(batch(ids[0]).encode()),
                **{"Content-Type": "text/plain"})  # fmt: skip
@@ -174,7 +174,7 @@ def test_the_js_encodings_gzip_js_lz64_and_base64_forms(
         found = eventually(lambda i=event_id: _event(stack, key, i))  # type: ignore[misc]
         assert found["type"] == "$pageview" and found["source"] == "web"
         assert found["data"]["properties"]["$current_url"] == "https://x/"
-        assert "api_key" not in found["data"]  # the key is never stored as data
+        assert "token" not in found["data"]["properties"]  # the key is never stored as data
     single_found = eventually(lambda: _event(stack, key, ids[3]))
     assert single_found["subject"] == "5" and "api_key" not in single_found["data"]
 
@@ -207,3 +207,17 @@ def test_refusals_in_posthogs_shapes_and_raw_dead_letters(
     )
     stored = eventually(lambda: _dead_letters(database_url, tenant, 3))
     assert sorted(stored) == sorted([truncated, not_json, raw_huge])
+
+
+def test_the_tenant_is_the_keys_whatever_the_body_says(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    tenant_a = _tenant()
+    a_key, b_key = new_key(tenant_a), new_key(_tenant())
+    event_id = str(uuid.uuid4())
+    event = {"event": "e", "distinct_id": "d", "uuid": event_id, "tenant": tenant_a,
+             "properties": {"tenant": tenant_a, "token": a_key}}  # fmt: skip
+    body = json.dumps({"api_key": b_key, "batch": [event]}).encode()
+    assert _post(stack, "/batch/", body).status == 200
+    assert eventually(lambda: _event(stack, b_key, event_id))["data"]["tenant"] == tenant_a
+    assert _event(stack, a_key, event_id) is None

@@ -46,6 +46,8 @@ def test_fallbacks_distinct_id_in_properties_numbers_and_receive_time() -> None:
 def test_the_key_of_the_single_event_form_is_not_kept_as_data() -> None:
     event = _valid(b'{"api_key": "k.secret", "token": "t", "event": "e", "distinct_id": "d"}')
     assert json.loads(event.data_json) == {"event": "e", "distinct_id": "d"}
+    js = _valid(b'{"event": "e", "distinct_id": "d", "properties": {"token": "k", "a": 1}}')
+    assert json.loads(js.data_json)["properties"] == {"a": 1}
 
 
 def test_refusals() -> None:
