@@ -22,9 +22,14 @@ SCOPES = (
     "events:delete",
     "deadletters:read",
     "deadletters:replay",
+    "schemas:read",
+    "schemas:write",
     "admin",
 )
-DEFAULT_SCOPES = SCOPES[:-1]
+DEFAULT_SCOPES = tuple(s for s in SCOPES if s not in ("admin", "schemas:write"))
+"""A new key may read the registry (Sluice's topic schemas are what a consumer of its topics
+needs), but changing a contract is granted on purpose: `schemas:write` and `admin` are asked
+for by name."""
 
 _PREFIX_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 PREFIX_LENGTH = 8

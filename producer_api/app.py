@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.log import access_logger
 
 from ingest.plan import COMPILED
-from producer_api import admin, dead_letters, deletions, health, metrics, native
+from producer_api import admin, dead_letters, deletions, health, metrics, native, schema_registry
 from producer_api.errors import error_middleware, request_timeout_middleware
 from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace, otlp, posthog
 from producer_api.openapi import install as install_openapi
@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_subapp("/baselime", baselime.create_subapp())
     app.add_subapp("/dynatrace", dynatrace.create_subapp())
     app.add_subapp("/dakkio", dakkio.create_subapp())
+    app.add_subapp("/schema-registry", schema_registry.create_subapp())
     app.add_subapp("/posthog", posthog.create_subapp())
     app.add_subapp("/otlp", otlp.create_subapp())
     install_openapi(app)

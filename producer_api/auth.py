@@ -11,6 +11,7 @@ identifies it.
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from ingest.keys import matches, parse_key
+from ingest.keys import PREFIX_LENGTH, matches, parse_key
 from producer_api.ratelimit import KeyRateLimiter
 from store.api_keys import find_key
 
@@ -98,8 +99,16 @@ class KeyVerifier:
         return principal, stored.expires_at
 
 
-def presented_key(request: web.Request) -> str | None:
-    """The key from `X-API-Key`, or `Authorization: Bearer …` / `Api-Token …`."""
+def key_prefix_presented(request: web.Request) -> str:
+    """The prefix of the key `request` presents, unverified ("" when none): who a request
+    is for before it is authenticated (a forged one is refused before its body is read)."""
+    return (presented_key(request) or "").partition(".")[0][:PREFIX_LENGTH]
+
+
+def presented_key(request: web.Request, basic: bool = False) -> str | None:
+    """The key from `X-API-Key`, or `Authorization: Bearer …` / `Api-Token …`; with `basic`,
+    also the password of `Authorization: Basic …` (Confluent clients' `basic.auth.user.info
+    = anything:KEY`; the user name is ignored)."""
     key = request.headers.get("X-API-Key")
     if key:
         return key.strip()
@@ -107,6 +116,12 @@ def presented_key(request: web.Request) -> str | None:
     scheme, _, value = auth.partition(" ")
     if scheme.lower() in ("bearer", "api-token") and value:
         return value.strip()
+    if basic and scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2].strip() or None
     return None
 
 
@@ -126,14 +141,14 @@ class Gate:
 GATE = web.AppKey("gate", Gate)
 
 
-async def authorize(request: web.Request, scope: str) -> Principal:
+async def authorize(request: web.Request, scope: str, basic: bool = False) -> Principal:
     """The caller of `request`, who must hold `scope`.
 
     Counts the request against the key's rate limit. Raises `Unauthenticated`
     (401), `RateLimited` (429) or `Forbidden` (403). The caller's events are
     counted by the ingest entry, against the key named in the request's context.
     """
-    return await authorize_key(request, presented_key(request), scope)
+    return await authorize_key(request, presented_key(request, basic), scope)
 
 
 async def authorize_key(request: web.Request, key: str | None, scope: str) -> Principal:

@@ -15,7 +15,7 @@ from aiohttp.typedefs import Middleware
 
 from ingest.entry import ReceiptsUnavailable
 from ingest.publish import Overloaded
-from producer_api.auth import Forbidden, Unauthenticated
+from producer_api.auth import Forbidden, Unauthenticated, key_prefix_presented
 from producer_api.content import UndecodableBody
 from producer_api.ratelimit import RateLimited
 from producer_api.resources import DOOR
@@ -113,7 +113,7 @@ def _body_reservation(request: web.Request) -> AbstractAsyncContextManager[None]
     innermost = bool(info.apps) and info.current_app is info.apps[-1]
     if door is None or not innermost:
         return contextlib.nullcontext()
-    return door.bodies.hold(request)
+    return door.bodies.hold(request, key_prefix_presented(request))
 
 
 def request_timeout_middleware(seconds: float) -> Middleware:

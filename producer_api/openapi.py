@@ -27,7 +27,7 @@ from schemas.native import NativeEvent
 
 FRAGMENTS = (
     "common", "native", "admin", "dead_letters",
-    "dashdive", "datahub", "baselime", "dynatrace", "dakkio",
+    "dashdive", "datahub", "baselime", "dynatrace", "dakkio", "schema_registry",
     "posthog", "otlp",
 )  # fmt: skip
 METHODS = ("get", "put", "post", "delete", "patch")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -91,14 +92,20 @@ class BodyBudget:
 
     A request reserves its `Content-Length` (or the whole body limit when the length is
     unknown or the body is compressed) before its handler reads anything; past the
-    budget it is answered 503 with `Retry-After` at once. One request is always admitted
-    when nothing else is held, so a single large body can never be refused forever.
+    budget it is answered 503 with `Retry-After` at once. One key (by the prefix it
+    presents: checked by the handler, which refuses a forged one before reading a byte)
+    holds at most `per_key` of it, so one key's slow requests cannot take every other
+    tenant's share (43 of them once did, for 60 s). A request is always admitted when
+    nothing else is held (by its key, for the share), so a single large body can never be
+    refused forever.
     """
 
-    def __init__(self, limit: int, max_body_bytes: int) -> None:
+    def __init__(self, limit: int, max_body_bytes: int, per_key: int | None = None) -> None:
         self._limit = limit
         self._max_body = max_body_bytes
+        self._per_key = per_key if per_key is not None else limit
         self.held = 0
+        self.held_by: Counter[str] = Counter()
 
     def need(self, request: web.BaseRequest) -> int:
         """What `request` may come to hold in memory, as far as its headers tell."""
@@ -110,13 +117,21 @@ class BodyBudget:
         return length
 
     @asynccontextmanager
-    async def hold(self, request: web.BaseRequest) -> AsyncIterator[None]:
-        """Reserve `request`'s bytes for the block; raise `Overloaded` when over budget."""
+    async def hold(self, request: web.BaseRequest, who: str = "") -> AsyncIterator[None]:
+        """Reserve `request`'s bytes for the block, on behalf of key prefix `who`; raise
+        `Overloaded` when over the process's budget or the key's share of it."""
         need = self.need(request)
+        mine = self.held_by[who]
+        if need and mine and mine + need > self._per_key:
+            raise Overloaded(f"this key already holds {mine} bytes of request bodies")
         if need and self.held and self.held + need > self._limit:
             raise Overloaded(f"{self.held} bytes of request bodies already held")
         self.held += need
+        self.held_by[who] += need
         try:
             yield
         finally:
             self.held -= need
+            self.held_by[who] -= need
+            if self.held_by[who] <= 0:
+                del self.held_by[who]

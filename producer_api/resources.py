@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ingest.entry import IngestDeps
 from ingest.publish import Publisher
+from ingest.registry import register_own_schemas
 from producer_api.auth import GATE, Gate, KeyVerifier
 from producer_api.ratelimit import BodyBudget, KeyRateLimiter
 from runtime.kafka import AsyncProducer, producer_config
@@ -69,6 +70,7 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     await pool.open()
     await lookups.open()
+    await register_own_schemas(pool, settings.topic_prefix)
     topics = TopicNames.for_prefix(settings.topic_prefix)
     publisher = Publisher(producer, settings.max_inflight_bytes)
     stored = StoredIdLookups(lookups, gather_seconds=settings.door_linger_ms / 2000)
@@ -83,7 +85,11 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
         stored=stored,
         keys=keys,
         limits=limits,
-        bodies=BodyBudget(settings.max_receiving_bytes, settings.max_body_bytes),
+        bodies=BodyBudget(
+            settings.max_receiving_bytes,
+            settings.max_body_bytes,
+            settings.max_receiving_bytes_per_key,
+        ),
         core=IngestDeps(topics, settings.partitions, publisher, limits.admit_events, stored, pool),
     )
     try:

@@ -50,12 +50,14 @@ class Settings:
     api_database_url: str = ""
     api_database_role: str = "sluice_api"
     api_statement_timeout_ms: int = 15_000
+    schema_max_bytes: int = 64 * 1024
     rate_requests_per_second: float = 200.0
     rate_events_per_second: float = 100_000.0
     rate_burst_seconds: int = 5
     http_request_timeout_seconds: float = 60.0
     http_access_log: bool = False
     max_receiving_bytes: int = 256 * 1024 * 1024
+    max_receiving_bytes_per_key: int = 64 * 1024 * 1024
     kafka_security_protocol: str = ""
     kafka_sasl_mechanism: str = ""
     kafka_sasl_username: str = ""

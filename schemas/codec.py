@@ -1,8 +1,9 @@
 """The Avro codec: Confluent wire format over Sluice's local schema files.
 
 A message is the magic byte 0, a 4-byte big-endian schema id, then the Avro
-binary body. Schema ids come from `SCHEMA_IDS` below (the local schema files
-are the registry), so a Confluent-aware consumer can tell the schemas apart.
+binary body. Schema ids come from `SCHEMA_IDS` below; every API process registers
+these schemas with exactly these ids in Sluice's Schema Registry (`/schema-registry`,
+`schemas/subjects.py`), so a Confluent consumer resolves every message's id there.
 """
 
 from __future__ import annotations
@@ -136,3 +137,12 @@ def _read_body(payload: bytes, name: str, writer: Any, reader: Any) -> dict[str,
     if not isinstance(record, dict):
         raise CodecError(f"{name} did not decode to a record")
     return record
+
+
+def schema_text(schema_id: int) -> str:
+    """The Avro schema (JSON text) that Sluice writes, or once wrote, with `schema_id`."""
+    if schema_id in SUPERSEDED:
+        filename = SUPERSEDED[schema_id][1]
+    else:
+        filename = _FILES[_NAMES_BY_ID[schema_id]]
+    return resources.files("schemas").joinpath("avro", filename).read_text("utf-8")

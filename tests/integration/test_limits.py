@@ -1,7 +1,8 @@
 """Invariant 6, bounded under bursts: per-key rate limits, gzip bombs, slow clients.
 
 One API process of its own with tiny budgets (3 requests and 30 events per key per
-60 s window, 1 MiB of request bodies held at once) and a 4 s request/header timeout.
+60 s window, 1 MiB of request bodies held at once, half of it by one key) and a 4 s
+request/header timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def api(
         kafka_bootstrap, database_url,
         rate_requests_per_second=0.05, rate_events_per_second=0.5, rate_burst_seconds=60,
         http_request_timeout_seconds=TIMEOUT_S, max_receiving_bytes=BODY_BUDGET,
+        max_receiving_bytes_per_key=BODY_BUDGET // 2,
     )  # fmt: skip
     ensure_topics(settings)
     stack = ProcessStack(settings, tmp_path_factory.mktemp("limits-logs"))
@@ -199,3 +201,34 @@ def test_bodies_held_at_once_are_bounded_per_process(
         family = call("POST", dynatrace, body=padded, headers=headers)
         assert family.status == 503 and family.json()["error"]["code"] == 503
     assert post_until(api, new_key, padded, 202).json()["accepted"] == 1
+
+
+def test_one_keys_slow_bodies_hold_only_its_share(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """A key's slow 400 KB upload is held; its next 200 KB request passes its half of the
+    budget and gets 503, while another key's 200 KB request, within the process's, passes."""
+    slow_key = new_key("limits-share")
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {slow_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: 400000\r\n\r\n["
+    )
+    padded = json.dumps([{**events(1)[0], "data": {"pad": "x" * 200_000}}]).encode()
+    with socket.create_connection((api.settings.http_host, api.settings.http_port)) as sock:
+        sock.sendall(head.encode())
+
+        def refused_for_the_key() -> Answer | None:
+            answer = call(
+                "POST",
+                f"{api.base_url}/v1/events",
+                body=padded,
+                headers={"X-API-Key": slow_key, "Content-Type": "application/json"},
+            )
+            return answer if answer.status == 503 else None  # fmt: skip
+
+        refused = eventually(refused_for_the_key, timeout=TIMEOUT_S * 2)
+        assert "this key already holds 400000 bytes" in refused.json()["error"]["message"]
+        other = call("POST", f"{api.base_url}/v1/events", body=padded,
+                     headers={"X-API-Key": new_key("limits-share-other"),
+                              "Content-Type": "application/json"})  # fmt: skip
+        assert other.status == 202, other.body

@@ -30,6 +30,7 @@ from tests.httpclient import Answer, call
 pytestmark = pytest.mark.integration
 
 BUCKET, SOURCE = "5f0c0ffee0ddba11deadbeef", "5f0c0ffee0ddba11deadbee0"
+A_SCHEMA = {"type": "record", "name": "ASecret", "fields": [{"name": "a", "type": "string"}]}
 
 
 @dataclass
@@ -49,6 +50,10 @@ class World:
     deletion_id: str
     datahub_id: str
     dataset: str
+    a_schemas: str
+    b_schemas: str
+    subject: str
+    schema_id: int
 
     def b(self, method: str, path: str, body: Any = None, key: str | None = None) -> Answer:
         return send(self.stack, key or self.b_key, method, path, body)
@@ -94,13 +99,23 @@ def world(stack: ProcessStack, new_key: Callable[..., str]) -> World:
     deletion = send(stack, a_key, "DELETE", f"/v1/events/a-gone-{suffix}")
     job = send(stack, a_key, "POST", "/v1/dead-letters/replay", {"dry_run": True})
     assert job.status == 202, job.body
+    a_schemas = new_key(tenant_a, ["schemas:read", "schemas:write"])
+    subject = f"a-subject-{suffix}"
+    registered = send(stack, a_schemas, "POST", f"/schema-registry/subjects/{subject}/versions",
+                      {"schema": json.dumps(A_SCHEMA)})  # fmt: skip
+    assert registered.status == 200, registered.body
+    for path, mode in ((f"/config/{subject}", "NONE"), ("/config", "FULL")):
+        put = send(stack, a_schemas, "PUT", f"/schema-registry{path}", {"compatibility": mode})
+        assert put.status == 200, put.body
 
     found = World(
         stack=stack, tenant_a=tenant_a, a_key=a_key, a_admin=new_key(tenant_a, ["admin"]),
         b_key=new_key(tenant_b), b_admin=new_key(tenant_b, ["admin"]),
         event_id=event_id, event_type=event_type, dead_letter_id=dead_letter_id,
         job_id=job.json()["job_id"], deletion_id=deletion.json()["deletion_id"],
-        datahub_id=datahub_id, dataset=dataset,
+        datahub_id=datahub_id, dataset=dataset, a_schemas=a_schemas,
+        b_schemas=new_key(tenant_b, ["schemas:read", "schemas:write"]), subject=subject,
+        schema_id=registered.json()["id"],
     )  # fmt: skip
     eventually(lambda: found.a("GET", f"/v1/events/{event_id}").status == 200)
     eventually(lambda: found.a("GET", f"/v1/events/{datahub_id}?family=datahub").status == 200)
@@ -282,6 +297,63 @@ def baselime_write(w: World) -> None:
     assert w.a("GET", "/v1/events?family=baselime").json()["events"] == []
 
 
+def _registry(w: World, method: str, path: str, body: Any = None) -> Answer:
+    return w.b(method, f"/schema-registry{path}", body, key=w.b_schemas)
+
+
+def _registry_code(answer: Answer) -> int:
+    assert answer.headers["Content-Type"].startswith("application/vnd.schemaregistry.v1+json")
+    code: int = answer.json()["error_code"]
+    return code
+
+
+def registry_sealed(w: World) -> None:
+    """B's reads and writes of the registry, in that order (the writes make B's own)."""
+    registry_reads(w)
+    registry_writes(w)
+
+
+def registry_reads(w: World) -> None:
+    """A's subject and schema id are absent for B (40401, 40403), its configs unseen."""
+    s, schema = w.subject, {"schema": json.dumps(A_SCHEMA)}
+    for path in (f"/subjects/{s}/versions", f"/subjects/{s}/versions/1",
+                 f"/subjects/{s}/versions/latest/schema"):  # fmt: skip
+        assert _registry_code(_registry(w, "GET", path)) == 40401, path
+    assert _registry_code(_registry(w, "POST", f"/subjects/{s}", schema)) == 40401
+    compat = _registry(w, "POST", f"/compatibility/subjects/{s}/versions/latest", schema)
+    assert _registry_code(compat) == 40401
+    for tail in ("", "/schema", "/subjects", "/versions"):
+        answer = _registry(w, "GET", f"/schemas/ids/{w.schema_id}{tail}")
+        assert _registry_code(answer) == 40403, tail
+    listed = _registry(w, "GET", "/subjects?deleted=true")
+    assert listed.status == 200 and s not in listed.json()
+    assert _registry_code(_registry(w, "GET", f"/config/{s}")) == 40408
+    own = _registry(w, "GET", f"/config/{s}?defaultToGlobal=true").json()
+    assert own == {"compatibilityLevel": "BACKWARD"}  # not A's NONE nor A's FULL
+    assert _registry(w, "GET", "/config").json() == {"compatibilityLevel": "BACKWARD"}
+
+
+def registry_writes(w: World) -> None:
+    """B's deletes miss A's subject; B's registrations and configs are B's own."""
+    s = w.subject
+    assert _registry_code(_registry(w, "DELETE", f"/subjects/{s}")) == 40401
+    assert _registry_code(_registry(w, "DELETE", f"/subjects/{s}/versions/1")) == 40401
+    assert _registry_code(_registry(w, "DELETE", f"/subjects/{s}?permanent=true")) == 40401
+    mine = _registry(w, "POST", f"/subjects/{s}/versions", {"schema": '"string"'})
+    assert mine.status == 200 and mine.json()["id"] != w.schema_id
+    assert _registry(w, "PUT", f"/config/{s}", {"compatibility": "FORWARD"}).status == 200
+    assert _registry(w, "PUT", "/config", {"compatibility": "NONE"}).status == 200
+    a_side = f"/schema-registry/subjects/{s}/versions"
+    assert send(w.stack, w.a_schemas, "GET", a_side).json() == [1]
+    a_config = send(w.stack, w.a_schemas, "GET", f"/schema-registry/config/{s}").json()
+    assert a_config == {"compatibilityLevel": "NONE"}
+    assert send(w.stack, w.a_schemas, "GET", "/schema-registry/config").json() == {
+        "compatibilityLevel": "FULL"
+    }
+    assert _registry(w, "DELETE", f"/subjects/{s}").json() == [1]  # B's own version 1
+    assert send(w.stack, w.a_schemas, "GET", a_side).json() == [1]
+
+
 CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/v1/events"): list_events,
     ("GET", "/v1/events/{id}"): show_event,
@@ -304,6 +376,26 @@ CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/dakkio/api/data"): dakkio_write,
     ("POST", "/dakkio/api/data/batch"): dakkio_write,
     ("POST", "/baselime/v1/{dataset}/{namespace}"): baselime_write,
+    ("GET", "/schema-registry/schemas/ids/{id}"): registry_sealed,
+    ("GET", "/schema-registry/schemas/ids/{id}/schema"): registry_sealed,
+    ("GET", "/schema-registry/schemas/ids/{id}/subjects"): registry_sealed,
+    ("GET", "/schema-registry/schemas/ids/{id}/versions"): registry_sealed,
+    ("GET", "/schema-registry/subjects"): registry_sealed,
+    ("GET", "/schema-registry/subjects/{subject}/versions"): registry_sealed,
+    ("GET", "/schema-registry/subjects/{subject}/versions/{version}"): registry_sealed,
+    ("GET", "/schema-registry/subjects/{subject}/versions/{version}/schema"): registry_sealed,
+    ("POST", "/schema-registry/subjects/{subject}"): registry_sealed,
+    (
+        "POST",
+        "/schema-registry/compatibility/subjects/{subject}/versions/{version}",
+    ): registry_sealed,
+    ("GET", "/schema-registry/config"): registry_sealed,
+    ("GET", "/schema-registry/config/{subject}"): registry_sealed,
+    ("POST", "/schema-registry/subjects/{subject}/versions"): registry_sealed,
+    ("DELETE", "/schema-registry/subjects/{subject}"): registry_sealed,
+    ("DELETE", "/schema-registry/subjects/{subject}/versions/{version}"): registry_sealed,
+    ("PUT", "/schema-registry/config"): registry_sealed,
+    ("PUT", "/schema-registry/config/{subject}"): registry_sealed,
 }
 """Tenant-scoped routes: each check tries B's key on A's things and asserts nothing leaks."""
 
@@ -329,8 +421,10 @@ NOT_TENANT_SCOPED = {
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/schema-registry/schemas/types"),
 }
-"""No tenant data: liveness, readiness, process metrics, the API description."""
+"""No tenant data: liveness, readiness, process metrics, the API description, the schema
+types the registry serves."""
 
 
 def registered_routes(app: web.Application) -> Iterator[tuple[str, str]]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import datetime
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
-from ingest.keys import generate_key
-from producer_api.auth import KeyVerifier, Principal
+from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key
+from producer_api.auth import KeyVerifier, Principal, presented_key
 
 
 class CountingVerifier(KeyVerifier):
@@ -50,3 +52,27 @@ def test_a_rotation_cut_keeps_the_cache_for_the_overlap_at_most(overlap: float) 
         asyncio.run(asyncio.sleep(overlap + 0.1))
         _verify(verifier, key.secret)
         assert verifier.lookups == 2
+
+
+def _request(authorization: str) -> Any:
+    return make_mocked_request("GET", "/", headers={"Authorization": authorization})
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_basic_auth_carries_the_key_as_password_only_where_asked() -> None:
+    key = generate_key().secret
+    basic = _basic("whoever", key)
+    assert presented_key(_request(basic), basic=True) == key
+    assert presented_key(_request(basic)) is None  # the other doors keep their own schemes
+    assert presented_key(_request(f"Bearer {key}"), basic=True) == key
+    assert presented_key(_request("Basic !!not-base64!!"), basic=True) is None
+    assert presented_key(_request(_basic("only-a-user", "")), basic=True) is None
+
+
+def test_new_keys_may_read_schemas_but_not_write_them() -> None:
+    assert {"schemas:read", "schemas:write"} <= set(SCOPES)
+    assert "schemas:read" in DEFAULT_SCOPES
+    assert "schemas:write" not in DEFAULT_SCOPES and "admin" not in DEFAULT_SCOPES

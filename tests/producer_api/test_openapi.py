@@ -48,7 +48,7 @@ KNOWN_ISSUES = {
 }
 """Operations whose schemathesis failures are known bugs, reported and left to their owners."""
 ALL_SCOPES = ["events:write", "events:read", "events:delete", "deadletters:read",
-              "deadletters:replay", "admin"]  # fmt: skip
+              "deadletters:replay", "schemas:read", "schemas:write", "admin"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

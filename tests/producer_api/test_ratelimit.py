@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from ingest.publish import Overloaded
 from producer_api.errors import error_middleware_for
-from producer_api.ratelimit import KeyRateLimiter, RateLimited, budget
+from producer_api.ratelimit import BodyBudget, KeyRateLimiter, RateLimited, budget
 from runtime.settings import Settings
 
 
@@ -73,3 +75,33 @@ async def test_every_family_formatter_answers_429_with_retry_after() -> None:
     assert answer.body is not None and json.loads(bytes(answer.body)) == {
         "family_error": "rate_limited"
     }
+
+
+def _body_of(size: int) -> web.Request:
+    headers = {"Content-Length": str(size)}
+    return make_mocked_request("POST", "/v1/events", headers=headers, payload=object())
+
+
+async def test_one_key_holds_at_most_its_share_of_the_body_budget() -> None:
+    bodies = BodyBudget(limit=1000, max_body_bytes=600, per_key=400)
+    async with contextlib.AsyncExitStack() as held:
+        await held.enter_async_context(bodies.hold(_body_of(300), "greedy"))
+        with pytest.raises(Overloaded, match="this key already holds 300"):
+            await held.enter_async_context(bodies.hold(_body_of(300), "greedy"))
+        await held.enter_async_context(bodies.hold(_body_of(300), "calm"))
+        await held.enter_async_context(bodies.hold(_body_of(300), "third"))
+        with pytest.raises(Overloaded, match="900 bytes"):  # the process budget still binds
+            await held.enter_async_context(bodies.hold(_body_of(300), "fourth"))
+        assert bodies.held == 900 and bodies.held_by == {"greedy": 300, "calm": 300, "third": 300}
+    assert bodies.held == 0 and not bodies.held_by
+
+
+async def test_a_key_holding_nothing_is_admitted_past_its_share() -> None:
+    bodies = BodyBudget(limit=1000, max_body_bytes=600, per_key=100)
+    async with bodies.hold(_body_of(600), "big"):
+        assert bodies.held_by["big"] == 600
+
+
+def test_the_share_comes_from_settings() -> None:
+    settings = Settings()
+    assert settings.max_receiving_bytes_per_key < settings.max_receiving_bytes
