@@ -20,7 +20,7 @@ from producer_api import (
     schema_registry,
 )
 from producer_api.errors import error_middleware, request_timeout_middleware
-from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace
+from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace, otlp, posthog
 from producer_api.openapi import install as install_openapi
 from producer_api.resources import SETTINGS, door_context
 from runtime.redaction import install_key_redaction
@@ -51,6 +51,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_subapp("/dynatrace", dynatrace.create_subapp())
     app.add_subapp("/dakkio", dakkio.create_subapp())
     app.add_subapp("/schema-registry", schema_registry.create_subapp())
+    app.add_subapp("/posthog", posthog.create_subapp())
+    app.add_subapp("/otlp", otlp.create_subapp())
     install_openapi(app)
     metrics.install(app)
     return app

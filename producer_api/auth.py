@@ -148,8 +148,14 @@ async def authorize(request: web.Request, scope: str, basic: bool = False) -> Pr
     (401), `RateLimited` (429) or `Forbidden` (403). The caller's events are
     counted by the ingest entry, against the key named in the request's context.
     """
+    return await authorize_key(request, presented_key(request, basic), scope)
+
+
+async def authorize_key(request: web.Request, key: str | None, scope: str) -> Principal:
+    """`authorize` for a key the route found elsewhere than in the headers (PostHog's
+    SDKs send it in the body as `api_key`)."""
     gate = request.config_dict[GATE]
-    principal = await gate.keys.verify(presented_key(request, basic))
+    principal = await gate.keys.verify(key)
     await gate.limits.admit_request(principal.prefix)
     require_scope(principal, scope)
     return principal

@@ -12,6 +12,8 @@ from schemas.families.dakkio import validate_dakkio
 from schemas.families.dashdive import validate_dashdive
 from schemas.families.datahub import validate_datahub
 from schemas.families.dynatrace import validate_dynatrace
+from schemas.families.otlp import validate_otlp
+from schemas.families.posthog import validate_posthog
 from schemas.native import validate_native
 from schemas.nesting import TOO_DEEP, too_deep_indexes
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
@@ -28,6 +30,8 @@ VALIDATORS: dict[str, Validator] = {
     "baselime": validate_baselime,
     "dynatrace": validate_dynatrace,
     "dakkio": validate_dakkio,
+    "posthog": validate_posthog,
+    "otlp": validate_otlp,
 }
 
 

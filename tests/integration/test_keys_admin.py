@@ -149,6 +149,8 @@ FAMILY_WRITES = [
     ("/baselime/v1/logs/ns", []),
     ("/dynatrace/platform/ingest/v1/events", {}),
     ("/dakkio/api/data", {}),
+    ("/posthog/batch/", {}),
+    ("/otlp/v1/logs", {}),
 ]
 
 

@@ -79,6 +79,24 @@ def test_family_routes_answer_429_in_their_own_format(
     assert answers[-1].json()["error"]["code"] == 429  # Dynatrace's envelope, not the native one
 
 
+def test_posthog_and_otlp_answer_429_in_their_own_formats(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """The key in PostHog's body is counted like any header key; OTLP's 429 is a Status."""
+    key = new_key("limits-posthog")
+    url = f"{api.base_url}/posthog/batch/"
+    body = {"api_key": key, "batch": [{"event": "e", "distinct_id": "d"}]}
+    answers = [call("POST", url, json_body=body) for _ in range(4)]
+    assert answers[-1].status == 429 and "Retry-After" in answers[-1].headers
+    assert answers[-1].json()["code"] == "rate_limited"  # PostHog's shape
+    other = new_key("limits-otlp")
+    headers = {"Authorization": f"Bearer {other}", "Content-Type": "application/json"}
+    logs = [call("POST", f"{api.base_url}/otlp/v1/logs", body=b"{}", headers=headers)
+            for _ in range(4)]  # fmt: skip
+    assert logs[-1].status == 429 and "Retry-After" in logs[-1].headers
+    assert logs[-1].json()["code"] == 8  # google.rpc.Code RESOURCE_EXHAUSTED
+
+
 def test_a_key_over_its_event_budget_gets_429(
     api: ProcessStack, new_key: Callable[..., str]
 ) -> None:

@@ -436,6 +436,11 @@ INGEST_ONLY = {
     ("POST", "/datahub/v1/events"),
     ("POST", "/datahub/v1/csv/upload"),
     ("POST", "/dynatrace/platform/ingest/v1/events"),
+    ("POST", "/posthog/capture/"),
+    ("POST", "/posthog/batch/"),
+    ("POST", "/posthog/e/"),
+    ("POST", "/posthog/i/v0/e/"),
+    ("POST", "/otlp/v1/logs"),
 }
 """Writes through the shared door: the tenant is the key's (`request_context`); a body's
 `tenant` is an unknown field and dropped (see test_a_body_cannot_choose_the_tenant)."""

@@ -32,6 +32,7 @@ from runtime.settings import Settings
 from schemas.families.baselime import validate_baselime
 from schemas.families.dakkio import validate_dakkio
 from schemas.families.dynatrace import validate_dynatrace
+from schemas.families.posthog import validate_posthog
 from schemas.outcome import Rejected
 from schemas.validators import Validator
 from sluice.stack import ProcessStack
@@ -124,6 +125,16 @@ def test_request_schemas_come_from_the_validators(document: dict[str, Any]) -> N
     assert set(described_paths()) == set(document["paths"])
 
 
+def _posthog_events(body: Any) -> list[Any]:
+    """The events of a PostHog JSON body (a batch, an array or one event); none for the
+    form and gzip bodies (a form is a dict with neither `batch` nor `event`)."""
+    if isinstance(body, dict):
+        if "batch" in body:
+            return list(body["batch"])
+        return [body] if "event" in body else []
+    return list(body) if isinstance(body, list) else []
+
+
 @pytest.mark.parametrize(
     ("path", "validate", "events"),
     [
@@ -131,6 +142,7 @@ def test_request_schemas_come_from_the_validators(document: dict[str, Any]) -> N
         ("/dynatrace/platform/ingest/v1/events", validate_dynatrace,
          lambda body: body if isinstance(body, list) else [body]),
         ("/dakkio/api/data", validate_dakkio, lambda body: [body]),
+        ("/posthog/batch/", validate_posthog, _posthog_events),
     ],
 )  # fmt: skip
 def test_every_event_the_document_allows_the_validator_accepts(
