@@ -29,6 +29,7 @@ from store.api_keys import (
     StoredKey,
     insert_tenant_key,
     list_tenant_keys,
+    live_tenant_keys,
     revoke_tenant_key,
     rotate_tenant_key,
 )
@@ -57,7 +58,11 @@ async def create_key(request: web.Request) -> web.Response:
     except BadAdminRequest as exc:
         return error_response(400, "bad_request", str(exc))
     new = generate_key()
+    cap = door.settings.max_keys_per_tenant
     async with tenant_connection(door.pool, principal.tenant) as conn:
+        if await live_tenant_keys(conn, principal.tenant) >= cap:
+            return error_response(409, "too_many_keys", f"this tenant has {cap} live keys "
+                                  "(SLUICE_MAX_KEYS_PER_TENANT); revoke one first")  # fmt: skip
         await insert_tenant_key(
             conn, prefix=new.prefix, tenant=principal.tenant, scopes=scopes, label=label,
             key_hash=hash_key(door.settings.key_secret, new.secret),

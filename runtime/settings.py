@@ -42,6 +42,7 @@ class Settings:
     key_secret: str = field(default=DEFAULT_KEY_SECRET)
     allow_default_secret: bool = False
     key_cache_seconds: float = 5.0
+    max_keys_per_tenant: int = 100
     produce_timeout_ms: int = 15_000
     door_linger_ms: int = 20
     max_body_bytes: int = 6 * 1024 * 1024

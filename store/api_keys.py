@@ -124,6 +124,20 @@ async def insert_tenant_key(
     await conn.execute(_INSERT, (prefix, tenant, key_hash, scopes, label))
 
 
+async def live_tenant_keys(conn: AsyncConnection[Any], tenant: str) -> int:
+    """How many keys of `tenant` still work, counted under a lock on the tenant's key
+    creation held to the end of the transaction (two creations cannot both pass a cap)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sluice.api_keys:' || %s))",
+                       (tenant,))  # fmt: skip
+    cur = await conn.execute(
+        "SELECT count(*) FROM api_keys WHERE tenant = %s AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now())",
+        (tenant,),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def list_tenant_keys(conn: AsyncConnection[Any], tenant: str) -> list[StoredKey]:
     async with conn.cursor(row_factory=class_row(StoredKey)) as cur:
         await cur.execute(

@@ -163,3 +163,20 @@ def test_a_key_without_the_write_scope_gets_403_on_every_family(
     assert answer.status == 403, answer.body
     assert api(stack, "POST", path, None, body).status == 401
     assert reader.encode() not in answer.body
+
+
+def test_a_tenant_admin_creates_at_most_the_cap_of_live_keys(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    admin = new_key("keys-cap", ["admin"])
+    cap = stack.settings.max_keys_per_tenant
+    made = [api(stack, "POST", "/v1/admin/keys", admin, {"scopes": ["events:read"]})
+            for _ in range(cap - 1)]  # fmt: skip
+    assert {m.status for m in made} == {201}
+    refused = api(stack, "POST", "/v1/admin/keys", admin, {"scopes": ["events:read"]})
+    assert refused.status == 409 and refused.json()["error"]["code"] == "too_many_keys"
+    assert "key" not in refused.json()
+    revoked = api(stack, "DELETE", f"/v1/admin/keys/{made[0].json()['prefix']}", admin)
+    assert revoked.status == 200
+    again = api(stack, "POST", "/v1/admin/keys", admin, {"scopes": ["events:read"]})
+    assert again.status == 201, again.body  # a revoked key no longer counts
