@@ -87,6 +87,9 @@ class ReplayDeps:
     partitions: int
     owner: str = field(default_factory=lambda: f"replayer-{uuid.uuid4()}")
     max_body_bytes: int = Settings.max_body_bytes
+    max_events: int = Settings.max_events_per_request
+    """Events one replayed body may split into: the door's cap (a corrected body of
+    50,000 events once passed it)."""
 
 
 @dataclass(frozen=True)
@@ -133,12 +136,13 @@ def replay_context(dead: StoredDeadLetter, received_at: datetime | None = None) 
 
 
 def plan_replay(
-    dead: StoredDeadLetter, body: bytes, topics: TopicNames, partitions: int
-) -> IngestPlan:
+    dead: StoredDeadLetter, body: bytes, topics: TopicNames, partitions: int,
+    max_events: int = Settings.max_events_per_request,
+) -> IngestPlan:  # fmt: skip
     """Validate and plan the replay of `dead` with `body` (pure: nothing is sent).
 
     A dead letter holds one event, except a body that could not be split: its
-    replay (usually corrected) is split as a JSON body again.
+    replay (usually corrected) is split as a JSON body again, into at most `max_events`.
     """
     raws: Sequence[bytes] = [body]
     if any(r.get("code") == "unsplittable_body" for r in dead.reasons):
@@ -146,6 +150,12 @@ def plan_replay(
             raws = split_body(split_json_events, body)
         except Unsplittable:
             raws = [body]
+    if len(raws) > max_events:
+        raise ReplayError(
+            Refusal.TOO_LARGE,
+            "too_many_events",
+            f"the replayed body holds {len(raws)} events; at most {max_events}",
+        )
     lineage = ReplayOf(dead.id, dead.attempt + 1, dead.event_id or dead.id)
     try:
         validate = validator_for(dead.family)
@@ -191,14 +201,20 @@ async def replay_one(
     body: bytes | None = None,
     patch: Any = None,
     dry_run: bool = False,
+    admit: Callable[[int], Awaitable[None]] | None = None,
 ) -> ReplayResult:
-    """Replay one dead letter (optionally corrected); dry: only say what would happen."""
+    """Replay one dead letter (optionally corrected); dry: only say what would happen.
+
+    `admit` charges the events it would publish to the caller's event budget (the
+    door's `KeyRateLimiter`), before anything is claimed or sent."""
     dead = await get_or_not_found(deps, tenant, dead_letter_id)
     replayed_body = await asyncio.to_thread(corrected_body, dead.raw, body, patch,
                                             deps.max_body_bytes)  # fmt: skip
-    plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions)
+    plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions, deps.max_events)
     if dry_run:
         return summarize(dead, plan, dry_run=True)
+    if admit is not None:
+        await admit(len(plan.results))
     async with tenant_connection(deps.pool, tenant) as conn:
         claimed = await store.claim_one(conn, tenant, dead_letter_id, deps.owner, CLAIM_SECONDS)
     if claimed is None:

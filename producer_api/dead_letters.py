@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 from collections import Counter
@@ -118,7 +119,8 @@ def _deps(request: web.Request) -> ReplayDeps:
     door = door_of(request)
     settings = door.settings
     return ReplayDeps(door.pool, door.publisher, door.topics, settings.partitions,
-                      max_body_bytes=settings.max_body_bytes)  # fmt: skip
+                      max_body_bytes=settings.max_body_bytes,
+                      max_events=settings.max_events_per_request)  # fmt: skip
 
 
 @routes.get("/v1/dead-letters")
@@ -184,6 +186,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
         result = await replay_one(
             _deps(request), principal.tenant, request.match_info["id"],
             body=body, patch=patch, dry_run=dry_run,
+            admit=functools.partial(door_of(request).limits.admit_events, principal.prefix),
         )  # fmt: skip
     except ReplayError as exc:
         return error_response(REFUSAL_STATUS[exc.refusal], exc.code, str(exc))

@@ -60,6 +60,7 @@ async def _deps(settings: Settings) -> AsyncIterator[ReplayDeps]:
         yield ReplayDeps(
             pool, Publisher(producer, settings.max_inflight_bytes),
             TopicNames.for_prefix(settings.topic_prefix), settings.partitions,
+            max_body_bytes=settings.max_body_bytes, max_events=settings.max_events_per_request,
         )  # fmt: skip
     finally:
         producer.close()

@@ -161,3 +161,33 @@ def test_a_fixed_rule_turns_the_same_bytes_into_an_event(monkeypatch: pytest.Mon
     plan = plan_replay(dead, BAD, TOPICS, 4)
     assert summarize(dead, plan, dry_run=False).outcome == "replayed"
     assert _items(plan.messages)[0]["raw"] == BAD
+
+
+def test_a_replayed_body_of_more_events_than_the_door_takes_is_refused() -> None:
+    dead = _dead(b"[{oops", reasons=[{"code": "unsplittable_body", "path": "$", "message": ""}])
+    body = b"[" + b",".join(GOOD.replace(b"ev-1", b"ev-%d" % n) for n in range(11)) + b"]"
+    assert len(plan_replay(dead, body, TOPICS, 4, max_events=11).results) == 11
+    with pytest.raises(ReplayError) as refused:
+        plan_replay(dead, body, TOPICS, 4, max_events=10)
+    assert refused.value.refusal is Refusal.TOO_LARGE and refused.value.code == "too_many_events"
+
+
+async def test_a_replay_charges_its_events_before_claiming(monkeypatch: pytest.MonkeyPatch) -> None:
+    dead = _dead(b"[{oops", reasons=[{"code": "unsplittable_body", "path": "$", "message": ""}])
+    body = b"[" + GOOD + b"," + GOOD.replace(b"ev-1", b"ev-2") + b"]"
+    charged: list[int] = []
+
+    async def found(*_args: Any) -> StoredDeadLetter:
+        return dead
+
+    async def over_budget(count: int) -> None:
+        charged.append(count)
+        raise RuntimeError("over budget")
+
+    monkeypatch.setattr(replay, "get_or_not_found", found)
+    deps = ReplayDeps(None, None, TOPICS, 4)  # type: ignore[arg-type]  # never reached
+    with pytest.raises(RuntimeError, match="over budget"):
+        await replay_one(deps, "acme", dead.id, body=body, admit=over_budget)
+    assert charged == [2]
+    dry = await replay_one(deps, "acme", dead.id, body=body, dry_run=True, admit=over_budget)
+    assert dry.outcome == "valid" and charged == [2]  # a dry run costs nothing
