@@ -151,19 +151,29 @@ _DEAD_LETTER_BEFORE = """
 """A dead letter precedes a delete: by position for the stream's, by time for the door's."""
 
 _DELETE_DEAD_LETTERS = f"""
-DELETE FROM dead_letters dl
-USING unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::int[], %s::timestamptz[])
-      AS t(tenant, family, event_id, version, kafka_partition, requested_at)
-WHERE dl.tenant = t.tenant AND dl.family = t.family AND dl.event_id = t.event_id
-  AND {
+WITH doomed AS (
+    SELECT dl.dead_letter_id, t.tenant, t.family, t.event_id
+    FROM dead_letters dl
+    JOIN unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::int[], %s::timestamptz[])
+         AS t(tenant, family, event_id, version, kafka_partition, requested_at)
+      ON dl.tenant = t.tenant AND dl.family = t.family AND dl.event_id = t.event_id
+    WHERE {
     _DEAD_LETTER_BEFORE.format(
         version="t.version",
         partition="coalesce(t.kafka_partition, dl.source_partition)",
         requested_at="coalesce(t.requested_at, 'infinity')",
     )
 }
-RETURNING t.tenant, t.family, t.event_id
+    ORDER BY dl.dead_letter_id
+    FOR UPDATE OF dl
+)
+DELETE FROM dead_letters dl USING doomed
+WHERE dl.dead_letter_id = doomed.dead_letter_id
+RETURNING doomed.tenant, doomed.family, doomed.event_id
 """
+"""Rows are locked in `dead_letter_id` order (`_DELETE_ALL_DEAD_LETTERS` too): the sink's
+writers share the door's dead letters, and locking them in any order let two writers'
+deletes deadlock (PostgreSQL broke it and the batch was retried)."""
 
 _RECORD_FILTER = """
 INSERT INTO filter_deletions (tenant, family, deletion_id, kafka_partition, version, types,
@@ -184,13 +194,18 @@ RETURNING e.event_id
 """
 
 _DELETE_ALL_DEAD_LETTERS = f"""
-DELETE FROM dead_letters dl
-WHERE dl.tenant = %(tenant)s AND dl.family = %(family)s
-  AND {
+DELETE FROM dead_letters
+WHERE dead_letter_id IN (
+    SELECT dl.dead_letter_id FROM dead_letters dl
+    WHERE dl.tenant = %(tenant)s AND dl.family = %(family)s
+      AND {
     _DEAD_LETTER_BEFORE.format(
         version="%(version)s", partition="%(partition)s", requested_at="%(requested_at)s"
     )
 }
+    ORDER BY dl.dead_letter_id
+    FOR UPDATE
+)
 """
 
 _INSERT_DEAD_LETTER = """
