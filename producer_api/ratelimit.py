@@ -49,10 +49,14 @@ def budget(what: str, per_second: float, burst_seconds: int) -> RateLimitItem | 
 class KeyRateLimiter:
     """Admits or refuses a key's requests and events against its two budgets."""
 
-    def __init__(self, requests: RateLimitItem | None, events: RateLimitItem | None) -> None:
+    def __init__(
+        self, requests: RateLimitItem | None, events: RateLimitItem | None,
+        lookups: RateLimitItem | None = None,
+    ) -> None:  # fmt: skip
         self._strategy = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._requests = requests
         self._events = events
+        self._lookups = lookups
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRateLimiter:
@@ -60,7 +64,13 @@ class KeyRateLimiter:
         return cls(
             budget("requests", settings.rate_requests_per_second, burst),
             budget("events", settings.rate_events_per_second, burst),
+            budget("key lookups", settings.rate_key_lookups_per_second, burst),
         )
+
+    async def admit_lookup(self, client: str) -> None:
+        """Count one database lookup of a key not yet cached, for client address `client`
+        (before anyone is authenticated: the one budget an unknown caller spends)."""
+        await self._admit(self._lookups, f"address:{client}", 1)
 
     async def admit_request(self, key_prefix: str) -> None:
         """Count one request of `key_prefix`; raise `RateLimited` when over budget."""

@@ -75,7 +75,8 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
     publisher = Publisher(producer, settings.max_inflight_bytes)
     stored = StoredIdLookups(lookups, gather_seconds=settings.door_linger_ms / 2000)
     limits = KeyRateLimiter.from_settings(settings)
-    keys = KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds)
+    keys = KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds,
+                       before_lookup=limits.admit_lookup)  # fmt: skip
     app[GATE] = Gate(keys, limits)
     app[DOOR] = Door(
         settings=settings,

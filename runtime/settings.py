@@ -55,6 +55,7 @@ class Settings:
     rate_requests_per_second: float = 200.0
     rate_events_per_second: float = 100_000.0
     rate_burst_seconds: int = 5
+    rate_key_lookups_per_second: float = 100.0
     http_request_timeout_seconds: float = 60.0
     http_access_log: bool = False
     max_receiving_bytes: int = 256 * 1024 * 1024

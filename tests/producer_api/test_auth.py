@@ -1,4 +1,5 @@
-"""The key cache: a revoke or rotation in this process cuts its cached verifications."""
+"""The key cache (a revoke or rotation in this process cuts it; bounded; lookups charged
+to the client's address), Basic auth, default scopes."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key
-from producer_api.auth import KeyVerifier, Principal, presented_key
+from producer_api.auth import (
+    _CACHED_KEYS,
+    KeyVerifier,
+    Principal,
+    Unauthenticated,
+    presented_key,
+)
+from producer_api.ratelimit import KeyRateLimiter, RateLimited, budget
 
 
 class CountingVerifier(KeyVerifier):
     """The cache under test, with the database lookup replaced by a counter (the cache is
     what is tested; tests/integration/test_keys_admin.py drives the real lookup)."""
 
-    def __init__(self, cache_seconds: float) -> None:
-        super().__init__(pool=None, secret="s", cache_seconds=cache_seconds)  # type: ignore[arg-type]
+    def __init__(self, cache_seconds: float, **kwargs: Any) -> None:
+        super().__init__(None, "s", cache_seconds, **kwargs)  # type: ignore[arg-type]
         self.lookups = 0
 
     async def _lookup(self, key: str) -> tuple[Principal, datetime | None]:
@@ -27,8 +35,8 @@ class CountingVerifier(KeyVerifier):
         return Principal("t", key.split(".")[0], frozenset({"events:read"})), None
 
 
-def _verify(verifier: KeyVerifier, key: str) -> Any:
-    return asyncio.run(verifier.verify(key))
+def _verify(verifier: KeyVerifier, key: str, client: str = "") -> Any:
+    return asyncio.run(verifier.verify(key, client))
 
 
 def test_a_cached_key_is_looked_up_again_at_once_after_a_cut() -> None:
@@ -76,3 +84,40 @@ def test_new_keys_may_read_schemas_but_not_write_them() -> None:
     assert {"schemas:read", "schemas:write"} <= set(SCOPES)
     assert "schemas:read" in DEFAULT_SCOPES
     assert "schemas:write" not in DEFAULT_SCOPES and "admin" not in DEFAULT_SCOPES
+
+
+def test_only_a_lookup_of_a_well_formed_uncached_key_is_charged_to_the_address() -> None:
+    limiter = KeyRateLimiter(None, None, budget("key lookups", 3 / 60, 60))  # 3 a minute
+    verifier = CountingVerifier(600, before_lookup=limiter.admit_lookup)
+    known = generate_key()
+    _verify(verifier, known.secret, "10.0.0.1")
+    for _ in range(5):  # cached: never charged again
+        _verify(verifier, known.secret, "10.0.0.1")
+    _verify(verifier, "not-a-key", "10.0.0.1")  # malformed: the real lookup refuses it
+    # without a database round trip, so it is not charged (this stand-in lets it through)
+    _verify(verifier, generate_key().secret, "10.0.0.1")
+    _verify(verifier, generate_key().secret, "10.0.0.1")
+    with pytest.raises(RateLimited):
+        _verify(verifier, generate_key().secret, "10.0.0.1")
+    _verify(verifier, generate_key().secret, "10.0.0.2")  # another address has its own
+    assert verifier.lookups == 5
+
+
+def test_the_refused_cache_evicts_its_oldest_never_everything() -> None:
+    verifier = RefusingVerifier(600)
+    first, *rest = [generate_key().secret for _ in range(_CACHED_KEYS + 1)]
+    for key in [first, *rest]:
+        with pytest.raises(Unauthenticated):
+            _verify(verifier, key)
+    assert verifier.lookups == _CACHED_KEYS + 1
+    with pytest.raises(Unauthenticated):
+        _verify(verifier, rest[-1])  # still remembered
+    with pytest.raises(Unauthenticated):
+        _verify(verifier, first)  # the oldest went: looked up again
+    assert verifier.lookups == _CACHED_KEYS + 2
+
+
+class RefusingVerifier(CountingVerifier):
+    async def _lookup(self, key: str) -> tuple[Principal, datetime | None]:
+        self.lookups += 1
+        raise Unauthenticated("unknown API key")
