@@ -51,6 +51,11 @@ def new_request_id() -> str:
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
+_IDEMPOTENT_IDS = uuid.UUID("6f1f0f5e-5c1e-4c8b-9a55-51b1ce1d0e11")
+"""The UUIDv5 namespace of ids derived from an `Idempotency-Key` (fixed: ids must not change
+between releases)."""
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """Who sent what, where: everything about a request except its events."""
@@ -64,6 +69,19 @@ class RequestContext:
     caller: str | None = None
     """The prefix of the API key that sent the request, whose event budget it spends
     (None: a request of no key, e.g. a replay, which spends its tenant's)."""
+    idempotency_key: str | None = None
+    """The request's `Idempotency-Key`: the ids the door assigns to its id-less events are
+    derived from it, so a retry of a request whose answer was lost (a 503 or 408 can
+    still mean written) writes the same identities again instead of new ones."""
+
+    def assigned_id(self, index: int) -> str:
+        """The id the door gives the request's `index`-th event when it carries none:
+        new, or derived from (tenant, family, idempotency key, index). The tenant, not the
+        key, so a retry with a rotated key still names the same events."""
+        if self.idempotency_key is None:
+            return new_event_id(self.family)
+        name = "\x00".join((self.tenant, self.family, self.idempotency_key, str(index)))
+        return str(uuid.uuid5(_IDEMPOTENT_IDS, name))
 
     def origin(self) -> Origin:
         return Origin(self.tenant, self.family, self.route, self.content_type, self.received_at,
@@ -211,7 +229,7 @@ def plan_events(
                 EventResult(index, outcome.event_id, False, outcome.violations, dead.dead_letter_id)
             )
             continue
-        event_id = outcome.event_id or _fallback_id(replay, index) or new_event_id(ctx.family)
+        event_id = outcome.event_id or _fallback_id(replay, index) or ctx.assigned_id(index)
         id_bytes = event_id.encode()
         if replay is None:
             encoded = upsert_item(id_bytes, raw)

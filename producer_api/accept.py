@@ -31,8 +31,16 @@ def core_of(request: web.Request) -> IngestDeps:
     return request.config_dict[DOOR].core
 
 
+MAX_IDEMPOTENCY_KEY = 255
+
+
 def request_context(request: web.Request, principal: Principal, family: str) -> RequestContext:
-    """Context of a request: tenant and caller from the key, route parameters from the URL."""
+    """Context of a request: tenant and caller from the key, route parameters from the URL,
+    and the `Idempotency-Key` header (at most 255 characters; 400 past it)."""
+    idempotency = request.headers.get("Idempotency-Key")
+    if idempotency is not None and not 0 < len(idempotency) <= MAX_IDEMPOTENCY_KEY:
+        raise web.HTTPBadRequest(text=f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} "
+                                 "characters")  # fmt: skip
     return RequestContext(
         tenant=principal.tenant,
         family=family,
@@ -40,6 +48,7 @@ def request_context(request: web.Request, principal: Principal, family: str) -> 
         content_type=request.content_type,
         received_at=datetime.now(UTC),
         caller=principal.prefix,
+        idempotency_key=idempotency,
     )
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from ingest.plan import RequestContext, plan_deletes, plan_events, plan_unsplittable
@@ -121,3 +122,21 @@ def test_one_unstorable_event_in_a_batch_is_refused_alone() -> None:
     refused = {r.index: r.reasons[0].code for r in plan.results if not r.accepted}
     assert refused == {7: "unsupported_number", 12: "unsupported_character"}
     assert plan.accepted == 18
+
+
+def test_an_idempotency_key_derives_the_ids_the_door_assigns() -> None:
+    no_id = b'{"type":"t","source":"s","time":"2024-01-01T00:00:00Z","data":{}}'
+    carried = no_id.replace(b'{"type"', b'{"id":"own","type"')
+    raws = [no_id, carried, no_id]
+    native = validator_for("native")
+    topics = TopicNames.for_prefix("p.")
+
+    def ids(ctx: RequestContext) -> list[str]:
+        return plan_events(ctx, raws, native, topics, 4).accepted_ids()
+
+    keyed = replace(CTX, idempotency_key="retry-me")
+    first, again = ids(keyed), ids(replace(keyed, request_id="another"))
+    assert first == again and first[1] == "own" and len(set(first)) == 3
+    assert ids(replace(keyed, idempotency_key="other"))[0] != first[0]
+    assert ids(replace(keyed, tenant="else"))[0] != first[0]  # derived per tenant
+    assert ids(CTX)[0] != ids(CTX)[0]  # without the key, new ids each time

@@ -90,3 +90,20 @@ def test_a_dakkio_offset_past_the_cap_is_refused(
     assert at_cap.status == 404  # accepted; the bucket is not in the catalog
     refused = call("GET", f"{base}&offset={10**9}", headers={"X-API-Key": key})
     assert refused.status == 400 and "offset" in refused.body.decode()
+
+
+def test_a_retry_with_the_same_idempotency_key_names_the_same_events(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key, url = new_key("edges"), f"{stack.base_url}/v1/events"
+    body = [{"type": "t", "source": "s", "time": "2024-01-01T00:00:00Z", "data": {"n": n}}
+            for n in range(2)]  # fmt: skip
+    retry = {"X-API-Key": key, "Idempotency-Key": f"batch-{uuid.uuid4()}"}
+    first = call("POST", url, json_body=body, headers=retry)
+    again = call("POST", url, json_body=body, headers=retry)
+    assert first.status == again.status == 202
+    assert first.json()["ids"] == again.json()["ids"]
+    other = call("POST", url, json_body=body, headers={"X-API-Key": key})
+    assert set(other.json()["ids"]).isdisjoint(first.json()["ids"])
+    long = call("POST", url, json_body=body, headers={**retry, "Idempotency-Key": "k" * 256})
+    assert long.status == 400 and "Idempotency-Key" in long.body.decode()
