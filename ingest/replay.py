@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.plan import IngestPlan, ReplayOf, RequestContext, plan_events
@@ -32,10 +34,12 @@ from ingest.publish import Overloaded, Publisher
 from ingest.split import Unsplittable, split_body, split_json_events
 from runtime.kafka import ProduceFailed
 from runtime.settings import Settings
+from schemas.families.dakkio import BATCH_BUCKET
 from schemas.patching import PatchRefused, apply_patch
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
 from store import dead_letters as store
+from store.catalog import catalog_gap
 from store.dead_letters import DeadLetterFilter, StoredDeadLetter
 from store.tenancy import tenant_connection
 
@@ -211,6 +215,11 @@ async def replay_one(
     replayed_body = await asyncio.to_thread(corrected_body, dead.raw, body, patch,
                                             deps.max_body_bytes)  # fmt: skip
     plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions, deps.max_events)
+    if plan.accepted and dead.family in _CATALOGED:
+        async with tenant_connection(deps.pool, tenant) as conn:
+            gap = await _catalog_gap(conn, tenant, dead, replayed_body)
+        if gap is not None:
+            raise ReplayError(Refusal.CONFLICT, "not_in_catalog", gap)
     if dry_run:
         return summarize(dead, plan, dry_run=True)
     if admit is not None:
@@ -306,6 +315,7 @@ def _outcome_json(result: ReplayResult, job_id: str | None = None) -> dict[str, 
 
 
 _BLOCKED = {
+    "not_in_catalog": "its dataset, bucket or data source is not in the catalog",
     "event_deleted": "the event was deleted after this rejection",
     "superseded": "a newer version of the event was stored after this rejection",
 }
@@ -325,10 +335,14 @@ async def _blocked(
         for r in p.results
         if r.accepted and r.event_id
     ]
+    blocked: dict[uuid.UUID, str] = {}
     async with tenant_connection(deps.pool, tenant) as conn:
         deleted = await store.deleted_after(conn, tenant, candidates)
         newer = await store.superseded_after(conn, tenant, candidates)
-    blocked: dict[uuid.UUID, str] = {}
+        for dead, plan in planned:
+            if (plan.accepted and dead.family in _CATALOGED
+                    and await _catalog_gap(conn, tenant, dead, dead.raw)):  # fmt: skip
+                blocked[dead.dead_letter_id] = "not_in_catalog"
     for dead, plan in planned:
         keys = {(dead.family, r.event_id) for r in plan.results if r.accepted}
         if keys & deleted:
@@ -336,6 +350,37 @@ async def _blocked(
         elif keys & newer:
             blocked[dead.dead_letter_id] = "superseded"
     return blocked
+
+
+_CATALOGED = frozenset({"baselime", "dakkio"})
+"""Families whose events need the catalog: a dataset, a bucket and data sources."""
+
+
+async def _catalog_gap(
+    conn: AsyncConnection[Any], tenant: str, dead: StoredDeadLetter, body: bytes
+) -> str | None:
+    """What the catalog lacks for a replay of `dead` as `body` (the door's check: a
+    Baselime dataset, a dakkio bucket and its data sources), or None."""
+    if dead.family == "baselime":
+        return await catalog_gap(conn, tenant, dataset=dead.route.get("dataset", ""))
+    if dead.family != "dakkio":
+        return None
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None  # not a point: the validator refused it, nothing is published
+    points = [
+        p for p in (decoded if isinstance(decoded, list) else [decoded]) if isinstance(p, dict)
+    ]
+    bucket = dead.route.get(BATCH_BUCKET) or next(
+        (p["bucketId"] for p in points if isinstance(p.get("bucketId"), str)), None
+    )
+    sources = {p["dataSourceId"] for p in points if isinstance(p.get("dataSourceId"), str)}
+    if bucket is None:
+        return None
+    return await catalog_gap(
+        conn, tenant, bucket=bucket.lower(), sources={s.lower() for s in sources}
+    )
 
 
 @dataclass

@@ -131,6 +131,24 @@ async def missing_data_sources(
     return set(wanted) - found
 
 
+async def catalog_gap(
+    conn: AsyncConnection[Any], tenant: str, *, dataset: str | None = None,
+    bucket: str | None = None, sources: Collection[str] = (),
+) -> str | None:  # fmt: skip
+    """What the tenant's catalog lacks for events of a Baselime `dataset` or a dakkio
+    `bucket` and its data `sources`, in the door's words; None when nothing is missing.
+    The one pre-publish catalog check the doors and the replay share (a dead letter
+    refused for a missing dataset, replayed as stored, once became an event in it)."""
+    if dataset is not None and not await dataset_exists(conn, tenant, dataset):
+        return f"dataset {dataset!r} does not exist (create it with `sluice datasets create`)"
+    if bucket is not None:
+        if not await bucket_exists(conn, tenant, bucket):
+            return "Bucket not found"
+        if await missing_data_sources(conn, tenant, bucket, sources):
+            return "Data source not found"
+    return None
+
+
 class KnownNames:
     """Keys recently found to exist, each remembered for `ttl` seconds (bounded in size)."""
 

@@ -24,7 +24,7 @@ from producer_api.auth import authorize
 from producer_api.errors import error_middleware_for, internal_error_middleware
 from producer_api.resources import Door
 from schemas.families.baselime import NAME_PATTERN
-from store.catalog import KnownNames, dataset_exists
+from store.catalog import KnownNames, catalog_gap
 from store.tenancy import tenant_connection
 
 FAMILY = "baselime"
@@ -88,10 +88,9 @@ async def post_events(request: web.Request) -> web.Response:
     if body.undecodable is None:
         if not body.data.strip():
             return message(400)
-        if not await _dataset_exists(request, door, principal.tenant, dataset):
-            split = refuse(
-                f"dataset {dataset!r} does not exist (create it with `sluice datasets create`)"
-            )
+        missing = await _missing_dataset(request, door, principal.tenant, dataset)
+        if missing is not None:
+            split = refuse(missing)
     options = IngestOptions(min_events=1, max_events=door.settings.max_events_per_request)
     outcome = await ingest(door.core, IngestRequest(ctx, body, split, options))
     if outcome.kind is Kind.TOO_MANY_EVENTS:
@@ -105,15 +104,17 @@ async def post_events(request: web.Request) -> web.Response:
     return message(400, invalid=[_echo(raws[r.index]) for r in failed], errors=_errors(failed))
 
 
-async def _dataset_exists(request: web.Request, door: Door, tenant: str, dataset: str) -> bool:
+async def _missing_dataset(
+    request: web.Request, door: Door, tenant: str, dataset: str
+) -> str | None:
     known = request.app[KNOWN_DATASETS]
     if known.known((tenant, dataset)):
-        return True
+        return None
     async with tenant_connection(door.pool, tenant) as conn:
-        found = await dataset_exists(conn, tenant, dataset)
-    if found:
+        missing = await catalog_gap(conn, tenant, dataset=dataset)
+    if missing is None:
         known.remember((tenant, dataset))
-    return found
+    return missing
 
 
 def _split_array(body: bytes) -> list[bytes]:

@@ -34,7 +34,7 @@ from schemas.families.dakkio import BATCH_BUCKET, OBJECT_ID, point_issues
 from schemas.families.received import RECEIVED_AT
 from schemas.outcome import Rejected, ValidEvent
 from schemas.validators import validate_all, validator_for
-from store.catalog import KnownNames, bucket_exists, missing_data_sources
+from store.catalog import KnownNames, catalog_gap
 from store.tenancy import tenant_connection
 
 FAMILY = "dakkio"
@@ -162,10 +162,9 @@ async def _missing(
     if all(known.known(key) for key in wanted):
         return None
     async with tenant_connection(door.pool, tenant) as conn:
-        if not await bucket_exists(conn, tenant, bucket):
-            return "Bucket not found"
-        if await missing_data_sources(conn, tenant, bucket, sources):
-            return "Data source not found"
+        missing = await catalog_gap(conn, tenant, bucket=bucket, sources=sources)
+    if missing is not None:
+        return missing
     for key in wanted:
         known.remember(key)
     return None

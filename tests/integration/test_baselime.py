@@ -129,3 +129,30 @@ async def test_an_unexpected_failure_is_an_internal_error() -> None:
     response = await internal_errors(make_mocked_request("POST", "/baselime/v1/a/b"), broken)
     assert isinstance(response, web.Response) and response.status == 500
     assert response.body == b'{"message": "Internal Error"}'
+
+
+def test_a_dead_letter_of_a_missing_dataset_replays_only_once_the_dataset_exists(
+    stack: ProcessStack, new_key: Callable[..., str], tenant: tuple[str, str], database_url: str
+) -> None:
+    key, dataset = new_key(tenant[0]), f"later-{uuid.uuid4().hex[:6]}"
+    refused = _post(stack, key, f"/v1/{dataset}/ns", b'[{"message": "m"}]')
+    assert refused.status == 400
+
+    def stored() -> str | None:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT dead_letter_id FROM dead_letters WHERE tenant = %s"
+                " AND route->>'dataset' = %s",
+                (tenant[0], dataset),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    dl_id = eventually(stored)
+    replay = f"{stack.base_url}/v1/dead-letters/{dl_id}/replay"
+    for dry in ("?dry_run=true", ""):
+        early = call("POST", replay + dry, headers={"X-API-Key": key})
+        assert early.status == 409 and early.json()["error"]["code"] == "not_in_catalog", early.body
+    assert create_dataset(Settings(database_url=database_url), tenant[0], dataset)
+    later = call("POST", replay, headers={"X-API-Key": key})
+    assert later.status == 202 and later.json()["outcome"] == "replayed", later.body
+    assert eventually(lambda: _events(stack, key, dataset))[0]["data"] == {"message": "m"}
