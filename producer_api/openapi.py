@@ -39,9 +39,10 @@ _INFO = {
     "version": "0.1.0",
     "summary": "Event ingestion onto Kafka, validated by Faust, stored in PostgreSQL.",
     "description": (
-        "Sluice's native API and five seed-compatible front doors (Dashdive, DoiT DataHub, "
-        "Baselime, Dynatrace OpenPipeline, dakkio). A client written for one of those "
-        "services works against Sluice by changing only its base URL and key. Every 2xx "
+        "Sluice's native API, five seed-compatible front doors (Dashdive, DoiT DataHub, "
+        "Baselime, Dynatrace OpenPipeline, dakkio), PostHog capture, OTLP/HTTP logs and a "
+        "Confluent-compatible Schema Registry. A client written for one of those services "
+        "works against Sluice by changing only its base URL and key. Every 2xx "
         "to an ingest route is sent after Kafka acknowledged the events it covers."
     ),
 }
