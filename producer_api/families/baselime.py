@@ -1,4 +1,6 @@
-"""Baselime's Events API at `/baselime`: `POST /v1/{dataset}/{namespace}`, key in `x-api-key`.
+"""Baselime's Events API at `/baselime`: `POST /v1/{dataset}/{namespace}`, key in `x-api-key`;
+also `POST /v1/{dataset}` with the namespace in an `x-namespace` header, as Baselime's own
+SDK (`@baselime/edge-logger`) sends it.
 
 The body is a JSON array of event objects. Valid events are ingested even when
 others of the same request fail; the answer is then 400 with the failed
@@ -10,6 +12,7 @@ Answers use Baselime's bodies: `{"message": "Request Accepted"}` and so on.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -29,6 +32,8 @@ from store.tenancy import tenant_connection
 
 FAMILY = "baselime"
 INGEST_PATH = "/v1/{dataset}/{namespace}"
+HEADER_INGEST_PATH = "/v1/{dataset}"
+NAMESPACE_HEADER = "x-namespace"
 KNOWN_DATASETS = web.AppKey("baselime_known_datasets", KnownNames)
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,7 @@ def create_subapp() -> web.Application:
     app = web.Application(middlewares=middlewares)
     app[KNOWN_DATASETS] = KnownNames()
     app.router.add_post(INGEST_PATH, post_events)
+    app.router.add_post(HEADER_INGEST_PATH, post_events)
     return app
 
 
@@ -78,11 +84,12 @@ async def post_events(request: web.Request) -> web.Response:
     """Ingest a batch of events into an existing dataset; 202 when every event was valid."""
     principal = await authorize(request, "events:write")
     dataset = request.match_info["dataset"]
-    names = (dataset, request.match_info["namespace"])
-    if not all(NAME_PATTERN.match(name) for name in names):
+    namespace = request.match_info.get("namespace") or request.headers.get(NAMESPACE_HEADER) or ""
+    if not all(NAME_PATTERN.match(name) for name in (dataset, namespace)):
         return message(400)
     door = door_of(request)
     ctx = timed_request_context(request, principal, FAMILY)
+    ctx = replace(ctx, route={**ctx.route, "namespace": namespace})
     body = await read_events_body(request)
     split: Splitter = _split_array
     if body.undecodable is None:

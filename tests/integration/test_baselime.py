@@ -156,3 +156,24 @@ def test_a_dead_letter_of_a_missing_dataset_replays_only_once_the_dataset_exists
     later = call("POST", replay, headers={"X-API-Key": key})
     assert later.status == 202 and later.json()["outcome"] == "replayed", later.body
     assert eventually(lambda: _events(stack, key, dataset))[0]["data"] == {"message": "m"}
+
+
+def test_the_sdk_form_takes_the_namespace_from_its_header(
+    stack: ProcessStack, new_key: Callable[..., str], tenant: tuple[str, str]
+) -> None:
+    """`@baselime/edge-logger` posts to `/v1/<dataset>` with `x-namespace`: the same events
+    as the path form, the same refusals."""
+    key, dataset = new_key(tenant[0]), tenant[1]
+    headers = {"x-api-key": key, "x-namespace": "edge-ns", "Content-Type": "application/json"}
+    body = json.dumps([{"message": "from the edge", "requestId": f"r-{uuid.uuid4().hex}"}])
+    sent = call("POST", f"{stack.base_url}/baselime/v1/{dataset}", body=body.encode(),
+                headers=headers)  # fmt: skip
+    assert (sent.status, sent.json()) == (202, {"message": "Request Accepted"})
+    stored = eventually(lambda: [e for e in _events(stack, key, dataset)
+                                 if e["data"].get("message") == "from the edge"])  # fmt: skip
+    assert stored[0]["data"]["requestId"] == json.loads(body)[0]["requestId"]
+    assert "edge-ns" in json.dumps(stored[0])  # the namespace reached the stored event
+    bare = {k: v for k, v in headers.items() if k != "x-namespace"}
+    no_namespace = call("POST", f"{stack.base_url}/baselime/v1/{dataset}", body=body.encode(),
+                        headers=bare)  # fmt: skip
+    assert (no_namespace.status, no_namespace.json()) == (400, BAD_REQUEST)

@@ -324,6 +324,21 @@ def baselime_write(w: World) -> None:
     assert w.a("GET", "/v1/events?family=baselime").json()["events"] == []
 
 
+def baselime_header_write(w: World) -> None:
+    """The same with the namespace in `x-namespace`, as Baselime's SDK sends it."""
+
+    def post(dataset: str) -> Answer:
+        return call("POST", f"{w.stack.base_url}/baselime/v1/{dataset}",
+                    body=json.dumps([{"message": "m"}]).encode(),
+                    headers={"X-API-Key": w.b_key, "x-namespace": "ns",
+                             "Content-Type": "application/json"})  # fmt: skip
+
+    answer, nowhere = post(w.dataset), post(f"no-such-{uuid.uuid4().hex[:6]}")
+    assert (answer.status, answer.body) == (nowhere.status, nowhere.body)
+    assert answer.status >= 400
+    assert w.a("GET", "/v1/events?family=baselime").json()["events"] == []
+
+
 def _registry(w: World, method: str, path: str, body: Any = None) -> Answer:
     return w.b(method, f"/schema-registry{path}", body, key=w.b_schemas)
 
@@ -405,6 +420,7 @@ CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/dakkio/api/data"): dakkio_write,
     ("POST", "/dakkio/api/data/batch"): dakkio_write,
     ("POST", "/baselime/v1/{dataset}/{namespace}"): baselime_write,
+    ("POST", "/baselime/v1/{dataset}"): baselime_header_write,
     ("GET", "/schema-registry/schemas/ids/{id}"): registry_sealed,
     ("GET", "/schema-registry/schemas/ids/{id}/schema"): registry_sealed,
     ("GET", "/schema-registry/schemas/ids/{id}/subjects"): registry_sealed,
