@@ -19,6 +19,7 @@ from producer_api.auth import Principal
 from producer_api.content import UndecodableBody, read_body
 from producer_api.resources import DOOR, Door
 from schemas.families.received import RECEIVED_AT
+from schemas.identity import FAMILIES
 
 
 def door_of(request: web.Request) -> Door:
@@ -50,6 +51,15 @@ def request_context(request: web.Request, principal: Principal, family: str) -> 
         caller=principal.prefix,
         idempotency_key=idempotency,
     )
+
+
+def query_family(request: web.Request) -> str:
+    """The API family a read or delete covers: native unless `?family=` names another;
+    an unknown one is 400 (`web.HTTPBadRequest`, answered by the error middleware)."""
+    family = request.query.get("family", "native")
+    if family not in FAMILIES:
+        raise web.HTTPBadRequest(text=f"unknown family {family!r}; one of {', '.join(FAMILIES)}")
+    return family
 
 
 def timed_request_context(

@@ -147,8 +147,13 @@ def presented_key(request: web.Request, basic: bool = False) -> str | None:
     return None
 
 
+def has_scope(principal: Principal, scope: str) -> bool:
+    """Whether the caller holds `scope` (`admin` implies every scope)."""
+    return scope in principal.scopes or "admin" in principal.scopes
+
+
 def require_scope(principal: Principal, scope: str) -> None:
-    if scope not in principal.scopes and "admin" not in principal.scopes:
+    if not has_scope(principal, scope):
         raise Forbidden(f"this key lacks the {scope} scope")
 
 

@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from ingest.entry import delete_matching
-from producer_api.accept import core_of, door_of, request_context
+from producer_api.accept import core_of, door_of, query_family, request_context
 from producer_api.auth import Forbidden, Principal, authorize
 from producer_api.errors import error_response
 from schemas.deletes import DeleteFilter
-from schemas.identity import FAMILIES
 from store.deletions import get_receipt
 from store.tenancy import tenant_connection
 
@@ -51,9 +50,7 @@ def parse_filter(request: web.Request) -> DeleteFilter:
 async def delete_events(request: web.Request) -> web.Response:
     """Delete every matching event accepted before this answer (202 with a receipt id)."""
     principal = await authorize(request, "events:delete")
-    family = request.query.get("family", "native")
-    if family not in FAMILIES:
-        return error_response(400, "bad_query", f"unknown family {family!r}")
+    family = query_family(request)
     try:
         flt = parse_filter(request)
     except (BadFilter, ValueError) as exc:

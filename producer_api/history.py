@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from producer_api.accept import door_of
-from producer_api.auth import Principal, authorize
+from producer_api.accept import door_of, query_family
+from producer_api.auth import Principal, authorize, has_scope
 from producer_api.errors import error_response
-from schemas.identity import FAMILIES
 from store.history import BadCursor, event_history, request_history
 from store.tenancy import tenant_connection
 
@@ -24,16 +23,14 @@ DEAD_LETTER_DETAIL = "deadletters:read"
 
 def sees_dead_letters(principal: Principal) -> bool:
     """Whether the caller may see dead letters' ids and reasons (`admin` implies it)."""
-    return bool({DEAD_LETTER_DETAIL, "admin"} & principal.scopes)
+    return has_scope(principal, DEAD_LETTER_DETAIL)
 
 
 @routes.get("/v1/events/{id}/history")
 async def show_event_history(request: web.Request) -> web.Response:
     """Every recorded step of one event (`?family=`, default `native`), in time order."""
     principal = await authorize(request, "events:read")
-    family = request.query.get("family", "native")
-    if family not in FAMILIES:
-        return error_response(400, "bad_query", f"unknown family {family!r}")
+    family = query_family(request)
     async with tenant_connection(door_of(request).pool, principal.tenant) as conn:
         found = await event_history(conn, principal.tenant, family, request.match_info["id"],
                                     detail=sees_dead_letters(principal))  # fmt: skip

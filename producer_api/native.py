@@ -10,10 +10,15 @@ from aiohttp import web
 
 from ingest.entry import IngestOptions, IngestRequest, Kind, delete_ids, ingest
 from ingest.split import split_json_events
-from producer_api.accept import core_of, door_of, read_events_body, request_context
+from producer_api.accept import (
+    core_of,
+    door_of,
+    query_family,
+    read_events_body,
+    request_context,
+)
 from producer_api.auth import authorize
 from producer_api.errors import error_response
-from schemas.identity import FAMILIES
 from store.queries import BadCursor, EventFilter, find_events, get_event
 from store.tenancy import tenant_connection
 
@@ -57,7 +62,7 @@ async def post_events(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:read")
     q = request.query
-    family = _family(request)
+    family = query_family(request)
     try:
         flt = EventFilter(
             type=q.get("type"),
@@ -84,7 +89,7 @@ async def list_events(request: web.Request) -> web.Response:
 @routes.get("/v1/events/{id}")
 async def show_event(request: web.Request) -> web.Response:
     principal = await authorize(request, "events:read")
-    family = _family(request)
+    family = query_family(request)
     async with tenant_connection(door_of(request).pool, principal.tenant) as conn:
         row = await get_event(conn, principal.tenant, family, request.match_info["id"])
     if row is None:
@@ -104,14 +109,6 @@ async def delete_event(request: web.Request) -> web.Response:
     ctx = request_context(request, principal, FAMILY)
     deleted = await delete_ids(core_of(request), ctx, [event_id])
     return web.json_response({"deletion_id": deleted.receipt_id, "ids": [event_id]}, status=202)
-
-
-def _family(request: web.Request) -> str:
-    """Reads cover the native family unless `?family=` names another API family."""
-    family = request.query.get("family", FAMILY)
-    if family not in FAMILIES:
-        raise web.HTTPBadRequest(text=f"unknown family {family!r}; one of {', '.join(FAMILIES)}")
-    return family
 
 
 def _time(value: str | None) -> datetime | None:
