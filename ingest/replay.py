@@ -228,7 +228,7 @@ async def replay_one(
         claimed = await store.claim_one(conn, tenant, dead_letter_id, deps.owner, CLAIM_SECONDS)
     if claimed is None:
         await _explain_unclaimable(deps, tenant, dead_letter_id)
-    (result,) = await _publish_and_mark(deps, tenant, [(dead, plan)])
+    (result,) = await _publish_and_mark(deps, tenant, [(dead, plan)], single=True)
     return result
 
 
@@ -250,7 +250,7 @@ async def replay_record(
     if stored is not None and claimed is None:
         return None
     try:
-        (result,) = await _publish_and_mark(deps, dead.tenant, [(dead, plan)])
+        (result,) = await _publish_and_mark(deps, dead.tenant, [(dead, plan)], single=True)
     except ReplayError as exc:
         if exc.code in _BLOCKED:
             return None
@@ -274,17 +274,21 @@ async def _publish_and_mark(
     tenant: str,
     planned: Sequence[tuple[StoredDeadLetter, IngestPlan]],
     job_id: str | None = None,
+    *,
+    single: bool = False,
 ) -> list[ReplayResult]:
     """Publish claimed replays; mark them replayed once Kafka acknowledged, else release.
 
-    Raises ReplayError CONFLICT for a single replay whose event was deleted, or stored in a
-    newer version, after the rejection; in a batch those are released (`skipped`).
+    With `single` (one replay asked for by id), raises ReplayError CONFLICT when its event
+    was deleted, or stored in a newer version, after the rejection, or its catalog entry
+    is missing; a job's batch releases those (`skipped`), whatever its size (a batch of
+    one used to fail its whole job here).
     """
     blocked = await _blocked(deps, tenant, planned)
     if blocked:
         async with tenant_connection(deps.pool, tenant) as conn:
             await store.release(conn, tenant, deps.owner, list(blocked))
-        if len(planned) == 1:
+        if single:
             code = next(iter(blocked.values()))
             raise ReplayError(Refusal.CONFLICT, code, _BLOCKED[code])
     gone = set(blocked)

@@ -152,6 +152,19 @@ def test_a_dead_letter_of_a_missing_dataset_replays_only_once_the_dataset_exists
     for dry in ("?dry_run=true", ""):
         early = call("POST", replay + dry, headers={"X-API-Key": key})
         assert early.status == 409 and early.json()["error"]["code"] == "not_in_catalog", early.body
+    job = call("POST", f"{stack.base_url}/v1/dead-letters/replay",
+               json_body={"family": "baselime"}, headers={"X-API-Key": key})  # fmt: skip
+    assert job.status == 202, job.body
+
+    def finished() -> dict[str, Any] | None:
+        answer = call("GET", f"{stack.base_url}{job.json()['status_url']}",
+                      headers={"X-API-Key": key})  # fmt: skip
+        return answer.json() if answer.json()["state"] in ("done", "failed") else None
+
+    ended = eventually(finished)
+    assert ended["state"] == "done" and ended["counts"]["skipped"] >= 1, ended["error"]
+    pending = call("GET", f"{stack.base_url}/v1/dead-letters/{dl_id}", headers={"X-API-Key": key})
+    assert pending.json()["status"] == "pending"
     assert create_dataset(Settings(database_url=database_url), tenant[0], dataset)
     later = call("POST", replay, headers={"X-API-Key": key})
     assert later.status == 202 and later.json()["outcome"] == "replayed", later.body
