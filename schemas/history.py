@@ -1,11 +1,15 @@
 """What an event's history needs carried downstream: the Kafka headers that name its request.
 
-A version on `events` and a dead letter on `events.dlq` carry the id of the request (or
-replay) that brought them in a header, so the sink can record which request each stored
-version and each dead letter came from (`event_history`, `dead_letters.request_id`)
-without reading `ingest.raw` back. Headers, not Avro fields: tools that decode the topics
-see the same records as before, and a record without the header is still valid (written
-by a Kafka-native producer, or before this existed); its request is then unknown.
+The first version of each envelope on `events`, and every dead letter on `events.dlq`,
+carry the id of the request (or replay) that brought them in a header, so the sink can
+record which request each stored version and each dead letter came from
+(`ingest_envelopes`, `dead_letters.request_id`) without reading `ingest.raw` back; the
+envelope's other versions share its position (`version >> 20`) and so its request.
+Headers, not Avro fields: tools that decode the topics see the same records as before,
+and a record without the header is still valid (written by a Kafka-native producer, or
+before this existed); its request is then unknown. After the compacted `events` topic
+dropped an envelope's first version (replaced later), a sink rebuilding from the topic
+no longer learns that envelope's request for its other versions.
 """
 
 from __future__ import annotations

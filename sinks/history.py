@@ -38,24 +38,30 @@ WHERE ctid = ANY(ARRAY(
 """
 _PRUNED = (("ingest_envelopes", "stored_at"), ("event_history", "left_at"))
 
-Envelope = tuple[str, str, int, int, str | None, str | None, Any]
-"""(tenant, family, partition, offset, request id, replayed dead letter, received at)."""
+Envelope = tuple[str, str, int, int, str | None, Any]
+"""(tenant, family, partition, offset, replayed dead letter, received at)."""
 
 
-def envelopes_of(versions: Sequence[EventRow]) -> dict[Envelope, list[str]]:
-    """The envelopes `versions` came from, each with the ids it carried, in batch order.
-    The sink's own write-backs are left out: their envelope is recorded already."""
-    found: dict[Envelope, list[str]] = {}
+def envelopes_of(versions: Sequence[EventRow]) -> dict[Envelope, tuple[str | None, list[str]]]:
+    """The envelopes `versions` came from, each with its request and the ids it carried,
+    in batch order. Only an envelope's first version names the request
+    (`streams.outputs.request_headers`): the others take it from the version before them
+    at the same position. An envelope whose first version is in another batch gets a row
+    without its request here, and readers find it by position (`store.history`). The
+    sink's own write-backs are left out: their envelope is recorded already."""
+    found: dict[Envelope, tuple[str | None, list[str]]] = {}
     for v in versions:
         if v.from_sink or v.partition is None:
             continue
-        key = (v.tenant, v.family, v.partition, v.version >> INDEX_BITS, v.request_id,
-               v.replay_of, v.received_at)  # fmt: skip
-        ids = found.get(key)
-        if ids is None:
-            found[key] = [v.event_id]
+        key = (v.tenant, v.family, v.partition, v.version >> INDEX_BITS, v.replay_of,
+               v.received_at)  # fmt: skip
+        group = found.get(key)
+        if group is None:
+            found[key] = (v.request_id, [v.event_id])
+        elif group[0] is None and v.request_id is not None:
+            found[key] = (v.request_id, [*group[1], v.event_id])
         else:
-            ids.append(v.event_id)
+            group[1].append(v.event_id)
     return found
 
 
@@ -66,15 +72,10 @@ def record_envelopes(conn: psycopg.Connection[Any], versions: Sequence[EventRow]
         return 0
     with conn.cursor() as cur, cur.copy(_COPY) as copy:
         copy.set_types(list(_TYPES))
-        for (
-            tenant,
-            family,
-            partition,
-            offset,
+        for (tenant, family, partition, offset, replay_of, received), (
             request,
-            replay_of,
-            received,
-        ), ids in envelopes.items():
+            ids,
+        ) in envelopes.items():
             copy.write_row((tenant, family, partition, offset, request,
                             _dead_letter_id(replay_of), received, ids))  # fmt: skip
     return len(envelopes)

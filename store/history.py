@@ -55,18 +55,26 @@ WITH v AS (
 )
 SELECT DISTINCT ON (v.family, v.event_id, v.version)
        v.family, v.event_id, v.version, v.kafka_partition, v.received_at, v.stored_at,
-       v.current, g.request_id, g.replay_of::text AS replay_of
+       v.current, r.request_id, p.replay_of::text AS replay_of
 FROM v LEFT JOIN LATERAL (
-    SELECT g.request_id, g.replay_of FROM ingest_envelopes g
+    SELECT g.request_id FROM ingest_envelopes g
     WHERE g.tenant = %(tenant)s AND g.kafka_partition = v.kafka_partition
-      AND g.envelope_offset = v.version >> 20
+      AND g.envelope_offset = v.version >> 20 AND g.request_id IS NOT NULL
     LIMIT 1
-) g ON true
+) r ON true LEFT JOIN LATERAL (
+    SELECT g.replay_of FROM ingest_envelopes g
+    WHERE g.tenant = %(tenant)s AND g.kafka_partition = v.kafka_partition
+      AND g.envelope_offset = v.version >> 20 AND g.replay_of IS NOT NULL
+      AND v.event_id = ANY(g.event_ids)
+    LIMIT 1
+) p ON true
 ORDER BY v.family, v.event_id, v.version, v.stored_at
 """
 """Each version once, the current one from `events`, the ones that left it from
 `event_history`; its request from the envelope at its position (`version >> 20` is the
-offset, `schemas.versions`)."""
+offset, `schemas.versions`): of the rows there (an envelope split across sink batches,
+or replaying several dead letters, has several; only its first names the request), one
+that names it, and the dead letter replayed from the row that carried this event."""
 
 _LETTERS = f"""
 SELECT d.family, d.event_id, d.dead_letter_id::text, d.stage, d.reasons, d.received_at,
@@ -85,8 +93,10 @@ WHERE x.tenant = %(tenant)s
 
 _REQUEST_IDENTITIES = """
 SELECT family, event_id FROM (
-    SELECT family, unnest(event_ids) AS event_id FROM ingest_envelopes
-    WHERE tenant = %(tenant)s AND request_id = %(rid)s
+    SELECT g.family, unnest(g.event_ids) AS event_id FROM ingest_envelopes g
+    WHERE g.tenant = %(tenant)s AND (g.kafka_partition, g.envelope_offset) IN (
+        SELECT r.kafka_partition, r.envelope_offset FROM ingest_envelopes r
+        WHERE r.tenant = %(tenant)s AND r.request_id = %(rid)s)
     UNION
     SELECT family, event_id FROM dead_letters
     WHERE tenant = %(tenant)s AND request_id = %(rid)s AND event_id IS NOT NULL
