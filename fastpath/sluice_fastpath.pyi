@@ -14,3 +14,7 @@ def partition_for(key: bytes, partitions: int) -> int:
 def too_deep(raws: Sequence[bytes], cap: int) -> list[int]:
     """The indexes of `raws` that nest containers deeper than `cap`, read exactly as
     `schemas.nesting.json_depth` reads them (any bytes, valid JSON or not)."""
+
+def too_many_items(raw: bytes, cap: int) -> bool:
+    """Whether an outermost array of `raw` holds more than `cap` items, read exactly as
+    `schemas.nesting.outer_items_past` reads it (any bytes, valid JSON or not)."""

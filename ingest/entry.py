@@ -37,6 +37,7 @@ from ingest.publish import Publisher
 from ingest.replaced import replaced_ids, stored_versions
 from ingest.split import Splitter, Unsplittable, one_event, split_body
 from schemas.deletes import DeleteFilter, unique_ids
+from schemas.nesting import too_many_items
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
 from store.current import StoredIdLookups
@@ -144,6 +145,8 @@ async def ingest(deps: IngestDeps, request: IngestRequest) -> IngestOutcome:
     plan = _compiled_plan(deps, request) if options.compiled else None
     events: Sequence[bytes] = ()
     if plan is None:
+        if options.max_events is not None and too_many_items(body.data, options.max_events):
+            return IngestOutcome(Kind.TOO_MANY_EVENTS, IngestPlan(), events)  # before splitting
         try:
             events = split_body(request.split, body.data)
         except Unsplittable as exc:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
 from producer_api.auth import authorize
+from producer_api.content import receive
 from producer_api.errors import error_response
 from producer_api.resources import DOOR
 from store.api_keys import (
@@ -134,7 +135,7 @@ def key_json(key: StoredKey, now: datetime) -> dict[str, Any]:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     """The JSON object body (empty body: `{}`); a `tenant` field is refused."""
-    raw = await request.read()
+    raw = await receive(request)
     if not raw.strip():
         return {}
     try:

@@ -23,7 +23,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.keys import PREFIX_LENGTH, matches, parse_key
-from producer_api.ratelimit import KeyRateLimiter
+from producer_api.ratelimit import KeyRateLimiter, body_hold
 from store.api_keys import find_key
 
 _T = TypeVar("_T")
@@ -185,4 +185,5 @@ async def authorize_key(request: web.Request, key: str | None, scope: str) -> Pr
     principal = await gate.keys.verify(key, request.remote or "")
     await gate.limits.admit_request(principal.prefix)
     require_scope(principal, scope)
+    body_hold(request).belongs_to(principal.tenant)  # the tenant's share of the body budget
     return principal

@@ -9,10 +9,12 @@ decompressing, whatever the gzip header claims.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 from aiohttp import web
 
+from producer_api.ratelimit import body_hold
 from producer_api.resources import SETTINGS
 
 MAX_GZIP_MEMBERS = 1_000
@@ -25,6 +27,11 @@ class UndecodableBody(ValueError):
     def __init__(self, raw: bytes, reason: str) -> None:
         super().__init__(reason)
         self.raw = raw
+
+
+class SlowBody(Exception):
+    """The body arrived slower than `SLUICE_MIN_BODY_BYTES_PER_SECOND` past its grace
+    period (answered 408: the client may retry on a better connection)."""
 
 
 def decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
@@ -57,8 +64,44 @@ def decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     raise UndecodableBody(raw, f"more than {MAX_GZIP_MEMBERS} gzip members")
 
 
+async def receive(request: web.Request) -> bytes:
+    """The request's body as received, at most `client_max_size` bytes (413 past it).
+
+    Each chunk is charged to the request's hold on the body budget as it arrives (503
+    past it), and the body must keep up a minimum pace: after
+    `SLUICE_BODY_GRACE_SECONDS`, at least `SLUICE_MIN_BODY_BYTES_PER_SECOND` on average
+    since reading began, or `SlowBody` (408) the moment it falls behind, without waiting
+    for the request's whole timeout. Every route reads its body through this."""
+    settings = request.config_dict[SETTINGS]
+    hold, limit = body_hold(request), request.client_max_size
+    rate, grace = settings.min_body_bytes_per_second, settings.body_grace_seconds
+    loop = asyncio.get_running_loop()
+    start = loop.time() + grace
+    out = bytearray()
+    while True:
+        deadline = asyncio.timeout_at(start + len(out) / rate if rate > 0 else None)
+        try:
+            async with deadline:
+                chunk = await request.content.readany()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise SlowBody(f"the body arrived slower than {rate:g} bytes/s after {grace:g}s "
+                           f"({len(out)} bytes read)") from None  # fmt: skip
+        if not chunk:
+            return bytes(out)
+        if len(out) + len(chunk) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(out) + len(chunk))
+        hold.take(len(chunk))
+        out += chunk
+
+
 async def read_body(request: web.Request) -> bytes:
-    """The request's body, decoded per its `Content-Encoding` within `client_max_size`."""
-    raw = await request.read()
+    """The request's body (`receive`), decoded per its `Content-Encoding` within
+    `client_max_size`; a decoded body is charged to the body budget too."""
+    raw = await receive(request)
     limit = request.config_dict[SETTINGS].max_body_bytes  # same bound, received and decoded
-    return decode_body(raw, request.headers.get("Content-Encoding", ""), limit)
+    decoded = decode_body(raw, request.headers.get("Content-Encoding", ""), limit)
+    if decoded is not raw:
+        body_hold(request).take(len(decoded))
+    return decoded

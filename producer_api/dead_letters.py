@@ -24,6 +24,7 @@ from aiohttp import web
 from ingest.replay import Refusal, ReplayDeps, ReplayError, replay_one, run_job
 from producer_api.accept import door_of
 from producer_api.auth import authorize
+from producer_api.content import receive
 from producer_api.errors import error_response
 from schemas.identity import FAMILIES
 from schemas.nesting import too_deep_indexes
@@ -170,7 +171,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
         dry_run = _flag(request.query.get("dry_run"))
     except ValueError as exc:
         return error_response(400, "bad_parameter", f"dry_run: {exc}")
-    sent = await request.read()
+    sent = await receive(request)
     body: bytes | None = None
     patch: Any = None
     if sent and request.content_type == JSON_PATCH:
@@ -203,7 +204,8 @@ async def replay_by_filter(request: web.Request) -> web.Response:
         return error_response(429, "too_many_jobs", "too many replay jobs; retry later",
                               headers={"Retry-After": "5"})  # fmt: skip
     try:
-        spec = await request.json() if await request.read() else {}
+        sent = await receive(request)
+        spec = json.loads(sent) if sent else {}
         if not isinstance(spec, dict):
             raise ValueError("the body must be a JSON object of filters")
         dry_run = _json_flag(spec.pop("dry_run", False)) or _flag(request.query.get("dry_run"))

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 from aiohttp import web
@@ -16,8 +15,8 @@ from aiohttp.typedefs import Middleware
 from ingest.entry import ReceiptsUnavailable
 from ingest.publish import Overloaded
 from producer_api.auth import Forbidden, Unauthenticated, key_prefix_presented
-from producer_api.content import UndecodableBody
-from producer_api.ratelimit import RateLimited
+from producer_api.content import SlowBody, UndecodableBody
+from producer_api.ratelimit import BODY_HOLD_NAME, RateLimited
 from producer_api.resources import DOOR
 from runtime.kafka import ProduceFailed
 
@@ -67,6 +66,8 @@ def error_middleware_for(fmt: ErrorFormatter) -> Middleware:
             return fmt(503, "kafka_unavailable", "not acknowledged by Kafka; retry", retry)
         except UndecodableBody as exc:
             return fmt(400, "undecodable_body", str(exc), None)
+        except SlowBody as exc:
+            return fmt(408, "request_timeout", str(exc), None)
         except ReceiptsUnavailable as exc:
             return fmt(503, "service_unavailable", str(exc), None)
         except web.HTTPRequestEntityTooLarge as exc:
@@ -105,15 +106,20 @@ def internal_error_middleware(answer: Callable[[], web.Response]) -> Middleware:
     return middleware
 
 
-def _body_reservation(request: web.Request) -> AbstractAsyncContextManager[None]:
+@contextlib.asynccontextmanager
+async def _body_reservation(request: web.Request) -> AsyncIterator[None]:
     """The request's hold on the process's body budget, taken once per request: by the
-    innermost app's error middleware, so a refusal (`Overloaded`, 503) is in its format."""
+    innermost app's error middleware, so a refusal (`Overloaded`, 503) is in its format.
+    It starts empty and grows as the body arrives (`producer_api.content.receive`)."""
     door = request.config_dict.get(DOOR)
     info = request.match_info
     innermost = bool(info.apps) and info.current_app is info.apps[-1]
     if door is None or not innermost:
-        return contextlib.nullcontext()
-    return door.bodies.hold(request, key_prefix_presented(request))
+        yield
+        return
+    async with door.bodies.hold(key_prefix_presented(request)) as hold:
+        request[BODY_HOLD_NAME] = hold
+        yield
 
 
 def request_timeout_middleware(seconds: float) -> Middleware:

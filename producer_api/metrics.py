@@ -5,7 +5,8 @@
   one the client saw, error mappings and family sub-apps included). `route` is the
   route's pattern, never the raw path, so label values stay few.
 * `sluice_door_inflight_bytes` and `sluice_door_producer_queue_messages`: what waits
-  for Kafka's acknowledgement, read at scrape time (nothing is added to the hot path).
+  for Kafka's acknowledgement, and `sluice_door_receiving_bytes`: bytes of request bodies
+  held (the body budget), all read at scrape time (nothing is added to the hot path).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class DoorMetrics:
             "sluice_door_inflight_bytes", "Bytes of requests waiting for Kafka's acknowledgement",
             registry=self.registry,
         )  # fmt: skip
+        self.receiving_bytes = Gauge(
+            "sluice_door_receiving_bytes",
+            "Bytes of request bodies held: received, decoded or waiting for Kafka",
+            registry=self.registry,
+        )
         self.queue_messages = Gauge(
             "sluice_door_producer_queue_messages",
             "Messages in the producer's queue, not yet acknowledged by Kafka",
@@ -107,7 +113,12 @@ def install(app: web.Application) -> DoorMetrics:
         door = app.get(DOOR)
         return float(door.publisher.producer.queue_length()) if door else 0.0
 
+    def receiving() -> float:
+        door = app.get(DOOR)
+        return float(door.bodies.held) if door else 0.0
+
     metrics.inflight_bytes.set_function(inflight)
+    metrics.receiving_bytes.set_function(receiving)
     metrics.queue_messages.set_function(queued)
     app.router.add_get("/metrics", metrics_endpoint)
     return metrics

@@ -95,53 +95,109 @@ class KeyRateLimiter:
         raise RateLimited(item.namespace, retry_after)
 
 
-class BodyBudget:
-    """Bytes of request bodies one API process holds at once: received, parsed or waiting
-    for Kafka (invariant 6). `max_inflight_bytes` alone counts only what was already read
-    and sent; without this, N concurrent slow uploads hold N bodies whatever the rate.
+BODY_HOLD_NAME = "sluice.body_hold"
+"""Where a request keeps its `BodyHold` (set by the error middleware that takes it)."""
 
-    A request reserves its `Content-Length` (or the whole body limit when the length is
-    unknown or the body is compressed) before its handler reads anything; past the
-    budget it is answered 503 with `Retry-After` at once. One key (by the prefix it
-    presents: checked by the handler, which refuses a forged one before reading a byte)
-    holds at most `per_key` of it, so one key's slow requests cannot take every other
-    tenant's share (43 of them once did, for 60 s). A request is always admitted when
-    nothing else is held (by its key, for the share), so a single large body can never be
-    refused forever.
+
+class BodyHold:
+    """One request's share of the process's body budget: it grows as the request's bytes
+    arrive (`take`), so a body declared large but sent slowly holds only what was sent.
+    It is charged to the key the request presented, and to the key's tenant once the key
+    is verified (`belongs_to`)."""
+
+    def __init__(self, budget: BodyBudget | None, key: str) -> None:
+        self._budget = budget
+        self.key = key
+        self.tenant: str | None = None
+        self.bytes = 0
+
+    def take(self, size: int) -> None:
+        """Charge `size` more bytes; raise `Overloaded` past the process's budget or the
+        key's or the tenant's share of it."""
+        if self._budget is not None and size > 0:
+            self._budget.charge(self, size)
+
+    def belongs_to(self, tenant: str) -> None:
+        """Charge what is held, and everything after, to `tenant` too."""
+        if self._budget is not None and self.tenant is None:
+            self._budget.assign(self, tenant)
+
+
+UNBUDGETED = BodyHold(None, "")
+"""The hold of a request no budget covers (a sub-app's inner middleware, a test app)."""
+
+
+class BodyBudget:
+    """Bytes of request bodies one API process holds at once: received, decoded, parsed
+    or waiting for Kafka (invariant 6). `max_inflight_bytes` alone counts only what was
+    already read and sent; without this, N concurrent slow uploads hold N bodies.
+
+    Each request holds what it has received so far (`BodyHold.take`, called as bytes
+    arrive and again for a body's decoded size); past the budget it is answered 503 with
+    `Retry-After`. One key (by the prefix it presents: the handler refuses a forged one
+    before reading a byte) holds at most `per_key`, and all of one tenant's keys at most
+    `per_tenant`, so neither one key's slow requests nor a tenant's hundred keys can take
+    every other tenant's share (43 slow requests of one key once held it all for 60 s).
+    A request is always admitted when nothing else is held (by its key, by its tenant,
+    for the shares), so a single large body is never refused forever. The arrival rate
+    is `receive`'s (producer_api/content.py): a body slower than the minimum is cut.
     """
 
-    def __init__(self, limit: int, max_body_bytes: int, per_key: int | None = None) -> None:
+    def __init__(
+        self, limit: int, per_key: int | None = None, per_tenant: int | None = None
+    ) -> None:
         self._limit = limit
-        self._max_body = max_body_bytes
         self._per_key = per_key if per_key is not None else limit
+        self._per_tenant = per_tenant if per_tenant is not None else limit
         self.held = 0
         self.held_by: Counter[str] = Counter()
+        self.held_by_tenant: Counter[str] = Counter()
 
-    def need(self, request: web.BaseRequest) -> int:
-        """What `request` may come to hold in memory, as far as its headers tell."""
-        if not request.body_exists:
-            return 0
-        length = request.content_length
-        if length is None or request.headers.get("Content-Encoding", "identity") != "identity":
-            return self._max_body
-        return length
+    def charge(self, hold: BodyHold, size: int) -> None:
+        mine = self.held_by[hold.key]
+        if mine > hold.bytes and mine + size > self._per_key:
+            raise Overloaded(f"this key already holds {mine} bytes of request bodies")
+        if hold.tenant is not None:
+            ours = self.held_by_tenant[hold.tenant]
+            if ours > hold.bytes and ours + size > self._per_tenant:
+                raise Overloaded(f"this tenant already holds {ours} bytes of request bodies")
+        if self.held > hold.bytes and self.held + size > self._limit:
+            raise Overloaded(f"{self.held} bytes of request bodies already held")
+        self.held += size
+        self.held_by[hold.key] += size
+        if hold.tenant is not None:
+            self.held_by_tenant[hold.tenant] += size
+        hold.bytes += size
+
+    def assign(self, hold: BodyHold, tenant: str) -> None:
+        ours = self.held_by_tenant[tenant]
+        if ours and hold.bytes and ours + hold.bytes > self._per_tenant:
+            raise Overloaded(f"this tenant already holds {ours} bytes of request bodies")
+        hold.tenant = tenant
+        if hold.bytes:
+            self.held_by_tenant[tenant] += hold.bytes
 
     @asynccontextmanager
-    async def hold(self, request: web.BaseRequest, who: str = "") -> AsyncIterator[None]:
-        """Reserve `request`'s bytes for the block, on behalf of key prefix `who`; raise
-        `Overloaded` when over the process's budget or the key's share of it."""
-        need = self.need(request)
-        mine = self.held_by[who]
-        if need and mine and mine + need > self._per_key:
-            raise Overloaded(f"this key already holds {mine} bytes of request bodies")
-        if need and self.held and self.held + need > self._limit:
-            raise Overloaded(f"{self.held} bytes of request bodies already held")
-        self.held += need
-        self.held_by[who] += need
+    async def hold(self, who: str = "") -> AsyncIterator[BodyHold]:
+        """A hold for one request on behalf of key prefix `who`, released when the block
+        ends (its answer sent, its events acknowledged by Kafka)."""
+        hold = BodyHold(self, who)
         try:
-            yield
+            yield hold
         finally:
-            self.held -= need
-            self.held_by[who] -= need
-            if self.held_by[who] <= 0:
-                del self.held_by[who]
+            self.held -= hold.bytes
+            _drop(self.held_by, hold.key, hold.bytes)
+            if hold.tenant is not None:
+                _drop(self.held_by_tenant, hold.tenant, hold.bytes)
+
+
+def _drop(counts: Counter[str], who: str, size: int) -> None:
+    counts[who] -= size
+    if counts[who] <= 0:
+        del counts[who]
+
+
+def body_hold(request: web.BaseRequest) -> BodyHold:
+    """The request's hold on the body budget (`UNBUDGETED` when none was taken)."""
+    hold = request.get(BODY_HOLD_NAME)
+    return hold if isinstance(hold, BodyHold) else UNBUDGETED

@@ -88,8 +88,8 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
         limits=limits,
         bodies=BodyBudget(
             settings.max_receiving_bytes,
-            settings.max_body_bytes,
             settings.max_receiving_bytes_per_key,
+            settings.max_receiving_bytes_per_tenant,
         ),
         core=IngestDeps(topics, settings.partitions, publisher, limits.admit_events, stored, pool),
     )

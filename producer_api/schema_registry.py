@@ -22,6 +22,7 @@ from aiohttp.typedefs import Middleware
 from ingest import registry as core
 from ingest.registry import RegistryError
 from producer_api.auth import Principal, authorize
+from producer_api.content import receive
 from producer_api.errors import Handler, error_middleware_for
 from producer_api.resources import DOOR
 from schemas.compatibility import SCHEMA_TYPES
@@ -100,7 +101,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > 2 * limit + 4096:
         raise core.invalid_schema(f"the schema is larger than {limit} bytes")
     try:
-        body = json.loads(await request.read())
+        body = json.loads(await receive(request))
     except (ValueError, RecursionError) as exc:
         raise RegistryError(400, 400, f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
 
+from producer_api.ratelimit import BodyHold, body_hold
+
 MAX_UPLOAD_BYTES = 30 * 1024 * 1024
 """Largest file as uploaded (DataHub's limit)."""
 MAX_CSV_BYTES = 128 * 1024 * 1024
@@ -81,7 +83,7 @@ async def read_upload(request: web.Request, max_bytes: int = MAX_UPLOAD_BYTES) -
         raise UploadRejected("send the file as multipart/form-data")
     fields: dict[str, str] = {}
     file: tuple[str, bytes] | None = None
-    budget = _FormBudget(max_bytes + MAX_PARTS * MAX_FIELD_BYTES)
+    budget = _FormBudget(max_bytes + MAX_PARTS * MAX_FIELD_BYTES, body_hold(request))
     async for part in await request.multipart():
         if not isinstance(part, BodyPartReader):
             raise UploadRejected("nested multipart bodies are not accepted")
@@ -102,8 +104,8 @@ async def read_upload(request: web.Request, max_bytes: int = MAX_UPLOAD_BYTES) -
 class _FormBudget:
     """What one form may hold in all: parts and bytes, counted while they stream in."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.parts, self.left = 0, max_bytes
+    def __init__(self, max_bytes: int, hold: BodyHold) -> None:
+        self.parts, self.left, self._hold = 0, max_bytes, hold
 
     def part(self) -> None:
         self.parts += 1
@@ -114,6 +116,7 @@ class _FormBudget:
         self.left -= size
         if self.left < 0:
             raise UploadTooLarge("the form is larger than the upload limit")
+        self._hold.take(size)  # the process's body budget, as the bytes arrive
 
 
 async def _read_part(part: BodyPartReader, limit: int, budget: _FormBudget) -> bytes:

@@ -60,6 +60,9 @@ class Settings:
     http_access_log: bool = False
     max_receiving_bytes: int = 256 * 1024 * 1024
     max_receiving_bytes_per_key: int = 64 * 1024 * 1024
+    max_receiving_bytes_per_tenant: int = 128 * 1024 * 1024
+    min_body_bytes_per_second: float = 16 * 1024
+    body_grace_seconds: float = 5.0
     kafka_security_protocol: str = ""
     kafka_sasl_mechanism: str = ""
     kafka_sasl_username: str = ""

@@ -251,6 +251,52 @@ fn nested_deeper_than(text: &[u8], cap: usize) -> bool {
     false
 }
 
+/// Whether an outermost array of `text` holds more than `cap` items, read the way
+/// `schemas.nesting.outer_items_past` reads it: the body itself when it is an array, or
+/// else each array that is a member of the top-level object (`{"events": [...]}`),
+/// counting its commas at its own level outside strings. Defined for any bytes; an
+/// empty array counts its one "item" too (a bound, never an exact count).
+fn outer_items_past(text: &[u8], cap: usize) -> bool {
+    // Fewer than `cap` commas cannot separate more than `cap` items: the common body.
+    if memchr::memchr_iter(b',', text).nth(cap.saturating_sub(1)).is_none() {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut counted: Option<usize> = None; // the level of the array being counted
+    let mut items = 0usize;
+    let mut at = 0;
+    while at < text.len() {
+        match text[at] {
+            b'"' => match end_of_string(text, at + 1) {
+                Some(end) => at = end,
+                None => return false,
+            },
+            b'[' | b'{' => {
+                depth += 1;
+                if counted.is_none() && text[at] == b'[' && (depth == 1 || depth == 2) {
+                    counted = Some(depth);
+                    items = 1;
+                }
+            }
+            b']' | b'}' => {
+                if counted == Some(depth) {
+                    counted = None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            b',' if counted == Some(depth) => {
+                items += 1;
+                if items > cap {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    false
+}
+
 /// Where the string whose text starts at `from` ends (its closing quote), or None.
 fn end_of_string(text: &[u8], mut from: usize) -> Option<usize> {
     loop {
@@ -457,6 +503,13 @@ fn too_deep(raws: &Bound<'_, PyAny>, cap: usize) -> PyResult<Vec<usize>> {
     Ok(found)
 }
 
+/// Whether `raw` holds more than `cap` items in an outermost array (see
+/// `outer_items_past`): checked before a splitter decodes the body into one object per item.
+#[pyfunction]
+fn too_many_items(raw: &[u8], cap: usize) -> bool {
+    outer_items_past(raw, cap)
+}
+
 /// The partition Kafka's default partitioner picks for `key` (murmur2); holds the GIL.
 #[pyfunction]
 fn partition_for(key: &[u8], partitions: u32) -> PyResult<u32> {
@@ -473,5 +526,6 @@ fn sluice_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plan_native, m)?)?;
     m.add_function(wrap_pyfunction!(partition_for, m)?)?;
     m.add_function(wrap_pyfunction!(too_deep, m)?)?;
+    m.add_function(wrap_pyfunction!(too_many_items, m)?)?;
     Ok(())
 }

@@ -54,8 +54,9 @@ async def post_events(request: web.Request) -> web.Response:
     if outcome.kind in (Kind.UNDECODABLE, Kind.UNSPLITTABLE):
         return datahub_error(400, "bad_request", outcome.reason)
     if outcome.kind in (Kind.NO_EVENTS, Kind.TOO_MANY_EVENTS):
-        count = len(outcome.events)
-        message = f"`events` must hold 1 to {MAX_EVENTS} events; it holds {count}"
+        held = (str(len(outcome.events)) if outcome.events or outcome.kind is Kind.NO_EVENTS
+                else f"more than {MAX_EVENTS}")  # refused before it was split  # fmt: skip
+        message = f"`events` must hold 1 to {MAX_EVENTS} events; it holds {held}"
         return datahub_error(400, "bad_request", message)
     if outcome.plan.accepted < len(outcome.events):
         return datahub_error(400, "bad_request", _explain(outcome.plan))

@@ -40,8 +40,9 @@ from ingest.plan import EventResult
 from ingest.split import Splitter, given, refuse
 from producer_api.accept import core_of, door_of, timed_request_context
 from producer_api.auth import authorize_key, presented_key
-from producer_api.content import UndecodableBody, decode_body
+from producer_api.content import UndecodableBody, decode_body, receive
 from producer_api.errors import error_middleware_for, internal_error_middleware
+from producer_api.ratelimit import body_hold
 from producer_api.resources import SETTINGS
 
 FAMILY = "posthog"
@@ -127,8 +128,10 @@ class _Parsed(msgspec.Struct):
 
 async def capture(request: web.Request) -> web.Response:
     """Ingest one event, an array, or a batch; `{"status": 1}` once Kafka holds them all."""
-    raw = await request.read()
+    raw = await receive(request)
     body = _decoded(request, raw)
+    if body.data is not raw:  # decoded: held too, like `read_body`'s
+        body_hold(request).take(len(body.data))
     parsed = _parse(body.data) if body.undecodable is None else _Parsed(None, None)
     key = presented_key(request) or parsed.key or _query_key(request)
     if not key:

@@ -126,6 +126,20 @@ async def test_outside_the_event_bounds_nothing_is_published() -> None:
     assert door.kafka.sent == [] and door.admitted == []
 
 
+async def test_a_body_of_too_many_items_is_refused_before_it_is_split() -> None:
+    """Three million array items: counted in the bytes, never decoded one object each."""
+
+    def never(_body: bytes) -> list[bytes]:
+        raise AssertionError("the splitter ran on a body already known to be too large")
+
+    door = _Door()
+    options = IngestOptions(min_events=1, max_events=10_000)
+    for body in (b"[" + b"0," * 3_000_000 + b"0]", b'{"events":[' + b"{}," * 10_000 + b"{}]}"):
+        outcome = await ingest(door.deps, IngestRequest(_ctx(), Body(body), never, options))
+        assert outcome.kind is Kind.TOO_MANY_EVENTS
+    assert door.kafka.sent == [] and door.admitted == []
+
+
 async def test_all_or_nothing_and_unlimited_options_reach_the_plan() -> None:
     door = _Door()
     options = IngestOptions(all_or_nothing=True, rate_limited=False)

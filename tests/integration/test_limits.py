@@ -1,8 +1,8 @@
 """Invariant 6, bounded under bursts: per-key rate limits, gzip bombs, slow clients.
 
 One API process of its own with tiny budgets (3 requests and 30 events per key per
-60 s window, 1 MiB of request bodies held at once, half of it by one key) and a 4 s
-request/header timeout.
+60 s window, 1 MiB of request bodies held at once, half of it by one key), a 4 s
+request/header timeout and a 1 s grace before the minimum body rate.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ def api(
         kafka_bootstrap, database_url,
         rate_requests_per_second=0.05, rate_events_per_second=0.5, rate_burst_seconds=60,
         http_request_timeout_seconds=TIMEOUT_S, max_receiving_bytes=BODY_BUDGET,
-        max_receiving_bytes_per_key=BODY_BUDGET // 2,
+        max_receiving_bytes_per_key=BODY_BUDGET // 2, body_grace_seconds=1.0,
     )  # fmt: skip
     ensure_topics(settings)
     stack = ProcessStack(settings, tmp_path_factory.mktemp("limits-logs"))
@@ -180,19 +181,36 @@ def post_until(api: ProcessStack, new_key: Callable[..., str], body: bytes, stat
     return eventually(attempt, timeout=timeout)
 
 
+def _receiving(api: ProcessStack) -> int:
+    """The API's `sluice_door_receiving_bytes`: what its body budget holds now."""
+    text = call("GET", f"{api.base_url}/metrics").body.decode()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("sluice_door_receiving_bytes ")]
+    return int(float(line.split()[1]))
+
+
+def _stalled(api: ProcessStack, key: str, declared: int, sent: int) -> socket.socket:
+    """A connection that declared a `declared`-byte body, sent `sent` bytes of it, and
+    stalls (well ahead of the minimum body rate, so only the request timeout ends it);
+    returned once the API holds what was sent."""
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    before = _receiving(api)
+    sock = socket.create_connection((api.settings.http_host, api.settings.http_port))
+    sock.sendall(head.encode() + b"[" + b" " * (sent - 1))
+    eventually(lambda: _receiving(api) >= before + sent or None, timeout=TIMEOUT_S / 2)
+    return sock
+
+
 def test_bodies_held_at_once_are_bounded_per_process(
     api: ProcessStack, new_key: Callable[..., str]
 ) -> None:
-    """A slow 900 KB upload holds its reservation; a 200 KB request meanwhile gets 503 (in
-    its family's format) without its body being read; once the first is gone, it passes."""
-    head = (
-        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {new_key('limits-held')}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: 900000\r\n\r\n["
-    )
+    """A stalled upload that sent 900 KB holds them; a 200 KB request meanwhile gets 503
+    (in its family's format); once the first is gone, it passes."""
     padded = json.dumps([{**events(1)[0], "data": {"pad": "x" * 200_000}}]).encode()
     dynatrace = f"{api.base_url}/dynatrace/platform/ingest/v1/events"
-    with socket.create_connection((api.settings.http_host, api.settings.http_port)) as sock:
-        sock.sendall(head.encode())
+    with _stalled(api, new_key("limits-held"), 950_000, 900_000):
         refused = post_until(api, new_key, padded, 503, timeout=TIMEOUT_S * 2)
         assert refused.json()["error"]["code"] == "overloaded"
         assert int(refused.headers["Retry-After"]) > 0
@@ -203,19 +221,30 @@ def test_bodies_held_at_once_are_bounded_per_process(
     assert post_until(api, new_key, padded, 202).json()["accepted"] == 1
 
 
+def test_a_body_declared_large_but_not_sent_holds_nothing(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """The budget counts bytes as they arrive, not the `Content-Length` a client declares:
+    two stalled requests declaring 900 KB each (of a 1 MiB budget) leave room for others."""
+    padded = json.dumps([{**events(1)[0], "data": {"pad": "x" * 200_000}}]).encode()
+    with (
+        _stalled(api, new_key("limits-declared"), 900_000, 10),
+        _stalled(api, new_key("limits-declared"), 900_000, 10),
+    ):
+        answer = call("POST", f"{api.base_url}/v1/events", body=padded,
+                      headers={"X-API-Key": new_key("limits-declared-other"),
+                               "Content-Type": "application/json"})  # fmt: skip
+        assert answer.status == 202, answer.body
+
+
 def test_one_keys_slow_bodies_hold_only_its_share(
     api: ProcessStack, new_key: Callable[..., str]
 ) -> None:
-    """A key's slow 400 KB upload is held; its next 200 KB request passes its half of the
+    """A key's stalled upload holds 400 KB; its next 200 KB request passes its half of the
     budget and gets 503, while another key's 200 KB request, within the process's, passes."""
     slow_key = new_key("limits-share")
-    head = (
-        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {slow_key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: 400000\r\n\r\n["
-    )
     padded = json.dumps([{**events(1)[0], "data": {"pad": "x" * 200_000}}]).encode()
-    with socket.create_connection((api.settings.http_host, api.settings.http_port)) as sock:
-        sock.sendall(head.encode())
+    with _stalled(api, slow_key, 450_000, 400_000):
 
         def refused_for_the_key() -> Answer | None:
             answer = call(
@@ -227,8 +256,35 @@ def test_one_keys_slow_bodies_hold_only_its_share(
             return answer if answer.status == 503 else None  # fmt: skip
 
         refused = eventually(refused_for_the_key, timeout=TIMEOUT_S * 2)
-        assert "this key already holds 400000 bytes" in refused.json()["error"]["message"]
+        assert "this key already holds" in refused.json()["error"]["message"]
         other = call("POST", f"{api.base_url}/v1/events", body=padded,
                      headers={"X-API-Key": new_key("limits-share-other"),
                               "Content-Type": "application/json"})  # fmt: skip
         assert other.status == 202, other.body
+
+
+def test_a_body_slower_than_the_minimum_rate_is_cut_before_the_timeout(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """After the grace period (1 s here), a body trickling in at 100 bytes per 0.3 s is
+    answered 408 the moment it falls behind, well before the 4 s request timeout."""
+    key = new_key("limits-trickle")
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n["
+    )
+    with socket.create_connection((api.settings.http_host, api.settings.http_port)) as sock:
+        sock.sendall(head.encode())
+        began = time.monotonic()
+        sock.settimeout(0.3)
+        answer = b""
+        while not answer and time.monotonic() - began < TIMEOUT_S * 2:
+            try:
+                sock.sendall(b" " * 100)
+                answer = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert b"slower than" in answer  # the rate, not the request timeout (which says "within")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
@@ -77,29 +76,63 @@ async def test_every_family_formatter_answers_429_with_retry_after() -> None:
     }
 
 
-def _body_of(size: int) -> web.Request:
-    headers = {"Content-Length": str(size)}
-    return make_mocked_request("POST", "/v1/events", headers=headers, payload=object())
-
-
 async def test_one_key_holds_at_most_its_share_of_the_body_budget() -> None:
-    bodies = BodyBudget(limit=1000, max_body_bytes=600, per_key=400)
-    async with contextlib.AsyncExitStack() as held:
-        await held.enter_async_context(bodies.hold(_body_of(300), "greedy"))
+    bodies = BodyBudget(limit=1000, per_key=400)
+    async with bodies.hold("greedy") as first, bodies.hold("greedy") as second:
+        first.take(300)
         with pytest.raises(Overloaded, match="this key already holds 300"):
-            await held.enter_async_context(bodies.hold(_body_of(300), "greedy"))
-        await held.enter_async_context(bodies.hold(_body_of(300), "calm"))
-        await held.enter_async_context(bodies.hold(_body_of(300), "third"))
-        with pytest.raises(Overloaded, match="900 bytes"):  # the process budget still binds
-            await held.enter_async_context(bodies.hold(_body_of(300), "fourth"))
-        assert bodies.held == 900 and bodies.held_by == {"greedy": 300, "calm": 300, "third": 300}
+            second.take(300)
+        async with bodies.hold("calm") as calm, bodies.hold("third") as third:
+            calm.take(300)
+            third.take(300)
+            async with bodies.hold("fourth") as fourth:
+                with pytest.raises(Overloaded, match="900 bytes"):  # the process's budget
+                    fourth.take(300)
+            assert bodies.held == 900
+            assert bodies.held_by == {"greedy": 300, "calm": 300, "third": 300}
     assert bodies.held == 0 and not bodies.held_by
 
 
+async def test_a_hold_grows_as_bytes_arrive_and_nothing_is_held_before() -> None:
+    bodies = BodyBudget(limit=1000, per_key=1000)
+    async with bodies.hold("slow") as slow:
+        assert bodies.held == 0  # declared sizes are not charged
+        slow.take(10)
+        slow.take(20)
+        assert bodies.held == 30 and slow.bytes == 30
+    assert bodies.held == 0
+
+
 async def test_a_key_holding_nothing_is_admitted_past_its_share() -> None:
-    bodies = BodyBudget(limit=1000, max_body_bytes=600, per_key=100)
-    async with bodies.hold(_body_of(600), "big"):
+    bodies = BodyBudget(limit=1000, per_key=100)
+    async with bodies.hold("big") as big:
+        big.take(600)
         assert bodies.held_by["big"] == 600
+
+
+async def test_all_of_a_tenants_keys_hold_at_most_the_tenants_share() -> None:
+    bodies = BodyBudget(limit=10_000, per_key=400, per_tenant=500)
+    async with bodies.hold("k1") as one, bodies.hold("k2") as two, bodies.hold("k3") as other:
+        one.belongs_to("acme")
+        one.take(300)
+        two.belongs_to("acme")
+        with pytest.raises(Overloaded, match="this tenant already holds 300"):
+            two.take(300)
+        other.belongs_to("globex")
+        other.take(300)
+        assert bodies.held_by_tenant == {"acme": 300, "globex": 300}
+    assert bodies.held == 0 and not bodies.held_by_tenant
+
+
+async def test_bytes_read_before_the_key_is_known_count_for_its_tenant() -> None:
+    """PostHog's key is in the body: the bytes come first, the tenant after."""
+    bodies = BodyBudget(limit=10_000, per_tenant=500)
+    async with bodies.hold("k1") as one, bodies.hold("k2") as two:
+        one.belongs_to("acme")
+        one.take(300)
+        two.take(300)
+        with pytest.raises(Overloaded, match="this tenant already holds 300"):
+            two.belongs_to("acme")
 
 
 def test_the_share_comes_from_settings() -> None:
