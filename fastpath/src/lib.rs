@@ -258,7 +258,10 @@ fn nested_deeper_than(text: &[u8], cap: usize) -> bool {
 /// empty array counts its one "item" too (a bound, never an exact count).
 fn outer_items_past(text: &[u8], cap: usize) -> bool {
     // Fewer than `cap` commas cannot separate more than `cap` items: the common body.
-    if memchr::memchr_iter(b',', text).nth(cap.saturating_sub(1)).is_none() {
+    if memchr::memchr_iter(b',', text)
+        .nth(cap.saturating_sub(1))
+        .is_none()
+    {
         return false;
     }
     let mut depth = 0usize;
