@@ -379,7 +379,8 @@ def test_concurrent_registrations_agree(stack: ProcessStack, new_key: Callable[.
 
 def test_the_database_keeps_sluice_rows_read_only(stack: ProcessStack, database_url: str) -> None:
     """As `sluice_api` in a tenant's transaction: Sluice's rows (tenant '') are readable, and
-    no statement can change, remove or add one (migration 0008's policies)."""
+    no statement can change, remove or add one (migration 0008's policies; a schema is
+    never updated at all, migration 0013)."""
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -390,8 +391,9 @@ def test_the_database_keeps_sluice_rows_read_only(stack: ProcessStack, database_
             assert own.fetchone()[0] >= 5
             gone = conn.execute("DELETE FROM registry_versions WHERE tenant = ''")
             assert gone.rowcount == 0
-            changed = conn.execute("UPDATE registry_schemas SET schema = '\"int\"' WHERE id = 2")
-            assert changed.rowcount == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("SELECT set_config('sluice.tenant', 'intruder', true)")
+            conn.execute("UPDATE registry_schemas SET schema = '\"int\"' WHERE id = 2")  # 0013
         for tenant in ("intruder", ""):  # '' without sluice.registry_system = on
             with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
                 conn.execute("SELECT set_config('sluice.tenant', %s, true)", (tenant,))

@@ -555,3 +555,43 @@ def test_the_api_role_sees_only_the_tenant_it_sets(database_url: str, world: Wor
             "SELECT tenant FROM sluice_find_api_key(%s)", (world.a_key.split(".")[0],)
         ).fetchall()
         assert found == [(world.tenant_a,)]
+
+
+API_WRITES = {
+    "api_keys": {"INSERT", "UPDATE"},
+    "replay_jobs": {"INSERT", "UPDATE"},
+    "dead_letters": {"UPDATE"},
+    "deletions": {"INSERT"},
+    "registry_versions": {"INSERT", "UPDATE", "DELETE"},
+    "registry_schemas": {"INSERT"},
+    "registry_config": {"INSERT", "UPDATE"},
+}
+"""Every write the API's role may make (migration 0013): what store/*.py runs for the API."""
+
+
+def test_the_api_role_holds_only_the_privileges_the_api_uses(database_url: str) -> None:
+    """SELECT on the tables it reads, and only the writes listed above: the sink's tables
+    (`events`, `event_deletions`, the history) are read-only to it, and so is any table
+    a later migration adds without granting."""
+    privileges = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
+    with psycopg.connect(database_url) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')"
+            " AND c.relname NOT LIKE '%yoyo%'"
+        ).fetchall()]  # fmt: skip
+        held = {
+            table: {p for p in privileges if conn.execute(
+                "SELECT has_table_privilege('sluice_api', %s, %s)", (table, p)
+            ).fetchone() == (True,)}
+            for table in tables
+        }  # fmt: skip
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("SET LOCAL ROLE sluice_api")
+            conn.execute("SELECT set_config('sluice.tenant', 'acme', true)")
+            conn.execute("INSERT INTO events (tenant, family, event_id, type, source, time,"
+                         " data, received_at, version) VALUES ('acme', 'native', 'x', 't', 's',"
+                         " now(), '{}', now(), 1)")  # fmt: skip
+    assert {"events", "event_deletions", "ingest_envelopes", "event_history"} <= set(held)
+    for table, got in held.items():
+        assert got == {"SELECT", *API_WRITES.get(table, set())}, (table, got)
