@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 
@@ -19,6 +21,7 @@ from producer_api import (
     native,
     schema_registry,
 )
+from producer_api.connections import ConnectionGate
 from producer_api.errors import error_middleware, request_timeout_middleware
 from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace, otlp, posthog
 from producer_api.openapi import install as install_openapi
@@ -98,9 +101,32 @@ def run(settings: Settings) -> None:
     if not COMPILED:
         log.warning("sluice_fastpath is not installed (make dev builds it from fastpath/): "
                     "every native request takes the Python path, ~2x the door's CPU")  # fmt: skip
-    web.run_app(
-        create_app(settings), host=settings.http_host, port=settings.http_port, reuse_port=True,
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):  # a signal: done
+        asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    """`web.run_app`'s serving, with `ConnectionGate` as the listening socket's protocol
+    factory (`SLUICE_MAX_CONNECTIONS`, `SLUICE_MAX_CONNECTIONS_PER_ADDRESS`). SIGINT and
+    SIGTERM end it gracefully, as they do `web.run_app`."""
+    runner = web.AppRunner(
+        create_app(settings), handle_signals=True,
         keepalive_timeout=settings.http_request_timeout_seconds,
         max_line_size=8190, max_field_size=8190,
         access_log=access_logger if settings.http_access_log else None,
     )  # fmt: skip
+    await runner.setup()
+    assert runner.server is not None
+    gate = ConnectionGate(
+        runner.server, settings.max_connections, settings.max_connections_per_address
+    )
+    loop = asyncio.get_running_loop()
+    listening = await loop.create_server(
+        gate, settings.http_host, settings.http_port, reuse_port=True, backlog=128
+    )
+    log.info("serving on http://%s:%d", settings.http_host, settings.http_port)
+    try:
+        await asyncio.Event().wait()  # until a signal raises GracefulExit
+    finally:
+        listening.close()
+        await runner.cleanup()

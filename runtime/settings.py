@@ -62,6 +62,8 @@ class Settings:
     max_receiving_bytes_per_key: int = 64 * 1024 * 1024
     max_receiving_bytes_per_tenant: int = 128 * 1024 * 1024
     min_body_bytes_per_second: float = 16 * 1024
+    max_connections: int = 4096
+    max_connections_per_address: int = 512
     body_grace_seconds: float = 5.0
     kafka_security_protocol: str = ""
     kafka_sasl_mechanism: str = ""

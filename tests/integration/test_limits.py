@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 4.0
 BODY_BUDGET = 1024 * 1024
+CONNECTIONS = 24
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def api(
         rate_requests_per_second=0.05, rate_events_per_second=0.5, rate_burst_seconds=60,
         http_request_timeout_seconds=TIMEOUT_S, max_receiving_bytes=BODY_BUDGET,
         max_receiving_bytes_per_key=BODY_BUDGET // 2, body_grace_seconds=1.0,
+        max_connections_per_address=CONNECTIONS,
     )  # fmt: skip
     ensure_topics(settings)
     stack = ProcessStack(settings, tmp_path_factory.mktemp("limits-logs"))
@@ -288,3 +290,25 @@ def test_a_body_slower_than_the_minimum_rate_is_cut_before_the_timeout(
                 break
     assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
     assert b"slower than" in answer  # the rate, not the request timeout (which says "within")
+
+
+def test_connections_past_the_per_address_cap_are_refused_before_aiohttp_reads_them(
+    api: ProcessStack,
+) -> None:
+    """24 half-sent request lines from one address hold every slot that address has: the
+    25th connection reads a 503 with Retry-After and is closed; once they go, it passes."""
+    address = (api.settings.http_host, api.settings.http_port)
+    held = [socket.create_connection(address) for _ in range(CONNECTIONS)]
+    try:
+        for sock in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        with socket.create_connection(address) as extra:
+            extra.settimeout(TIMEOUT_S)
+            answer = extra.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert b"Retry-After: 5" in answer and b"too_many_connections" in answer
+    finally:
+        for sock in held:
+            sock.close()
+    assert eventually(lambda: call("GET", f"{api.base_url}/healthz").status == 200 or None,
+                      timeout=TIMEOUT_S)  # fmt: skip
