@@ -3,7 +3,8 @@
 The prefix names the key and is safe to log. The payload is 32 random bytes
 plus a 4-byte CRC32 of prefix and random part, so a mistyped or truncated key
 is recognised without a database lookup. Only HMAC-SHA256(server secret, key)
-is stored; comparison is constant-time.
+is stored, with the id of the secret that hashed it (`KeySecrets`), so the secret can
+rotate; comparison is constant-time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import hmac
 import secrets
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from runtime.settings import Settings
 
 SCOPES = (
     "events:write",
@@ -75,3 +79,52 @@ def hash_key(secret: str, key: str) -> bytes:
 
 def matches(secret: str, key: str, stored_hash: bytes) -> bool:
     return hmac.compare_digest(hash_key(secret, key), stored_hash)
+
+
+@dataclass(frozen=True)
+class KeySecrets:
+    """The server secret that hashes new keys, under its id (`SLUICE_KEY_SECRET`,
+    `SLUICE_KEY_SECRET_ID`), and retired ones still accepted for the keys they hashed
+    (`SLUICE_KEY_SECRETS_RETIRED`, `id=secret,…`). A key verified with a retired secret
+    is hashed again with the current one (`producer_api.auth.KeyVerifier`), so once every
+    key in use moved (`sluice keys list` shows each key's secret id), the retired secret
+    can go."""
+
+    current: str
+    current_id: str = "1"
+    retired: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, current: str, current_id: str, retired: str) -> KeySecrets:
+        """From the settings' text; raises `ValueError` naming what is malformed."""
+        if not current_id.strip():
+            raise ValueError("SLUICE_KEY_SECRET_ID must not be empty")
+        old: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in retired.split(","))):
+            name, sep, secret = item.partition("=")
+            if not sep or not name.strip() or not secret:
+                raise ValueError("SLUICE_KEY_SECRETS_RETIRED holds id=secret pairs, by commas")
+            old[name.strip()] = secret
+        if current_id.strip() in old:
+            raise ValueError("SLUICE_KEY_SECRETS_RETIRED repeats the current SLUICE_KEY_SECRET_ID")
+        return cls(current, current_id.strip(), old)
+
+    def hash(self, key: str) -> tuple[str, bytes]:
+        """(secret id, hash) to store for a new key."""
+        return self.current_id, hash_key(self.current, key)
+
+    def matches(self, key: str, secret_id: str, stored_hash: bytes) -> bool:
+        """Whether `key` is the one hashed to `stored_hash` with secret `secret_id`
+        (False for a secret this process no longer knows)."""
+        secret = self.current if secret_id == self.current_id else self.retired.get(secret_id)
+        return secret is not None and matches(secret, key, stored_hash)
+
+    def __repr__(self) -> str:
+        return f"KeySecrets(current_id={self.current_id!r}, retired={sorted(self.retired)!r})"
+
+
+def key_secrets(settings: Settings) -> KeySecrets:
+    """The key secrets `settings` name; raises `ValueError` when they are malformed."""
+    return KeySecrets.parse(
+        settings.key_secret, settings.key_secret_id, settings.key_secrets_retired
+    )

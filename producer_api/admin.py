@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
+from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key
 from producer_api.auth import authorize
 from producer_api.content import receive
 from producer_api.errors import error_response
@@ -59,6 +59,7 @@ async def create_key(request: web.Request) -> web.Response:
     except BadAdminRequest as exc:
         return error_response(400, "bad_request", str(exc))
     new = generate_key()
+    secret_id, key_hash = door.keys.secrets.hash(new.secret)
     cap = door.settings.max_keys_per_tenant
     async with tenant_connection(door.pool, principal.tenant) as conn:
         if await live_tenant_keys(conn, principal.tenant) >= cap:
@@ -66,7 +67,7 @@ async def create_key(request: web.Request) -> web.Response:
                                   "(SLUICE_MAX_KEYS_PER_TENANT); revoke one first")  # fmt: skip
         await insert_tenant_key(
             conn, prefix=new.prefix, tenant=principal.tenant, scopes=scopes, label=label,
-            key_hash=hash_key(door.settings.key_secret, new.secret),
+            key_hash=key_hash, secret_id=secret_id,
         )  # fmt: skip
     answer = {"key": new.secret, "prefix": new.prefix, "tenant": principal.tenant}
     return web.json_response({**answer, "scopes": scopes, "label": label}, status=201)
@@ -110,7 +111,7 @@ async def rotate_key(request: web.Request) -> web.Response:
     async with tenant_connection(door.pool, principal.tenant) as conn:
         stored = await rotate_tenant_key(
             conn, principal.tenant, request.match_info["prefix"], overlap=overlap,
-            new_prefix=new.prefix, new_hash=hash_key(door.settings.key_secret, new.secret),
+            new_prefix=new.prefix, new_hash=door.keys.secrets.hash(new.secret),
         )  # fmt: skip
     if stored is None:
         return error_response(404, "not_found", "no active key with this prefix")

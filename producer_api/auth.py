@@ -22,9 +22,10 @@ from typing import TypeVar
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from ingest.keys import PREFIX_LENGTH, matches, parse_key
+from ingest.keys import PREFIX_LENGTH, KeySecrets, parse_key
 from producer_api.ratelimit import KeyRateLimiter, body_hold
-from store.api_keys import find_key
+from store.api_keys import find_key, rehash_key
+from store.tenancy import tenant_connection
 
 _T = TypeVar("_T")
 
@@ -50,11 +51,11 @@ class KeyVerifier:
     """Resolves a presented key to a `Principal`, with a short cache."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, secret: str, cache_seconds: float,
+        self, pool: AsyncConnectionPool, secrets: KeySecrets, cache_seconds: float,
         before_lookup: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:  # fmt: skip
         self._pool = pool
-        self._secret = secret
+        self.secrets = secrets
         self._ttl = cache_seconds
         self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
         self._refused: OrderedDict[str, tuple[float, str]] = OrderedDict()
@@ -100,11 +101,15 @@ class KeyVerifier:
             raise Unauthenticated("malformed API key")
         async with self._pool.connection() as conn:
             stored = await find_key(conn, prefix)
-        if stored is None or not matches(self._secret, key, stored.key_hash):
+        if stored is None or not self.secrets.matches(key, stored.secret_id, stored.key_hash):
             raise Unauthenticated("unknown API key")
         now = datetime.now(UTC)
         if stored.revoked_at is not None or (stored.expires_at and stored.expires_at <= now):
             raise Unauthenticated("revoked or expired API key")
+        if stored.secret_id != self.secrets.current_id:  # hashed with a retired secret
+            async with tenant_connection(self._pool, stored.tenant) as conn:
+                await rehash_key(conn, stored.prefix, stored.tenant, was=stored.secret_id,
+                                 now=self.secrets.hash(key))  # fmt: skip
         principal = Principal(stored.tenant, stored.prefix, frozenset(stored.scopes))
         return principal, stored.expires_at
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.entry import IngestDeps
+from ingest.keys import key_secrets
 from ingest.publish import Publisher
 from ingest.registry import register_own_schemas
 from producer_api.auth import GATE, Gate, KeyVerifier
@@ -75,7 +76,7 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
     publisher = Publisher(producer, settings.max_inflight_bytes)
     stored = StoredIdLookups(lookups, gather_seconds=settings.door_linger_ms / 2000)
     limits = KeyRateLimiter.from_settings(settings)
-    keys = KeyVerifier(pool, settings.key_secret, settings.key_cache_seconds,
+    keys = KeyVerifier(pool, key_secrets(settings), settings.key_cache_seconds,
                        before_lookup=limits.admit_lookup)  # fmt: skip
     app[GATE] = Gate(keys, limits)
     app[DOOR] = Door(

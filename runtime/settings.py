@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-_SECRET_FIELDS = frozenset({"key_secret", "kafka_sasl_password"})
+_SECRET_FIELDS = frozenset({"key_secret", "key_secrets_retired", "kafka_sasl_password"})
 DEFAULT_KEY_SECRET = "sluice-dev-secret-change-me"
 """Good for `make dev` on loopback only: the API refuses it on any other address."""
 _URL_FIELDS = frozenset({"database_url", "api_database_url"})
@@ -40,6 +40,8 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     key_secret: str = field(default=DEFAULT_KEY_SECRET)
+    key_secret_id: str = "1"
+    key_secrets_retired: str = ""
     allow_default_secret: bool = False
     key_cache_seconds: float = 5.0
     max_keys_per_tenant: int = 100

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import click
 import psycopg
 
-from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key, hash_key
+from ingest.keys import DEFAULT_SCOPES, SCOPES, generate_key, key_secrets
 from runtime.settings import Settings, load_settings
 from schemas.identity import TENANT_PATTERN
 from sluice.devstate import environ_with_dev_stack
@@ -29,10 +29,11 @@ def create_key(settings: Settings, tenant: str, scopes: list[str], label: str = 
     if not TENANT_PATTERN.match(tenant):
         raise click.BadParameter("tenant: lowercase letters, digits, '-' and '_', up to 63")
     new = generate_key()
+    secret_id, key_hash = key_secrets(settings).hash(new.secret)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         insert_key(
             conn, prefix=new.prefix, tenant=tenant, scopes=scopes, label=label,
-            key_hash=hash_key(settings.key_secret, new.secret),
+            key_hash=key_hash, secret_id=secret_id,
         )  # fmt: skip
     return new.secret
 
@@ -65,7 +66,7 @@ def list_(tenant: str | None, as_json: bool) -> None:
         rows = [
             {"prefix": k.prefix, "tenant": k.tenant, "state": k.state(now), "scopes": k.scopes,
              "label": k.label, "created_at": k.created_at, "expires_at": k.expires_at,
-             "revoked_at": k.revoked_at}
+             "revoked_at": k.revoked_at, "secret_id": k.secret_id}
             for k in list_keys(conn, tenant)
         ]  # fmt: skip
     emit(rows, KEY_COLUMNS, as_json=as_json, now=now)
@@ -78,8 +79,10 @@ KEY_COLUMNS = (
     Column("scopes", "scopes"),
     Column("created", "created_at", time=True),
     Column("expires", "expires_at", time=True),
+    Column("secret", "secret_id"),
     Column("label", "label"),
 )
+"""`secret`: the id of the server secret that hashed the key (docs/operations.md, rotating)."""
 
 
 @keys.command("revoke")
@@ -102,7 +105,7 @@ def rotate_key_now(settings: Settings, prefix: str, overlap: float) -> tuple[str
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         stored = rotate_key(
             conn, prefix, new_prefix=new.prefix, overlap=overlap,
-            new_hash=hash_key(settings.key_secret, new.secret),
+            new_hash=key_secrets(settings).hash(new.secret),
         )  # fmt: skip
     return None if stored is None else (new.secret, stored.tenant)
 

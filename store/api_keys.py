@@ -23,6 +23,7 @@ class StoredKey:
     prefix: str
     tenant: str
     key_hash: bytes
+    secret_id: str
     scopes: list[str]
     label: str
     created_at: datetime
@@ -38,10 +39,11 @@ class StoredKey:
         return "expiring" if self.expires_at > now else "expired"
 
 
-_COLUMNS = "prefix, tenant, key_hash, scopes, label, created_at, expires_at, revoked_at"
+_COLUMNS = "prefix, tenant, key_hash, secret_id, scopes, label, created_at, expires_at, revoked_at"
 
 _INSERT = (
-    "INSERT INTO api_keys (prefix, tenant, key_hash, scopes, label) VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO api_keys (prefix, tenant, key_hash, secret_id, scopes, label)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
 )
 
 _REVOKE = """
@@ -61,8 +63,8 @@ WITH old AS (
       AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
     RETURNING tenant, scopes, label
 )
-INSERT INTO api_keys (prefix, tenant, key_hash, scopes, label)
-SELECT %s, tenant, %s, scopes, label FROM old
+INSERT INTO api_keys (prefix, tenant, key_hash, secret_id, scopes, label)
+SELECT %s, tenant, %s, %s, scopes, label FROM old
 RETURNING {_COLUMNS}
 """
 
@@ -73,10 +75,11 @@ def insert_key(
     prefix: str,
     tenant: str,
     key_hash: bytes,
+    secret_id: str,
     scopes: list[str],
     label: str = "",
 ) -> None:
-    conn.execute(_INSERT, (prefix, tenant, key_hash, scopes, label))
+    conn.execute(_INSERT, (prefix, tenant, key_hash, secret_id, scopes, label))
 
 
 def list_keys(conn: psycopg.Connection[Any], tenant: str | None = None) -> list[StoredKey]:
@@ -97,11 +100,13 @@ def revoke_key(conn: psycopg.Connection[Any], prefix: str) -> bool:
 
 
 def rotate_key(
-    conn: psycopg.Connection[Any], prefix: str, *, new_prefix: str, new_hash: bytes, overlap: float
-) -> StoredKey | None:
-    """Store the successor of live key `prefix`; the old one expires after `overlap` seconds."""
+    conn: psycopg.Connection[Any], prefix: str, *, new_prefix: str,
+    new_hash: tuple[str, bytes], overlap: float,
+) -> StoredKey | None:  # fmt: skip
+    """Store the successor of live key `prefix` (its `new_hash` is (secret id, hash)); the
+    old one expires after `overlap` seconds."""
     with conn.cursor(row_factory=class_row(StoredKey)) as cur:
-        cur.execute(_ROTATE, (overlap, prefix, None, new_prefix, new_hash))
+        cur.execute(_ROTATE, (overlap, prefix, None, new_prefix, new_hash[1], new_hash[0]))
         return cur.fetchone()
 
 
@@ -118,10 +123,24 @@ async def insert_tenant_key(
     prefix: str,
     tenant: str,
     key_hash: bytes,
+    secret_id: str,
     scopes: list[str],
     label: str,
 ) -> None:
-    await conn.execute(_INSERT, (prefix, tenant, key_hash, scopes, label))
+    await conn.execute(_INSERT, (prefix, tenant, key_hash, secret_id, scopes, label))
+
+
+async def rehash_key(
+    conn: AsyncConnection[Any], prefix: str, tenant: str, *, was: str, now: tuple[str, bytes]
+) -> bool:
+    """Store key `prefix`'s hash under the current secret (`now`: secret id, hash) in place
+    of the one made with secret `was`; False when another process already did."""
+    moved = await conn.execute(
+        "UPDATE api_keys SET secret_id = %s, key_hash = %s"
+        " WHERE prefix = %s AND tenant = %s AND secret_id = %s",
+        (now[0], now[1], prefix, tenant, was),
+    )
+    return moved.rowcount == 1
 
 
 async def live_tenant_keys(conn: AsyncConnection[Any], tenant: str) -> int:
@@ -159,10 +178,10 @@ async def rotate_tenant_key(
     prefix: str,
     *,
     new_prefix: str,
-    new_hash: bytes,
+    new_hash: tuple[str, bytes],
     overlap: float,
 ) -> StoredKey | None:
     """Like `rotate_key`, for a key of `tenant` only."""
     async with conn.cursor(row_factory=class_row(StoredKey)) as cur:
-        await cur.execute(_ROTATE, (overlap, prefix, tenant, new_prefix, new_hash))
+        await cur.execute(_ROTATE, (overlap, prefix, tenant, new_prefix, new_hash[1], new_hash[0]))
         return await cur.fetchone()

@@ -8,6 +8,7 @@ import pytest
 from ingest.keys import (
     PAYLOAD_LENGTH,
     PREFIX_LENGTH,
+    KeySecrets,
     generate_key,
     hash_key,
     matches,
@@ -48,7 +49,7 @@ def test_only_the_right_secret_and_key_match() -> None:
 
 def test_stored_key_states_follow_revocation_and_expiry() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    base = StoredKey("abcdefgh", "acme", b"h", ["admin"], "", now, None, None)
+    base = StoredKey("abcdefgh", "acme", b"h", "1", ["admin"], "", now, None, None)
     assert base.state(now) == "active"
     assert replace(base, expires_at=now + timedelta(seconds=5)).state(now) == "expiring"
     assert replace(base, expires_at=now).state(now) == "expired"
@@ -97,7 +98,7 @@ class CountingVerifier(KeyVerifier):
     """A verifier whose database answers are scripted, counting the lookups."""
 
     def __init__(self, answers: list[Principal | None]) -> None:
-        super().__init__(None, "secret", cache_seconds=60)  # type: ignore[arg-type]
+        super().__init__(None, KeySecrets("secret"), cache_seconds=60)  # type: ignore[arg-type]
         self.answers = answers
         self.lookups = 0
 
@@ -121,3 +122,24 @@ async def test_verified_and_refused_keys_are_remembered_for_the_cache_time() -> 
     assert verifier.lookups == 2
     with pytest.raises(Unauthenticated, match="missing"):
         await verifier.verify(None)
+
+
+def test_a_key_is_checked_with_the_secret_that_hashed_it() -> None:
+    key = generate_key().secret
+    old = KeySecrets("old-secret")
+    new = KeySecrets.parse("new-secret", "2", "1=old-secret")
+    old_id, old_hash = old.hash(key)
+    assert old_id == "1"
+    assert new.matches(key, "1", old_hash)  # a retired secret still verifies its keys
+    assert new.hash(key) == ("2", hash_key("new-secret", key))
+    assert not new.matches(key, "2", old_hash)  # never under another secret's id
+    assert not KeySecrets("new-secret", "2").matches(key, "1", old_hash)  # retired and gone
+    assert "old-secret" not in repr(new) and "new-secret" not in repr(new)
+
+
+@pytest.mark.parametrize(
+    ("current_id", "retired"), [("", ""), ("2", "1"), ("2", "=x"), ("2", "2=x"), ("2", "1=")]
+)
+def test_malformed_secret_settings_are_refused(current_id: str, retired: str) -> None:
+    with pytest.raises(ValueError, match="SLUICE_KEY_SECRET"):
+        KeySecrets.parse("s", current_id, retired)
