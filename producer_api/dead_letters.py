@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -129,7 +129,9 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     """A page of the caller's dead letters, oldest first, with filters and a cursor."""
     principal = await authorize(request, "deadletters:read")
     try:
-        flt = _filter(dict(request.query))
+        flt = _filter(
+            dict(request.query), door_of(request).settings.dead_letter_search_window_seconds
+        )
         limit = min(int(request.query.get("limit", "100")), MAX_PAGE)
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -213,7 +215,8 @@ async def replay_by_filter(request: web.Request) -> web.Response:
         unknown = set(spec) - JOB_FILTERS
         if unknown:
             raise ValueError(f"unknown filter {sorted(unknown)}; one of {sorted(JOB_FILTERS)}")
-        flt = _filter({k: str(v) for k, v in spec.items()})
+        window = door_of(request).settings.dead_letter_search_window_seconds
+        flt = _filter({k: str(v) for k, v in spec.items()}, window)
     except ValueError as exc:
         return error_response(400, "bad_filter", str(exc))
     now = datetime.now(UTC)  # fixed here, so a resumed job covers the same dead letters
@@ -300,19 +303,34 @@ def _summary(dead: StoredDeadLetter) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _filter(q: dict[str, str]) -> DeadLetterFilter:
-    """Filters from query parameters (or a job's JSON body); ValueError on a bad one."""
+def _filter(q: dict[str, str], text_window: float = 0.0) -> DeadLetterFilter:
+    """Filters from query parameters (or a job's JSON body); ValueError on a bad one.
+
+    `q` reads every raw body in its range, on a database all tenants share: it covers at
+    most `text_window` seconds of received time (`SLUICE_DEAD_LETTER_SEARCH_WINDOW_SECONDS`;
+    0: no bound). Without `from` it starts that long before `to` (or now); a wider
+    `from`…`to` is refused, so a search of a longer past goes window by window."""
     for name, allowed in (("family", FAMILIES), ("stage", STAGES), ("status", STATUSES)):
         if name in q and q[name] not in allowed:
             raise ValueError(f"unknown {name} {q[name]!r}; one of {', '.join(allowed)}")
+    time_from, time_to, text = _time(q.get("from")), _time(q.get("to")), q.get("q") or None
+    if text is not None and text_window > 0:
+        window = timedelta(seconds=text_window)
+        end = time_to or datetime.now(UTC)
+        time_from = time_from or end - window
+        if end - time_from > window:
+            raise ValueError(
+                f"q searches at most {text_window:g} s of received time"
+                " (SLUICE_DEAD_LETTER_SEARCH_WINDOW_SECONDS); narrow from/to"
+            )
     return DeadLetterFilter(
         family=q.get("family"),
         stage=q.get("stage"),
         reason=q.get("reason"),
         status=q.get("status"),
-        time_from=_time(q.get("from")),
-        time_to=_time(q.get("to")),
-        text=q.get("q") or None,
+        time_from=time_from,
+        time_to=time_to,
+        text=text,
     )
 
 

@@ -203,7 +203,13 @@ def test_list_filters_and_discard(stack: ProcessStack, new_key: Callable[..., st
         return [d["dead_letter_id"] for d in answer.json()["dead_letters"]]
 
     assert ids("reason=invalid_timestamp") == [bad_time]
-    assert ids(f"q={marker}") == [bad_time]
+    assert ids(f"q={marker}") == [bad_time]  # without `from`: the last 7 days
+    assert ids(f"q={marker}&to=2020-01-01T00:00:00Z") == []  # the 7 days before `to`
+    wide = _api(stack, key, "GET", f"/v1/dead-letters?q={marker}&from=2020-01-01T00:00:00Z")
+    assert wide.status == 400 and "narrow from/to" in wide.json()["error"]["message"]
+    wide_job = {"q": marker, "from": "2020-01-01T00:00:00Z", "dry_run": True}
+    job = _api(stack, key, "POST", "/v1/dead-letters/replay", json_body=wide_job)
+    assert job.status == 400
     assert ids("stage=door&family=native") == [bad_time, no_type]
     assert ids("limit=1") == [bad_time]
     cursor = _api(stack, key, "GET", "/v1/dead-letters?limit=1").json()["next_cursor"]
