@@ -15,10 +15,11 @@ import posixpath
 import time
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from producer_api.ratelimit import BodyHold, body_hold
 
@@ -84,7 +85,7 @@ async def read_upload(request: web.Request, max_bytes: int = MAX_UPLOAD_BYTES) -
     fields: dict[str, str] = {}
     file: tuple[str, bytes] | None = None
     budget = _FormBudget(max_bytes + MAX_PARTS * MAX_FIELD_BYTES, body_hold(request))
-    async for part in await request.multipart():
+    async for part in _parts(request):
         if not isinstance(part, BodyPartReader):
             raise UploadRejected("nested multipart bodies are not accepted")
         budget.part()
@@ -99,6 +100,18 @@ async def read_upload(request: web.Request, max_bytes: int = MAX_UPLOAD_BYTES) -
     if file is None:
         raise UploadRejected("the form has no `file` part")
     return Upload(fields, _base_name(file[0]), file[1])
+
+
+async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader | MultipartReader]:
+    """The form's parts; a part whose headers do not parse (a NUL or a raw non-UTF-8 byte
+    in a name, found by schemathesis) is the sender's fault: `UploadRejected` (400)."""
+    try:
+        async for part in await request.multipart():
+            if part is not None:
+                yield part
+    except (HttpProcessingError, ValueError) as exc:
+        reason = getattr(exc, "message", "") or str(exc)
+        raise UploadRejected(f"the multipart form does not parse: {reason}") from exc
 
 
 class _FormBudget:

@@ -340,6 +340,9 @@ def test_a_form_holds_only_its_known_parts_and_a_bounded_count(
                          f"--{boundary}--".encode())  # fmt: skip
     double = _call(stack, key, "POST", "/v1/csv/upload", twice, content_type)
     assert double.status == 400 and "more than one `file`" in double.json()["error"]
+    garbled = f'--{boundary}\r\nContent-Disposition: form-data; name="\x00\x02"\r\n\r\nv\r\n'
+    broken = _call(stack, key, "POST", "/v1/csv/upload", garbled.encode() + body, content_type)
+    assert broken.status == 400 and "does not parse" in broken.json()["error"]  # was a 500
 
 
 def test_a_key_has_at_most_two_uploads_in_progress(
