@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev test test-all test-faults lint bench bench-smoke kafka-jars clean
+.PHONY: help venv dev test test-all test-faults lint bench bench-smoke attacks kafka-jars clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP) ## every stage beside its raw baseline; writes bench-results/ (see docs/benchmarks.md)
 	$(PY) -m bench
+
+attacks: $(BENCH_STAMP) ## replay the availability attacks against a local API, with figures (~2 min)
+	$(PY) -m bench.attacks
 
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) .sluice
