@@ -17,9 +17,9 @@ import asyncio
 import enum
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -44,8 +44,12 @@ from store.current import StoredIdLookups
 from store.deletions import create_receipt
 from store.tenancy import tenant_connection
 
-Admit = Callable[[str, int], Awaitable[None]]
-"""Counts `count` events against the budget of `key`; raises when it is spent."""
+
+class Admit(Protocol):
+    """Counts `count` events against the budget of `key` (and of `tenant`, all its keys'
+    together); raises when one is spent."""
+
+    def __call__(self, key: str, count: int, tenant: str | None = None) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,7 @@ async def ingest(deps: IngestDeps, request: IngestRequest) -> IngestOutcome:
             return IngestOutcome(Kind.TOO_MANY_EVENTS, IngestPlan(), events)
     if options.rate_limited:
         count = len(events) if given is None else len(given.accepted_ids())
-        await deps.admit(ctx.caller or f"tenant:{ctx.tenant}", count)
+        await deps.admit(ctx.caller or f"tenant:{ctx.tenant}", count, tenant=ctx.tenant)
     if plan is None:
         planning = functools.partial(
             plan_events, ctx, events, validator_for(ctx.family), deps.topics, deps.partitions,

@@ -9,11 +9,11 @@ No duplicates: a dead letter is *claimed* in PostgreSQL before anything is
 published, and marked `replayed` only after Kafka acknowledged the replay; a
 failed publish releases the claim. The replay plans with the door's planner and
 publishes through the door's entry (`ingest.entry.ingest`, given the plan): what a
-replay adds is only its lineage and the checks between planning and publishing. The replayed event keeps the dead letter's
-event id (or one derived from the dead-letter id), so even a replay repeated
-after a crash between Kafka's acknowledgement and the mark collapses into one
-event by id (newest wins). A replay is refused when the event was deleted after
-the dead letter was received.
+replay adds is only its lineage and the checks between planning and publishing.
+The replayed event keeps the dead letter's event id (or one derived from the
+dead-letter id), so even a replay repeated after a crash between Kafka's
+acknowledgement and the mark collapses into one event by id (newest wins). A
+replay is refused when the event was deleted after the dead letter was received.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class ReplayDeps:
                           None, self.pool)  # fmt: skip
 
 
-async def _charged_already(_key: str, _count: int) -> None:
+async def _charged_already(key: str, count: int, tenant: str | None = None) -> None:
     """A replay's events are charged by its caller (`replay_one`'s `admit`) before it is
     claimed, and a job's are the tenant's own dead letters: the entry charges nothing."""
 
