@@ -323,8 +323,8 @@ def test_a_csv_upload_spends_the_event_budget_like_any_request(
     from tests.integration.test_datahub import _multipart
 
     key = new_key("limits-csv")
-    rows = "".join(f"2024-01-0{1 + i % 9}T00:00:00Z,row-{i},{i}\n" for i in range(40))
-    csv = ("usage_date,id,metric.cost\n" + rows).encode()
+    rows = "".join(f"2024-01-0{1 + i % 9}T00:00:00Z,row-{i},z,{i}\n" for i in range(40))
+    csv = ("usage_date,id,fixed.zone,metric.cost\n" + rows).encode()
     body, content_type = _multipart("aws", "u.csv", csv)
     headers = {"X-API-Key": key, "Content-Type": content_type}
     url = f"{api.base_url}/datahub/v1/csv/upload"
