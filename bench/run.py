@@ -62,6 +62,8 @@ def _settings(kafka: str, database: str, tag: str) -> Settings:
         # Measure the pipeline, not the per-key budget (0 turns rate limiting off).
         rate_requests_per_second=0.0,
         rate_events_per_second=0.0,
+        rate_tenant_requests_per_second=0.0,
+        rate_tenant_events_per_second=0.0,
         worker_id=f"bench-{tag}-streams",
         sink_group=f"bench-{tag}-sink",
     )

@@ -17,9 +17,9 @@ import asyncio
 import enum
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -44,8 +44,12 @@ from store.current import StoredIdLookups
 from store.deletions import create_receipt
 from store.tenancy import tenant_connection
 
-Admit = Callable[[str, int], Awaitable[None]]
-"""Counts `count` events against the budget of `key`; raises when it is spent."""
+
+class Admit(Protocol):
+    """Counts `count` events against the budget of `key` (and of `tenant`, all its keys'
+    together); raises when one is spent."""
+
+    def __call__(self, key: str, count: int, tenant: str | None = None) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,9 @@ class IngestDeps:
     partitions: int
     publisher: Publisher
     admit: Admit
-    stored: StoredIdLookups
-    """The `replaced` lookup (see `ingest.replaced`)."""
+    stored: StoredIdLookups | None
+    """The `replaced` lookup (see `ingest.replaced`); None where no route asks for it (the
+    replay core)."""
     pool: AsyncConnectionPool
     """Where deletion receipts are written."""
 
@@ -99,6 +104,10 @@ class IngestRequest:
     body: Body
     split: Splitter = one_event
     options: IngestOptions = IngestOptions()
+    plan: IngestPlan | None = None
+    """A plan the caller made with the same planner (`plan_events`), which the entry then
+    admits and publishes as it would its own: the replay core plans with lineage and
+    checks the plan (claims, newer versions, deletes, the catalog) before publishing."""
 
 
 class Kind(enum.Enum):
@@ -142,7 +151,10 @@ async def ingest(deps: IngestDeps, request: IngestRequest) -> IngestOutcome:
     ctx, body, options = request.ctx, request.body, request.options
     if body.undecodable is not None:
         return await _dead_letter(deps, ctx, body.data, Kind.UNDECODABLE, body.undecodable)
-    plan = _compiled_plan(deps, request) if options.compiled else None
+    given = request.plan
+    if given is None and options.compiled:
+        given = _compiled_plan(deps, request)
+    plan = given
     events: Sequence[bytes] = ()
     if plan is None:
         if options.max_events is not None and too_many_items(body.data, options.max_events):
@@ -156,8 +168,8 @@ async def ingest(deps: IngestDeps, request: IngestRequest) -> IngestOutcome:
         if options.max_events is not None and len(events) > options.max_events:
             return IngestOutcome(Kind.TOO_MANY_EVENTS, IngestPlan(), events)
     if options.rate_limited:
-        count = len(events) if plan is None else len(plan.accepted_ids())
-        await deps.admit(ctx.caller or f"tenant:{ctx.tenant}", count)
+        count = len(events) if given is None else len(given.accepted_ids())
+        await deps.admit(ctx.caller or f"tenant:{ctx.tenant}", count, tenant=ctx.tenant)
     if plan is None:
         planning = functools.partial(
             plan_events, ctx, events, validator_for(ctx.family), deps.topics, deps.partitions,
@@ -183,6 +195,8 @@ async def _publish_with_replaced(
 ) -> IngestOutcome:
     """Publish while looking up the stored versions: the lookup decides by position, so
     it need not finish before publishing (see `ingest.replaced`)."""
+    if deps.stored is None:
+        raise ValueError("this process has no stored-version lookups for `replaced`")
     lookup = asyncio.create_task(stored_versions(deps.stored, ctx, plan))
     try:
         acknowledged = await deps.publisher.publish(plan.messages)

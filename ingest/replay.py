@@ -7,11 +7,13 @@ that is still invalid becomes a new dead letter with that lineage.
 
 No duplicates: a dead letter is *claimed* in PostgreSQL before anything is
 published, and marked `replayed` only after Kafka acknowledged the replay; a
-failed publish releases the claim. The replayed event keeps the dead letter's
-event id (or one derived from the dead-letter id), so even a replay repeated
-after a crash between Kafka's acknowledgement and the mark collapses into one
-event by id (newest wins). A replay is refused when the event was deleted after
-the dead letter was received.
+failed publish releases the claim. The replay plans with the door's planner and
+publishes through the door's entry (`ingest.entry.ingest`, given the plan): what a
+replay adds is only its lineage and the checks between planning and publishing.
+The replayed event keeps the dead letter's event id (or one derived from the
+dead-letter id), so even a replay repeated after a crash between Kafka's
+acknowledgement and the mark collapses into one event by id (newest wins). A
+replay is refused when the event was deleted after the dead letter was received.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import msgspec
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from ingest.entry import Body, IngestDeps, IngestOptions, IngestRequest, ingest
 from ingest.plan import IngestPlan, ReplayOf, RequestContext, plan_events
 from ingest.publish import Overloaded, Publisher
 from ingest.split import Unsplittable, split_body, split_json_events
@@ -94,6 +97,19 @@ class ReplayDeps:
     max_events: int = Settings.max_events_per_request
     """Events one replayed body may split into: the door's cap (a corrected body of
     50,000 events once passed it)."""
+
+    def entry(self) -> IngestDeps:
+        """The ingest entry's dependencies, for publishing the replays' plans through it."""
+        return IngestDeps(self.topics, self.partitions, self.publisher, _charged_already,
+                          None, self.pool)  # fmt: skip
+
+
+async def _charged_already(key: str, count: int, tenant: str | None = None) -> None:
+    """A replay's events are charged by its caller (`replay_one`'s `admit`) before it is
+    claimed, and a job's are the tenant's own dead letters: the entry charges nothing."""
+
+
+_REPLAYED = IngestOptions(rate_limited=False)
 
 
 @dataclass(frozen=True)
@@ -293,9 +309,13 @@ async def _publish_and_mark(
             raise ReplayError(Refusal.CONFLICT, code, _BLOCKED[code])
     gone = set(blocked)
     go = [(d, p) for d, p in planned if d.dead_letter_id not in gone]
-    messages = [m for _d, p in go for m in p.messages]
     try:
-        await deps.publisher.publish(messages)
+        if go:  # the batch's plans, published at once through the one ingest entry
+            merged = IngestPlan([m for _d, p in go for m in p.messages],
+                                [r for _d, p in go for r in p.results])  # fmt: skip
+            request = IngestRequest(replay_context(go[0][0]), Body(b""), options=_REPLAYED,
+                                    plan=merged)  # fmt: skip
+            await ingest(deps.entry(), request)
     except BaseException:
         async with tenant_connection(deps.pool, tenant) as conn:
             await store.release(conn, tenant, deps.owner, [d.dead_letter_id for d, _p in go])

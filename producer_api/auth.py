@@ -188,7 +188,7 @@ async def authorize_key(request: web.Request, key: str | None, scope: str) -> Pr
     SDKs send it in the body as `api_key`)."""
     gate = request.config_dict[GATE]
     principal = await gate.keys.verify(key, request.remote or "")
-    await gate.limits.admit_request(principal.prefix)
+    await gate.limits.admit_request(principal.prefix, principal.tenant)
     require_scope(principal, scope)
     body_hold(request).belongs_to(principal.tenant)  # the tenant's share of the body budget
     return principal

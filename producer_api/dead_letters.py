@@ -189,7 +189,8 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
         result = await replay_one(
             _deps(request), principal.tenant, request.match_info["id"],
             body=body, patch=patch, dry_run=dry_run,
-            admit=functools.partial(door_of(request).limits.admit_events, principal.prefix),
+            admit=functools.partial(door_of(request).limits.admit_events, principal.prefix,
+                                    tenant=principal.tenant),
         )  # fmt: skip
     except ReplayError as exc:
         return error_response(REFUSAL_STATUS[exc.refusal], exc.code, str(exc))

@@ -5,7 +5,9 @@ Each API key has two budgets: `rate_requests_per_second` requests and
 `rate_burst_seconds`. A key may spend a whole window's budget at once (the burst
 allowance: `rate * burst_seconds`), and on average no more than `rate` per second.
 Past it, the caller gets `RateLimited`, which every API family's error middleware
-answers as 429 with `Retry-After`.
+answers as 429 with `Retry-After`. All of a tenant's keys together also share a tenant
+budget of each (`rate_tenant_requests_per_second`, `rate_tenant_events_per_second`):
+minting a hundred keys no longer multiplies what one tenant may send.
 
 The counting is the `limits` library's sliding-window counter over its in-memory
 storage: O(1) memory per active key, expired keys dropped by the storage itself.
@@ -51,12 +53,15 @@ class KeyRateLimiter:
 
     def __init__(
         self, requests: RateLimitItem | None, events: RateLimitItem | None,
-        lookups: RateLimitItem | None = None,
+        lookups: RateLimitItem | None = None, tenant_requests: RateLimitItem | None = None,
+        tenant_events: RateLimitItem | None = None,
     ) -> None:  # fmt: skip
         self._strategy = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._requests = requests
         self._events = events
         self._lookups = lookups
+        self._tenant_requests = tenant_requests
+        self._tenant_events = tenant_events
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRateLimiter:
@@ -65,6 +70,8 @@ class KeyRateLimiter:
             budget("requests", settings.rate_requests_per_second, burst),
             budget("events", settings.rate_events_per_second, burst),
             budget("key lookups", settings.rate_key_lookups_per_second, burst),
+            budget("tenant requests", settings.rate_tenant_requests_per_second, burst),
+            budget("tenant events", settings.rate_tenant_events_per_second, burst),
         )
 
     async def admit_lookup(self, client: str) -> None:
@@ -72,11 +79,14 @@ class KeyRateLimiter:
         (before anyone is authenticated: the one budget an unknown caller spends)."""
         await self._admit(self._lookups, f"address:{client}", 1)
 
-    async def admit_request(self, key_prefix: str) -> None:
-        """Count one request of `key_prefix`; raise `RateLimited` when over budget."""
+    async def admit_request(self, key_prefix: str, tenant: str | None = None) -> None:
+        """Count one request of `key_prefix` (and of its `tenant`); raise `RateLimited`
+        when over either budget."""
         await self._admit(self._requests, key_prefix, 1)
+        if tenant is not None:
+            await self._admit(self._tenant_requests, f"tenant:{tenant}", 1)
 
-    async def admit_events(self, key: str, count: int) -> None:
+    async def admit_events(self, key: str, count: int, tenant: str | None = None) -> None:
         """Count `count` events of `key` (a key prefix, or `tenant:<id>` when no key is
         known); raise `RateLimited` when over budget.
 
@@ -84,6 +94,8 @@ class KeyRateLimiter:
         idle and then uses up the window, rather than being refused forever.
         """
         await self._admit(self._events, key, count)
+        if tenant is not None:
+            await self._admit(self._tenant_events, f"tenant:{tenant}", count)
 
     async def _admit(self, item: RateLimitItem | None, key: str, cost: int) -> None:
         if item is None or cost <= 0:

@@ -57,6 +57,8 @@ class Settings:
     schema_max_bytes: int = 64 * 1024
     rate_requests_per_second: float = 200.0
     rate_events_per_second: float = 100_000.0
+    rate_tenant_requests_per_second: float = 800.0
+    rate_tenant_events_per_second: float = 400_000.0
     rate_burst_seconds: int = 5
     rate_key_lookups_per_second: float = 100.0
     http_request_timeout_seconds: float = 60.0

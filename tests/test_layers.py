@@ -34,3 +34,20 @@ def test_imports_keep_the_layering_contracts() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_only_the_ingest_entry_publishes() -> None:
+    """One ingest entry (docs/design.md): no route, family or core sends the door's
+    messages to Kafka by itself; each hands its request (or, the replay core, its plan)
+    to `ingest.entry.ingest`. The stream and the sink have producers of their own."""
+    import ast
+
+    callers = []
+    for package in ("producer_api", "ingest", "store", "sluice"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "publish"):  # fmt: skip
+                    callers.append(str(path.relative_to(ROOT)))
+    assert callers and set(callers) == {"ingest/entry.py"}, sorted(set(callers))

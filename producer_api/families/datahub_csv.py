@@ -86,13 +86,16 @@ async def _upload(request: web.Request, principal: Principal) -> web.Response:
         problems = check_provider(provider or None, "provider")
         if problems:
             raise UploadRejected(f"provider: {problems[0].message}")
-        header = await asyncio.to_thread(_scan, upload.data, deadline)
+        header, row_count = await asyncio.to_thread(_scan, upload.data, deadline)
     except UploadTooSlow as exc:
         raise web.HTTPRequestTimeout(text=str(exc)) from exc
     except UploadTooLarge as exc:
         raise web.HTTPRequestEntityTooLarge(MAX_UPLOAD_BYTES, text=str(exc)) from exc
     except UploadRejected as exc:
         raise web.HTTPBadRequest(text=str(exc)) from exc
+    # Charged like any request's events, all at once before a row is sent: an upload is
+    # never cut off half-ingested (an idle key may spend a window's budget in one go).
+    await core_of(request).admit(principal.prefix, row_count, tenant=principal.tenant)
     ctx = request_context(request, principal, FAMILY)
     ctx = replace(ctx, route={"format": "csv", "provider": provider, "header": header})
     batch = f"{upload.filename}_{int(ctx.received_at.timestamp() * 1000)}"
@@ -116,8 +119,9 @@ async def _upload(request: web.Request, principal: Principal) -> web.Response:
     return web.json_response(answer, status=201)
 
 
-def _scan(data: bytes, deadline: float) -> str:
-    """The header, checked, after reading the whole file once to check its framing."""
+def _scan(data: bytes, deadline: float) -> tuple[str, int]:
+    """The header, checked, and how many rows follow it, after reading the whole file once
+    to check its framing."""
     records = csv_records(csv_bytes(data, deadline=deadline))
     first = next(records, None)
     if first is None:
@@ -129,9 +133,10 @@ def _scan(data: bytes, deadline: float) -> str:
     problems = header_violations(parse_record(header))
     if problems:
         raise UploadRejected("; ".join(f"header {v.path}: {v.message}" for v in problems))
-    if sum(1 for _ in records) == 0:
+    rows = sum(1 for _ in records)
+    if rows == 0:
         raise UploadRejected("the CSV has a header but no rows")
-    return header
+    return header, rows
 
 
 def _slices(data: bytes, deadline: float) -> Iterator[list[CsvRecord]]:

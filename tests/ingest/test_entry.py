@@ -49,11 +49,13 @@ class _Door:
     def __init__(self) -> None:
         self.kafka = _Kafka()
         self.admitted: list[tuple[str, int]] = []
+        self.tenants: list[str | None] = []
         publisher = Publisher(cast(AsyncProducer, self.kafka), 10**9)
         self.deps = IngestDeps(TOPICS, 4, publisher, self._admit, cast(Any, None), cast(Any, None))
 
-    async def _admit(self, key: str, count: int) -> None:
+    async def _admit(self, key: str, count: int, tenant: str | None = None) -> None:
         self.admitted.append((key, count))
+        self.tenants.append(tenant)
 
     def topics_sent(self) -> list[str]:
         return [m[0] for m in self.kafka.sent]
@@ -73,7 +75,7 @@ async def test_accepted_events_are_admitted_against_the_caller_then_published() 
     body = Body(b"[" + EVENT + b"," + EVENT + b"]")
     outcome = await ingest(door.deps, IngestRequest(_ctx(), body, split_json_events))
     assert outcome.kind is Kind.ACCEPTED and outcome.plan.accepted == 2
-    assert door.admitted == [("prefix-a", 2)]
+    assert door.admitted == [("prefix-a", 2)] and door.tenants == ["acme"]  # and its tenant
     assert set(door.topics_sent()) == {TOPICS.ingest_raw}
     assert set(outcome.offsets.values()) == {7}
 

@@ -273,7 +273,9 @@ def test_cli_listings_have_headers_json_and_escaped_labels(story: Story) -> None
     keys = runner.invoke(main, ["keys", "list", "--tenant", story.tenant], env=env)
     assert keys.exit_code == 0, keys.output
     header, *rows = keys.output.splitlines()
-    assert header.split() == ["PREFIX", "TENANT", "STATE", "SCOPES", "CREATED", "EXPIRES", "LABEL"]
+    assert header.split() == [
+        "PREFIX", "TENANT", "STATE", "SCOPES", "CREATED", "EXPIRES", "SECRET", "LABEL"
+    ]  # fmt: skip
     forged = [row for row in rows if "sk_forged" in row]
     assert len(forged) == 1 and "ops\\nsk_forged" in forged[0] and "\\x1b[2K" in forged[0]
     assert "\x1b" not in keys.output

@@ -312,3 +312,23 @@ def test_connections_past_the_per_address_cap_are_refused_before_aiohttp_reads_t
             sock.close()
     assert eventually(lambda: call("GET", f"{api.base_url}/healthz").status == 200 or None,
                       timeout=TIMEOUT_S)  # fmt: skip
+
+
+def test_a_csv_upload_spends_the_event_budget_like_any_request(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """40 rows from an idle key (a window holds 30 events): admitted whole, never cut off
+    half-ingested; the key's next upload is 429 before a row is sent (it once skipped the
+    event budget entirely)."""
+    from tests.integration.test_datahub import _multipart
+
+    key = new_key("limits-csv")
+    rows = "".join(f"2024-01-0{1 + i % 9}T00:00:00Z,row-{i},z,{i}\n" for i in range(40))
+    csv = ("usage_date,id,fixed.zone,metric.cost\n" + rows).encode()
+    body, content_type = _multipart("aws", "u.csv", csv)
+    headers = {"X-API-Key": key, "Content-Type": content_type}
+    url = f"{api.base_url}/datahub/v1/csv/upload"
+    first = call("POST", url, body=body, headers=headers)
+    assert first.status == 201 and first.json()["ingestedRows"] == 40, first.body
+    second = call("POST", url, body=body, headers=headers)
+    assert second.status == 429 and int(second.headers["Retry-After"]) > 0, second.body

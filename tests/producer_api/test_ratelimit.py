@@ -138,3 +138,28 @@ async def test_bytes_read_before_the_key_is_known_count_for_its_tenant() -> None
 def test_the_share_comes_from_settings() -> None:
     settings = Settings()
     assert settings.max_receiving_bytes_per_key < settings.max_receiving_bytes
+
+
+async def test_all_of_a_tenants_keys_share_the_tenants_budgets() -> None:
+    """Two keys of one tenant, each within its own budget, together pass the tenant's."""
+    limits = KeyRateLimiter(
+        budget("requests", 10, 1), budget("events", 100, 1),
+        tenant_requests=budget("tenant requests", 3, 1),
+        tenant_events=budget("tenant events", 150, 1),
+    )  # fmt: skip
+    await limits.admit_request("key-1", "acme")
+    await limits.admit_request("key-1", "acme")
+    await limits.admit_request("key-2", "acme")
+    with pytest.raises(RateLimited, match="tenant requests"):
+        await limits.admit_request("key-2", "acme")
+    await limits.admit_request("key-3", "globex")  # another tenant's budget is its own
+    await limits.admit_events("key-1", 90, tenant="acme")
+    with pytest.raises(RateLimited, match="tenant events"):
+        await limits.admit_events("key-2", 90, tenant="acme")
+    await limits.admit_events("key-3", 90, tenant="globex")
+
+
+def test_the_tenant_budgets_are_larger_than_a_keys() -> None:
+    settings = Settings()
+    assert settings.rate_tenant_events_per_second > settings.rate_events_per_second
+    assert settings.rate_tenant_requests_per_second > settings.rate_requests_per_second
