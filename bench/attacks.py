@@ -49,16 +49,26 @@ Attack = Callable[[Settings, str], Counter[str]]
 def _send(host: str, port: int, method: str, path: str, body: bytes, headers: dict[str, str],
           source: str = "127.0.0.1", timeout: float = 30.0) -> tuple[int, float]:  # fmt: skip
     """(status, seconds) of one request on a connection of its own from `source`."""
+    status, seconds, _answer = _exchange(host, port, method, path, body, headers, source, timeout)
+    return status, seconds
+
+
+def _exchange(host: str, port: int, method: str, path: str, body: bytes,
+              headers: dict[str, str], source: str = "127.0.0.1",
+              timeout: float = 30.0) -> tuple[int, float, bytes]:  # fmt: skip
+    """(status, seconds, the answer's first 200 bytes) of one request."""
     began = time.monotonic()
     conn = http.client.HTTPConnection(host, port, timeout=timeout, source_address=(source, 0))
+    answer = b""
     try:
         conn.request(method, path, body=body, headers=headers)
-        status = conn.getresponse().status
+        response = conn.getresponse()
+        status, answer = response.status, response.read()[:200]
     except OSError as exc:
         status = 599 if not isinstance(exc, TimeoutError) else 598
     finally:
         conn.close()
-    return status, time.monotonic() - began
+    return status, time.monotonic() - began, answer
 
 
 @contextlib.contextmanager
@@ -87,7 +97,8 @@ def _victim(settings: Settings, key: str) -> Iterator[list[tuple[int, float]]]:
 def _peak_rss(pid: int) -> Iterator[dict[str, int]]:
     """The process's RSS before the block, and the highest seen while it ran (50 ms)."""
     process = psutil.Process(pid)
-    figures = {"before": process.memory_info().rss, "peak": 0}
+    before = process.memory_info().rss
+    figures = {"before": before, "peak": before}
     done = threading.Event()
 
     def sample() -> None:
@@ -179,16 +190,17 @@ def forged_keys(settings: Settings, key: str) -> Counter[str]:
 
 def blank_csv(settings: Settings, key: str) -> Counter[str]:
     """65 KB of gzip holding 64 MB of blank lines as a DataHub CSV upload (16.5 s of CPU)."""
-    data = gzip.compress(b"usage_date,metric.cost\n" + b"\n" * (64 << 20), 9)
+    data = gzip.compress(b"usage_date,fixed.zone,metric.cost\n" + b"\n" * (64 << 20), 9)
     boundary = uuid.uuid4().hex
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="provider"\r\n\r\np\r\n'
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="b.csv.gz"'
             "\r\nContent-Type: application/gzip\r\n\r\n").encode() + data + (
         f"\r\n--{boundary}--\r\n".encode())  # fmt: skip
     headers = {"X-API-Key": key, "Content-Type": f"multipart/form-data; boundary={boundary}"}
-    status, seconds = _send(settings.http_host, settings.http_port, "POST",
-                            "/datahub/v1/csv/upload", body, headers)  # fmt: skip
-    return Counter({f"{status} in {seconds:.1f} s ({len(data) // 1024} KB sent)": 1})
+    status, seconds, answer = _exchange(settings.http_host, settings.http_port, "POST",
+                                        "/datahub/v1/csv/upload", body, headers)  # fmt: skip
+    said = answer.decode(errors="replace")[:90]
+    return Counter({f"{status} in {seconds:.1f} s ({len(data) // 1024} KB sent): {said}": 1})
 
 
 ATTACKS: dict[str, Attack] = {
