@@ -238,9 +238,10 @@ def test_segments_single_calls_limits_and_refusals(
 
 
 def test_rudderstacks_single_calls_answer_ok_and_refusals_in_text(
-    stack: ProcessStack, new_key: Callable[..., str]
+    stack: ProcessStack, new_key: Callable[..., str], database_url: str
 ) -> None:
-    key = new_key(_tenant(RUDDERSTACK))
+    tenant = _tenant(RUDDERSTACK)
+    key = new_key(tenant)
     message_id = str(uuid.uuid4())
     screen = {"userId": "u", "name": "Settings", "messageId": message_id}
     answer = _post(stack, "/rudderstack/v1/screen", json.dumps(screen).encode(), key)
@@ -250,6 +251,13 @@ def test_rudderstacks_single_calls_answer_ok_and_refusals_in_text(
     assert refused.status == 400 and refused.body.startswith(b"Invalid messages")
     missing = _post(stack, "/rudderstack/v1/batch", b'{"batch": []}')
     assert missing.status == 401 and missing.headers["Content-Type"].startswith("text/plain")
+    truncated = gzip.compress(b'{"batch": [{"type": "identify", "userId": "u"}]}')[:-9]
+    broken = _post(stack, "/rudderstack/v1/batch", truncated, key, **{"Content-Encoding": "gzip"})
+    assert broken.status == 400 and broken.body.startswith(b"Invalid request")
+    not_a_batch = b'{"batch": {"type": "identify"}}'
+    assert _post(stack, "/rudderstack/v1/batch", not_a_batch, key).status == 400
+    stored = eventually(lambda: _dead_letters(database_url, tenant, 3))
+    assert sorted(stored) == sorted([b'{"userId": "u"}', truncated, not_a_batch])
 
 
 def test_the_tenant_is_the_keys_whatever_the_body_says(
