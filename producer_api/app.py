@@ -23,7 +23,16 @@ from producer_api import (
 )
 from producer_api.connections import ConnectionGate
 from producer_api.errors import error_middleware, request_timeout_middleware
-from producer_api.families import baselime, dakkio, dashdive, datahub, dynatrace, otlp, posthog
+from producer_api.families import (
+    baselime,
+    dakkio,
+    dashdive,
+    datahub,
+    dynatrace,
+    otlp,
+    posthog,
+    segment,
+)
 from producer_api.openapi import install as install_openapi
 from producer_api.resources import SETTINGS, door_context
 from runtime.redaction import install_key_redaction
@@ -56,6 +65,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_subapp("/schema-registry", schema_registry.create_subapp())
     app.add_subapp("/posthog", posthog.create_subapp())
     app.add_subapp("/otlp", otlp.create_subapp())
+    app.add_subapp("/segment", segment.create_subapp(segment.SEGMENT))
+    app.add_subapp("/rudderstack", segment.create_subapp(segment.RUDDERSTACK))
     install_openapi(app)
     metrics.install(app)
     return app

@@ -129,13 +129,14 @@ def _remember(cache: OrderedDict[str, _T], key: str, value: _T) -> None:
 def key_prefix_presented(request: web.Request) -> str:
     """The prefix of the key `request` presents, unverified ("" when none): who a request
     is for before it is authenticated (a forged one is refused before its body is read)."""
-    return (presented_key(request) or "").partition(".")[0][:PREFIX_LENGTH]
+    return (presented_key(request, basic=True) or "").partition(".")[0][:PREFIX_LENGTH]
 
 
 def presented_key(request: web.Request, basic: bool = False) -> str | None:
     """The key from `X-API-Key`, or `Authorization: Bearer …` / `Api-Token …`; with `basic`,
-    also the password of `Authorization: Basic …` (Confluent clients' `basic.auth.user.info
-    = anything:KEY`; the user name is ignored)."""
+    also `Authorization: Basic …`: its password when there is one (Confluent clients'
+    `basic.auth.user.info = anything:KEY`, the user name ignored), else its user name
+    (Segment's and RudderStack's SDKs send `WRITE_KEY:` with an empty password)."""
     key = request.headers.get("X-API-Key")
     if key:
         return key.strip()
@@ -148,7 +149,8 @@ def presented_key(request: web.Request, basic: bool = False) -> str | None:
             decoded = base64.b64decode(value.strip(), validate=True).decode()
         except (ValueError, UnicodeDecodeError):
             return None
-        return decoded.partition(":")[2].strip() or None
+        user, _, password = decoded.partition(":")
+        return password.strip() or user.strip() or None
     return None
 
 

@@ -28,7 +28,7 @@ from schemas.native import NativeEvent
 FRAGMENTS = (
     "common", "native", "admin", "dead_letters", "history",
     "dashdive", "datahub", "baselime", "dynatrace", "dakkio", "schema_registry",
-    "posthog", "otlp",
+    "posthog", "otlp", "segment", "rudderstack",
 )  # fmt: skip
 METHODS = ("get", "put", "post", "delete", "patch")
 OPENAPI_DOC = web.AppKey("openapi_document", dict)
@@ -40,7 +40,8 @@ _INFO = {
     "summary": "Event ingestion onto Kafka, validated by Faust, stored in PostgreSQL.",
     "description": (
         "Sluice's native API, five seed-compatible front doors (Dashdive, DoiT DataHub, "
-        "Baselime, Dynatrace OpenPipeline, dakkio), PostHog capture, OTLP/HTTP logs and a "
+        "Baselime, Dynatrace OpenPipeline, dakkio), PostHog capture, OTLP/HTTP logs, Segment's "
+        "HTTP Tracking API, RudderStack's data plane and a "
         "Confluent-compatible Schema Registry. A client written for one of those services "
         "works against Sluice by changing only its base URL and key. Every 2xx "
         "to an ingest route is sent after Kafka acknowledged the events it covers."

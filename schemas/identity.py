@@ -18,7 +18,7 @@ import uuid6
 
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")  # \Z: "$" takes a trailing newline
 FAMILIES = ("native", "dashdive", "datahub", "baselime", "dynatrace", "dakkio",
-            "posthog", "otlp")  # fmt: skip
+            "posthog", "otlp", "segment", "rudderstack")  # fmt: skip
 
 _SEED = 0x9747B28C
 _M = 0x5BD1E995

@@ -14,6 +14,7 @@ from schemas.families.datahub import validate_datahub
 from schemas.families.dynatrace import validate_dynatrace
 from schemas.families.otlp import validate_otlp
 from schemas.families.posthog import validate_posthog
+from schemas.families.segment import validate_rudderstack, validate_segment
 from schemas.native import validate_native
 from schemas.nesting import TOO_DEEP, too_deep_indexes
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
@@ -32,6 +33,8 @@ VALIDATORS: dict[str, Validator] = {
     "dakkio": validate_dakkio,
     "posthog": validate_posthog,
     "otlp": validate_otlp,
+    "segment": validate_segment,
+    "rudderstack": validate_rudderstack,
 }
 
 

@@ -151,6 +151,8 @@ FAMILY_WRITES = [
     ("/dakkio/api/data", {}),
     ("/posthog/batch/", {}),
     ("/otlp/v1/logs", {}),
+    ("/segment/v1/batch", {"batch": []}),
+    ("/rudderstack/v1/track", {}),
 ]
 
 

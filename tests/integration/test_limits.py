@@ -7,6 +7,7 @@ request/header timeout and a 1 s grace before the minimum body rate.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import socket
@@ -98,6 +99,27 @@ def test_posthog_and_otlp_answer_429_in_their_own_formats(
             for _ in range(4)]  # fmt: skip
     assert logs[-1].status == 429 and "Retry-After" in logs[-1].headers
     assert logs[-1].json()["code"] == 8  # google.rpc.Code RESOURCE_EXHAUSTED
+
+
+def test_segment_and_rudderstack_answer_429_in_their_own_formats(
+    api: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """A Basic write key is counted like any header key; a body's `writeKey` too."""
+    key = new_key("limits-segment")
+    body = {"writeKey": key, "userId": "u", "event": "e"}
+    answers = [call("POST", f"{api.base_url}/segment/v1/track", json_body=body)
+               for _ in range(4)]  # fmt: skip
+    assert answers[-1].status == 429 and "Retry-After" in answers[-1].headers
+    assert answers[-1].json() == {"success": False, "code": "rate_limited",
+                                  "message": answers[-1].json()["message"]}  # fmt: skip
+    other = new_key("limits-rudder")
+    basic = "Basic " + base64.b64encode(f"{other}:".encode()).decode()
+    headers = {"Authorization": basic, "Content-Type": "application/json"}
+    batch = b'{"batch": [{"type": "identify", "userId": "u"}]}'
+    sent = [call("POST", f"{api.base_url}/rudderstack/v1/batch", body=batch, headers=headers)
+            for _ in range(4)]  # fmt: skip
+    assert sent[-1].status == 429 and "Retry-After" in sent[-1].headers
+    assert sent[-1].headers["Content-Type"].startswith("text/plain")
 
 
 def test_a_key_over_its_event_budget_gets_429(

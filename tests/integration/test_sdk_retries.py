@@ -1,6 +1,7 @@
-"""The PostHog and OpenTelemetry SDKs keep their promise through a Kafka outage: the door
-answers 503 with `Retry-After` while Kafka is down, each SDK retries on its own schedule,
-and once Kafka is back every event they were told was sent is stored (invariant 1)."""
+"""The PostHog, OpenTelemetry, Segment and RudderStack SDKs keep their promise through a
+Kafka outage: the door answers 503 with `Retry-After` while Kafka is down, each SDK retries
+on its own schedule, and once Kafka is back every event they were told was sent is stored
+(invariant 1)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from posthog import Posthog
 from prometheus_client.parser import text_string_to_metric_families
+from rudderstack import analytics as rudderstack_analytics
+from segment import analytics as segment_analytics
 
 from runtime.topic_admin import ensure_topics
 from sluice.launchers.kafka import KafkaLauncher
@@ -102,5 +105,57 @@ def test_both_sdks_retry_through_a_kafka_outage_and_lose_nothing(
             eventually(lambda: _count(stack, key, "posthog") == COUNT, timeout=120)
             eventually(lambda: _count(stack, key, "otlp") == COUNT, timeout=120)
             provider.shutdown()
+        finally:
+            stack.stop()
+
+
+def test_segment_and_rudderstack_sdks_retry_through_a_kafka_outage_and_lose_nothing(
+    tmp_path: Path, database_url: str, new_key: Callable[..., str]
+) -> None:
+    """segment-analytics-python waits out `Retry-After` and sends again (a 503 with it is a
+    rate limit to that SDK: not counted against `max_retries`); rudder-sdk-python retries
+    a 5xx with its own exponential backoff, up to `max_retries`."""
+    with KafkaLauncher(tmp_path / "kafka") as kafka:
+        settings = make_settings(kafka.bootstrap_servers, database_url, produce_timeout_ms=3000)
+        ensure_topics(settings)
+        stack = ProcessStack(settings, tmp_path / "logs")
+        stack.start(("api",))
+        try:
+            stack.wait_ready(timeout=120)
+            key = new_key(f"retry-{uuid.uuid4().hex[:8]}")
+            kafka.stop()
+            down = call("POST", f"{stack.base_url}/segment/v1/track", headers={
+                "Content-Type": "application/json"},
+                body=b'{"writeKey": "%s", "userId": "u", "event": "e"}' % key.encode())  # fmt: skip
+            assert down.status == 503 and int(down.headers["Retry-After"]) > 0, down.body
+
+            errors: list[Exception] = []
+            clients = [
+                sdk.Client(key, host=f"{stack.base_url}/{family}", gzip=True, upload_size=50,
+                           max_retries=10, on_error=lambda e, _b: errors.append(e))
+                for sdk, family in ((segment_analytics, "segment"),
+                                    (rudderstack_analytics, "rudderstack"))
+            ]  # fmt: skip
+            for n in range(COUNT):
+                for client in clients:
+                    client.track("u", "e", {"n": n})
+            flushing = [threading.Thread(target=client.flush) for client in clients]
+            for thread in flushing:
+                thread.start()
+            time.sleep(10)  # both SDKs meet 503s meanwhile
+            kafka.start()
+            for thread in flushing:
+                thread.join(timeout=300)
+            assert errors == [] and not any(thread.is_alive() for thread in flushing)
+            assert _answers(stack, "segment", "503") >= 2  # the probe, then the SDK's own
+            assert _answers(stack, "rudderstack", "503") >= 1
+            assert _answers(stack, "segment", "200") >= 1
+            assert _answers(stack, "rudderstack", "200") >= 1
+            for role in ("worker", "sink"):
+                stack.start_role(role)
+            eventually(lambda: _count(stack, key, "segment") == COUNT, timeout=120)
+            eventually(lambda: _count(stack, key, "rudderstack") == COUNT, timeout=120)
+            for client in clients:
+                client.join()
         finally:
             stack.stop()

@@ -457,6 +457,11 @@ INGEST_ONLY = {
     ("POST", "/posthog/e/"),
     ("POST", "/posthog/i/v0/e/"),
     ("POST", "/otlp/v1/logs"),
+    *(
+        ("POST", f"/{door}/v1/{path}")
+        for door in ("segment", "rudderstack")
+        for path in ("batch", "b", "import", "{call}")
+    ),
 }
 """Writes through the shared door: the tenant is the key's (`request_context`); a body's
 `tenant` is an unknown field and dropped (see test_a_body_cannot_choose_the_tenant)."""

@@ -70,14 +70,18 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def test_basic_auth_carries_the_key_as_password_only_where_asked() -> None:
+def test_basic_auth_carries_the_key_as_password_or_user_name_only_where_asked() -> None:
+    """Confluent clients send `anything:KEY` (the password), Segment's and RudderStack's
+    SDKs `KEY:` (the user name, empty password): the password wins when there is one."""
     key = generate_key().secret
     basic = _basic("whoever", key)
     assert presented_key(_request(basic), basic=True) == key
     assert presented_key(_request(basic)) is None  # the other doors keep their own schemes
     assert presented_key(_request(f"Bearer {key}"), basic=True) == key
     assert presented_key(_request("Basic !!not-base64!!"), basic=True) is None
-    assert presented_key(_request(_basic("only-a-user", "")), basic=True) is None
+    assert presented_key(_request(_basic(key, "")), basic=True) == key  # Segment's form
+    assert presented_key(_request(_basic(key, ""))) is None
+    assert presented_key(_request(_basic("", "")), basic=True) is None
 
 
 def test_new_keys_may_read_schemas_but_not_write_them() -> None:
