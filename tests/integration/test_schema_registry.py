@@ -147,7 +147,9 @@ def test_sluice_subjects_are_registered_with_their_ids(
     assert envelope == [1, 2]
     assert sr.get_version(f"{prefix}ingest.raw-value", 1).schema_id == 1
     assert sr.get_latest_version(f"{prefix}ingest.raw-value").schema_id == 4
-    assert sr.get_latest_version(f"{prefix}events-value").schema_id == 2
+    assert sr.get_versions(f"{prefix}events-value") == [1, 2]
+    assert sr.get_version(f"{prefix}events-value", 1).schema_id == 2
+    assert sr.get_latest_version(f"{prefix}events-value").schema_id == 6
     assert sr.get_latest_version(f"{prefix}events.dlq-value").schema_id == 3
     assert sr.get_latest_version(f"{prefix}events-sluice.FilterDeletion").schema_id == 5
     assert json.loads(sr.get_schema(2).schema_str)["name"] == "CanonicalEvent"
