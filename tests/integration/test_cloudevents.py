@@ -97,15 +97,17 @@ def test_structured_bytes_travel_as_data_base64(stack: ProcessStack, key: str) -
 
 def test_batched_mode_stores_each_event_with_its_extensions(stack: ProcessStack, key: str) -> None:
     events = [_event({"n": i}, source="/batch", traceparent=f"00-{i:032x}-{i:016x}-01")
-              for i in range(20)]  # fmt: skip
-    body = b"[" + b",".join(to_structured_event(e).body for e in events) + b"]"
+              for i in range(1000)]  # fmt: skip
     headers = {"Content-Type": "application/cloudevents-batch+json"}
-    answer = _send(stack, key, headers, body)
-    assert answer.status == 202, answer.body
-    assert answer.json()["ids"] == [e.get_id() for e in events]
+    for start in range(0, len(events), 250):  # four batches of 250
+        chunk = events[start : start + 250]
+        body = b"[" + b",".join(to_structured_event(e).body for e in chunk) + b"]"
+        answer = _send(stack, key, headers, body)
+        assert answer.status == 202, answer.body
+        assert answer.json()["ids"] == [e.get_id() for e in chunk]
 
     def listed() -> list[dict[str, Any]] | None:
-        page = call("GET", f"{stack.base_url}/v1/events?source=/batch&limit=100",
+        page = call("GET", f"{stack.base_url}/v1/events?source=/batch&limit=1000",
                     headers={"X-API-Key": key}).json()["events"]  # fmt: skip
         return page if len(page) == len(events) else None
 
@@ -114,6 +116,25 @@ def test_batched_mode_stores_each_event_with_its_extensions(stack: ProcessStack,
         stored = by_id[event.get_id()]
         assert stored["data"] == {"n": i} and stored["specversion"] == "1.0"
         assert stored["extensions"] == {"traceparent": f"00-{i:032x}-{i:016x}-01"}
+
+
+def test_a_resent_id_with_other_extensions_leaves_the_newer_version(
+    stack: ProcessStack, key: str
+) -> None:
+    first = _event({"v": 1}, traceparent=TRACEPARENT)
+    assert _post(stack, key, to_binary_event(first)).status == 202
+    assert _stored(stack, key, first.get_id())["extensions"] == {"traceparent": TRACEPARENT}
+    newer = _event(b"v2", id=first.get_id(), datacontenttype="text/plain", comexamplerev="2")
+    answer = _post(stack, key, to_structured_event(newer))
+    assert (answer.status, answer.json()["replaced"]) == (202, [first.get_id()])
+
+    def replaced() -> dict[str, Any] | None:
+        stored = _stored(stack, key, first.get_id())
+        return stored if stored.get("extensions") == {"comexamplerev": "2"} else None
+
+    stored = eventually(replaced)
+    assert stored["data"] is None and base64.b64decode(stored["data_base64"]) == b"v2"
+    assert stored["datacontenttype"] == "text/plain"
 
 
 def test_binary_mode_json_data_is_stored_as_json(stack: ProcessStack, key: str) -> None:
@@ -217,3 +238,22 @@ def test_a_structured_event_of_another_specversion_is_refused_byte_for_byte(
                                         "Content-Type": "application/json"})  # fmt: skip
     assert replayed.status == 202, replayed.body
     assert _stored(stack, key, json.loads(good)["id"])["data"] == {"n": 1}
+
+
+def test_a_binary_event_refused_for_its_body_is_replayed_with_its_headers(
+    stack: ProcessStack, key: str
+) -> None:
+    event = _event({"fixed": True}, datacontenttype="application/json", comexampletag="kept")
+    message = to_binary_event(event)
+    answer = _send(stack, key, message.headers, b'{"fixed": tru')
+    assert answer.status == 400
+    (rejected,) = answer.json()["rejected"]
+    assert rejected["reasons"][0]["code"] == "malformed_json"
+    assert _dead_letter_raw(stack, key, rejected["dead_letter_id"]) == b'{"fixed": tru'
+    replay = call("POST", f"{stack.base_url}/v1/dead-letters/{rejected['dead_letter_id']}/replay",
+                  body=message.body, headers={"X-API-Key": key,
+                                              "Content-Type": "application/json"})  # fmt: skip
+    assert replay.status == 202, replay.body
+    stored = _stored(stack, key, event.get_id())
+    assert stored["data"] == {"fixed": True}
+    assert stored["extensions"] == {"comexampletag": "kept"}
