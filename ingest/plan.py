@@ -21,7 +21,14 @@ import msgspec
 from runtime.kafka import OutgoingMessage
 from schemas.deadletter import Origin, build_dead_letter
 from schemas.deletes import DeleteFilter
-from schemas.identity import Identity, new_event_id, partition_for
+from schemas.identity import (
+    OBJECT_ID_FAMILIES,
+    Identity,
+    derived_event_id,
+    new_event_id,
+    object_id_of,
+    partition_for,
+)
 from schemas.outcome import Rejected, Violation
 from schemas.topics import TopicNames
 from schemas.validators import Validator, validate_all
@@ -51,11 +58,6 @@ def new_request_id() -> str:
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
-_IDEMPOTENT_IDS = uuid.UUID("6f1f0f5e-5c1e-4c8b-9a55-51b1ce1d0e11")
-"""The UUIDv5 namespace of ids derived from an `Idempotency-Key` (fixed: ids must not change
-between releases)."""
-
-
 @dataclass(frozen=True)
 class RequestContext:
     """Who sent what, where: everything about a request except its events."""
@@ -81,7 +83,7 @@ class RequestContext:
         if self.idempotency_key is None:
             return new_event_id(self.family)
         name = "\x00".join((self.tenant, self.family, self.idempotency_key, str(index)))
-        return str(uuid.uuid5(_IDEMPOTENT_IDS, name))
+        return derived_event_id(self.family, name)
 
     def origin(self) -> Origin:
         return Origin(self.tenant, self.family, self.route, self.content_type, self.received_at,
@@ -221,7 +223,7 @@ def plan_events(
         if isinstance(outcome, Rejected):
             dead = build_dead_letter(
                 raw=raw, reasons=outcome.violations, origin=origin, stage="door",
-                event_id=outcome.event_id or _fallback_id(replay, index),
+                event_id=outcome.event_id or _fallback_id(replay, index, ctx.family),
             )  # fmt: skip
             dlq_partition = partition_for(dead.key, partitions)
             plan.messages.append((topics.dlq, dlq_partition, dead.key, dead.value, dead.headers))
@@ -229,7 +231,9 @@ def plan_events(
                 EventResult(index, outcome.event_id, False, outcome.violations, dead.dead_letter_id)
             )
             continue
-        event_id = outcome.event_id or _fallback_id(replay, index) or ctx.assigned_id(index)
+        event_id = (
+            outcome.event_id or _fallback_id(replay, index, ctx.family) or ctx.assigned_id(index)
+        )
         id_bytes = event_id.encode()
         if replay is None:
             encoded = upsert_item(id_bytes, raw)
@@ -300,8 +304,12 @@ def plan_deletes(
     return IngestPlan(_envelopes(ctx, by_partition, topics), results)
 
 
-def _fallback_id(replay: ReplayOf | None, index: int) -> str | None:
-    return replay.fallback_id(index) if replay is not None else None
+def _fallback_id(replay: ReplayOf | None, index: int, family: str) -> str | None:
+    """A replayed id-less event's id; an ObjectId in the families that show one."""
+    if replay is None:
+        return None
+    fallback = replay.fallback_id(index)
+    return object_id_of(fallback) if family in OBJECT_ID_FAMILIES else fallback
 
 
 def _envelopes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from ingest.entry import IngestOptions, IngestRequest, Kind, delete_ids, ingest
-from ingest.split import split_json_events
+from ingest.split import one_event, split_json_events
 from producer_api.accept import (
     core_of,
     door_of,
@@ -19,6 +20,7 @@ from producer_api.accept import (
 )
 from producer_api.auth import authorize
 from producer_api.errors import error_response
+from schemas.cloudevents import binary_route
 from store.queries import BadCursor, EventFilter, find_events, get_event
 from store.tenancy import tenant_connection
 
@@ -30,15 +32,22 @@ routes = web.RouteTableDef()
 
 @routes.post("/v1/events")
 async def post_events(request: web.Request) -> web.Response:
-    """Accept one event or an array; 202 once Kafka acknowledged every accepted event."""
+    """Accept one event or an array (CloudEvents structured and batched modes too), or a
+    binary-mode CloudEvent (`ce-*` headers, the body its data); 202 once Kafka
+    acknowledged every accepted event."""
     principal = await authorize(request, "events:write")
     ctx = request_context(request, principal, FAMILY)
     limit = door_of(request).settings.max_events_per_request
+    # Binary mode: the attributes travel in the route, beside the body kept as it came.
+    binary = "ce-specversion" in request.headers
+    if binary:
+        ctx = replace(ctx, route={**ctx.route, **binary_route(request.headers)})
     # The common request (every event valid, with an id) is planned by the compiled path
-    # in one call; any other takes the Python path with its full rules.
-    options = IngestOptions(max_events=limit, compiled=True, replaced=True)
+    # in one call; any other, and every binary-mode one, takes the Python path.
+    options = IngestOptions(max_events=limit, compiled=not binary, replaced=True)
+    split = one_event if binary else split_json_events
     body = await read_events_body(request)
-    outcome = await ingest(core_of(request), IngestRequest(ctx, body, split_json_events, options))
+    outcome = await ingest(core_of(request), IngestRequest(ctx, body, split, options))
     if outcome.kind is Kind.TOO_MANY_EVENTS:
         return error_response(413, "too_many_events", f"at most {limit} events per request")
     plan = outcome.plan
@@ -119,7 +128,9 @@ def _time(value: str | None) -> datetime | None:
 
 
 def _event_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
+    """An event as the read routes show it; a CloudEvent adds its other attributes
+    (`specversion`, `datacontenttype`, `dataschema`, `data_base64`, `extensions`)."""
+    shown = {
         "id": row["event_id"],
         "family": row["family"],
         "type": row["type"],
@@ -130,3 +141,4 @@ def _event_json(row: dict[str, Any]) -> dict[str, Any]:
         "received_at": row["received_at"].isoformat(),
         "version": row["version"],
     }
+    return {**shown, **row["attributes"]} if row.get("attributes") else shown

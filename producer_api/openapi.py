@@ -117,7 +117,10 @@ def struct_schemas() -> dict[str, Any]:
     native = components.pop("NativeEvent")
     native["properties"]["time"]["format"] = "date-time"
     native["properties"]["data"] = {"type": "object"}
-    native["description"] = "A native event. Unknown fields are accepted and dropped."
+    native["description"] = (
+        "A native event. Unknown fields are accepted and dropped; with `specversion` it is a "
+        "CloudEvent (see `CloudEvent`), whose other attributes are kept."
+    )
     point = components.pop("DataPoint")
     point["description"] = "A dakkio data point (in a batch, `bucketId` is the batch's)."
     point["properties"]["values"]["minProperties"] = 1

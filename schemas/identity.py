@@ -9,8 +9,11 @@ Kafka-native producers that key by identity land in the same partition.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import struct
+import time
 import uuid
 from typing import NamedTuple
 
@@ -119,12 +122,46 @@ UUID4_FAMILIES = frozenset({"datahub"})
 """Families whose seed says a missing id becomes a UUIDv4."""
 
 
+OBJECT_ID_FAMILIES = frozenset({"dakkio"})
+"""Families whose seed shows a stored record's id as a MongoDB ObjectId (24 lowercase hex
+characters): their door-assigned ids are ObjectIds, so the id a client reads is the
+identity's event id, and every route that takes an id finds the record by it."""
+
+OBJECT_ID = re.compile(r"^[0-9a-f]{24}\Z")
+
+
 def new_event_id(family: str) -> str:
     """An id for an event that arrived without one.
 
-    A UUIDv4 where the family's seed says so; otherwise a time-ordered UUIDv7, so
-    door-assigned ids sort by arrival and index well (docs/design.md).
+    A UUIDv4 where the family's seed says so, an ObjectId where it shows one; otherwise a
+    time-ordered UUIDv7, so door-assigned ids sort by arrival and index well
+    (docs/design.md).
     """
     if family in UUID4_FAMILIES:
         return str(uuid.uuid4())
+    if family in OBJECT_ID_FAMILIES:
+        # MongoDB's layout: 4 bytes of seconds since the epoch, then 8 random bytes (its
+        # 5-byte process value and 3-byte counter, as random): time-ordered like UUIDv7.
+        return struct.pack(">I", int(time.time()) & _MASK).hex() + os.urandom(8).hex()
     return str(uuid6.uuid7())
+
+
+def derived_event_id(family: str, name: str) -> str:
+    """The id an event without one gets when it must be the same on every attempt (from an
+    `Idempotency-Key`, or a replayed dead letter): a UUIDv5 of `name`, or in an ObjectId
+    family 12 bytes of `name`'s BLAKE2b hash as 24 hex characters."""
+    if family in OBJECT_ID_FAMILIES:
+        return object_id_of(name)
+    return str(uuid.uuid5(_DERIVED_IDS, name))
+
+
+def object_id_of(event_id: str) -> str:
+    """`event_id` as an ObjectId: itself when it is one, else the BLAKE2b hash's first 12
+    bytes in hex (stable: the same id always shows the same ObjectId)."""
+    if OBJECT_ID.match(event_id):
+        return event_id
+    return hashlib.blake2b(event_id.encode(), digest_size=12).hexdigest()
+
+
+_DERIVED_IDS = uuid.UUID("6f1f0f5e-5c1e-4c8b-9a55-51b1ce1d0e11")
+"""The UUIDv5 namespace of derived ids (fixed: ids must not change between releases)."""

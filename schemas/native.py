@@ -5,6 +5,10 @@ no offset is given), `subject` (optional), `data` (an object). Unknown
 fields are accepted and ignored. The fast path is one msgspec decode into a
 Struct; only a failing event pays for the slower pass that lists every
 violation.
+
+An event with `specversion` is a CloudEvent, and a request whose route holds `ce-*`
+headers a binary-mode one: both follow `schemas.cloudevents`, which keeps the
+attributes a native event drops.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from schemas.cloudevents import is_binary, validate_binary, validate_structured
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
 MAX_ID_LENGTH = 256
@@ -31,6 +36,7 @@ class NativeEvent(msgspec.Struct, frozen=True):
     data: msgspec.Raw
     id: _Id | None = None
     subject: _Text | None = None
+    specversion: str | None = None
 
 
 _decoder = msgspec.json.Decoder(NativeEvent)
@@ -40,13 +46,16 @@ _REQUIRED = ("type", "source", "time", "data")
 def validate_native(raw: bytes, route: Mapping[str, str] | None = None) -> Outcome:
     """Turn one raw native event into a `ValidEvent` or a `Rejected` with all its reasons.
 
-    `route` is unused: native events carry everything themselves (it is there so the
-    function is a `Validator` as it is, without a wrapper call per event).
+    `route` is empty but for a binary-mode CloudEvent, whose attributes it holds.
     """
+    if route and is_binary(route):
+        return validate_binary(raw, route)
     try:
         event = _decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return _explain(raw)
+    if event.specversion is not None:
+        return validate_structured(msgspec.json.decode(raw))
     data = str(event.data, "utf-8")  # a Raw value starts at its first byte: nothing to strip
     if data[:1] != "{":
         return Rejected(
@@ -64,14 +73,17 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _explain(raw: bytes) -> Rejected:
-    """The slow path: list every violation of an event msgspec refused."""
+def _explain(raw: bytes) -> Outcome:
+    """The slow path: list every violation of an event msgspec refused (a CloudEvent,
+    whose `data` may be absent, goes to `schemas.cloudevents`)."""
     try:
         obj = msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return Rejected((Violation("malformed_json", "$", f"not valid UTF-8 JSON: {exc}"),))
     if not isinstance(obj, dict):
         return Rejected((Violation("wrong_type", "$", "an event must be a JSON object"),))
+    if obj.get("specversion") is not None:
+        return validate_structured(obj)
     found = [v for name in _REQUIRED for v in _check_required(obj, name)]
     found += [v for name in ("id", "subject") for v in _check_optional_text(obj, name)]
     event_id = obj.get("id") if isinstance(obj.get("id"), str) else None

@@ -41,7 +41,9 @@ class ValidEvent(msgspec.Struct, frozen=True, gc=False):
     """A validated event before the pipeline gives it a version.
 
     `event_id` is None when the body carried none (the door assigns one).
-    `data_json` is the payload object as JSON text.
+    `data_json` is the payload object as JSON text. `attributes_json` is set for a
+    CloudEvent: its attributes Sluice has no column for, as a JSON object text
+    (`schemas.cloudevents`).
     """
 
     event_id: str | None
@@ -50,6 +52,7 @@ class ValidEvent(msgspec.Struct, frozen=True, gc=False):
     subject: str | None
     time: datetime
     data_json: str
+    attributes_json: str | None = None
 
 
 class Rejected(msgspec.Struct, frozen=True, gc=False):

@@ -31,9 +31,10 @@ def own_subjects(prefix: str) -> tuple[OwnSubject, ...]:
     """Sluice's subjects for the topics under `prefix`."""
     superseded = {name: schema_id for schema_id, (name, _) in SUPERSEDED.items()}
     envelope = tuple(sorted({superseded["IngestEnvelope"], SCHEMA_IDS["IngestEnvelope"]}))
+    event = tuple(sorted({superseded["CanonicalEvent"], SCHEMA_IDS["CanonicalEvent"]}))
     return (
         OwnSubject(f"{INGEST_RAW.name(prefix)}-value", envelope),
-        OwnSubject(f"{EVENTS.name(prefix)}-value", (SCHEMA_IDS["CanonicalEvent"],)),
+        OwnSubject(f"{EVENTS.name(prefix)}-value", event),
         OwnSubject(f"{EVENTS.name(prefix)}-sluice.FilterDeletion", (SCHEMA_IDS["FilterDeletion"],)),
         OwnSubject(f"{EVENTS_DLQ.name(prefix)}-value", (SCHEMA_IDS["DeadLetter"],)),
     )

@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 
+from schemas.cloudevents import CONTENT_TYPE, is_binary, is_json_type
 from schemas.families.baselime import validate_baselime
 from schemas.families.dakkio import validate_dakkio
 from schemas.families.dashdive import validate_dashdive
@@ -65,7 +66,10 @@ def _validate_storable(validate: Validator, raw: bytes, route: Mapping[str, str]
     # Each full check runs only when the quick scan of the bytes says it could find something.
     if _may_hold_nul(raw, route) and _holds_nul(outcome):
         return Rejected((_NUL,), outcome.event_id)
-    if _may_hold_long_number(raw) and _long_number_in(outcome.data_json):
+    if _may_hold_long_number(raw) and (
+        _long_number_in(outcome.data_json)
+        or (outcome.attributes_json is not None and _long_number_in(outcome.attributes_json))
+    ):
         return Rejected((_LONG_NUMBER,), outcome.event_id)
     return outcome
 
@@ -92,8 +96,10 @@ _TOO_DEEP = Rejected((TOO_DEEP,))
 
 
 def _too_deep(raws: Sequence[bytes], route: Mapping[str, str]) -> set[int]:
-    """Indexes of `raws` nesting too deeply; none for CSV rows, which do not nest."""
-    if route and route.get("format") == "csv":
+    """Indexes of `raws` nesting too deeply; none for CSV rows, which do not nest, nor for
+    a binary-mode CloudEvent's data that is not JSON (opaque bytes)."""
+    if route and (route.get("format") == "csv" or (
+            is_binary(route) and not is_json_type(route.get(CONTENT_TYPE)))):  # fmt: skip
         return set()
     return set(too_deep_indexes(raws))
 
@@ -204,4 +210,7 @@ def _holds_nul(event: ValidEvent) -> bool:
     texts = f"{event.type}{event.source}{event.event_id or ''}{event.subject or ''}"
     if "\x00" in texts:
         return True
-    return "\\u0000" in event.data_json and _ESCAPED_NUL.search(event.data_json) is not None
+    return any(
+        "\\u0000" in text and _ESCAPED_NUL.search(text) is not None
+        for text in (event.data_json, event.attributes_json or "")
+    )

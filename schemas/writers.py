@@ -180,10 +180,11 @@ class CanonicalEventWriter:
         time: datetime,
         data_json: str,
         version: int,
+        attributes_json: str | None = None,
     ) -> bytes:
         """A whole wire-format `CanonicalEvent` message (fields in the schema's order)."""
         return b"".join(
             (self._head, write_string(event_id), write_string(type_), write_string(source),
              _optional_string(subject), write_long(_micros(time)), write_string(data_json),
-             self._received, write_long(version))
+             self._received, write_long(version), _optional_string(attributes_json))
         )  # fmt: skip

@@ -37,6 +37,8 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
     from_sink: bool = False
     request_id: str | None = None
     replay_of: str | None = None
+    attributes_json: str | None = None
+    """A CloudEvent's attributes beyond the columns (`schemas.cloudevents`), else None."""
 
     @classmethod
     def from_record(
@@ -51,7 +53,7 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
         return cls(
             r["tenant"], r["family"], r["event_id"], r["type"], r["source"], r["subject"],
             r["time"], r["data_json"], r["received_at"], r["version"], partition, from_sink,
-            request_id, replay_of,
+            request_id, replay_of, r.get("attributes_json"),
         )  # fmt: skip
 
     @classmethod
@@ -71,7 +73,7 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
             r["tenant"], r["family"], r["event_id"], r["type"], r["source"], r["subject"],
             _EPOCH + _MICROSECOND * r["time"], r["data_json"],
             _EPOCH + _MICROSECOND * r["received_at"], r["version"], partition, from_sink,
-            request_id, replay_of,
+            request_id, replay_of, r.get("attributes_json"),
         )  # fmt: skip
 
     @property

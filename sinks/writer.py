@@ -52,15 +52,16 @@ parameters, and PostgreSQL applies the batch ~20 % faster."""
 _CREATE_STAGE = f"""
 CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (
     tenant text, family text, event_id text, type text, source text, subject text,
-    time timestamptz, data jsonb, received_at timestamptz, version bigint, kafka_partition int)
+    time timestamptz, data jsonb, received_at timestamptz, version bigint, attributes jsonb,
+    kafka_partition int)
 """
 
 _UPSERT_HEAD = f"""
 INSERT INTO events AS e
     (tenant, family, event_id, type, source, subject, time, data, received_at, version,
-     kafka_partition)
+     attributes, kafka_partition)
 SELECT e.tenant, e.family, e.event_id, e.type, e.source, e.subject, e.time, e.data,
-       e.received_at, e.version, e.kafka_partition
+       e.received_at, e.version, e.attributes, e.kafka_partition
 FROM {STAGE} AS e
 WHERE NOT EXISTS (
     SELECT 1 FROM event_deletions d
@@ -80,7 +81,8 @@ _UPSERT_TAIL = """
 ON CONFLICT (tenant, family, event_id) DO UPDATE SET
     type = EXCLUDED.type, source = EXCLUDED.source, subject = EXCLUDED.subject,
     time = EXCLUDED.time, data = EXCLUDED.data, received_at = EXCLUDED.received_at,
-    version = EXCLUDED.version, kafka_partition = EXCLUDED.kafka_partition, stored_at = now()
+    version = EXCLUDED.version, attributes = EXCLUDED.attributes,
+    kafka_partition = EXCLUDED.kafka_partition, stored_at = now()
 WHERE e.version < EXCLUDED.version
 """
 

@@ -11,7 +11,9 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-_EVENT_COLUMNS = "family, event_id, type, source, subject, time, data, received_at, version"
+_EVENT_COLUMNS = (
+    "family, event_id, type, source, subject, time, data, received_at, version, attributes"
+)
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
                 continue
             value = writer.encode(
                 identity.event_id, outcome.type, outcome.source, outcome.subject,
-                outcome.time, outcome.data_json, version,
+                outcome.time, outcome.data_json, version, outcome.attributes_json,
             )  # fmt: skip
             out.events.append(EventOut(identity.key(), value, item["replay_of"]))
         except Exception as exc:  # a bug on one event's data must not skip it or stop the agent

@@ -8,7 +8,8 @@
 //!
 //! It is deliberately partial. It answers only when every event is plainly valid
 //! and carries its own id, and nothing in the body could be unstorable; for
-//! anything else (an invalid event, an event without an id, a NUL escape, a long
+//! anything else (an invalid event, an event without an id, a CloudEvent (one with
+//! `specversion`), a NUL escape, a long
 //! number, an unusual timestamp, a duplicate key, any surrogate escape, nesting past
 //! `schemas.nesting.MAX_DEPTH`, ...) it
 //! returns `None` and the caller runs the Python path, which has the full rules
@@ -46,6 +47,10 @@ struct NativeEvent<'a> {
     id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     subject: Option<Cow<'a, str>>,
+    /// Set on a CloudEvent, which `schemas.cloudevents` validates with its own rules:
+    /// any event with one sends the request to the Python path.
+    #[serde(default)]
+    specversion: Option<serde::de::IgnoredAny>,
 }
 
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`), as an unsigned 32-bit value.
@@ -352,7 +357,8 @@ fn long_mantissa(body: &[u8]) -> bool {
 
 /// Whether every field but the id (checked where `plan` takes it) is plainly valid.
 fn plain_event(event: &NativeEvent<'_>, text: &str) -> bool {
-    !nested_deeper_than(text.as_bytes(), MAX_DEPTH)
+    event.specversion.is_none()
+        && !nested_deeper_than(text.as_bytes(), MAX_DEPTH)
         && chars_within(&event.type_, MAX_TEXT_CHARS)
         && chars_within(&event.source, MAX_TEXT_CHARS)
         && event

@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from producer_api.errors import internal_error_middleware
+from schemas.identity import object_id_of
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,13 @@ def iso(moment: datetime) -> str:
 def point(
     event_id: str, data: str | dict[str, Any], time: datetime, received_at: datetime
 ) -> dict[str, Any]:
-    """A stored data point as dakkio shows it, from its canonical event's parts."""
+    """A stored data point as dakkio shows it, from its canonical event's parts.
+
+    `_id` is the event id, an ObjectId as the door assigns them; a point stored before
+    ids were ObjectIds (a UUID) shows one derived from it, the same on every read."""
     fields = msgspec.json.decode(data) if isinstance(data, str) else data
     shown: dict[str, Any] = {
-        "_id": event_id,
+        "_id": object_id_of(event_id),
         "bucketId": fields.get("bucketId"),
         "dataSourceId": fields.get("dataSourceId"),
         "timestamp": iso(time),

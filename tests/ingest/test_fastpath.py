@@ -313,3 +313,17 @@ def test_the_compiled_depth_check_reads_nesting_as_python_does(raws: list[bytes]
     expected = [i for i, raw in enumerate(raws) if json_depth(raw) > cap]
     assert too_deep(raws, cap) == expected
     assert [i for i, raw in enumerate(raws) if too_deep_python(raw, cap)] == expected
+
+
+def test_cloudevents_and_binary_mode_are_declined_for_the_python_path() -> None:
+    plain = b'{"id":"a","type":"t","source":"/s","time":"2024-01-01T00:00:00Z","data":{}}'
+    assert plan_native_body(_ctx(), b"[" + plain + b"]", TOPICS, PARTITIONS, MAX_EVENTS)
+    for spec in (b'"1.0"', b'"0.3"', b"1.0", b'{"v":1}'):
+        cloudevent = plain[:-1] + b',"specversion":' + spec + b"}"
+        assert plan_native_body(_ctx(), b"[" + cloudevent + b"]", TOPICS, PARTITIONS,
+                                MAX_EVENTS) is None  # fmt: skip
+    escaped = plain[:-1] + b',"spec\\u0076ersion":"0.3"}'  # the key as msgspec reads it
+    assert plan_native_body(_ctx(), b"[" + escaped + b"]", TOPICS, PARTITIONS, MAX_EVENTS) is None
+    binary = _ctx(route={"ce-specversion": "1.0", "ce-id": "a", "ce-type": "t",
+                         "ce-source": "/s", "ce-time": "2024-01-01T00:00:00Z"})  # fmt: skip
+    assert plan_native_body(binary, b"[" + plain + b"]", TOPICS, PARTITIONS, MAX_EVENTS) is None

@@ -4,6 +4,7 @@ requests, the batch route, the query route, and every answer the seed lists."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -207,5 +208,47 @@ def test_a_batch_for_a_missing_bucket_is_kept_and_replayable_once_it_exists(
     found = eventually(lambda: len(d := _query(stack, key, f"bucketId={BUCKET}").json()["data"])
                        == 2 and d)  # fmt: skip
     assert sorted(p["values"]["t"] for p in found) == [0, 1]
+    assert all(OBJECT_ID.match(p["_id"]) for p in found)  # a replayed point's id too
     # no timestamp: the request's receive time, kept through the replay (stored later)
     assert found[0]["timestamp"] < found[0]["createdAt"]
+
+
+OBJECT_ID = re.compile(r"^[0-9a-f]{24}\Z")
+
+
+def test_every_id_is_an_object_id_stable_across_reads_and_finds_the_point(
+    stack: ProcessStack, key: str
+) -> None:
+    single = _post(stack, key, "/api/data", _point("2024-07-01T00:00:00Z"))
+    points = [{k: v for k, v in _point(f"2024-07-0{d}T00:00:00Z").items() if k != "bucketId"}
+              for d in (2, 3)]  # fmt: skip
+    batch = _post(stack, key, "/api/data/batch", {"bucketId": BUCKET, "dataPoints": points})
+    assert (single.status, batch.status) == (201, 201)
+    answered = [single.json()["dataPoint"]["_id"]] + [p["_id"] for p in batch.json()["dataPoints"]]
+    assert all(OBJECT_ID.match(i) for i in answered) and len(set(answered)) == 3
+    july = f"bucketId={BUCKET}&startTime=2024-07-01T00:00:00Z&endTime=2024-07-31T00:00:00Z"
+    found = eventually(lambda: len(d := _query(stack, key, july).json()["data"]) == 3 and d)
+    assert [p["_id"] for p in found] == answered
+    assert [p["_id"] for p in _query(stack, key, july).json()["data"]] == answered
+    for object_id, point in zip(answered, found, strict=True):
+        event = call("GET", f"{stack.base_url}/v1/events/{object_id}?family=dakkio",
+                     headers={"X-API-Key": key})  # fmt: skip
+        assert event.status == 200 and event.json()["data"]["values"] == point["values"]
+        history = call("GET", f"{stack.base_url}/v1/events/{object_id}/history?family=dakkio",
+                       headers={"X-API-Key": key})  # fmt: skip
+        assert history.status == 200 and history.json()["event_id"] == object_id
+
+
+def test_a_retry_with_the_same_idempotency_key_names_the_same_object_id(
+    stack: ProcessStack, key: str
+) -> None:
+    retry = {"Content-Type": "application/json", "X-API-Key": key,
+             "Idempotency-Key": f"dk-{uuid.uuid4()}"}  # fmt: skip
+    body = json.dumps(_point("2024-08-01T00:00:00Z")).encode()
+    url = f"{stack.base_url}/dakkio/api/data"
+    first = call("POST", url, body=body, headers=retry).json()["dataPoint"]["_id"]
+    again = call("POST", url, body=body, headers=retry).json()["dataPoint"]["_id"]
+    assert OBJECT_ID.match(first) and first == again
+    august = f"bucketId={BUCKET}&startTime=2024-08-01T00:00:00Z&endTime=2024-08-31T00:00:00Z"
+    found = eventually(lambda: (d := _query(stack, key, august).json()["data"]) and d)
+    assert [p["_id"] for p in found] == [first]

@@ -72,3 +72,30 @@ def test_door_assigned_ids_follow_the_seed() -> None:
 
 def test_a_tenant_with_a_trailing_newline_is_refused() -> None:
     assert TENANT_PATTERN.match("evil") and not TENANT_PATTERN.match("evil\n")
+
+
+def test_dakkio_ids_are_object_ids_ordered_by_time_and_derived_ones_stable() -> None:
+    import re
+    import time
+
+    from schemas.identity import derived_event_id, new_event_id, object_id_of
+
+    object_id = re.compile(r"^[0-9a-f]{24}\Z")
+    first = new_event_id("dakkio")
+    assert object_id.match(first) and first != new_event_id("dakkio")
+    assert abs(int(first[:8], 16) - time.time()) < 5  # MongoDB's layout: seconds first
+    derived = derived_event_id("dakkio", "acme\x00dakkio\x00retry-1\x000")
+    assert object_id.match(derived)
+    assert derived == derived_event_id("dakkio", "acme\x00dakkio\x00retry-1\x000")
+    assert derived != derived_event_id("dakkio", "acme\x00dakkio\x00retry-1\x001")
+    legacy = "0190d3a4-1c2b-7e6f-8a9b-0c1d2e3f4a5b"
+    assert object_id.match(object_id_of(legacy)) and object_id_of(legacy) == object_id_of(legacy)
+    assert object_id_of(first) == first
+    # other families keep their UUIDv5 derivation, so ids already derived do not change
+    assert derived_event_id("native", "n") == str(uuid_of("n"))
+
+
+def uuid_of(name: str) -> object:
+    import uuid
+
+    return uuid.uuid5(uuid.UUID("6f1f0f5e-5c1e-4c8b-9a55-51b1ce1d0e11"), name)

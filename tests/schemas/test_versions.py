@@ -49,3 +49,20 @@ def test_an_envelope_written_with_schema_id_1_decodes_into_the_current_record() 
     assert decoded_name == name == "IngestEnvelope"
     assert record["items"][0]["delete_filter"] is None
     assert record["items"][0]["event_id"] == "a"
+
+
+def test_a_canonical_event_written_with_schema_id_2_decodes_without_attributes() -> None:
+    import json
+    from importlib import resources
+
+    name, filename = SUPERSEDED[2]
+    text = resources.files("schemas").joinpath("avro", filename).read_text("utf-8")
+    old = fastavro.parse_schema(json.loads(text))
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    event = {"tenant": "acme", "family": "native", "event_id": "a", "type": "t", "source": "s",
+             "subject": None, "time": moment, "data_json": "{}", "received_at": moment,
+             "version": 7}  # fmt: skip
+    out = io.BytesIO()
+    out.write(b"\x00\x00\x00\x00\x02")  # magic byte, then schema id 2
+    fastavro.schemaless_writer(out, old, event)
+    assert decode(out.getvalue(), "CanonicalEvent") == (name, {**event, "attributes_json": None})

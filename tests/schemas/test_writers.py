@@ -122,6 +122,7 @@ _canonical = st.fixed_dictionaries(
         "data_json": st.text(max_size=50) | st.text(min_size=8200, max_size=8300),
         "received_at": _moment,
         "version": st.integers(-(2**63), 2**63 - 1),
+        "attributes_json": st.none() | _text,
     }
 )
 
@@ -134,7 +135,7 @@ def test_any_canonical_event_is_written_exactly_as_fastavro_writes_it(
     writer = CanonicalEventWriter(record["tenant"], record["family"], record["received_at"])
     written = writer.encode(
         record["event_id"], record["type"], record["source"], record["subject"],
-        record["time"], record["data_json"], record["version"],
+        record["time"], record["data_json"], record["version"], record["attributes_json"],
     )  # fmt: skip
     assert written == encode("CanonicalEvent", record)
     assert decode(written, "CanonicalEvent")[1] == record
@@ -154,6 +155,6 @@ def test_one_writer_per_envelope_writes_each_of_its_events_as_fastavro_does(
                   "received_at": first["received_at"]}  # fmt: skip
         written = writer.encode(
             shared["event_id"], shared["type"], shared["source"], shared["subject"],
-            shared["time"], shared["data_json"], shared["version"],
+            shared["time"], shared["data_json"], shared["version"], shared["attributes_json"],
         )  # fmt: skip
         assert written == encode("CanonicalEvent", shared)
