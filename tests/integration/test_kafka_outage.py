@@ -102,7 +102,7 @@ def test_every_publishing_route_answers_503_while_kafka_is_stopped(
     create_bucket(catalog, tenant, "sensors", BUCKET)
     create_data_source(catalog, tenant, BUCKET, "room", SOURCE)
     with KafkaLauncher(tmp_path / "kafka") as kafka:
-        settings = make_settings(kafka.bootstrap_servers, database_url, produce_timeout_ms=2000)
+        settings = make_settings(kafka.bootstrap_servers, database_url, produce_timeout_ms=1000)
         ensure_topics(settings)
         stack = ProcessStack(settings, tmp_path / "logs")
         stack.start(("api", "worker", "sink"))

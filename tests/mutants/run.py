@@ -256,6 +256,19 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/integration/test_tenants.py",),
     ),
     Mutant(
+        "sink-write-backs-unacknowledged",
+        4,
+        "the sink's write-back tombstones return before Kafka acknowledged them",
+        (
+            Patch(
+                "sinks/republish.py",
+                "        if self._producer.flush(self._timeout) or errors:\n",
+                "        if errors:\n",
+            ),
+        ),
+        ("tests/runtime/test_producer_config.py",),
+    ),
+    Mutant(
         "sink-commit-first",
         1,
         "the sink commits a poll's offsets before its database transactions commit",
