@@ -344,10 +344,11 @@ def run_mutant(mutant: Mutant) -> tuple[str, float]:
             path.write_bytes(original)
     seconds = time.monotonic() - began
     if done.returncode == 1:
-        failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
-        return "KILLED by " + (
-            failed[0].removeprefix("FAILED ") if failed else "a failure"
-        ), seconds
+        lines = done.stdout.splitlines()
+        failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+        why = next((line[1:].strip() for line in lines if line.startswith("E ")), "")
+        test = failed[0].split(" - ")[0] if failed else "a failure"
+        return f"KILLED by {test}\n{'':36}{why[:160]}", seconds
     if done.returncode == 0:
         return "SURVIVED", seconds
     raise SystemExit(
