@@ -38,7 +38,7 @@ test-all: $(STAMP) ## every test except the destructive fault suite
 test-faults: $(STAMP) ## the fault-injection suite (-s: its FIGURE lines are printed)
 	$(PY) -m pytest -s -m faults $(PYTEST_ARGS)
 
-mutants: $(STAMP) ## break each invariant's code on purpose; fails unless a test notices each (~20 min)
+mutants: $(STAMP) ## break each invariant's code on purpose; fails unless a test notices each (~15 min)
 	$(PY) -m tests.mutants.run $(MUTANTS)
 
 lint: $(STAMP) ## ruff, mypy --strict, lint-imports (the layers); cargo fmt and clippy for fastpath/
