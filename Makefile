@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev test test-all test-faults lint bench bench-smoke attacks kafka-jars clean
+.PHONY: help venv dev test test-all test-faults mutants lint bench bench-smoke attacks kafka-jars clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ test: $(STAMP) ## the default test suite (unit + integration on real Kafka and P
 test-all: $(STAMP) ## every test except the destructive fault suite
 	$(PY) -m pytest -m "not faults" $(PYTEST_ARGS)
 
-test-faults: $(STAMP) ## the fault-injection suite
-	$(PY) -m pytest -m faults $(PYTEST_ARGS)
+test-faults: $(STAMP) ## the fault-injection suite (-s: its FIGURE lines are printed)
+	$(PY) -m pytest -s -m faults $(PYTEST_ARGS)
+
+mutants: $(STAMP) ## break each invariant's code on purpose; fails unless a test notices each (~15 min)
+	$(PY) -m tests.mutants.run $(MUTANTS)
 
 lint: $(STAMP) ## ruff, mypy --strict, lint-imports (the layers); cargo fmt and clippy for fastpath/
 	$(VENV)/bin/ruff check .

@@ -79,3 +79,14 @@ def test_docs_link_to_files_that_exist() -> None:
         for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
             if not target.startswith("http"):
                 assert (page.parent / target).exists(), f"{page.name} links to {target}"
+
+
+def test_ci_runs_only_what_the_readme_tells_a_person_to_run() -> None:
+    """Each command of `.ci/run` is one the README names, in `make test` then
+    `make test-faults` order (the fault suite after the default suite)."""
+    script = (DOCS.parent / ".ci" / "run").read_text().splitlines()
+    commands = [line.strip() for line in script if line.strip().startswith("make ")]
+    assert commands == ["make test", "make test-faults"], commands
+    readme = README.read_text()
+    for command in commands:
+        assert f"`{command}`" in readme or f"\n{command} " in readme, command

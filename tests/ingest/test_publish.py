@@ -46,8 +46,8 @@ async def test_bytes_waiting_for_kafka_are_bounded() -> None:
     await asyncio.sleep(0)
     assert publisher.inflight_bytes == 800
 
-    with pytest.raises(Overloaded):
-        await publisher.publish([_message(300)])
+    with pytest.raises(Overloaded):  # at once: unbounded, it would wait for Kafka forever
+        await asyncio.wait_for(publisher.publish([_message(300)]), 10)
     assert len(kafka.sent) == 1  # the refused request sent nothing
 
     kafka.release.set()

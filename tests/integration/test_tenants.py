@@ -149,6 +149,23 @@ def delete_event(w: World) -> None:
     assert w.b("DELETE", f"/v1/events/{w.event_id}").status == 202
     eventually(lambda: w.b("GET", f"/v1/events/{w.event_id}").status == 404)
     w.a_still_has_everything()
+    a_dead_letter_survives_bs_delete_of_its_id(w)
+
+
+def a_dead_letter_survives_bs_delete_of_its_id(w: World) -> None:
+    """The sink's dead-letter delete by id keeps to B's tenant: B deleting an id that A has
+    a dead letter of, once B's receipt is finished, leaves A's dead letter pending."""
+    doomed = w.event_id.replace("a-evt-", "a-doomed-")
+    bad = w.a("POST", "/v1/events", {"id": doomed, "data": {}})
+    assert bad.status == 400, bad.body
+    letter = f"/v1/dead-letters/{bad.json()['rejected'][0]['dead_letter_id']}"
+    eventually(lambda: w.a("GET", letter).status == 200)
+    deletion = w.b("DELETE", f"/v1/events/{doomed}")
+    assert deletion.status == 202, deletion.body
+    receipt = f"/v1/deletions/{deletion.json()['deletion_id']}"
+    eventually(lambda: w.b("GET", receipt).json()["status"] == "finished")
+    kept = w.a("GET", letter)
+    assert kept.status == 200 and kept.json()["status"] == "pending", kept.body
 
 
 def delete_by_filter(w: World) -> None:

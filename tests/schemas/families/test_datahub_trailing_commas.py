@@ -92,9 +92,9 @@ def test_adversarial_bodies_take_time_linear_in_their_size(unit: bytes) -> None:
     small = unit * (64 * 1024 // len(unit))
     large = unit * (1024 * 1024 // len(unit))
     small_seconds = _fastest(small, runs=3)
-    assert small_seconds < 1.0
     large_seconds = _fastest(large, runs=2)
+    print(f"FIGURE blank_trailing_commas 64 KiB {small_seconds:.4f} s, 1 MiB {large_seconds:.4f} s")
     # 16 times the bytes: linear is ~16 times the time, quadratic ~256 times; the slack
-    # only absorbs a busy machine's noise.
-    assert large_seconds < 5.0
+    # only absorbs a busy machine's noise. A ratio, not a speed: a slow machine is slow for
+    # both sizes.
     assert large_seconds < 64 * small_seconds + 0.25
