@@ -8,13 +8,15 @@ and options, and maps the returned `IngestOutcome` to its own answer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
 from ingest.entry import Body, IngestDeps
-from ingest.plan import RequestContext
+from ingest.plan import EventResult, RequestContext
 from producer_api.auth import Principal
 from producer_api.content import UndecodableBody, read_body
 from producer_api.resources import DOOR, Door
@@ -82,3 +84,13 @@ async def read_events_body(request: web.Request) -> Body:
         return Body(await read_body(request))
     except UndecodableBody as exc:
         return Body(exc.raw, str(exc))
+
+
+def rejected_json(failed: Sequence[EventResult]) -> list[dict[str, Any]]:
+    """The refused events of a request, for the analytics dialects' 400 answers (PostHog,
+    Segment, RudderStack): where each is in the batch, its dead letter, its reasons."""
+    return [
+        {"index": r.index, "dead_letter_id": r.dead_letter_id,
+         "reasons": [v.as_dict() for v in r.reasons]}
+        for r in failed
+    ]  # fmt: skip

@@ -36,9 +36,8 @@ from aiohttp.typedefs import Middleware
 from lzstring import LZString
 
 from ingest.entry import Body, IngestOptions, IngestRequest, Kind, ingest
-from ingest.plan import EventResult
 from ingest.split import Splitter, given, refuse
-from producer_api.accept import core_of, door_of, timed_request_context
+from producer_api.accept import core_of, door_of, rejected_json, timed_request_context
 from producer_api.auth import authorize_key, presented_key
 from producer_api.content import UndecodableBody, decode_body, receive
 from producer_api.errors import error_middleware_for, internal_error_middleware
@@ -154,7 +153,7 @@ async def capture(request: web.Request) -> web.Response:
     failed = outcome.plan.rejected()
     if failed:
         detail = f"Invalid payload: {len(failed)} of {len(outcome.events)} events were refused."
-        return error(400, "invalid_payload", detail, rejected=_rejected(failed))
+        return error(400, "invalid_payload", detail, rejected=rejected_json(failed))
     return web.json_response({"status": 1})
 
 
@@ -251,11 +250,3 @@ def _text(value: Any) -> str | None:
 
 def _query_key(request: web.Request) -> str | None:
     return request.query.get("api_key") or request.query.get("token") or None
-
-
-def _rejected(failed: list[EventResult]) -> list[dict[str, Any]]:
-    return [
-        {"index": r.index, "dead_letter_id": r.dead_letter_id,
-         "reasons": [v.as_dict() for v in r.reasons]}
-        for r in failed
-    ]  # fmt: skip

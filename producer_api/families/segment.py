@@ -31,9 +31,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ingest.entry import Body, IngestOptions, IngestRequest, Kind, ingest
-from ingest.plan import EventResult
 from ingest.split import Splitter, given, refuse
-from producer_api.accept import core_of, door_of, timed_request_context
+from producer_api.accept import core_of, door_of, rejected_json, timed_request_context
 from producer_api.auth import authorize_key, presented_key
 from producer_api.content import UndecodableBody, decode_body, receive
 from producer_api.errors import error_middleware_for, internal_error_middleware
@@ -139,7 +138,7 @@ async def receive_messages(request: web.Request) -> web.Response:
     failed = outcome.plan.rejected()
     if failed:
         message = f"Invalid messages: {len(failed)} of {len(outcome.events)} were refused"
-        return dialect.error(400, "invalid_messages", message, None, rejected=_rejected(failed))
+        return dialect.error(400, "invalid_messages", message, None, rejected=rejected_json(failed))
     return dialect.ok()
 
 
@@ -174,11 +173,3 @@ def _parse(data: bytes, single: bool) -> _Parsed:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _rejected(failed: list[EventResult]) -> list[dict[str, Any]]:
-    return [
-        {"index": r.index, "dead_letter_id": r.dead_letter_id,
-         "reasons": [v.as_dict() for v in r.reasons]}
-        for r in failed
-    ]  # fmt: skip

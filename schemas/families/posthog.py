@@ -20,12 +20,11 @@ Python SDK drops events past 900 KiB before sending). The canonical event is:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from schemas.families.received import received_time
+from schemas.families.received import client_time, received_time
 from schemas.families.storable import nul_violations
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
@@ -54,7 +53,7 @@ def validate_posthog(raw: bytes, route: Mapping[str, str]) -> Outcome:
         found.append(Violation("missing_field", "$.event", "every event needs its name, event"))
     subject = _distinct_id(event, found)
     found += nul_violations(raw, event)
-    time = _event_time(event.get("timestamp")) or received_time(route)
+    time = client_time(event.get("timestamp")) or received_time(route)
     if time is None:
         found.append(Violation("invalid_route", "route.received_at", "no receive time"))
     if found:
@@ -102,17 +101,6 @@ def _source(properties: Any) -> str:
         if isinstance(lib, str) and lib:
             return lib
     return DEFAULT_SOURCE
-
-
-def _event_time(value: Any) -> datetime | None:
-    """The event's own time, or None when absent or not understood."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.upper())
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _data_json(raw: bytes, event: dict[str, Any]) -> str:

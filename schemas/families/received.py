@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 RECEIVED_AT = "received_at"
 
@@ -28,3 +29,16 @@ def _parse_received(text: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def client_time(value: Any) -> datetime | None:
+    """An analytics SDK's own ISO 8601 timestamp of an event (PostHog's `timestamp`,
+    Segment's `timestamp` or `originalTimestamp`) in UTC; None when absent or not
+    understood, so the caller falls back to the receive time."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -24,12 +24,11 @@ canonical event is:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from schemas.families.received import received_time
+from schemas.families.received import client_time, received_time
 from schemas.families.storable import nul_violations
 from schemas.outcome import Outcome, Rejected, ValidEvent, Violation
 
@@ -71,7 +70,7 @@ def validate_message(raw: bytes, route: Mapping[str, str], limit: int, family: s
         found.append(_missing("$.userId", "every message needs a userId or an anonymousId"))
     name = _call_requirements(call, message, found)
     found += nul_violations(raw, message)
-    time = _time(message.get("timestamp")) or _time(message.get("originalTimestamp"))
+    time = client_time(message.get("timestamp")) or client_time(message.get("originalTimestamp"))
     time = time or received_time(route)
     if time is None:
         found.append(Violation("invalid_route", "route.received_at", "no receive time"))
@@ -148,17 +147,6 @@ def _source(context: Any, family: str) -> str:
     library = context.get("library") if isinstance(context, dict) else None
     name = library.get("name") if isinstance(library, dict) else None
     return name if isinstance(name, str) and name else family
-
-
-def _time(value: Any) -> datetime | None:
-    """A message's own time, or None when absent or not understood."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.upper())
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _data_json(raw: bytes, message: dict[str, Any]) -> str:
