@@ -296,6 +296,137 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         ("tests/ingest/test_publish.py",),
     ),
+    Mutant(
+        "body-declared-length",
+        6,
+        "a request holds the body budget for the Content-Length it declares, not what it sent",
+        (
+            Patch(
+                "producer_api/errors.py",
+                "        request[BODY_HOLD_NAME] = hold\n",
+                "        request[BODY_HOLD_NAME] = hold\n"
+                "        hold.take(request.content_length or 0)\n",
+            ),
+        ),
+        ("tests/integration/test_limits.py",),
+    ),
+    Mutant(
+        "body-min-rate",
+        6,
+        "a body may trickle in at any rate until the request timeout",
+        (
+            Patch(
+                "producer_api/content.py",
+                "rate, grace = settings.min_body_bytes_per_second,",
+                "rate, grace = 0.0,",
+            ),
+        ),
+        ("tests/integration/test_limits.py",),
+    ),
+    Mutant(
+        "body-tenant-share",
+        6,
+        "one tenant's keys together may hold the whole body budget",
+        (
+            Patch(
+                "producer_api/ratelimit.py",
+                "            if ours > hold.bytes and ours + size > self._per_tenant:\n",
+                "            if False:\n",
+            ),
+        ),
+        ("tests/producer_api/test_ratelimit.py",),
+    ),
+    Mutant(
+        "tenant-event-budget",
+        6,
+        "a tenant's keys each spend their own event budget, none the tenant's",
+        (
+            Patch(
+                "producer_api/ratelimit.py",
+                '            await self._admit(self._tenant_events, f"tenant:{tenant}", count)\n',
+                "            pass\n",
+            ),
+        ),
+        ("tests/producer_api/test_ratelimit.py",),
+    ),
+    Mutant(
+        "csv-event-budget",
+        6,
+        "a CSV upload is not charged to the event budget",
+        (
+            Patch(
+                "producer_api/families/datahub_csv.py",
+                "await core_of(request).admit(principal.prefix, row_count,",
+                "(lambda *_a, **_k: asyncio.sleep(0))(principal.prefix, row_count,",
+            ),
+        ),
+        ("tests/integration/test_limits.py",),
+    ),
+    Mutant(
+        "too-many-items",
+        6,
+        "an array past the event cap is decoded item by item before it is refused",
+        (
+            Patch(
+                "ingest/entry.py",
+                "and too_many_items(body.data, options.max_events):",
+                "and too_many_items(body.data, options.max_events) and False:",
+            ),
+        ),
+        ("tests/ingest/test_entry.py",),
+    ),
+    Mutant(
+        "connection-cap",
+        6,
+        "the API accepts every connection, whatever it holds already",
+        (
+            Patch(
+                "producer_api/connections.py",
+                "if self.open >= self.total or self.by_address[address] >= self.per_address:",
+                "if False:",
+            ),
+        ),
+        ("tests/producer_api/test_connections.py", "tests/integration/test_limits.py"),
+    ),
+    Mutant(
+        "api-writes-dead-letters",
+        5,
+        "the API's role may delete dead letters, which only the sink does (least privilege)",
+        (
+            Patch(
+                "sinks/migrations/0013_least_privilege.sql",
+                "GRANT UPDATE ON dead_letters TO sluice_api;\n",
+                "GRANT UPDATE, DELETE ON dead_letters TO sluice_api;\n",
+            ),
+        ),
+        ("tests/integration/test_tenants.py",),
+    ),
+    Mutant(
+        "key-secret-rehash",
+        5,
+        "a key verified with a retired secret stays on it, so the secret can never go",
+        (
+            Patch(
+                "producer_api/auth.py",
+                "if stored.secret_id != self.secrets.current_id:",
+                "if False:",
+            ),
+        ),
+        ("tests/integration/test_key_secrets.py",),
+    ),
+    Mutant(
+        "dead-letter-search-window",
+        6,
+        "a dead-letter q search reads every raw body of the tenant",
+        (
+            Patch(
+                "producer_api/dead_letters.py",
+                "    if text is not None and text_window > 0:\n",
+                "    if False:\n",
+            ),
+        ),
+        ("tests/integration/test_dead_letters.py",),
+    ),
 )
 
 
