@@ -31,6 +31,7 @@ from typing import Any
 
 import psutil
 
+from bench.run import free_port
 from ingest.keys import generate_key
 from runtime.settings import Settings, load_settings
 from runtime.topic_admin import ensure_topics
@@ -72,25 +73,36 @@ def _exchange(host: str, port: int, method: str, path: str, body: bytes,
 
 
 @contextlib.contextmanager
+def _every(seconds: float, step: Callable[[], None]) -> Iterator[None]:
+    """Call `step` every `seconds`, on a thread of its own, while the block runs."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(seconds):
+            step()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(30)
+
+
+@contextlib.contextmanager
 def _victim(settings: Settings, key: str) -> Iterator[list[tuple[int, float]]]:
     """Another tenant, on another address, posting one event every 50 ms meanwhile."""
     seen: list[tuple[int, float]] = []
-    done = threading.Event()
     body = json.dumps([EVENT]).encode()
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
 
     def probe() -> None:
-        while not done.wait(0.05):
-            seen.append(_send(settings.http_host, settings.http_port, "POST", "/v1/events",
-                              body, headers, source="127.0.0.2", timeout=20))  # fmt: skip
+        seen.append(_send(settings.http_host, settings.http_port, "POST", "/v1/events",
+                          body, headers, source="127.0.0.2", timeout=20))  # fmt: skip
 
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    try:
+    with _every(0.05, probe):
         yield seen
-    finally:
-        done.set()
-        thread.join(30)
 
 
 @contextlib.contextmanager
@@ -99,19 +111,12 @@ def _peak_rss(pid: int) -> Iterator[dict[str, int]]:
     process = psutil.Process(pid)
     before = process.memory_info().rss
     figures = {"before": before, "peak": before}
-    done = threading.Event()
 
     def sample() -> None:
-        while not done.wait(0.05):
-            figures["peak"] = max(figures["peak"], process.memory_info().rss)
+        figures["peak"] = max(figures["peak"], process.memory_info().rss)
 
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
+    with _every(0.05, sample):
         yield figures
-    finally:
-        done.set()
-        thread.join(5)
 
 
 def slow_bodies(settings: Settings, key: str) -> Counter[str]:
@@ -264,7 +269,7 @@ def main() -> None:
     with kafka_service(state / "kafka") as kafka, postgres_service(state / "postgres") as db:
         settings = replace(
             load_settings(), kafka_bootstrap_servers=kafka, database_url=db,
-            topic_prefix=f"attacks-{uuid.uuid4().hex[:6]}.", http_port=_free_port(),
+            topic_prefix=f"attacks-{uuid.uuid4().hex[:6]}.", http_port=free_port(),
         )  # fmt: skip
         migrate(settings.database_url)
         ensure_topics(settings)
@@ -274,13 +279,6 @@ def main() -> None:
     table = markdown(results)
     (out / f"attacks-{stamp}.md").write_text(table + "\n")
     print(table)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 if __name__ == "__main__":

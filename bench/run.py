@@ -42,7 +42,8 @@ log = logging.getLogger("bench")
 PURPOSES = ("door", "pipe", "e2e", "burst")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for an API process the bench starts)."""
     import socket
 
     with socket.socket() as s:
@@ -57,7 +58,7 @@ def _settings(kafka: str, database: str, tag: str) -> Settings:
         kafka_bootstrap_servers=kafka,
         database_url=database,
         topic_prefix=f"bench-{tag}.",
-        http_port=_free_port(),
+        http_port=free_port(),
         key_cache_seconds=60.0,
         # Measure the pipeline, not the per-key budget (0 turns rate limiting off).
         rate_requests_per_second=0.0,
