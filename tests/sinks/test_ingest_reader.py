@@ -1,10 +1,13 @@
 """Reading messages of `ingest.raw` back by position, on real Kafka: every wanted position in
 one read, the reason for each one Kafka no longer (or never) held, and never longer than the
-timeout, whatever Kafka does."""
+timeout, whatever Kafka does.
+
+No test here reads a clock: where an answer must come without waiting, the reader's timeout
+is set far past pytest's own (300 s), so waiting it out fails the test by pytest's timeout
+instead of by a duration a loaded machine could miss."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -57,13 +60,12 @@ def test_positions_kafka_does_not_hold_are_unavailable_with_the_reason(
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     for future in admin.delete_records([TopicPartition(topic, 0, 2)]).values():
         future.result(30)  # what retention does: the partition now starts at offset 2
-    began = time.monotonic()
-    got = _reader(kafka_bootstrap, topic).read({(0, 0), (0, 2), (0, 7), (1, 0)})
+    # Known from the watermarks, not by waiting: a wait would outlast pytest's timeout.
+    got = _reader(kafka_bootstrap, topic, timeout=3600).read({(0, 0), (0, 2), (0, 7), (1, 0)})
     assert got[(0, 2)] == b"p0m2"
     assert got[(0, 0)] == Unavailable("gone (the partition now starts at 2)")
     assert got[(0, 7)] == Unavailable("not written (the partition ends at 3)")
     assert got[(1, 0)] == Unavailable("not written (the partition ends at 0)")
-    assert time.monotonic() - began < 5  # known from the watermarks, not by waiting
 
 
 def test_a_deleted_topic_is_unavailable_not_an_error(kafka_bootstrap: str) -> None:
@@ -73,8 +75,8 @@ def test_a_deleted_topic_is_unavailable_not_an_error(kafka_bootstrap: str) -> No
 
 
 def test_an_unreachable_kafka_is_unavailable_within_the_timeout() -> None:
-    began = time.monotonic()
+    """librdkafka retries an unreachable broker forever; only the reader's own timeout ends
+    the read, so a reader that ignored it would hang into pytest's timeout."""
     got = _reader(f"127.0.0.1:{free_port()}", "ingest.raw", timeout=1.0).read({(0, 1), (1, 1)})
     assert set(got) == {(0, 1), (1, 1)}
     assert all(isinstance(v, Unavailable) for v in got.values())
-    assert time.monotonic() - began < 4
