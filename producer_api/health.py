@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
 
 from producer_api.resources import DOOR
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -25,7 +27,8 @@ async def readyz(request: web.Request) -> web.Response:
         async with door.pool.connection(timeout=2.0) as conn:
             await conn.execute("SELECT 1")
         db_ok = True
-    except Exception:  # any failure to answer means not ready; the detail is in the log
+    except Exception as exc:  # any failure to answer means not ready
+        log.warning("not ready: PostgreSQL did not answer: %s", exc)
         db_ok = False
     ready = kafka_ok and db_ok
     body = {
