@@ -587,6 +587,7 @@ API_WRITES = {
     "registry_versions": {"INSERT", "UPDATE", "DELETE"},
     "registry_schemas": {"INSERT"},
     "registry_config": {"INSERT", "UPDATE"},
+    "console_sessions": {"INSERT", "DELETE"},
 }
 """Every write the API's role may make (migration 0013): what store/*.py runs for the API."""
 
