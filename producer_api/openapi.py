@@ -28,7 +28,7 @@ from schemas.native import NativeEvent
 FRAGMENTS = (
     "common", "native", "admin", "dead_letters", "history",
     "dashdive", "datahub", "baselime", "dynatrace", "dakkio", "schema_registry",
-    "posthog", "otlp", "segment", "rudderstack",
+    "posthog", "otlp", "segment", "rudderstack", "console",
 )  # fmt: skip
 METHODS = ("get", "put", "post", "delete", "patch")
 OPENAPI_DOC = web.AppKey("openapi_document", dict)

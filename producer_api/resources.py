@@ -14,7 +14,6 @@ from ingest.keys import key_secrets
 from ingest.publish import Publisher
 from ingest.registry import register_own_schemas
 from producer_api.auth import GATE, Gate, KeyVerifier
-from producer_api.console.sessions import ConsoleSessions
 from producer_api.ratelimit import BodyBudget, KeyRateLimiter
 from runtime.kafka import AsyncProducer, producer_config
 from runtime.settings import Settings
@@ -79,10 +78,7 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
     limits = KeyRateLimiter.from_settings(settings)
     keys = KeyVerifier(pool, key_secrets(settings), settings.key_cache_seconds,
                        before_lookup=limits.admit_lookup)  # fmt: skip
-    sessions = ConsoleSessions(
-        pool, settings.console_session_idle_seconds, settings.console_session_max_seconds
-    )
-    app[GATE] = Gate(keys, limits, sessions)
+    app[GATE] = Gate(keys, limits)
     app[DOOR] = Door(
         settings=settings,
         topics=topics,

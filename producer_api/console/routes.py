@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -39,6 +41,7 @@ from producer_api.auth import (
 from producer_api.console.sessions import ConsoleSessions
 from producer_api.content import receive
 from producer_api.errors import error_response
+from producer_api.resources import DOOR
 
 routes = web.RouteTableDef()
 
@@ -148,7 +151,8 @@ def _key_of(content_type: str, body: bytes) -> str | None:
     """The key from a JSON body `{"key": …}` or a form `key=…`."""
     try:
         if content_type == "application/x-www-form-urlencoded":
-            return (parse_qs(body.decode()).get("key") or [None])[0]
+            keys = parse_qs(body.decode()).get("key")
+            return keys[0].strip() if keys else None
         sent = json.loads(body) if body.strip() else {}
     except (ValueError, UnicodeDecodeError):
         return None
@@ -156,6 +160,17 @@ def _key_of(content_type: str, body: bytes) -> str | None:
     return key.strip() if isinstance(key, str) else None
 
 
+async def _sessions_context(app: web.Application) -> AsyncIterator[None]:
+    """Let the auth path accept session cookies, on the door's pool (after `door_context`)."""
+    settings = app[DOOR].settings
+    sessions = ConsoleSessions(app[DOOR].pool, settings.console_session_idle_seconds,
+                               settings.console_session_max_seconds)  # fmt: skip
+    app[GATE] = replace(app[GATE], sessions=sessions)
+    yield
+
+
 def install(app: web.Application) -> None:
-    """Add the console's page, files and session routes to the front door."""
+    """Add the console's page, files and session routes to the front door, and its sessions
+    to the auth path (the door's context must be installed first)."""
+    app.cleanup_ctx.append(_sessions_context)
     app.add_routes(routes)
