@@ -36,7 +36,7 @@ async function table(box, once, reload) {
         el("td", {}, k.label), el("td", { class: "scopes" }, k.scopes.join(" ")),
         el("td", {}, el("span", { class: `pill ${k.state}` }, k.state)), el("td", {}, stamp(k.created_at)),
         el("td", {}, k.expires_at ? stamp(k.expires_at) : "–"),
-        el("td", { class: "buttons" }, live ? [rotate, revoke] : null));
+        el("td", {}, live ? el("div", { class: "buttons" }, rotate, revoke) : null));
     }))));
 }
 
