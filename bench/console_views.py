@@ -66,7 +66,7 @@ SELECT gen_random_uuid(), %(tenant)s, (ARRAY['native', 'dashdive', 'datahub'])[1
        jsonb_build_array(jsonb_build_object(
            'code', (ARRAY['invalid_timestamp', 'missing_field', 'too_large', 'schema'])[1 + i %% 4],
            'path', '$.time', 'message', 'bench')),
-       now() - make_interval(secs => i * 518400.0 / %(n)s), 'bad-' || i,
+       now() - make_interval(secs => i * %(span)s / %(n)s), 'bad-' || i,
        CASE WHEN i %% 10 = 0 THEN 'replayed' ELSE 'pending' END, 'req-dl-' || i
 FROM generate_series(1, %(n)s) AS i
 """
@@ -91,7 +91,9 @@ ON CONFLICT DO NOTHING
 """
 
 
-def load(database_url: str, tenant: str, events: int, dead_letters: int) -> dict[str, float]:
+def load(
+    database_url: str, tenant: str, events: int, dead_letters: int, span: float = 518_400.0
+) -> dict[str, float]:
     """Fill the database with `tenant`'s rows; seconds per table."""
     took: dict[str, float] = {}
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -101,7 +103,7 @@ def load(database_url: str, tenant: str, events: int, dead_letters: int) -> dict
             ("sink_latency", _LATENCY, 0), ("consumer_lag", _LAG, 0),
         ):  # fmt: skip
             began = time.monotonic()
-            conn.execute(statement, {"tenant": tenant, "n": n})
+            conn.execute(statement, {"tenant": tenant, "n": n, "span": span})
             took[name] = round(time.monotonic() - began, 1)
         conn.execute("ANALYZE")
     return took
@@ -178,7 +180,7 @@ def measure(base_url: str, key: str, admin: str, ids: dict[str, str], runs: int)
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"Console views, {result['events']:,} events and {result['dead_letters']:,} dead "
-             f"letters stored, {result['runs']} runs", "",
+             f"letters stored (over {result['dead_letter_hours']:g} h), {result['runs']} runs", "",
              "| page | ms p50 | ms max |", "|---|---|---|"]  # fmt: skip
     lines += [f"| {p} | {v['p50']} | {v['max']} |" for p, v in result["pages"].items()]
     lines += ["", "| route | ms p50 | ms max |", "|---|---|---|"]
@@ -190,8 +192,15 @@ def markdown(result: dict[str, Any]) -> str:
 @click.option("--events", default=1_000_000, show_default=True)
 @click.option("--dead-letters", "dead_letters", default=100_000, show_default=True)
 @click.option("--runs", default=7, show_default=True)
+@click.option(
+    "--dead-letter-hours",
+    "hours",
+    default=144.0,
+    show_default=True,
+    help="the dead letters' received times span this many hours before now",
+)
 @click.option("--results-dir", default="bench-results", show_default=True, type=Path)
-def main(events: int, dead_letters: int, runs: int, results_dir: Path) -> None:
+def main(events: int, dead_letters: int, runs: int, hours: float, results_dir: Path) -> None:
     """Load, start an API, time the console's first views, write the figures."""
     state = Path(load_settings().state_dir).resolve() / "bench-console"
     tag = uuid.uuid4().hex[:8]
@@ -205,7 +214,7 @@ def main(events: int, dead_letters: int, runs: int, results_dir: Path) -> None:
             topic_prefix=f"console-{tag}.", http_port=free_port(),
         )  # fmt: skip
         ensure_topics(settings)
-        loaded = load(database, tenant, events, dead_letters)
+        loaded = load(database, tenant, events, dead_letters, hours * 3600)
         print(f"loaded in seconds: {loaded}")
         key = create_key(settings, tenant, ["events:read", "deadletters:read"])
         admin = create_key(settings, tenant, ["admin"])
@@ -216,6 +225,7 @@ def main(events: int, dead_letters: int, runs: int, results_dir: Path) -> None:
         ids = _probe_ids(database, tenant, events, dead_letters)
         figures = measure(api.base_url, key, admin, ids, runs)
     result = {"events": events, "dead_letters": dead_letters, "runs": runs, "loaded": loaded,
+              "dead_letter_hours": hours,
               "bucket_seconds": BUCKET_SECONDS, **figures}  # fmt: skip
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
