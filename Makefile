@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser dev test test-all test-faults mutants lint bench bench-smoke attacks kafka-jars clean
+.PHONY: help venv browser dev test test-all test-faults mutants lint bench bench-smoke bench-console attacks kafka-jars clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP) ## every stage beside its raw baseline; writes bench-results/ (see docs/benchmarks.md)
 	$(PY) -m bench
+
+bench-console: $(STAMP) ## the console's first views with 1M events and 100k dead letters stored (see docs/benchmarks.md)
+	$(PY) -m bench.console_views
 
 attacks: $(BENCH_STAMP) ## replay the availability attacks against a local API, with figures (~2 min)
 	$(PY) -m bench.attacks

@@ -19,6 +19,7 @@ from producer_api import (
     history,
     metrics,
     native,
+    overview,
     schema_registry,
 )
 from producer_api.connections import ConnectionGate
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(history.routes)
     dead_letters.install(app)
+    overview.install(app)
     console_routes.install(app)
     app.add_subapp("/dashdive", dashdive.create_subapp())
     app.add_subapp("/datahub", datahub.create_subapp())

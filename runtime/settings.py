@@ -87,6 +87,9 @@ class Settings:
     sink_prefetch_kbytes: int = 16_384
     sink_raw_read_timeout_seconds: float = 5.0
     history_retention_seconds: float = 7 * 86400.0
+    figures_flush_seconds: float = 2.0
+    figures_report_seconds: float = 5.0
+    figures_retention_seconds: float = 86400.0
     worker_metrics_port: int = 0
     sink_metrics_port: int = 0
     watchdog_stall_seconds: float = 120.0

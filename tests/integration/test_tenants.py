@@ -207,6 +207,26 @@ def list_dead_letters(w: World) -> None:
         assert w.dead_letter_id not in answer.body.decode()
 
 
+def overview(w: World) -> None:
+    """B's figures are B's: never A's tenant, and B's pending dead letters only."""
+    mine = w.a("GET", "/v1/overview").json()
+    assert mine["tenant"] == w.tenant_a and mine["totals"]["dead_letters_pending"] >= 1
+    for query in ("", f"?tenant={w.tenant_a}"):
+        theirs = w.b("GET", f"/v1/overview{query}").json()
+        assert theirs["tenant"] != w.tenant_a
+        pending = w.b("GET", "/v1/dead-letters?status=pending").json()["dead_letters"]
+        assert theirs["totals"]["dead_letters_pending"] == len(pending)
+
+
+def dead_letter_summary(w: World) -> None:
+    """B's summary counts B's dead letters only, whatever the filter."""
+    assert w.a("GET", "/v1/dead-letters/summary").json()["total"] >= 1
+    for query in ("", f"?tenant={w.tenant_a}", "?status=pending", "?family=native"):
+        summary = w.b("GET", f"/v1/dead-letters/summary{query}").json()
+        listed = w.b("GET", f"/v1/dead-letters{query}").json()["dead_letters"]
+        assert summary["total"] == len(listed), (query, summary)
+
+
 def show_dead_letter(w: World) -> None:
     assert w.b("GET", f"/v1/dead-letters/{w.dead_letter_id}").status == 404
 
@@ -422,6 +442,8 @@ CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("DELETE", "/datahub/v1/events"): datahub_deletes,
     ("GET", "/v1/dead-letters"): list_dead_letters,
     ("GET", "/v1/dead-letters/{id}"): show_dead_letter,
+    ("GET", "/v1/dead-letters/summary"): dead_letter_summary,
+    ("GET", "/v1/overview"): overview,
     ("POST", "/v1/dead-letters/{id}/replay"): replay_dead_letter,
     ("POST", "/v1/dead-letters/{id}/discard"): discard_dead_letter,
     ("POST", "/v1/dead-letters/replay"): replay_by_filter,
