@@ -3,10 +3,11 @@
 
 import { call, can, ApiError } from "./api.js";
 import { el, fill, note, num, stamp, ago } from "./dom.js";
-import { sparkBars } from "./plot.js";
+import { onGrid, sparkBars } from "./plot.js";
 
 const FAMILIES = ["", "native", "dashdive", "datahub", "baselime", "dynatrace", "dakkio",
   "posthog", "otlp", "segment", "rudderstack"];
+const HOUR = 3600;
 const FILTERS = ["family", "stage", "reason", "status", "from", "to", "q"];
 
 function select(name, label, options, value) {
@@ -64,14 +65,15 @@ function filterForm(filters) {
 async function groups(box, filters) {
   try {
     const { data } = await call("GET", "/v1/dead-letters/summary", { params: filters });
+    const now = Date.now() / 1000;
     if (!data.groups.length) return fill(box, el("p", { class: "muted" }, "No dead letters match."));
     fill(box, el("table", { class: "table groups" },
       el("caption", {}, `${num(data.total)} dead letters by reason and family (trend: per hour, last 24 h)`),
-      el("thead", {}, el("tr", {}, ["reason", "family", "count", "pending", "last", "trend"].map((h) => el("th", { scope: "col" }, h)))),
+      el("thead", {}, el("tr", {}, ["reason", "family", "count", "pending", "last", "trend"].map((h) => el("th", { scope: "col", class: h === "count" || h === "pending" ? "n" : null }, h)))),
       el("tbody", {}, data.groups.map((g) => el("tr", { "data-reason": g.reason, "data-family": g.family },
         el("td", {}, el("a", { href: `#/dead-letters?${new URLSearchParams({ ...filters, reason: g.reason, family: g.family })}` }, g.reason)),
         el("td", {}, g.family), el("td", { class: "n" }, num(g.count)), el("td", { class: "n" }, num(g.pending)),
-        el("td", {}, ago(g.last)), el("td", {}, sparkBars(g.trend, `trend of ${g.reason}`)))))));
+        el("td", {}, ago(g.last)), el("td", {}, sparkBars(onGrid(g.trend, now - 23 * HOUR, now, HOUR), `trend of ${g.reason}, per hour`)))))));
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) fill(box, note("Groups unavailable: this server has no /v1/dead-letters/summary.", "error"));
     else fill(box, note(`Groups unavailable: ${error.message}`, "error"));
@@ -79,7 +81,7 @@ async function groups(box, filters) {
 }
 
 function row(d) {
-  const codes = d.reasons.map((r) => r.code).join(", ");
+  const codes = [...new Set(d.reasons.map((r) => r.code))].join(", ");
   return el("tr", { "data-id": d.dead_letter_id },
     el("td", {}, el("a", { href: `#/dead-letter/${encodeURIComponent(d.dead_letter_id)}` }, stamp(d.received_at))),
     el("td", {}, d.family), el("td", {}, d.stage), el("td", { class: "reasons" }, codes),
@@ -92,7 +94,7 @@ async function list(box, filters) {
   const more = el("button", { type: "button", class: "secondary", hidden: true }, "Load more");
   fill(box, el("table", { class: "table" },
     el("caption", {}, "Dead letters, oldest first"),
-    el("thead", {}, el("tr", {}, ["received", "family", "stage", "reasons", "event id", "status", "bytes"].map((h) => el("th", { scope: "col" }, h)))),
+    el("thead", {}, el("tr", {}, ["received", "family", "stage", "reasons", "event id", "status", "bytes"].map((h) => el("th", { scope: "col", class: h === "bytes" ? "n" : null }, h)))),
     tbody), more);
   let cursor = null;
   const page = async () => {

@@ -10,6 +10,20 @@ function familyLines(map, from, to, step) {
   return Object.keys(map || {}).sort().map((name) => ({ name, points: onGrid(map[name], from, to, step) }));
 }
 
+/** Rates: the legend shows the newest complete bucket (the newest one is still filling). */
+function rateLines(map, from, to, step) {
+  return familyLines(map, from, to, step).map((line) => ({
+    ...line, last: line.points.length > 1 ? line.points[line.points.length - 2][1] : null }));
+}
+
+/** Lines of measurements (not rates): the legend shows the latest measured, "–" for none. */
+function measuredLines(map, from, to, step) {
+  return familyLines(map, from, to, step).map((line) => {
+    const raw = map[line.name];
+    return { ...line, last: raw.length ? raw[raw.length - 1][1] : null };
+  });
+}
+
 function figure(label, value, detail = "") {
   return el("div", { class: "stat" }, el("span", { class: "label" }, label),
     el("span", { class: "value" }, value), detail ? el("span", { class: "detail" }, detail) : null);
@@ -29,15 +43,15 @@ function render(body, o) {
     figure("sink lag", lag && lag.sink !== null ? num(lag.sink) : "–", "messages"),
   );
   const plots = el("div", { class: "plots" },
-    linePlot({ title: "Accepted events/s by family", lines: familyLines(o.accepted, from, to, step), from, to, unit: "/s" }),
-    linePlot({ title: "Rejected events/s by family", lines: familyLines(o.rejected, from, to, step), from, to, unit: "/s" }),
-    linePlot({ title: "Dead letters/s by reason", lines: familyLines(o.dead_letters, from, to, step), from, to, unit: "/s" }),
+    linePlot({ title: "Accepted events/s by family", lines: rateLines(o.accepted, from, to, step), from, to, unit: "/s" }),
+    linePlot({ title: "Rejected events/s by family", lines: rateLines(o.rejected, from, to, step), from, to, unit: "/s" }),
+    linePlot({ title: "Dead letters/s by reason", lines: rateLines(o.dead_letters, from, to, step), from, to, unit: "/s" }),
     linePlot({ title: "Accepted → queryable (ms)", from, to, unit: "ms",
       lines: latency && latency.series.length ? [
-        { name: "p50", points: onGrid(latency.series, from, to, step, 1) },
-        { name: "p99", points: onGrid(latency.series, from, to, step, 2) }] : [] }),
+        { name: "p50", points: onGrid(latency.series, from, to, step, 1), last: latency.p50 },
+        { name: "p99", points: onGrid(latency.series, from, to, step, 2), last: latency.p99 }] : [] }),
     linePlot({ title: "Consumer lag (messages, whole pipeline)", from, to,
-      lines: lag && lag.series ? familyLines(lag.series, from, to, step) : [] }),
+      lines: lag && lag.series ? measuredLines(lag.series, from, to, step) : [] }),
   );
   const breakers = o.breakers.length
     ? el("table", { class: "table" },

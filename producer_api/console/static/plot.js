@@ -28,11 +28,12 @@ function clock(t) {
 }
 
 /**
- * A figure: title, plot and legend. `lines`: [{name, points}] already on the grid.
+ * A figure: title, plot and legend. `lines`: [{name, points, last?}] already on the grid;
+ * the legend shows `last` when given (a measurement's latest), else the newest grid point.
  * `unit` labels the y axis. An empty `lines` says "no data in this window".
  */
-export function linePlot({ title, lines, from, to, unit = "", height = 160 }) {
-  const width = 560, left = 44, right = 8, top = 8, bottom = 22;
+export function linePlot({ title, lines, from, to, unit = "", height = 170 }) {
+  const width = 400, left = 40, right = 6, top = 8, bottom = 22;
   const plotW = width - left - right, plotH = height - top - bottom;
   const max = niceMax(Math.max(0, ...lines.flatMap((l) => l.points.map((p) => p[1]))));
   const x = (t) => left + ((t - from) / Math.max(to - from, 1)) * plotW;
@@ -58,7 +59,7 @@ export function linePlot({ title, lines, from, to, unit = "", height = 160 }) {
       "text-anchor": "middle" }, "no data in this window"));
   }
   const legend = el("ul", { class: "legend" }, lines.map((line, i) => {
-    const last = line.points.length ? line.points[line.points.length - 1][1] : null;
+    const last = "last" in line ? line.last : line.points.length ? line.points[line.points.length - 1][1] : null;
     return el("li", {},
       el("span", { class: "swatch", style: { background: line.color || COLORS[i % COLORS.length] } }),
       line.name, " ", el("b", {}, `${num(last)}${unit ? ` ${unit}` : ""}`));
