@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from typing import Any
 
 import psycopg
@@ -433,7 +434,28 @@ def registry_writes(w: World) -> None:
     assert send(w.stack, w.a_schemas, "GET", a_side).json() == [1]
 
 
+def console_session(w: World) -> None:
+    """B's console session is B's: signed in with B's key (a `tenant` in the body changes
+    nothing) its cookie reads B's tenant only, and signing it out touches nothing of A's."""
+    base = w.stack.base_url
+    answer = call("POST", f"{base}/console/session",
+                  json_body={"key": w.b_key, "tenant": w.tenant_a})  # fmt: skip
+    assert answer.status == 201 and answer.json()["tenant"] != w.tenant_a, answer.body
+    cookie = SimpleCookie(answer.headers["Set-Cookie"])["sluice_console"].value
+    headers = {"Cookie": f"sluice_console={cookie}"}
+    assert call("GET", f"{base}/console/session", headers=headers).json()["tenant"] != w.tenant_a
+    assert call("GET", f"{base}/v1/dead-letters/{w.dead_letter_id}", headers=headers).status == 404
+    listed = call("GET", f"{base}/v1/dead-letters", headers=headers)
+    assert w.dead_letter_id not in listed.body.decode()
+    csrf = {"X-CSRF-Token": str(answer.json()["csrf_token"])}
+    assert call("DELETE", f"{base}/console/session", headers={**headers, **csrf}).status == 200
+    w.a_still_has_everything()
+
+
 CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
+    ("POST", "/console/session"): console_session,
+    ("GET", "/console/session"): console_session,
+    ("DELETE", "/console/session"): console_session,
     ("GET", "/v1/events"): list_events,
     ("GET", "/v1/events/{id}"): show_event,
     ("DELETE", "/v1/events/{id}"): delete_event,
@@ -511,9 +533,11 @@ NOT_TENANT_SCOPED = {
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/schema-registry/schemas/types"),
+    ("GET", "/console"),
+    ("GET", "/console/assets/{name}"),
 }
 """No tenant data: liveness, readiness, process metrics, the API description, the schema
-types the registry serves."""
+types the registry serves, the console's page and its files."""
 
 
 def registered_routes(app: web.Application) -> Iterator[tuple[str, str]]:
