@@ -267,3 +267,57 @@ def test_keys_page_and_phone_width(
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the page is {width} px wide at phone width"
     shot(phone, "dead-letters-phone")
+
+
+def test_a_json_patch_a_discard_a_replay_job_and_a_request_lookup(
+    browser: Any, stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key = new_key(f"cb-{uuid.uuid4().hex[:8]}")
+    patched = rejected(stack, key, event("patch-1", "yesterday"))
+    dropped = rejected(stack, key, event("drop-1", "yesterday"))
+    batch = [event(f"job-{i}", "2024-11-23T10:00:00Z") for i in range(2)]
+    answer = keyed(stack, key, "POST", "/v1/events", json_body=[*batch, event("job-3", "tomorrow")])
+    assert answer.status == 202, answer.body
+    request_id = answer.json()["request_id"]
+    eventually(
+        lambda: len(keyed(stack, key, "GET", "/v1/dead-letters").json()["dead_letters"]) == 3
+    )
+
+    page = open_console(browser, stack, key)
+    goto(page, f"#/dead-letter/{patched}")
+    page.locator("#mode-patch").check()
+    page.locator("#editor").fill(
+        '[{"op": "replace", "path": "/time", "value": "2024-11-23T10:00:00Z"}]'
+    )
+    expect(page.locator(".dry-run .pass")).to_have_text("Passes (patch-1).", timeout=WAIT_MS)
+    page.locator("#editor").fill('[{"op": "remove", "path": "/type"}]')
+    expect(page.locator(".dry-run")).to_contain_text("Still invalid", timeout=WAIT_MS)
+    expect(page.locator(".dry-run")).to_contain_text("invalid_timestamp")
+
+    goto(page, f"#/dead-letter/{dropped}")
+    expect(page.locator("#discard")).to_be_visible(timeout=WAIT_MS)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#discard").click()
+    expect(page.locator("#page")).to_contain_text("Discarded.", timeout=WAIT_MS)
+    assert keyed(stack, key, "GET", f"/v1/dead-letters/{dropped}").json()["status"] == "discarded"
+
+    goto(page, "#/dead-letters?status=pending")
+    expect(page.locator("tr[data-id]")).to_have_count(2, timeout=WAIT_MS)
+    page.locator("#bulk-dry").check()
+    page.get_by_role("button", name="Replay all pending that match").click()
+    bar = page.locator(".bulk progress")
+    expect(page.locator(".bulk .note")).to_contain_text("done (dry run)", timeout=WAIT_MS)
+    expect(page.locator(".bulk .note")).to_contain_text(
+        "0 replayed, 2 still invalid, 0 failed, 0 skipped of 2"
+    )
+    assert bar.evaluate("b => b.value") == 1
+    assert keyed(stack, key, "GET", f"/v1/dead-letters/{patched}").json()["status"] == "pending"
+
+    goto(page, "#/lookup")
+    page.locator("#lookup-request").fill(request_id)
+    page.locator("#lookup-request").press("Enter")
+    result = page.locator(".lookup-result")
+    expect(result).to_contain_text(f"Request {request_id}", timeout=WAIT_MS)
+    expect(result.locator("section.card")).to_have_count(3)
+    expect(result).to_contain_text("job-3")
+    expect(result.locator('li[data-step="rejected"]')).to_have_count(1)
