@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser dev test test-all test-faults mutants lint bench bench-smoke bench-console attacks kafka-jars clean
+.PHONY: help venv browser dev test test-all test-faults mutants lint bench bench-smoke bench-console bench-console-browser attacks kafka-jars clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ bench: $(BENCH_STAMP) ## every stage beside its raw baseline; writes bench-resul
 
 bench-console: $(STAMP) ## the console's first views with 1M events and 100k dead letters stored (see docs/benchmarks.md)
 	$(PY) -m bench.console_views
+
+bench-console-browser: $(STAMP) browser ## the console's pages timed in Chromium with 1M events and 100k dead letters
+	$(PY) -m bench.console_browser
 
 attacks: $(BENCH_STAMP) ## replay the availability attacks against a local API, with figures (~2 min)
 	$(PY) -m bench.attacks

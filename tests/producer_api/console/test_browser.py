@@ -321,3 +321,32 @@ def test_a_json_patch_a_discard_a_replay_job_and_a_request_lookup(
     expect(result.locator("section.card")).to_have_count(3)
     expect(result).to_contain_text("job-3")
     expect(result.locator('li[data-step="rejected"]')).to_have_count(1)
+
+
+def test_bytes_that_are_not_text_show_as_escapes_and_as_hex(
+    browser: Any, stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key = new_key(f"cb-{uuid.uuid4().hex[:8]}")
+    raw = b'{"id": "bin-1", "note": "caf\xc3\xa9 \xff\xfe end\x01"}'
+    answer = call("POST", f"{stack.base_url}/v1/events", body=raw,
+                  headers={"X-API-Key": key, "Content-Type": "application/json"})  # fmt: skip
+    assert answer.status == 400, answer.body
+    dead = str(answer.json()["rejected"][0]["dead_letter_id"])
+    eventually(lambda: keyed(stack, key, "GET", f"/v1/dead-letters/{dead}").status == 200)
+
+    page = open_console(browser, stack, key)
+    goto(page, f"#/dead-letter/{dead}")
+    text = page.locator("pre.body").first
+    expect(text).to_contain_text('"caf\u00e9 \\xff\\xfe end\\x01"}', timeout=WAIT_MS)
+    escapes = text.locator(".esc").evaluate_all("els => els.map(e => e.textContent)")
+    assert escapes == ["\\xff", "\\xfe", "\\x01"]
+    page.locator(".tab", has_text="Hex").click()
+    hex_view = page.locator("pre.hex")
+    expect(hex_view).to_be_visible()
+    rows = hex_view.inner_text().splitlines()
+    assert len(rows) == (len(raw) + 15) // 16
+    for number, row in enumerate(rows):
+        chunk = raw[number * 16 : number * 16 + 16]
+        offset, _, rest = row.partition("  ")
+        assert int(offset, 16) == number * 16
+        assert rest[:47].split() == [f"{b:02x}" for b in chunk], row
