@@ -225,7 +225,7 @@ async def session_principal(request: web.Request, token: str) -> Principal:
     """The principal of the console session `token`; Unauthenticated when it ended, and
     Forbidden for a write (any method but GET, HEAD, OPTIONS) without its CSRF token."""
     sessions = request.config_dict[GATE].sessions
-    principal = await sessions.principal(token) if sessions is not None else None
+    principal = await sessions.principal(token) if sessions is not None and token else None
     if sessions is None or principal is None:
         raise Unauthenticated("no console session: it expired, was signed out, or its key "
                               "was revoked or rotated")  # fmt: skip

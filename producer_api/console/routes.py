@@ -7,7 +7,8 @@
 - `POST /console/session`: `{"key": …}` as JSON or a form. The key is verified exactly as
   the API verifies it (`KeyVerifier`, charged to the client's address, counted against the
   key's request budget); the answer sets the session cookie (HttpOnly, SameSite=Strict,
-  Secure when the request came over TLS, Path=/) and carries the CSRF token. The key never
+  Secure when the request came over TLS, here or at a proxy saying `X-Forwarded-Proto:
+  https`, Path=/) and carries the CSRF token. The key never
   goes into a cookie, a URL or the browser's storage. A request whose `Origin` is another
   site is refused (no signing a victim in to the forger's session).
 - `GET /console/session`: the session's tenant, key prefix, scopes and CSRF token; 401
@@ -103,7 +104,7 @@ async def sign_in(request: web.Request) -> web.Response:
                                status=201)  # fmt: skip
     answer.set_cookie(
         SESSION_COOKIE, token, path="/", httponly=True, samesite="Strict",
-        secure=request.secure, max_age=max(1, int(sessions.max_seconds)),
+        secure=_over_tls(request), max_age=max(1, int(sessions.max_seconds)),
     )  # fmt: skip
     return answer
 
@@ -139,6 +140,14 @@ def _session_json(
         "expires_at": expires_at.isoformat() if expires_at else None,
         "idle_seconds": sessions.idle_seconds,
     }
+
+
+def _over_tls(request: web.Request) -> bool:
+    """Whether the browser's connection is TLS: to this process, or to the proxy in front of
+    it that says so in `X-Forwarded-Proto` (the API serves plain HTTP behind TLS; a forged
+    header can only make the forger's own cookie Secure)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.secure or forwarded == "https"
 
 
 def _same_origin(request: web.Request) -> bool:

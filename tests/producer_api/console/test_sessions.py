@@ -82,6 +82,11 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_stores_only_a_hash(
     assert rows == [(expected, key.split(".")[0])]
     assert session.token.encode() not in bytes(rows[0][0])
 
+    behind_tls = Session(
+        stack.base_url, sign_in(stack.base_url, key, **{"X-Forwarded-Proto": "https"})
+    )
+    assert behind_tls.morsel["secure"] is True
+
     who = session.call("GET", "/console/session")
     assert who.status == 200 and who.json()["csrf_token"] == session.csrf
 
