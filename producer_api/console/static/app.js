@@ -27,7 +27,7 @@ function route() {
     params: new URLSearchParams(search || "") };
 }
 
-function showSignIn(message = "") {
+function showSignIn(message = "", kind = "error") {
   if (stopPage) stopPage();
   stopPage = null;
   $("nav").hidden = true;
@@ -36,6 +36,7 @@ function showSignIn(message = "") {
   fill($("page"));
   $("sign-in").hidden = false;
   $("sign-in-error").textContent = message;
+  $("sign-in-error").className = kind;
   $("key").focus();
 }
 
@@ -88,7 +89,7 @@ $("sign-in-form").addEventListener("submit", async (event) => {
 
 $("sign-out").addEventListener("click", async () => {
   await signOut();
-  showSignIn("Signed out.");
+  showSignIn("Signed out.", "info");
 });
 
 whenSignedOut(() => showSignIn("Your session ended; sign in again."));

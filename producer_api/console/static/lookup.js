@@ -23,6 +23,7 @@ function timeline(steps) {
   return el("ol", { class: "timeline" }, steps.map((s) => el("li", { class: `step ${s.step}`, "data-step": s.step },
     el("span", { class: "when" }, s.at ? `${stamp(s.at)} · ${ago(s.at)}` : ""),
     el("strong", { class: "what" }, (SENTENCES[s.step] || ((x) => x.step))(s)),
+    s.dead_letter_id ? [" ", el("a", { href: `#/dead-letter/${encodeURIComponent(s.dead_letter_id)}` }, "open the dead letter")] : null,
     s.reasons ? el("ul", { class: "reasons-list" }, s.reasons.map((r) => el("li", {},
       el("code", { class: "code" }, r.code), " ", r.message, r.path ? el("code", { class: "path" }, ` ${r.path}`) : null))) : null,
     el("details", {}, el("summary", {}, "fields"),

@@ -160,6 +160,8 @@ def test_fix_a_dead_letter_from_its_reason_to_its_history(
 
     page.locator("#sign-out").click()
     expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#nav")).to_be_hidden()
+    expect(page.locator("#sign-out")).to_be_hidden()
     assert page.request.get(f"{stack.base_url}/console/session").status == 401
     assert page.request.get(f"{stack.base_url}/v1/dead-letters").status == 401
     shot(page, "sign-in")
