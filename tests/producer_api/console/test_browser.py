@@ -258,9 +258,15 @@ def test_keys_page_and_phone_width(
     prefix = new_key_text.split(".")[0]
     row = page.locator(f'tr[data-prefix="{prefix}"]')
     expect(row).to_contain_text("ci reader")
+    row.get_by_role("button", name="Rotate").click()
+    expect(page.locator(".once")).to_contain_text(f"replaces {prefix}", timeout=WAIT_MS)
+    successor = page.locator(".once input").input_value()
+    assert successor != new_key_text and keyed(stack, successor, "GET", "/v1/events").status == 200
+    expect(row.locator(".pill")).to_have_text("expiring")
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Revoke").click()
     expect(row.locator(".pill")).to_have_text("revoked", timeout=WAIT_MS)
+    assert keyed(stack, new_key_text, "GET", "/v1/events").status == 401
     shot(page, "keys")
 
     phone = open_console(browser, stack, admin, viewport=PHONE)
