@@ -68,7 +68,7 @@ async function groups(box, filters) {
     const now = Date.now() / 1000;
     if (!data.groups.length) return fill(box, el("p", { class: "muted" }, "No dead letters match."));
     fill(box, el("table", { class: "table groups" },
-      el("caption", {}, `${num(data.total)} dead letters by reason and family (trend: per hour, last 24 h)`),
+      el("caption", {}, `${num(data.total)} dead letter${data.total === 1 ? "" : "s"} by reason and family (trend: per hour, last 24 h)`),
       el("thead", {}, el("tr", {}, ["reason", "family", "count", "pending", "last", "trend"].map((h) => el("th", { scope: "col", class: h === "count" || h === "pending" ? "n" : null }, h)))),
       el("tbody", {}, data.groups.map((g) => el("tr", { "data-reason": g.reason, "data-family": g.family },
         el("td", {}, el("a", { href: `#/dead-letters?${new URLSearchParams({ ...filters, reason: g.reason, family: g.family })}` }, g.reason)),

@@ -10,10 +10,14 @@ function familyLines(map, from, to, step) {
   return Object.keys(map || {}).sort().map((name) => ({ name, points: onGrid(map[name], from, to, step) }));
 }
 
-/** Rates: the legend shows the newest complete bucket (the newest one is still filling). */
+/** Rates: the legend shows the mean of the last minute (the newest bucket is still filling). */
 function rateLines(map, from, to, step) {
-  return familyLines(map, from, to, step).map((line) => ({
-    ...line, last: line.points.length > 1 ? line.points[line.points.length - 2][1] : null }));
+  const span = Math.max(1, Math.round(60 / step));
+  return familyLines(map, from, to, step).map((line) => {
+    const recent = line.points.slice(-span);
+    const mean = recent.reduce((sum, p) => sum + p[1], 0) / Math.max(recent.length, 1);
+    return { ...line, last: mean };
+  });
 }
 
 /** Lines of measurements (not rates): the legend shows the latest measured, "–" for none. */
@@ -25,7 +29,7 @@ function measuredLines(map, from, to, step) {
 }
 
 function figure(label, value, detail = "") {
-  return el("div", { class: "stat" }, el("span", { class: "label" }, label),
+  return el("div", { class: "stat", "data-figure": label }, el("span", { class: "label" }, label),
     el("span", { class: "value" }, value), detail ? el("span", { class: "detail" }, detail) : null);
 }
 
@@ -43,9 +47,9 @@ function render(body, o) {
     figure("sink lag", lag && lag.sink !== null ? num(lag.sink) : "–", "messages"),
   );
   const plots = el("div", { class: "plots" },
-    linePlot({ title: "Accepted events/s by family", lines: rateLines(o.accepted, from, to, step), from, to, unit: "/s" }),
-    linePlot({ title: "Rejected events/s by family", lines: rateLines(o.rejected, from, to, step), from, to, unit: "/s" }),
-    linePlot({ title: "Dead letters/s by reason", lines: rateLines(o.dead_letters, from, to, step), from, to, unit: "/s" }),
+    linePlot({ title: "Accepted events/s by family", lines: rateLines(o.accepted, from, to, step), from, to, unit: "/s, last min" }),
+    linePlot({ title: "Rejected events/s by family", lines: rateLines(o.rejected, from, to, step), from, to, unit: "/s, last min" }),
+    linePlot({ title: "Dead letters/s by reason", lines: rateLines(o.dead_letters, from, to, step), from, to, unit: "/s, last min" }),
     linePlot({ title: "Accepted → queryable (ms)", from, to, unit: "ms",
       lines: latency && latency.series.length ? [
         { name: "p50", points: onGrid(latency.series, from, to, step, 1), last: latency.p50 },

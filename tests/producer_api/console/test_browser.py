@@ -112,8 +112,12 @@ def test_fix_a_dead_letter_from_its_reason_to_its_history(
 
     page = open_console(browser, stack, key)
     expect(page.locator("#who")).to_contain_text(tenant)
-    expect(page.locator(".overview .stats, .overview .note").first).to_be_visible(timeout=WAIT_MS)
-    page.wait_for_timeout(500)
+    figures = page.locator(".overview .stats")
+    expect(figures.locator('[data-figure="accepted"] .value')).to_have_text("100", timeout=WAIT_MS)
+    expect(figures.locator('[data-figure="rejected"] .value')).to_have_text("4", timeout=WAIT_MS)
+    expect(figures.locator('[data-figure="dead letters pending"] .value')).to_have_text("4")
+    expect(page.locator(".plots figure")).to_have_count(5)
+    expect(page.locator(".plots figure").nth(2).locator(".legend li")).to_have_count(3)
     shot(page, "overview")
 
     goto(page, "#/dead-letters")
