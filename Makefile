@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev test test-all test-faults mutants lint bench bench-smoke attacks kafka-jars clean
+.PHONY: help venv browser dev test test-all test-faults mutants lint bench bench-smoke bench-console bench-console-browser attacks kafka-jars clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,16 +23,27 @@ $(STAMP): pyproject.toml $(FASTPATH)
 
 venv: $(STAMP) ## create .venv and install Sluice with its dev tools
 
+CHROMIUM ?= /usr/bin/chromium
+
+# The console's browser tests drive Debian's chromium with Playwright (never `playwright
+# install`). Installed here when missing and apt-get can (as root); else they skip, saying why.
+browser: ## install Debian's chromium for the console's browser tests, when it is missing
+	@if [ -x $(CHROMIUM) ]; then echo "chromium: $(CHROMIUM)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+		|| echo "chromium could not be installed: the console's browser tests will skip"; \
+	else echo "no $(CHROMIUM) and no root apt-get: the console's browser tests will skip"; fi
+
 kafka-jars: $(STAMP) ## resolve the Apache Kafka broker jars from Maven Central into the cache
 	$(VENV)/bin/sluice kafka-jars
 
 dev: $(STAMP) ## run the whole stack on embedded Kafka and PostgreSQL, print a demo key and curl
 	$(VENV)/bin/sluice dev
 
-test: $(STAMP) ## the default test suite (unit + integration on real Kafka and PostgreSQL)
+test: $(STAMP) browser ## the default test suite (unit + integration on real Kafka and PostgreSQL)
 	$(PY) -m pytest -m "not slow and not faults" $(PYTEST_ARGS)
 
-test-all: $(STAMP) ## every test except the destructive fault suite
+test-all: $(STAMP) browser ## every test except the destructive fault suite
 	$(PY) -m pytest -m "not faults" $(PYTEST_ARGS)
 
 test-faults: $(STAMP) ## the fault-injection suite (-s: its FIGURE lines are printed)
@@ -59,6 +70,12 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP) ## every stage beside its raw baseline; writes bench-results/ (see docs/benchmarks.md)
 	$(PY) -m bench
+
+bench-console: $(STAMP) ## the console's first views with 1M events and 100k dead letters stored (see docs/benchmarks.md)
+	$(PY) -m bench.console_views
+
+bench-console-browser: $(STAMP) browser ## the console's pages timed in Chromium with 1M events and 100k dead letters
+	$(PY) -m bench.console_browser
 
 attacks: $(BENCH_STAMP) ## replay the availability attacks against a local API, with figures (~2 min)
 	$(PY) -m bench.attacks

@@ -36,6 +36,7 @@ from ingest.plan import (
 from ingest.publish import Publisher
 from ingest.replaced import replaced_ids, stored_versions
 from ingest.split import Splitter, Unsplittable, one_event, split_body
+from ingest.tally import DoorTally
 from schemas.deletes import DeleteFilter, unique_ids
 from schemas.nesting import too_many_items
 from schemas.topics import TopicNames
@@ -65,6 +66,9 @@ class IngestDeps:
     replay core)."""
     pool: AsyncConnectionPool
     """Where deletion receipts are written."""
+    tally: DoorTally | None = None
+    """Where acknowledged requests are counted for the overview (`ingest.tally`); None
+    counts nothing (the replay core)."""
 
 
 @dataclass(frozen=True)
@@ -177,9 +181,24 @@ async def ingest(deps: IngestDeps, request: IngestRequest) -> IngestOutcome:
         )  # fmt: skip
         plan = await asyncio.to_thread(planning) if options.in_thread else planning()
     if options.replaced:
-        return await _publish_with_replaced(deps, ctx, plan, events)
-    offsets = _offsets(deps, await deps.publisher.publish(plan.messages))
-    return IngestOutcome(Kind.ACCEPTED, plan, events, offsets=offsets)
+        outcome = await _publish_with_replaced(deps, ctx, plan, events)
+    else:
+        offsets = _offsets(deps, await deps.publisher.publish(plan.messages))
+        outcome = IngestOutcome(Kind.ACCEPTED, plan, events, offsets=offsets)
+    _count(deps, ctx, plan)
+    return outcome
+
+
+def _count(deps: IngestDeps, ctx: RequestContext, plan: IngestPlan) -> None:
+    """Count an acknowledged plan's accepted and rejected events (a dict update)."""
+    if deps.tally is None:
+        return
+    if plan.every_id is not None:  # the compiled plan accepted every event
+        deps.tally.add(ctx.tenant, ctx.family, ctx.received_at, len(plan.every_id), 0)
+        return
+    rejected = len(plan.rejected())
+    deps.tally.add(ctx.tenant, ctx.family, ctx.received_at, len(plan.results) - rejected,
+                   rejected)  # fmt: skip
 
 
 def _compiled_plan(deps: IngestDeps, request: IngestRequest) -> IngestPlan | None:
@@ -221,6 +240,7 @@ async def _dead_letter(
     """Record a body that cannot be ingested as events as one dead letter (invariant 2)."""
     plan = plan_unsplittable(ctx, body, reason, deps.topics, deps.partitions)
     await deps.publisher.publish(plan.messages)
+    _count(deps, ctx, plan)
     return IngestOutcome(kind, plan, reason=reason, refusal=refusal)
 
 

@@ -19,9 +19,11 @@ from producer_api import (
     history,
     metrics,
     native,
+    overview,
     schema_registry,
 )
 from producer_api.connections import ConnectionGate
+from producer_api.console import routes as console_routes
 from producer_api.errors import error_middleware, request_timeout_middleware
 from producer_api.families import (
     baselime,
@@ -57,6 +59,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(history.routes)
     dead_letters.install(app)
+    overview.install(app)
+    console_routes.install(app)
     app.add_subapp("/dashdive", dashdive.create_subapp())
     app.add_subapp("/datahub", datahub.create_subapp())
     app.add_subapp("/baselime", baselime.create_subapp())

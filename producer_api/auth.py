@@ -12,12 +12,13 @@ identifies it.
 from __future__ import annotations
 
 import base64
+import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
@@ -164,12 +165,34 @@ def require_scope(principal: Principal, scope: str) -> None:
         raise Forbidden(f"this key lacks the {scope} scope")
 
 
+SESSION_COOKIE = "sluice_console"
+"""The console's session cookie (producer_api/console): a principal like a key."""
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing: the only ones a session cookie authorizes without the
+session's CSRF token in `CSRF_HEADER`."""
+
+
+class SessionBook(Protocol):
+    """The console's sessions, as the auth path sees them (`producer_api.console.sessions`)."""
+
+    async def principal(self, token: str) -> Principal | None:
+        """The principal of a live session, with its key's tenant and current scopes."""
+        ...
+
+    def csrf_token(self, token: str) -> str:
+        """The CSRF token of the session whose cookie holds `token`."""
+        ...
+
+
 @dataclass(frozen=True)
 class Gate:
-    """What `authorize` checks a request against: the keys, and their request budgets."""
+    """What `authorize` checks a request against: the keys, their request budgets, and the
+    console's sessions (None: no cookie is accepted)."""
 
     keys: KeyVerifier
     limits: KeyRateLimiter
+    sessions: SessionBook | None = None
 
 
 GATE = web.AppKey("gate", Gate)
@@ -181,8 +204,36 @@ async def authorize(request: web.Request, scope: str, basic: bool = False) -> Pr
     Counts the request against the key's rate limit. Raises `Unauthenticated`
     (401), `RateLimited` (429) or `Forbidden` (403). The caller's events are
     counted by the ingest entry, against the key named in the request's context.
+
+    Without a key, the console's session cookie stands for the key it was opened with
+    (same tenant, the key's scopes now); a write made with it needs the session's CSRF
+    token too. A key, when one is presented, always wins over a cookie.
     """
-    return await authorize_key(request, presented_key(request, basic), scope)
+    key = presented_key(request, basic)
+    token = request.cookies.get(SESSION_COOKIE)
+    if key is None and token:
+        principal = await session_principal(request, token)
+        gate = request.config_dict[GATE]
+        await gate.limits.admit_request(principal.prefix, principal.tenant)
+        require_scope(principal, scope)
+        body_hold(request).belongs_to(principal.tenant)
+        return principal
+    return await authorize_key(request, key, scope)
+
+
+async def session_principal(request: web.Request, token: str) -> Principal:
+    """The principal of the console session `token`; Unauthenticated when it ended, and
+    Forbidden for a write (any method but GET, HEAD, OPTIONS) without its CSRF token."""
+    sessions = request.config_dict[GATE].sessions
+    principal = await sessions.principal(token) if sessions is not None and token else None
+    if sessions is None or principal is None:
+        raise Unauthenticated("no console session: it expired, was signed out, or its key "
+                              "was revoked or rotated")  # fmt: skip
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "").encode()
+        if not hmac.compare_digest(sent, sessions.csrf_token(token).encode()):
+            raise Forbidden(f"a console write needs the session's {CSRF_HEADER} header")
+    return principal
 
 
 async def authorize_key(request: web.Request, key: str | None, scope: str) -> Principal:

@@ -47,7 +47,9 @@ time, so another tenant's job never waits behind a queue of the first one's."""
 JSON_PATCH = "application/json-patch+json"
 STALE_JOB_SECONDS = 120.0
 """A running job without a heartbeat for this long lost its process; a lookup resumes it."""
-JOB_FILTERS = frozenset({"family", "stage", "reason", "from", "to", "q"})
+JOB_FILTERS = frozenset(
+    {"family", "stage", "reason", "from", "to", "q", "since", "until", "contains"}
+)
 """What a replay job's JSON body may filter on (it always takes pending dead letters)."""
 
 REFUSAL_STATUS = {
@@ -145,6 +147,21 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     except BadCursor as exc:
         return error_response(400, "bad_cursor", str(exc))
     return web.json_response({"dead_letters": [_summary(r) for r in rows], "next_cursor": cursor})
+
+
+@routes.get("/v1/dead-letters/summary")
+async def summarize_dead_letters(request: web.Request) -> web.Response:
+    """The caller's dead letters matching the listing's filters, grouped by reason and
+    family, with counts, pending, first and last, and a trend per hour over 24 h."""
+    principal = await authorize(request, "deadletters:read")
+    door = door_of(request)
+    try:
+        flt = _filter(dict(request.query), door.settings.dead_letter_search_window_seconds)
+    except ValueError as exc:
+        return error_response(400, "bad_query", str(exc))
+    async with tenant_connection(door.pool, principal.tenant) as conn:
+        found = await store.summarize_dead_letters(conn, principal.tenant, flt)
+    return web.json_response(found)
 
 
 @routes.get("/v1/dead-letters/{id}")
@@ -311,6 +328,7 @@ def _filter(q: dict[str, str], text_window: float = 0.0) -> DeadLetterFilter:
     most `text_window` seconds of received time (`SLUICE_DEAD_LETTER_SEARCH_WINDOW_SECONDS`;
     0: no bound). Without `from` it starts that long before `to` (or now); a wider
     `from`…`to` is refused, so a search of a longer past goes window by window."""
+    q = _plain_names(q)
     for name, allowed in (("family", FAMILIES), ("stage", STAGES), ("status", STATUSES)):
         if name in q and q[name] not in allowed:
             raise ValueError(f"unknown {name} {q[name]!r}; one of {', '.join(allowed)}")
@@ -335,9 +353,29 @@ def _filter(q: dict[str, str], text_window: float = 0.0) -> DeadLetterFilter:
     )
 
 
+ALIASES = {"since": "from", "until": "to", "contains": "q"}
+"""Other names of the time and body filters (the console's): each means the same as its
+short name, and naming both is refused."""
+
+
+def _plain_names(q: dict[str, str]) -> dict[str, str]:
+    """`q` with each alias replaced by its short name (`ALIASES`)."""
+    out = {k: v for k, v in q.items() if k not in ALIASES}
+    for alias, name in ALIASES.items():
+        if alias in q:
+            if name in q:
+                raise ValueError(f"{alias} and {name} are the same filter; give one")
+            out[name] = q[alias]
+    return out
+
+
 def _time(value: str | None) -> datetime | None:
     if value is None:
         return None
+    try:
+        return datetime.fromtimestamp(float(value), UTC)  # epoch seconds, as figures give them
+    except ValueError:
+        pass
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

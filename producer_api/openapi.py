@@ -26,9 +26,9 @@ from schemas.families.dashdive_fields import ENUMS, MAX_DELETED_OBJECTS, MAX_PAR
 from schemas.native import NativeEvent
 
 FRAGMENTS = (
-    "common", "native", "admin", "dead_letters", "history",
+    "common", "native", "admin", "dead_letters", "history", "overview",
     "dashdive", "datahub", "baselime", "dynatrace", "dakkio", "schema_registry",
-    "posthog", "otlp", "segment", "rudderstack",
+    "posthog", "otlp", "segment", "rudderstack", "console",
 )  # fmt: skip
 METHODS = ("get", "put", "post", "delete", "patch")
 OPENAPI_DOC = web.AppKey("openapi_document", dict)

@@ -13,6 +13,7 @@ from ingest.entry import IngestDeps
 from ingest.keys import key_secrets
 from ingest.publish import Publisher
 from ingest.registry import register_own_schemas
+from ingest.tally import DoorTally
 from producer_api.auth import GATE, Gate, KeyVerifier
 from producer_api.ratelimit import BodyBudget, KeyRateLimiter
 from runtime.kafka import AsyncProducer, producer_config
@@ -92,7 +93,15 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
             settings.max_receiving_bytes_per_key,
             settings.max_receiving_bytes_per_tenant,
         ),
-        core=IngestDeps(topics, settings.partitions, publisher, limits.admit_events, stored, pool),
+        core=IngestDeps(
+            topics,
+            settings.partitions,
+            publisher,
+            limits.admit_events,
+            stored,
+            pool,
+            tally=DoorTally(),
+        ),
     )
     try:
         yield

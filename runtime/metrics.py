@@ -146,6 +146,8 @@ class ProgressWatchdog:
         self._interval = max(0.2, min(5.0, stall_seconds / 4)) if stall_seconds > 0 else 5.0
         self._last_progress = time.monotonic()
         self._waiting_since: float | None = None
+        self.last_lag: int | None = None
+        """The latest measurement (None: none yet, or Kafka could not tell)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         labels = {"consumer": name}
@@ -169,6 +171,7 @@ class ProgressWatchdog:
     def check(self, lag: int | None) -> bool:
         """Record a lag measurement; True when the consumer counts as stalled."""
         now = time.monotonic()
+        self.last_lag = lag
         if lag is None or lag == 0:  # unknown (Kafka unreachable) or idle: nothing waits
             self._waiting_since = None
             return False

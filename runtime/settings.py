@@ -45,6 +45,8 @@ class Settings:
     allow_default_secret: bool = False
     key_cache_seconds: float = 5.0
     max_keys_per_tenant: int = 100
+    console_session_idle_seconds: float = 1800.0
+    console_session_max_seconds: float = 12 * 3600.0
     produce_timeout_ms: int = 15_000
     door_linger_ms: int = 20
     max_body_bytes: int = 6 * 1024 * 1024
@@ -85,6 +87,9 @@ class Settings:
     sink_prefetch_kbytes: int = 16_384
     sink_raw_read_timeout_seconds: float = 5.0
     history_retention_seconds: float = 7 * 86400.0
+    figures_flush_seconds: float = 2.0
+    figures_report_seconds: float = 5.0
+    figures_retention_seconds: float = 86400.0
     worker_metrics_port: int = 0
     sink_metrics_port: int = 0
     watchdog_stall_seconds: float = 120.0

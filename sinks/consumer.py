@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -28,6 +30,8 @@ from sinks.ingest_reader import IngestRawReader
 from sinks.republish import WriteBackProducer
 from sinks.watchdog import SinkMonitor
 from sinks.writer import FirstWrites, WriteResult
+from store.figures import add_latency, bucket_start, prune_figures
+from store.latency_bins import bin_of
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +204,7 @@ class Sink:
             written.add(result)
         batches = writing.batches
         commit_durable(consumer, [tp for batch in batches for tp in batch.offsets()])
+        self._record_latency(batches)
         self.rows_written += sum(len(b) for b in batches)
         self.monitor.batch_done(
             events=sum(len(b.upserts()) for b in batches),
@@ -212,20 +217,46 @@ class Sink:
         )
         self._prune_history()
 
+    def _record_latency(self, batches: list[SinkBatch]) -> None:
+        """Add the committed versions' acceptance → queryable latencies to the overview's
+        histogram (`sink_latency`): one statement per poll, after the commit that made them
+        queryable. Versions of one request share their received time, so the work per
+        event is one count; the sink's own write-backs are not new acceptances."""
+        received = Counter(
+            (v.tenant, v.received_at) for b in batches for v in b.upserts() if not v.from_sink
+        )
+        if not received:
+            return
+        now = time.time()
+        bucket = bucket_start(now)
+        histogram: Counter[tuple[str, datetime, int]] = Counter()
+        for (tenant, at), count in received.items():
+            histogram[(tenant, bucket, bin_of((now - at.timestamp()) * 1000))] += count
+        try:
+            add_latency(self._conns[0], histogram)
+        except psycopg.Error as exc:  # a figure lost, never a batch held back
+            log.warning("could not record the overview's latency: %s", exc)
+
     def _prune_history(self) -> None:
         """Once a minute, between polls, drop a bounded slice of history rows past their
-        retention (`SLUICE_HISTORY_RETENTION_SECONDS`; 0 keeps them)."""
-        retention = self._settings.history_retention_seconds
-        if retention <= 0 or time.monotonic() - self._pruned_at < HISTORY_PRUNE_EVERY_SECONDS:
+        retention (`SLUICE_HISTORY_RETENTION_SECONDS`; 0 keeps them), and of the overview's
+        figures past theirs (`SLUICE_FIGURES_RETENTION_SECONDS`; 0 keeps them)."""
+        if time.monotonic() - self._pruned_at < HISTORY_PRUNE_EVERY_SECONDS:
             return
         self._pruned_at = time.monotonic()
-        try:
-            gone = prune_history(self._conns[0], retention, HISTORY_PRUNE_ROWS)
-        except psycopg.Error as exc:  # pruning is housekeeping: the next minute tries again
-            log.warning("could not prune event history: %s", exc)
-            return
-        if gone:
-            log.info("pruned %d event history rows older than %.0fs", gone, retention)
+        for what, retention, prune in (
+            ("event history", self._settings.history_retention_seconds, prune_history),
+            ("overview figure", self._settings.figures_retention_seconds, prune_figures),
+        ):
+            if retention <= 0:
+                continue
+            try:
+                gone = prune(self._conns[0], retention, HISTORY_PRUNE_ROWS)
+            except psycopg.Error as exc:  # housekeeping: the next minute tries again
+                log.warning("could not prune %s rows: %s", what, exc)
+                continue
+            if gone:
+                log.info("pruned %d %s rows older than %.0fs", gone, what, retention)
 
     def _connect(self) -> psycopg.Connection[Any]:
         delay = 0.5

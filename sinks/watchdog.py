@@ -9,12 +9,17 @@ rows not yet in PostgreSQL.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from runtime.kafka import client_security_config
 from runtime.metrics import LagProbe, ProgressWatchdog, serve_metrics
 from runtime.settings import Settings
 from schemas.topics import TopicNames
+from store.figures import FigureReporter, record_lag
 
 ROW_KINDS = ("event", "tombstone", "dead_letter", "undecodable")
 
@@ -58,14 +63,25 @@ class SinkMonitor:
             "sink", self._probe.total_lag, self.registry,
             stall_seconds=settings.watchdog_stall_seconds,
         )  # fmt: skip
+        self.figures = FigureReporter(
+            "sink", settings.database_url, settings.figures_report_seconds, self._report_lag
+        )
+
+    def _report_lag(self, conn: psycopg.Connection[Any]) -> None:
+        """The overview's lag of the sink group (the watchdog's latest measurement)."""
+        lag = self.watchdog.last_lag
+        if lag is not None:
+            record_lag(conn, "sink", lag, time.time())
 
     def start(self) -> None:
-        """Serve `/metrics` (if a port is set) and start the watchdog."""
+        """Serve `/metrics` (if a port is set), start the watchdog and the figures."""
         serve_metrics(self.registry, self._settings.http_host, self._settings.sink_metrics_port)
         self.watchdog.start()
+        self.figures.start()
 
     def stop(self) -> None:
         self.watchdog.stop()
+        self.figures.stop()
 
     def batch_done(
         self, *, events: int, tombstones: int, dead_letters: int, undecodable: int, seconds: float,

@@ -385,3 +385,64 @@ async def update_job(
         sql.SQL(", ").join(sets)
     )
     await conn.execute(query, [*params, tenant, job_id])
+
+
+MAX_GROUPS = 200
+TREND_HOURS = 24
+
+_SUMMARY = """
+WITH matching AS MATERIALIZED (
+    SELECT family, status, received_at, reasons FROM dead_letters WHERE {where}
+), coded AS (
+    SELECT m.family, m.status, m.received_at, coalesce(r.code, '') AS code
+    FROM matching m
+    LEFT JOIN LATERAL (
+        SELECT DISTINCT e ->> 'code' AS code FROM jsonb_array_elements(m.reasons) e
+    ) r ON true
+    WHERE {code}
+), groups AS (
+    SELECT code, family, count(*) AS n, count(*) FILTER (WHERE status = 'pending') AS pending,
+           min(received_at) AS first, max(received_at) AS last
+    FROM coded GROUP BY code, family ORDER BY n DESC, code, family LIMIT {limit}
+)
+SELECT g.code, g.family, g.n, g.pending, extract(epoch FROM g.first)::float8,
+       extract(epoch FROM g.last)::float8, (SELECT count(*) FROM matching),
+       coalesce((
+           SELECT jsonb_agg(jsonb_build_array(h.t, h.n) ORDER BY h.t) FROM (
+               SELECT extract(epoch FROM date_trunc('hour', c.received_at))::bigint AS t,
+                      count(*) AS n
+               FROM coded c
+               WHERE c.code = g.code AND c.family = g.family
+                 AND c.received_at >= date_trunc('hour', now()) - make_interval(hours => {hours})
+               GROUP BY 1
+           ) h
+       ), '[]'::jsonb)
+FROM groups g ORDER BY g.n DESC, g.code, g.family
+"""
+
+
+async def summarize_dead_letters(
+    conn: AsyncConnection[Any], tenant: str, flt: DeadLetterFilter
+) -> dict[str, Any]:
+    """`tenant`'s dead letters matching `flt`, grouped by (reason code, family), largest
+    first, at most `MAX_GROUPS`: counts, pending, first and last received, and a trend of
+    counts per hour over the last `TREND_HOURS` (hours without any left out). A dead letter
+    with several reason codes counts in each code's group; `total` counts it once."""
+    where, params = _where(tenant, flt)
+    code: sql.Composable = sql.SQL("true")
+    if flt.reason is not None:
+        code = sql.SQL("r.code = %s")
+        params.append(flt.reason)
+    query = sql.SQL(_SUMMARY).format(
+        where=sql.SQL(" AND ").join(where), code=code, limit=sql.Literal(MAX_GROUPS),
+        hours=sql.Literal(TREND_HOURS - 1),
+    )  # fmt: skip
+    cur = await conn.execute(query, params)
+    rows = await cur.fetchall()
+    total = int(rows[0][6]) if rows else 0  # every matching dead letter is in a group
+    groups = [
+        {"reason": r[0], "family": r[1], "count": int(r[2]), "pending": int(r[3]),
+         "first": round(r[4], 3), "last": round(r[5], 3), "trend": r[7]}
+        for r in rows
+    ]  # fmt: skip
+    return {"groups": groups, "total": total}

@@ -24,6 +24,7 @@ from streams.breaker import (
     BreakerGate,
     BreakerKey,
     BreakerLimits,
+    open_rows,
     resume_path,
     status_file_writer,
     status_path,
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> faust.App:
     monitor = WorkerMonitor(settings)
     forwarder = Forwarder(settings, topics, monitor)
     monitor.watch_breaker(forwarder.breaker_status)
+    monitor.report_breakers(forwarder.open_breakers)
     forwarder.attach(app)
 
     async def start_monitor() -> None:
@@ -138,6 +140,10 @@ class Forwarder:
             await self._gate.release_due(self._released, self._send_until_acknowledged)
 
         app.timer(interval=1.0, name="breaker-release")(release_tripped_keys)
+
+    def open_breakers(self) -> list[dict[str, Any]]:
+        """The tripped keys of tenants, for the overview (`streams.breaker.open_rows`)."""
+        return open_rows(self._gate.breaker, time.monotonic(), time.time())
 
     def breaker_status(self) -> dict[str, Any]:
         """Tripped keys and limits, for metrics and health reports."""

@@ -163,12 +163,39 @@ class CircuitBreaker(Generic[K, T]):
         state = self.open.pop(key, None)
         return [] if state is None else state.held
 
+    def tripped(self) -> list[tuple[K, Tripped[T]]]:
+        """The open keys and their state, safe to call from another thread (a key opened or
+        closed meanwhile is seen at the next call)."""
+        for _ in range(5):
+            try:
+                return list(self.open.items())
+            except RuntimeError:  # the dict changed size while copied
+                continue
+        return []
+
     def status(self, now: float) -> dict[str, Any]:
         """What is tripped, as JSON-able data (for a status file, logs, metrics)."""
         return {
             "open": {_label(k): _describe(k, s, now) for k, s in self.open.items()},
             "limits": vars(self.limits),
         }
+
+
+def open_rows(
+    breaker: CircuitBreaker[BreakerKey, Any], now: float, wall_now: float
+) -> list[dict[str, Any]]:
+    """The tripped keys of tenants as plain rows (tenant, partition number, family, held,
+    since in epoch seconds, reason), for the overview (`store.figures.BreakerRow`).
+    `now` is the breaker's clock, `wall_now` the epoch time at the same moment."""
+    rows = []
+    for key, state in breaker.tripped():
+        number = getattr(key.partition, "partition", key.partition)
+        if not isinstance(number, int) or key.tenant.startswith("_"):
+            continue  # the undecodable envelopes' key belongs to no tenant
+        since = wall_now - (now - state.since) if math.isfinite(state.since) else wall_now
+        rows.append({"tenant": key.tenant, "partition": number, "family": key.family,
+                     "held": len(state.held), "since": since, "reason": state.reason})  # fmt: skip
+    return rows
 
 
 def _describe(key: Any, state: Tripped[Any], now: float) -> dict[str, Any]:

@@ -11,9 +11,13 @@ is safe: the agent lets Faust commit only batches whose results Kafka acknowledg
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -22,6 +26,7 @@ from runtime.kafka import client_security_config
 from runtime.metrics import LagProbe, ProgressWatchdog, serve_metrics
 from runtime.settings import Settings
 from schemas.topics import TopicNames
+from store.figures import BreakerRow, FigureReporter, record_lag, replace_breakers
 
 
 class WorkerMonitor:
@@ -60,13 +65,34 @@ class WorkerMonitor:
             "worker", self._probe.total_lag, self.registry,
             stall_seconds=settings.watchdog_stall_seconds,
         )  # fmt: skip
+        self.member = f"{socket.gethostname()}:{os.getpid()}"
+        """This process among the group's workers, in the overview's breaker rows."""
+        self._open_breakers: Callable[[], list[dict[str, Any]]] = list
+        self.figures = FigureReporter(
+            "worker", settings.database_url, settings.figures_report_seconds, self._report
+        )
+
+    def report_breakers(self, open_breakers: Callable[[], list[dict[str, Any]]]) -> None:
+        """Record `open_breakers()` (`streams.breaker.open_rows`) with each report."""
+        self._open_breakers = open_breakers
+
+    def _report(self, conn: psycopg.Connection[Any]) -> None:
+        """The overview's figures of this worker: the group's lag, this process's open
+        breaker keys (replacing the ones it recorded before)."""
+        lag = self.watchdog.last_lag
+        if lag is not None:
+            record_lag(conn, "worker", lag, time.time())
+        rows = [BreakerRow(state="open", **row) for row in self._open_breakers()]
+        replace_breakers(conn, self.member, rows)
 
     def start(self) -> None:
-        """Serve `/metrics` (if a port is set) and start the watchdog; idempotent."""
+        """Serve `/metrics` (if a port is set), start the watchdog and the figures;
+        idempotent."""
         if self.watchdog.started:
             return
         serve_metrics(self.registry, self._settings.http_host, self._settings.worker_metrics_port)
         self.watchdog.start()
+        self.figures.start()
 
     def batch_done(self, *, envelopes: int, dead_letters: int, seconds: float) -> None:
         """A batch's results are acknowledged by Kafka; Faust may commit it."""

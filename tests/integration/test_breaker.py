@@ -84,7 +84,7 @@ def worker(tmp_path: Path, kafka_bootstrap: str, database_url: str) -> Iterator[
     settings = make_settings(
         kafka_bootstrap, database_url, state_dir=tmp_path / "state",
         breaker_max_consecutive_invalid=MAX_CONSECUTIVE, breaker_max_invalid_ratio=1.0,
-        breaker_cooldown_seconds=COOLDOWN,
+        breaker_cooldown_seconds=COOLDOWN, figures_report_seconds=1.0,
     )  # fmt: skip
     ensure_topics(settings)
     stack = ProcessStack(settings, tmp_path / "logs")
@@ -93,6 +93,18 @@ def worker(tmp_path: Path, kafka_bootstrap: str, database_url: str) -> Iterator[
         yield stack
     finally:
         stack.stop()
+
+
+def _recorded(database_url: str, tenant: str) -> set[tuple[int, str, int]]:
+    """The open keys of `tenant` the workers recorded for the overview (migration 0015):
+    (partition, family, envelopes held)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT kafka_partition, family, held FROM breaker_states"
+            " WHERE tenant = %s AND state = 'open' AND reported_at > now() - interval '10 s'",
+            (tenant,),
+        ).fetchall()
+    return {(int(r[0]), str(r[1]), int(r[2])) for r in rows}
 
 
 def test_one_tenants_garbage_on_every_partition_holds_only_that_tenant(
@@ -115,6 +127,12 @@ def test_one_tenants_garbage_on_every_partition_holds_only_that_tenant(
     log = worker.log_tail("worker", 400)
     assert "circuit breaker tripped" in log and "door bug?" in log
 
+    # The worker records the same keys in PostgreSQL, for the overview of any machine.
+    recorded = eventually(lambda: _recorded(database_url, poison) or None, timeout=30)
+    assert {p for p, _, _ in recorded} == set(range(n))
+    assert all(family == "native" and held >= 1 for _, family, held in recorded)
+    assert _recorded(database_url, other) == set()
+
     shown = _cli(settings, "status")
     assert shown.returncode == 0 and f"{poison}/native" in shown.stdout, shown.stderr
     asked = _cli(settings, "resume", "--all")
@@ -122,4 +140,5 @@ def test_one_tenants_garbage_on_every_partition_holds_only_that_tenant(
     assert eventually(lambda: _count(database_url, "dead_letters", poison) == GARBAGE * n,
                       timeout=60)  # fmt: skip
     assert eventually(lambda: (_status(status_file) or {}).get("open") == {}, timeout=30)
+    assert eventually(lambda: not _recorded(database_url, poison), timeout=30)
     assert _count(database_url, "events", poison) == 0

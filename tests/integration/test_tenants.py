@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from typing import Any
 
 import psycopg
@@ -205,6 +206,26 @@ def list_dead_letters(w: World) -> None:
         answer = w.b("GET", f"/v1/dead-letters{query}")
         assert answer.status == 200, answer.body
         assert w.dead_letter_id not in answer.body.decode()
+
+
+def overview(w: World) -> None:
+    """B's figures are B's: never A's tenant, and B's pending dead letters only."""
+    mine = w.a("GET", "/v1/overview").json()
+    assert mine["tenant"] == w.tenant_a and mine["totals"]["dead_letters_pending"] >= 1
+    for query in ("", f"?tenant={w.tenant_a}"):
+        theirs = w.b("GET", f"/v1/overview{query}").json()
+        assert theirs["tenant"] != w.tenant_a
+        pending = w.b("GET", "/v1/dead-letters?status=pending").json()["dead_letters"]
+        assert theirs["totals"]["dead_letters_pending"] == len(pending)
+
+
+def dead_letter_summary(w: World) -> None:
+    """B's summary counts B's dead letters only, whatever the filter."""
+    assert w.a("GET", "/v1/dead-letters/summary").json()["total"] >= 1
+    for query in ("", f"?tenant={w.tenant_a}", "?status=pending", "?family=native"):
+        summary = w.b("GET", f"/v1/dead-letters/summary{query}").json()
+        listed = w.b("GET", f"/v1/dead-letters{query}").json()["dead_letters"]
+        assert summary["total"] == len(listed), (query, summary)
 
 
 def show_dead_letter(w: World) -> None:
@@ -413,7 +434,28 @@ def registry_writes(w: World) -> None:
     assert send(w.stack, w.a_schemas, "GET", a_side).json() == [1]
 
 
+def console_session(w: World) -> None:
+    """B's console session is B's: signed in with B's key (a `tenant` in the body changes
+    nothing) its cookie reads B's tenant only, and signing it out touches nothing of A's."""
+    base = w.stack.base_url
+    answer = call("POST", f"{base}/console/session",
+                  json_body={"key": w.b_key, "tenant": w.tenant_a})  # fmt: skip
+    assert answer.status == 201 and answer.json()["tenant"] != w.tenant_a, answer.body
+    cookie = SimpleCookie(answer.headers["Set-Cookie"])["sluice_console"].value
+    headers = {"Cookie": f"sluice_console={cookie}"}
+    assert call("GET", f"{base}/console/session", headers=headers).json()["tenant"] != w.tenant_a
+    assert call("GET", f"{base}/v1/dead-letters/{w.dead_letter_id}", headers=headers).status == 404
+    listed = call("GET", f"{base}/v1/dead-letters", headers=headers)
+    assert w.dead_letter_id not in listed.body.decode()
+    csrf = {"X-CSRF-Token": str(answer.json()["csrf_token"])}
+    assert call("DELETE", f"{base}/console/session", headers={**headers, **csrf}).status == 200
+    w.a_still_has_everything()
+
+
 CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
+    ("POST", "/console/session"): console_session,
+    ("GET", "/console/session"): console_session,
+    ("DELETE", "/console/session"): console_session,
     ("GET", "/v1/events"): list_events,
     ("GET", "/v1/events/{id}"): show_event,
     ("DELETE", "/v1/events/{id}"): delete_event,
@@ -422,6 +464,8 @@ CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("DELETE", "/datahub/v1/events"): datahub_deletes,
     ("GET", "/v1/dead-letters"): list_dead_letters,
     ("GET", "/v1/dead-letters/{id}"): show_dead_letter,
+    ("GET", "/v1/dead-letters/summary"): dead_letter_summary,
+    ("GET", "/v1/overview"): overview,
     ("POST", "/v1/dead-letters/{id}/replay"): replay_dead_letter,
     ("POST", "/v1/dead-letters/{id}/discard"): discard_dead_letter,
     ("POST", "/v1/dead-letters/replay"): replay_by_filter,
@@ -489,9 +533,11 @@ NOT_TENANT_SCOPED = {
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/schema-registry/schemas/types"),
+    ("GET", "/console"),
+    ("GET", "/console/assets/{name}"),
 }
 """No tenant data: liveness, readiness, process metrics, the API description, the schema
-types the registry serves."""
+types the registry serves, the console's page and its files."""
 
 
 def registered_routes(app: web.Application) -> Iterator[tuple[str, str]]:
@@ -587,6 +633,7 @@ API_WRITES = {
     "registry_versions": {"INSERT", "UPDATE", "DELETE"},
     "registry_schemas": {"INSERT"},
     "registry_config": {"INSERT", "UPDATE"},
+    "console_sessions": {"INSERT", "DELETE"},
 }
 """Every write the API's role may make (migration 0013): what store/*.py runs for the API."""
 

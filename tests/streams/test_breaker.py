@@ -12,6 +12,7 @@ from streams.breaker import (
     BreakerKey,
     BreakerLimits,
     CircuitBreaker,
+    open_rows,
     request_resume,
     status_file_writer,
     take_resume_request,
@@ -210,3 +211,26 @@ def test_a_resume_request_is_read_once(tmp_path: Path) -> None:
     assert take_resume_request(path) == (True, None)
     path.write_text("{not json")
     assert take_resume_request(path) == (False, None) and not path.exists()
+
+
+def test_open_rows_name_each_tenant_key_in_epoch_seconds() -> None:
+    """What a worker records for the overview: a tripped key's partition number, family,
+    envelopes held and trip time on the wall clock; never the undecodable key."""
+
+    @dataclass(frozen=True)
+    class TP:
+        topic: str
+        partition: int
+
+    breaker: CircuitBreaker[BreakerKey, Any] = CircuitBreaker(LIMITS)
+    key = BreakerKey(TP("raw", 3), "acme", "native")
+    junk = BreakerKey(TP("raw", 1), "_undecodable", "")
+    for k in (key, junk):
+        assert breaker.record(k, 0, 9, now=100.0) is not None
+        breaker.hold(k, object())
+    rows = open_rows(breaker, now=130.0, wall_now=1_764_790_000.0)
+    assert rows == [{"tenant": "acme", "partition": 3, "family": "native", "held": 1,
+                     "since": 1_764_789_970.0, "reason": rows[0]["reason"]}]  # fmt: skip
+    assert "in a row" in rows[0]["reason"]
+    breaker.release(key)
+    assert open_rows(breaker, now=131.0, wall_now=1_764_790_001.0) == []
