@@ -42,6 +42,10 @@ MODES = (
     "FULL", "FULL_TRANSITIVE",
 )  # fmt: skip
 DEFAULT_MODE = "BACKWARD"
+MAX_NESTING = 64
+"""The deepest nesting of JSON objects and arrays a schema of either type may have."""
+MAX_REFS = 256
+"""The most `$ref`s one JSON Schema may hold (each is resolved when it is compared)."""
 
 
 class InvalidSchema(ValueError):
@@ -73,11 +77,34 @@ def parse(schema_type: str, text: str) -> ParsedSchema:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise InvalidSchema(f"the schema is not JSON: {exc}") from exc
+    depth, refs = _shape(document)
+    if depth > MAX_NESTING:
+        raise InvalidSchema(f"the schema nests {depth} levels deep, more than {MAX_NESTING}")
+    if schema_type == "JSON" and refs > MAX_REFS:
+        raise InvalidSchema(f"the schema has {refs} $refs, more than {MAX_REFS}")
     compact = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
     canonical = json.dumps(document, separators=(",", ":"), sort_keys=True)
     fingerprint = hashlib.sha256(canonical.encode()).digest()
     parsed = _avro(document, compact) if schema_type == "AVRO" else _json_schema(document)
     return ParsedSchema(schema_type, compact, fingerprint, parsed)
+
+
+def _shape(document: Any) -> tuple[int, int]:
+    """(the deepest nesting of objects and arrays, how many objects have a `$ref`),
+    walked without recursion so that any depth json.loads returns is measured."""
+    deepest, refs, stack = 0, 0, [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            refs += "$ref" in node
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest, refs
 
 
 def _avro(document: Any, text: str) -> Any:

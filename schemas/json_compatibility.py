@@ -76,6 +76,8 @@ def reader_cannot_read(
     writer_name: str = "writer schema",
 ) -> list[str]:
     """Why a document valid under `writer` may be invalid under `reader` (empty: never)."""
+    if reader == writer:  # one document accepts what it accepts, whatever its $refs
+        return []
     return _Inclusion(reader, writer, reader_name, writer_name).covers(reader, writer, "#", 0)
 
 
