@@ -13,60 +13,13 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 import jsonschema.validators
 import referencing.exceptions
 
-ALL_TYPES = frozenset({"null", "boolean", "object", "array", "number", "string"})
-"""A schema without `type`: every JSON type (`number` includes `integer`)."""
-MAX_DEPTH = 96
-"""Subschemas compared below one another before the answer is 'not decided'."""
-MAX_STEPS = 20_000
-"""Pairs of subschemas compared in one check (unions multiply them) before 'not decided'."""
-_APPLICATORS = ("not", "if", "oneOf", "dependentSchemas", "contains")
-_GROUPS = (
-    {"properties", "patternProperties", "additionalProperties"},
-    {"prefixItems", "items", "additionalItems"},
-    {"if", "then", "else"},
-    {"contains", "minContains", "maxContains"},
-)
-_UNDECIDED = (
-    ("not",),
-    ("if", "then", "else"),
-    ("oneOf",),
-    ("contains", "minContains", "maxContains"),
-    ("dependentSchemas",),
-    ("unevaluatedItems",),
-    ("unevaluatedProperties",),
-    ("$dynamicRef",),
-    ("$recursiveRef",),
-)
-_ANNOTATIONS = frozenset(
-    {
-        "title",
-        "description",
-        "default",
-        "examples",
-        "$comment",
-        "deprecated",
-        "readOnly",
-        "writeOnly",
-        "$schema",
-        "$id",
-        "$anchor",
-        "$defs",
-        "definitions",
-        "$vocabulary",
-        "contentEncoding",
-        "contentMediaType",
-        "contentSchema",
-        "$dynamicAnchor",
-        "$recursiveAnchor",
-    }
-)
+from schemas import json_keywords as kw
+from schemas.json_keywords import MAX_DEPTH, MAX_STEPS
 
 
 def reader_cannot_read(
@@ -79,129 +32,6 @@ def reader_cannot_read(
     if reader == writer:  # one document accepts what it accepts, whatever its $refs
         return []
     return _Inclusion(reader, writer, reader_name, writer_name).covers(reader, writer, "#", 0)
-
-
-def _esc(name: str) -> str:
-    return name.replace("~", "~0").replace("/", "~1")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _only_annotations(schema: Any) -> bool:
-    return schema is True or (isinstance(schema, dict) and schema.keys() <= _ANNOTATIONS)
-
-
-def _refs(node: Any) -> set[str]:
-    if isinstance(node, dict):
-        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
-        return found.union(*(_refs(v) for v in node.values()))
-    if isinstance(node, list):
-        return set().union(*(_refs(v) for v in node))
-    return set()
-
-
-def _in_defs(ref: str) -> bool:
-    return ref.startswith(("#/$defs/", "#/definitions/"))
-
-
-def _resolve(root: Any, ref: str) -> Any:
-    """A local `#/...` pointer's target in `root`, or None (remote, anchor, absent)."""
-    if ref == "#":
-        return root
-    if not ref.startswith("#/"):
-        return None
-    node = root
-    for raw in ref[2:].split("/"):
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node if isinstance(node, dict | bool) else None
-
-
-def _types(schema: dict[str, Any]) -> set[str]:
-    kind = schema.get("type")
-    if kind is None:
-        return set(ALL_TYPES)
-    return {kind} if isinstance(kind, str) else set(kind)
-
-
-def _lower(schema: dict[str, Any], integer: bool) -> tuple[float, bool] | None:
-    """The tightest lower bound, (value, exclusive); draft 4's boolean form too."""
-    bounds = []
-    if _number(schema.get("minimum")):
-        bounds.append((schema["minimum"], schema.get("exclusiveMinimum") is True))
-    if _number(schema.get("exclusiveMinimum")):
-        bounds.append((schema["exclusiveMinimum"], True))
-    if integer:  # x > 2.5 and x >= 3 are one bound for integers
-        bounds = [(math.floor(v) + 1, False) if ex else (math.ceil(v), False) for v, ex in bounds]
-    return max(bounds, key=lambda b: (b[0], b[1])) if bounds else None
-
-
-def _upper(schema: dict[str, Any], integer: bool) -> tuple[float, bool] | None:
-    bounds = []
-    if _number(schema.get("maximum")):
-        bounds.append((schema["maximum"], schema.get("exclusiveMaximum") is True))
-    if _number(schema.get("exclusiveMaximum")):
-        bounds.append((schema["exclusiveMaximum"], True))
-    if integer:
-        bounds = [(math.ceil(v) - 1, False) if ex else (math.floor(v), False) for v, ex in bounds]
-    return min(bounds, key=lambda b: (b[0], not b[1])) if bounds else None
-
-
-def _lower_holds(reader: tuple[float, bool] | None, writer: tuple[float, bool] | None) -> bool:
-    if reader is None:
-        return True
-    if writer is None:
-        return False
-    return writer[0] > reader[0] or (writer[0] == reader[0] and (writer[1] or not reader[1]))
-
-
-def _upper_holds(reader: tuple[float, bool] | None, writer: tuple[float, bool] | None) -> bool:
-    def flip(bound: tuple[float, bool] | None) -> tuple[float, bool] | None:
-        return None if bound is None else (-bound[0], bound[1])
-
-    return _lower_holds(flip(reader), flip(writer))
-
-
-def _fraction(value: float) -> Fraction:
-    return Fraction(Decimal(repr(value)))
-
-
-def _items(schema: dict[str, Any]) -> tuple[list[Any], Any]:
-    """(schemas of the first positions, schema of every later one), in any draft."""
-    if isinstance(schema.get("prefixItems"), list):
-        return schema["prefixItems"], schema.get("items", True)
-    if isinstance(schema.get("items"), list):
-        return schema["items"], schema.get("additionalItems", True)
-    return [], schema.get("items", True)
-
-
-def _merged(parts: list[Any]) -> dict[str, Any] | None:
-    """One schema equal to the intersection of `parts`, when they share no keyword and no
-    group of keywords that read each other (`properties` with `additionalProperties`, …)."""
-    dicts = [{} if p is True else p for p in parts]
-    if not all(isinstance(p, dict) for p in dicts):
-        return None
-    merged: dict[str, Any] = {}
-    for part in dicts:
-        if merged.keys() & part.keys() - _ANNOTATIONS:
-            return None
-        if any(group & merged.keys() and group & part.keys() for group in _GROUPS):
-            return None
-        if "unevaluatedProperties" in part or "unevaluatedItems" in part:
-            return None
-        merged.update({k: v for k, v in part.items() if k not in merged})
-    return merged
-
-
-def _without(schema: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: v for k, v in schema.items() if k not in keys}
 
 
 class _Inclusion:
@@ -220,17 +50,17 @@ class _Inclusion:
             (root.get("$defs"), root.get("definitions")) if isinstance(root, dict) else None
             for root in (reader, writer)
         ]
-        self.defs_agree = defs[0] == defs[1] and all(_in_defs(r) for r in _refs(defs[0]))
+        self.defs_agree = defs[0] == defs[1] and all(kw.in_defs(r) for r in kw.refs(defs[0]))
 
     def same(self, reader: Any, writer: Any) -> bool:
         """Equal subschemas whose `$ref`s, if any, point to equal definitions."""
         if reader != writer:
             return False
-        refs = _refs(reader)
-        return not refs or (self.defs_agree and all(_in_defs(r) for r in refs))
+        refs = kw.refs(reader)
+        return not refs or (self.defs_agree and all(kw.in_defs(r) for r in refs))
 
     def covers(self, reader: Any, writer: Any, ptr: str, depth: int) -> list[str]:
-        if writer is False or _only_annotations(reader):
+        if writer is False or kw.only_annotations(reader):
             return []
         if reader is False:
             return [f"{ptr}: the {self.r} accepts nothing here, the {self.w} accepts documents"]
@@ -248,23 +78,25 @@ class _Inclusion:
             self.on_path.discard(key)
 
     def _combinators(self, r: dict[str, Any], w: dict[str, Any], ptr: str, d: int) -> list[str]:
+        if isinstance(r.get("anyOf"), list) and any(self.same(b, w) for b in r["anyOf"]):
+            return self.covers(kw.without(r, "anyOf"), w, ptr, d)  # a union widened by a branch
         if isinstance(w.get("$ref"), str):
-            target, rest = _resolve(self.writer_root, w["$ref"]), self._writer_rest(w, "$ref")
+            target, rest = kw.resolve(self.writer_root, w["$ref"]), self._writer_rest(w, "$ref")
             if target is None:  # dropping a writer's constraint only widens what it accepts
                 return self.covers(r, rest, ptr, d)
             return self.covers(
-                r, target if _only_annotations(rest) else {"allOf": [target, rest]}, ptr, d
+                r, target if kw.only_annotations(rest) else {"allOf": [target, rest]}, ptr, d
             )
         if isinstance(r.get("$ref"), str):
-            target = _resolve(self.reader_root, r["$ref"])
+            target = kw.resolve(self.reader_root, r["$ref"])
             if target is None:
                 return [
                     f"{ptr}/$ref: the {self.r}'s $ref {r['$ref']!r} is not a local '#/…' "
                     "pointer; treated as breaking"
                 ]
-            return self.covers(target, w, ptr, d) + self.covers(_without(r, "$ref"), w, ptr, d)
+            return self.covers(target, w, ptr, d) + self.covers(kw.without(r, "$ref"), w, ptr, d)
         if isinstance(r.get("allOf"), list):
-            reasons = self.covers(_without(r, "allOf"), w, ptr, d)
+            reasons = self.covers(kw.without(r, "allOf"), w, ptr, d)
             for i, branch in enumerate(r["allOf"]):
                 reasons += self.covers(branch, w, f"{ptr}/allOf/{i}", d)
             return reasons
@@ -279,7 +111,7 @@ class _Inclusion:
         if isinstance(w.get("allOf"), list):
             return self._writer_all_of(r, w, ptr, d)
         if isinstance(r.get("anyOf"), list):
-            reasons = self.covers(_without(r, "anyOf"), w, ptr, d)
+            reasons = self.covers(kw.without(r, "anyOf"), w, ptr, d)
             if all(self.covers(branch, w, ptr, d) for branch in r["anyOf"]):
                 reasons.append(
                     f"{ptr}/anyOf: no single branch of the {self.r}'s anyOf accepts "
@@ -291,11 +123,11 @@ class _Inclusion:
     def _writer_rest(self, w: dict[str, Any], key: str) -> dict[str, Any]:
         """`w` without `key`; without `unevaluated*` too, which would read fewer evaluated
         properties once `key` is gone (so dropping them keeps the writer's set a superset)."""
-        return _without(w, key, "unevaluatedProperties", "unevaluatedItems")
+        return kw.without(w, key, "unevaluatedProperties", "unevaluatedItems")
 
     def _writer_all_of(self, r: dict[str, Any], w: dict[str, Any], ptr: str, d: int) -> list[str]:
         parts = [self._writer_rest(w, "allOf"), *w["allOf"]]
-        merged = _merged(parts)
+        merged = kw.merged(parts)
         if merged is not None:
             return self.covers(r, merged, ptr, d)
         first: list[str] = []
@@ -315,7 +147,7 @@ class _Inclusion:
         reasons = [
             f"{ptr}/{group[0]}: '{'/'.join(group)}' differs in the {self.r}; inclusion is not "
             "decided for it, treated as breaking"
-            for group in _UNDECIDED
+            for group in kw.UNDECIDED
             if any(k in r for k in group)
             and not self.same([r.get(k) for k in group], [w.get(k) for k in group])
         ]
@@ -327,7 +159,7 @@ class _Inclusion:
                 f"{ptr}: the {self.r} allows only listed values (enum/const), the "
                 f"{self.w} allows others"
             )
-        r_types, w_types, missing = _types(r), _types(w), []
+        r_types, w_types, missing = kw.types(r), kw.types(w), []
         for kind in sorted(w_types):
             if kind in r_types or (kind == "integer" and "number" in r_types):
                 reasons += self._typed(kind, r, w, ptr, d)
@@ -347,8 +179,8 @@ class _Inclusion:
     def _unevaluated(self, s: dict[str, Any], reader: bool) -> dict[str, Any]:
         """Without in-place applicators left, `unevaluated*` is `additionalProperties` /
         `items`; otherwise a writer's is dropped (sound) and a reader's stays undecided."""
-        if any(k in s for k in _APPLICATORS):
-            return s if reader else _without(s, "unevaluatedProperties", "unevaluatedItems")
+        if any(k in s for k in kw.APPLICATORS):
+            return s if reader else kw.without(s, "unevaluatedProperties", "unevaluatedItems")
         s = dict(s)
         if "unevaluatedProperties" in s:
             s.setdefault("additionalProperties", s["unevaluatedProperties"])
@@ -367,7 +199,7 @@ class _Inclusion:
             return [w["const"]]
         if isinstance(w.get("enum"), list):
             return list(w["enum"])
-        kinds = _types(w)
+        kinds = kw.types(w)
         if kinds <= {"null", "boolean"}:
             return ([None] if "null" in kinds else []) + (
                 [False, True] if "boolean" in kinds else []
@@ -400,18 +232,20 @@ class _Inclusion:
 
     def _numbers(self, r: dict[str, Any], w: dict[str, Any], ptr: str, integer: bool) -> list[str]:
         reasons = []
-        if not _lower_holds(_lower(r, integer), _lower(w, integer)):
+        if not kw.lower_holds(kw.lower(r, integer), kw.lower(w, integer)):
             reasons.append(
                 f"{ptr}/minimum: the {self.r}'s lower bound is higher than the "
                 f"{self.w}'s (numbers the {self.w} allows are refused)"
             )
-        if not _upper_holds(_upper(r, integer), _upper(w, integer)):
+        if not kw.upper_holds(kw.upper(r, integer), kw.upper(w, integer)):
             reasons.append(
                 f"{ptr}/maximum: the {self.r}'s upper bound is lower than the {self.w}'s"
             )
-        if _number(r.get("multipleOf")):
-            step = w.get("multipleOf") if _number(w.get("multipleOf")) else (1 if integer else None)
-            ratio = None if step is None else _fraction(step) / _fraction(r["multipleOf"])
+        if kw.number(r.get("multipleOf")):
+            step = (
+                w.get("multipleOf") if kw.number(w.get("multipleOf")) else (1 if integer else None)
+            )
+            ratio = None if step is None else kw.fraction(step) / kw.fraction(r["multipleOf"])
             if ratio is None or ratio.denominator != 1:
                 reasons.append(
                     f"{ptr}/multipleOf: the {self.r} requires multiples of "
@@ -439,7 +273,7 @@ class _Inclusion:
         return reasons
 
     def _arrays(self, r: dict[str, Any], w: dict[str, Any], ptr: str, d: int) -> list[str]:
-        (r_first, r_rest), (w_first, w_rest) = _items(r), _items(w)
+        (r_first, r_rest), (w_first, w_rest) = kw.items(r), kw.items(w)
         w_max = w.get("maxItems", math.inf)
         if w_rest is False:
             w_max = min(w_max, len(w_first))
@@ -472,7 +306,7 @@ class _Inclusion:
                 reasons.append(f"{ptr}/required: property {name!r} became required")
         names = sorted(set(r.get("properties", {})) | set(w.get("properties", {})))
         for name in names:
-            reasons += self._property(r, w, name, f"{ptr}/properties/{_esc(name)}", d)
+            reasons += self._property(r, w, name, f"{ptr}/properties/{kw.esc(name)}", d)
         reasons += self._other_names(r, w, ptr, d)
         reasons += self._counts(r, w, ptr)
         return reasons + self._dependencies(r, w, ptr)
@@ -500,7 +334,7 @@ class _Inclusion:
         if rs is False and ws is not False:
             return [f"{ptr}: property {name!r} is no longer allowed (closed content model)"]
         found = self.covers(rs, ws, ptr, d)
-        if found and name not in w.get("properties", {}) and _only_annotations(ws):
+        if found and name not in w.get("properties", {}) and kw.only_annotations(ws):
             found.insert(
                 0,
                 f"{ptr}: property {name!r} is new, and the {self.w}'s open content "
@@ -517,7 +351,7 @@ class _Inclusion:
             maybe = [w_pats[pattern]] if pattern in w_pats else [w_add, *w_pats.values()]
             for candidate in maybe:
                 reasons += self.covers(
-                    schema, candidate, f"{ptr}/patternProperties/{_esc(pattern)}", d
+                    schema, candidate, f"{ptr}/patternProperties/{kw.esc(pattern)}", d
                 )
         r_add = r.get("additionalProperties", True)
         for candidate in [w_add, *(s for p, s in w_pats.items() if p not in r_pats)]:
@@ -562,7 +396,7 @@ class _Inclusion:
             known = w_deps.get(name, set()) | w_required
             if not needed <= known and self._schema_for(w, name) is not False:
                 reasons.append(
-                    f"{ptr}/dependentRequired/{_esc(name)}: {sorted(needed - known)} "
+                    f"{ptr}/dependentRequired/{kw.esc(name)}: {sorted(needed - known)} "
                     f"became required when {name!r} is present"
                 )
 

@@ -373,6 +373,12 @@ CASES: list[tuple[str, Any, Any, bool, bool, str, str]] = [
 ]
 
 
+CASES.append(
+    ("old schema wrapped in a wider anyOf", obj(a=INT), {"anyOf": [obj(a=INT), {"type": "null"}]},
+     True, False, "", "#/anyOf/1")
+)  # fmt: skip
+
+
 def json_schema(document: Any) -> ParsedSchema:
     return parse("JSON", json.dumps(document))
 
@@ -509,3 +515,20 @@ def test_compatible_verdicts_hold_for_generated_schemas(
     except Exception:  # an unsatisfiable writer generates nothing, which is vacuously fine
         return
     assert _accepts(reader)(document), (document, writer, reader)
+
+
+def test_a_combinatorial_comparison_is_bounded() -> None:
+    """Nested unions multiply the pairs to compare: the check stops at its bound, quickly,
+    and calls the change breaking rather than guessing."""
+    import time
+
+    old: Any = {"type": "string"}
+    new: Any = {"type": "string"}
+    for level in range(9):
+        old = {"anyOf": [old, {"type": "array", "items": old}], "description": f"old {level}"}
+        new = {"anyOf": [new, {"type": "array", "items": new}], "description": f"new {level}"}
+    started = time.perf_counter()
+    reasons = incompatibilities("BACKWARD", json_schema({"anyOf": [new, {"type": "null"}]}),
+                                [json_schema(old)])  # fmt: skip
+    assert time.perf_counter() - started < 5
+    assert any("too many combinations" in r and "treated as breaking" in r for r in reasons)
