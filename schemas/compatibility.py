@@ -13,11 +13,10 @@ written with a writer schema when Apache Avro's own `ReaderWriterCompatibilityCh
 * FULL: both; each `_TRANSITIVE` mode checks every version instead of the latest;
 * NONE: no check.
 
-JSON Schema's rules here are deliberately simple (issue 17 part 2 defines them fully):
-both versions must be object schemas or booleans; a change is breaking when it changes
-the top-level `type`, changes the subschema of a property both versions define, or, for
-a reader, makes a property required that the writer did not require, or forbids
-(`additionalProperties: false`) a property the writer defined.
+JSON Schema has no resolution rules of its own, so a reader "reads" a writer's data when
+it accepts every document the writer accepts: `schemas.json_compatibility` decides that
+inclusion soundly, keyword by keyword, and calls breaking what it cannot decide (the
+rules are in docs/api.md, "JSON Schema compatibility").
 """
 
 from __future__ import annotations
@@ -35,12 +34,18 @@ import jsonschema.exceptions
 import jsonschema.validators
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
+from schemas import json_compatibility
+
 SCHEMA_TYPES = ("AVRO", "JSON")
 MODES = (
     "NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE",
     "FULL", "FULL_TRANSITIVE",
 )  # fmt: skip
 DEFAULT_MODE = "BACKWARD"
+MAX_NESTING = 64
+"""The deepest nesting of JSON objects and arrays a schema of either type may have."""
+MAX_REFS = 256
+"""The most `$ref`s one JSON Schema may hold (each is resolved when it is compared)."""
 
 
 class InvalidSchema(ValueError):
@@ -72,11 +77,34 @@ def parse(schema_type: str, text: str) -> ParsedSchema:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise InvalidSchema(f"the schema is not JSON: {exc}") from exc
+    depth, refs = _shape(document)
+    if depth > MAX_NESTING:
+        raise InvalidSchema(f"the schema nests {depth} levels deep, more than {MAX_NESTING}")
+    if schema_type == "JSON" and refs > MAX_REFS:
+        raise InvalidSchema(f"the schema has {refs} $refs, more than {MAX_REFS}")
     compact = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
     canonical = json.dumps(document, separators=(",", ":"), sort_keys=True)
     fingerprint = hashlib.sha256(canonical.encode()).digest()
     parsed = _avro(document, compact) if schema_type == "AVRO" else _json_schema(document)
     return ParsedSchema(schema_type, compact, fingerprint, parsed)
+
+
+def _shape(document: Any) -> tuple[int, int]:
+    """(the deepest nesting of objects and arrays, how many objects have a `$ref`),
+    walked without recursion so that any depth json.loads returns is measured."""
+    deepest, refs, stack = 0, 0, [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            refs += "$ref" in node
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest, refs
 
 
 def _avro(document: Any, text: str) -> Any:
@@ -121,14 +149,22 @@ def incompatibilities(mode: str, new: ParsedSchema, versions: Sequence[ParsedSch
             reasons.append(f"schema type {new.schema_type} cannot follow {old.schema_type}")
             continue
         if base in ("BACKWARD", "FULL"):
-            reasons += [f"BACKWARD: {r}" for r in reader_cannot_read(new, old)]
+            reasons += [
+                f"BACKWARD: {r}" for r in reader_cannot_read(new, old, "new schema", "old schema")
+            ]
         if base in ("FORWARD", "FULL"):
-            reasons += [f"FORWARD: {r}" for r in reader_cannot_read(old, new)]
+            reasons += [
+                f"FORWARD: {r}" for r in reader_cannot_read(old, new, "old schema", "new schema")
+            ]
     return reasons
 
 
-def reader_cannot_read(reader: ParsedSchema, writer: ParsedSchema) -> list[str]:
-    """Why data written with `writer` cannot be read with `reader` (empty: it can)."""
+def reader_cannot_read(
+    reader: ParsedSchema, writer: ParsedSchema, reader_name: str = "reader schema",
+    writer_name: str = "writer schema",
+) -> list[str]:  # fmt: skip
+    """Why data written with `writer` cannot be read with `reader` (empty: it can); JSON
+    Schema reasons name the two schemas `reader_name` and `writer_name`."""
     if reader.schema_type == "AVRO":
         result = ReaderWriterCompatibilityChecker().get_compatibility(  # type: ignore[no-untyped-call]
             reader.document, writer.document
@@ -139,24 +175,6 @@ def reader_cannot_read(reader: ParsedSchema, writer: ParsedSchema) -> list[str]:
         where = ", ".join(sorted(result.locations))
         detail = "; ".join(sorted(result.messages))
         return [f"{kind or 'incompatible'} at {where}: {detail}"]
-    return _json_reader_cannot_read(reader.document, writer.document)
-
-
-def _json_reader_cannot_read(reader: Any, writer: Any) -> list[str]:
-    if isinstance(reader, bool) or isinstance(writer, bool):
-        if reader is True or reader == writer:
-            return []
-        return ["a boolean schema changed"]
-    reasons: list[str] = []
-    if reader.get("type") != writer.get("type"):
-        reasons.append(f"type changed from {writer.get('type')!r} to {reader.get('type')!r}")
-    read_props, written_props = reader.get("properties", {}), writer.get("properties", {})
-    for name in sorted(read_props.keys() & written_props.keys()):
-        if read_props[name] != written_props[name]:
-            reasons.append(f"property {name!r} changed")
-    newly_required = set(reader.get("required", [])) - set(writer.get("required", []))
-    reasons += [f"property {name!r} became required" for name in sorted(newly_required)]
-    if reader.get("additionalProperties") is False:
-        dropped = written_props.keys() - read_props.keys()
-        reasons += [f"property {name!r} is no longer allowed" for name in sorted(dropped)]
-    return reasons
+    return json_compatibility.reader_cannot_read(
+        reader.document, writer.document, reader_name, writer_name
+    )
