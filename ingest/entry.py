@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from ingest.contracts import ContractCache
 from ingest.plan import (
     IngestPlan,
     RequestContext,
@@ -37,6 +38,7 @@ from ingest.publish import Publisher
 from ingest.replaced import replaced_ids, stored_versions
 from ingest.split import Splitter, Unsplittable, one_event, split_body
 from ingest.tally import DoorTally
+from schemas.contracts import NO_CONTRACTS, Contracts
 from schemas.deletes import DeleteFilter, unique_ids
 from schemas.nesting import too_many_items
 from schemas.topics import TopicNames
@@ -66,9 +68,16 @@ class IngestDeps:
     replay core)."""
     pool: AsyncConnectionPool
     """Where deletion receipts are written."""
+    contracts: ContractCache | None = None
+    """The tenants' data contracts, applied at the door (None: none are, e.g. a replay,
+    which the stream checks)."""
+
     tally: DoorTally | None = None
     """Where acknowledged requests are counted for the overview (`ingest.tally`); None
     counts nothing (the replay core)."""
+
+    def current_contracts(self) -> Contracts:
+        return NO_CONTRACTS if self.contracts is None else self.contracts.current
 
 
 @dataclass(frozen=True)
@@ -177,7 +186,7 @@ async def ingest(deps: IngestDeps, request: IngestRequest) -> IngestOutcome:
     if plan is None:
         planning = functools.partial(
             plan_events, ctx, events, validator_for(ctx.family), deps.topics, deps.partitions,
-            all_or_nothing=options.all_or_nothing,
+            all_or_nothing=options.all_or_nothing, contracts=deps.current_contracts(),
         )  # fmt: skip
         plan = await asyncio.to_thread(planning) if options.in_thread else planning()
     if options.replaced:
@@ -206,7 +215,8 @@ def _compiled_plan(deps: IngestDeps, request: IngestRequest) -> IngestPlan | Non
     to the Python path with its full rules."""
     limit = request.options.max_events
     return plan_native_body(request.ctx, request.body.data, deps.topics, deps.partitions,
-                            limit if limit is not None else 2**31)  # fmt: skip
+                            limit if limit is not None else 2**31,
+                            deps.current_contracts())  # fmt: skip
 
 
 async def _publish_with_replaced(

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from runtime.kafka import OutgoingMessage
+from schemas.contracts import NO_CONTRACTS, Contracts, enforce
 from schemas.deadletter import Origin, build_dead_letter
 from schemas.deletes import DeleteFilter
 from schemas.identity import (
@@ -199,8 +200,13 @@ def plan_events(
     *,
     all_or_nothing: bool = False,
     replay: ReplayOf | None = None,
+    contracts: Contracts = NO_CONTRACTS,
 ) -> IngestPlan:
     """Validate each raw event; envelope the valid ones by partition, dead-letter the rest.
+
+    Events the family's validator accepts are then checked against the tenant's data
+    contracts (`schemas.contracts.enforce`, as the stream does): one that breaks its
+    subject's latest version is rejected with its `schema_violation`s.
 
     With `all_or_nothing`, one invalid event rejects the whole request: nothing is
     enveloped and every event, valid ones too (reason `batch_rejected`), is dead-lettered.
@@ -210,7 +216,7 @@ def plan_events(
     origin = ctx.origin()
     if replay is not None:
         origin = replace(origin, attempt=replay.attempt, replay_of=replay.dead_letter_id)
-    outcomes = validate_all(validate, raws, ctx.route)
+    outcomes = enforce(contracts, ctx.tenant, ctx.family, validate_all(validate, raws, ctx.route))
     reject_all = all_or_nothing and any(isinstance(o, Rejected) for o in outcomes)
     # The per-event loop is the door's hot path: ids are encoded once, for both the
     # partitioning key and the item, and items are written straight to Avro bytes.
@@ -248,7 +254,12 @@ def plan_events(
 
 
 def plan_native_body(
-    ctx: RequestContext, body: bytes, topics: TopicNames, partitions: int, max_events: int
+    ctx: RequestContext,
+    body: bytes,
+    topics: TopicNames,
+    partitions: int,
+    max_events: int,
+    contracts: Contracts = NO_CONTRACTS,
 ) -> IngestPlan | None:
     """`plan_events` for a native body whose events are all plainly valid and carry an id,
     done by the compiled path (`fastpath/src/lib.rs`): split, validate, partition and write
@@ -256,11 +267,15 @@ def plan_native_body(
 
     None when it does not apply (an invalid, unusual or id-less event, a possibly
     unstorable value, more than `max_events` events, not an array) or the extension is
-    not built: the caller splits the body and calls `plan_events`, which has every rule.
+    not built, or the tenant has a data contract for native events (the compiled path
+    cannot apply one): the caller splits the body and calls `plan_events`, which has every
+    rule.
     When it applies, the plan is the one `plan_events` would make, byte for byte
     (property tests in tests/ingest/test_fastpath.py).
     """
     if _compiled_plan_native is None or ctx.family != "native" or ctx.route:
+        return None
+    if contracts.covers(ctx.tenant, "native"):
         return None
     planned = _compiled_plan_native(
         body, ctx.key_prefix(), partitions, ctx.envelope_head(), max_events

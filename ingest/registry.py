@@ -24,6 +24,7 @@ from schemas.compatibility import (
     incompatibilities,
     parse,
 )
+from schemas.contracts import InvalidContract, compile_schema, is_contract_subject
 from schemas.subjects import own_subjects
 from store import registry as db
 from store.tenancy import tenant_connection
@@ -207,6 +208,15 @@ async def _check(mode: str, schema: ParsedSchema, found: list[db.StoredVersion])
     return await asyncio.to_thread(run)
 
 
+def _check_contract(subject: str, schema: ParsedSchema) -> None:
+    if schema.schema_type != "JSON":
+        raise invalid_schema(f"subject '{subject}' is a data contract: its schemas are JSON")
+    try:
+        compile_schema(schema.text)
+    except InvalidContract as exc:
+        raise invalid_schema(str(exc)) from exc
+
+
 def _writable(owner: str | None, subject: str) -> None:
     if owner == db.SYSTEM:
         raise RegistryError(403, 40301, f"Subject '{subject}' is Sluice's own and read-only.")
@@ -216,8 +226,12 @@ async def register(
     pool: AsyncConnectionPool, tenant: str, subject: str, schema: ParsedSchema
 ) -> Registered:
     """A version of `subject` with `schema`: the existing one if the subject has it, else a
-    new version if compatible (409 with every reason otherwise)."""
+    new version if compatible (409 with every reason otherwise). A data contract's subject
+    (`native.<type>`, …: `schemas.contracts`) takes only a JSON Schema that compiles as one
+    (42201 otherwise)."""
     check_subject(subject)
+    if is_contract_subject(subject):
+        await asyncio.to_thread(_check_contract, subject, schema)
     async with tenant_connection(pool, tenant) as conn:
         _writable(await db.owner_of(conn, tenant, subject), subject)
         await db.lock_subject(conn, tenant, subject)

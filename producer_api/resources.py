@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from ingest.contracts import ContractCache
 from ingest.entry import IngestDeps
 from ingest.keys import key_secrets
 from ingest.publish import Publisher
@@ -74,6 +76,7 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
     await lookups.open()
     await register_own_schemas(pool, settings.topic_prefix)
     topics = TopicNames.for_prefix(settings.topic_prefix)
+    contracts = ContractCache(pool.connection, settings.contracts_poll_seconds)
     publisher = Publisher(producer, settings.max_inflight_bytes)
     stored = StoredIdLookups(lookups, gather_seconds=settings.door_linger_ms / 2000)
     limits = KeyRateLimiter.from_settings(settings)
@@ -100,12 +103,16 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
             limits.admit_events,
             stored,
             pool,
+            contracts,
             tally=DoorTally(),
         ),
     )
+    await contracts.refresh()  # enforced from the first request on
+    polling = asyncio.create_task(contracts.run(), name="data-contracts")
     try:
         yield
     finally:
+        polling.cancel()
         producer.close()
         await lookups.close()
         await pool.close()

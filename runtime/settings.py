@@ -57,6 +57,7 @@ class Settings:
     api_statement_timeout_ms: int = 15_000
     dead_letter_search_window_seconds: float = 7 * 86_400
     schema_max_bytes: int = 64 * 1024
+    contracts_poll_seconds: float = 1.0
     rate_requests_per_second: float = 200.0
     rate_events_per_second: float = 100_000.0
     rate_tenant_requests_per_second: float = 800.0

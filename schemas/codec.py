@@ -22,7 +22,7 @@ _HEADER = struct.Struct(">bI")
 
 SCHEMA_IDS: dict[str, int] = {
     "IngestEnvelope": 4,
-    "CanonicalEvent": 6,
+    "CanonicalEvent": 7,
     "DeadLetter": 3,
     "FilterDeletion": 5,
 }
@@ -35,6 +35,7 @@ _FILES = {
 SUPERSEDED: dict[int, tuple[str, str]] = {
     1: ("IngestEnvelope", "ingest_envelope.v1.avsc"),
     2: ("CanonicalEvent", "canonical_event.v1.avsc"),
+    6: ("CanonicalEvent", "canonical_event.v2.avsc"),
 }
 """Older writer schemas still readable: id → (record name, file). A message written with
 one is read with Avro schema resolution into the current schema (new fields take their

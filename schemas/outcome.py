@@ -43,7 +43,8 @@ class ValidEvent(msgspec.Struct, frozen=True, gc=False):
     `event_id` is None when the body carried none (the door assigns one).
     `data_json` is the payload object as JSON text. `attributes_json` is set for a
     CloudEvent: its attributes Sluice has no column for, as a JSON object text
-    (`schemas.cloudevents`).
+    (`schemas.cloudevents`). `schema_id` is the registry id of the data contract the event
+    satisfied (`schemas.contracts`), None when its subject has none.
     """
 
     event_id: str | None
@@ -53,6 +54,7 @@ class ValidEvent(msgspec.Struct, frozen=True, gc=False):
     time: datetime
     data_json: str
     attributes_json: str | None = None
+    schema_id: int | None = None
 
 
 class Rejected(msgspec.Struct, frozen=True, gc=False):

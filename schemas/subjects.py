@@ -29,12 +29,16 @@ class OwnSubject:
 
 def own_subjects(prefix: str) -> tuple[OwnSubject, ...]:
     """Sluice's subjects for the topics under `prefix`."""
-    superseded = {name: schema_id for schema_id, (name, _) in SUPERSEDED.items()}
-    envelope = tuple(sorted({superseded["IngestEnvelope"], SCHEMA_IDS["IngestEnvelope"]}))
-    event = tuple(sorted({superseded["CanonicalEvent"], SCHEMA_IDS["CanonicalEvent"]}))
+    envelope, event = _ids_of("IngestEnvelope"), _ids_of("CanonicalEvent")
     return (
         OwnSubject(f"{INGEST_RAW.name(prefix)}-value", envelope),
         OwnSubject(f"{EVENTS.name(prefix)}-value", event),
         OwnSubject(f"{EVENTS.name(prefix)}-sluice.FilterDeletion", (SCHEMA_IDS["FilterDeletion"],)),
         OwnSubject(f"{EVENTS_DLQ.name(prefix)}-value", (SCHEMA_IDS["DeadLetter"],)),
     )
+
+
+def _ids_of(name: str) -> tuple[int, ...]:
+    """Every id record `name` was ever written with, oldest (lowest) first."""
+    older = {schema_id for schema_id, (of, _) in SUPERSEDED.items() if of == name}
+    return tuple(sorted({*older, SCHEMA_IDS[name]}))

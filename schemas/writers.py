@@ -181,10 +181,12 @@ class CanonicalEventWriter:
         data_json: str,
         version: int,
         attributes_json: str | None = None,
+        schema_id: int | None = None,
     ) -> bytes:
         """A whole wire-format `CanonicalEvent` message (fields in the schema's order)."""
         return b"".join(
             (self._head, write_string(event_id), write_string(type_), write_string(source),
              _optional_string(subject), write_long(_micros(time)), write_string(data_json),
-             self._received, write_long(version), _optional_string(attributes_json))
+             self._received, write_long(version), _optional_string(attributes_json),
+             b"\x00" if schema_id is None else b"\x02" + write_long(schema_id))
         )  # fmt: skip

@@ -20,9 +20,9 @@ from psycopg.types.array import ListBinaryDumper
 from sinks.rows import EventRow
 
 EVENT_COLUMNS = ("tenant", "family", "event_id", "type", "source", "subject", "time", "data",
-                 "received_at", "version", "attributes")  # fmt: skip
+                 "received_at", "version", "attributes", "schema_id")  # fmt: skip
 EVENT_TYPES = ("text", "text", "text", "text", "text", "text", "timestamptz", "jsonb",
-               "timestamptz", "int8", "jsonb")  # fmt: skip
+               "timestamptz", "int8", "jsonb", "int4")  # fmt: skip
 
 
 class JsonTextBinaryDumper(Dumper):
@@ -80,7 +80,8 @@ def copy_event_rows(
         write = copy.write_row
         for r in rows:
             row = (tenant or r.tenant, r.family, r.event_id, r.type, r.source, r.subject, r.time,
-                   r.data_json, r.received_at, r.version, r.attributes_json)  # fmt: skip
+                   r.data_json, r.received_at, r.version, r.attributes_json,
+                   r.schema_id)  # fmt: skip
             write((*row, r.partition) if with_partition else row)
             sent += 1
     return sent

@@ -43,7 +43,7 @@ WriteBack = tuple[int, bytes, bytes | None, list[tuple[str, bytes]]]
 
 _CURRENT = """
 SELECT k.tenant, k.family, k.event_id, e.type, e.source, e.subject, e.time, e.data::text AS data,
-       e.received_at, e.version, e.attributes::text AS attributes,
+       e.received_at, e.version, e.attributes::text AS attributes, e.schema_id,
        d.version AS deleted_version, d.requested_at
 FROM unnest(%s::text[], %s::text[], %s::text[]) AS k(tenant, family, event_id)
 LEFT JOIN events e
@@ -115,6 +115,7 @@ def _repair(now: dict[str, Any], version: int, partition: int, was_event: bool) 
             "type": now["type"], "source": now["source"], "subject": now["subject"],
             "time": now["time"], "data_json": now["data"], "received_at": now["received_at"],
             "version": now["version"], "attributes_json": now["attributes"],
+            "schema_id": now["schema_id"],
         }  # fmt: skip
         return (partition, key, encode("CanonicalEvent", record), _own())
     if now["version"] is None and was_event and now["deleted_version"] is not None:

@@ -39,6 +39,8 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
     replay_of: str | None = None
     attributes_json: str | None = None
     """A CloudEvent's attributes beyond the columns (`schemas.cloudevents`), else None."""
+    schema_id: int | None = None
+    """The data contract the event satisfied in the stream (`schemas.contracts`), else None."""
 
     @classmethod
     def from_record(
@@ -53,7 +55,7 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
         return cls(
             r["tenant"], r["family"], r["event_id"], r["type"], r["source"], r["subject"],
             r["time"], r["data_json"], r["received_at"], r["version"], partition, from_sink,
-            request_id, replay_of, r.get("attributes_json"),
+            request_id, replay_of, r.get("attributes_json"), r.get("schema_id"),
         )  # fmt: skip
 
     @classmethod
@@ -73,7 +75,7 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
             r["tenant"], r["family"], r["event_id"], r["type"], r["source"], r["subject"],
             _EPOCH + _MICROSECOND * r["time"], r["data_json"],
             _EPOCH + _MICROSECOND * r["received_at"], r["version"], partition, from_sink,
-            request_id, replay_of, r.get("attributes_json"),
+            request_id, replay_of, r.get("attributes_json"), r.get("schema_id"),
         )  # fmt: skip
 
     @property

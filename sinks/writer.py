@@ -53,15 +53,15 @@ _CREATE_STAGE = f"""
 CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (
     tenant text, family text, event_id text, type text, source text, subject text,
     time timestamptz, data jsonb, received_at timestamptz, version bigint, attributes jsonb,
-    kafka_partition int)
+    schema_id int, kafka_partition int)
 """
 
 _UPSERT_HEAD = f"""
 INSERT INTO events AS e
     (tenant, family, event_id, type, source, subject, time, data, received_at, version,
-     attributes, kafka_partition)
+     attributes, schema_id, kafka_partition)
 SELECT e.tenant, e.family, e.event_id, e.type, e.source, e.subject, e.time, e.data,
-       e.received_at, e.version, e.attributes, e.kafka_partition
+       e.received_at, e.version, e.attributes, e.schema_id, e.kafka_partition
 FROM {STAGE} AS e
 WHERE NOT EXISTS (
     SELECT 1 FROM event_deletions d
@@ -82,6 +82,7 @@ ON CONFLICT (tenant, family, event_id) DO UPDATE SET
     type = EXCLUDED.type, source = EXCLUDED.source, subject = EXCLUDED.subject,
     time = EXCLUDED.time, data = EXCLUDED.data, received_at = EXCLUDED.received_at,
     version = EXCLUDED.version, attributes = EXCLUDED.attributes,
+    schema_id = EXCLUDED.schema_id,
     kafka_partition = EXCLUDED.kafka_partition, stored_at = now()
 WHERE e.version < EXCLUDED.version
 """

@@ -15,10 +15,13 @@ import time
 from typing import Any
 
 import faust
+from psycopg_pool import AsyncConnectionPool
 
+from ingest.contracts import ContractCache
 from runtime.kafka import AsyncProducer, OutgoingMessage, ProduceFailed, producer_config
 from runtime.settings import Settings
 from schemas.codec import CodecError, decode
+from schemas.contracts import NO_CONTRACTS, Contracts
 from schemas.topics import TopicNames
 from streams.breaker import (
     BreakerGate,
@@ -76,6 +79,7 @@ def create_app(settings: Settings) -> faust.App:
         monitor.start()
 
     app.task(start_monitor)
+    app.task(forwarder.follow_contracts)
 
     @app.agent(ingest, name="validate")
     async def validate(stream: Any) -> None:
@@ -127,6 +131,30 @@ class Forwarder:
             report=status_file_writer(status_path(settings.state_dir, settings.worker_id)),
         )  # fmt: skip
         self._resume_requests = resume_path(settings.state_dir, settings.worker_id)
+        self._contracts_pool = AsyncConnectionPool(
+            settings.database_url, min_size=1, max_size=1, open=False
+        )
+        self.contracts: ContractCache | None = None
+        """The tenants' data contracts; None without a database (`DATABASE_URL` unset):
+        then none is enforced."""
+        if settings.database_url:
+            self.contracts = ContractCache(
+                self._contracts_pool.connection, settings.contracts_poll_seconds
+            )
+
+    async def follow_contracts(self) -> None:
+        """Keep the data contracts current for as long as the worker runs
+        (`ingest.contracts`): envelopes are checked against the latest versions in memory."""
+        if self.contracts is None:
+            return
+        await self._contracts_pool.open(wait=False)
+        try:
+            await self.contracts.run()
+        finally:
+            await self._contracts_pool.close()
+
+    def _current_contracts(self) -> Contracts:
+        return NO_CONTRACTS if self.contracts is None else self.contracts.current
 
     def attach(self, app: faust.App) -> None:
         """Let the DLQ circuit breaker release tripped keys on a timer."""
@@ -155,6 +183,8 @@ class Forwarder:
         return self._producer
 
     async def handle(self, events: list[Any]) -> None:
+        if self.contracts is not None:  # never an envelope before the contracts are known
+            await self.contracts.loaded.wait()
         began = time.monotonic()
         messages: list[OutgoingMessage] = []
         for event in events:
@@ -198,7 +228,7 @@ class Forwarder:
         if isinstance(envelope, CodecError):
             dead = undecodable_envelope(msg.value or b"", at, str(envelope))
             return [(self._topics.dlq, at.partition, dead.key, dead.value, dead.headers)], []
-        processed = process_envelope(envelope, at)
+        processed = process_envelope(envelope, at, self._current_contracts())
         return to_messages(processed, at.partition, self._topics), processed.rejected
 
     def _note_rejected(

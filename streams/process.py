@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.codec import encode
+from schemas.contracts import NO_CONTRACTS, Contracts, enforce, is_schema_violation
 from schemas.deadletter import DeadLetterMessage, Origin, build_dead_letter, stream_dead_letter_id
 from schemas.deletes import filter_key
 from schemas.identity import Identity
@@ -77,11 +78,17 @@ class Processed:
     rejected: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     """(event id, reason codes) of each upsert the family's validator rejected. The door
     runs the same validators before it writes an envelope, so each one is a door bug (or
-    an envelope a Kafka-native producer wrote without the door's checks)."""
+    an envelope a Kafka-native producer wrote without the door's checks). A data contract's
+    rejection is not one of them: a new version may have been registered since the door
+    checked the event."""
 
 
-def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
-    """Validate and normalise every item of `envelope`."""
+def process_envelope(
+    envelope: dict[str, Any], at: Position, contracts: Contracts = NO_CONTRACTS
+) -> Processed:
+    """Validate and normalise every item of `envelope`, then check each valid event against
+    its tenant's data contract for it (the latest version in `contracts`): a pass carries
+    the schema id to `events`, a failure is dead-lettered with its `schema_violation`s."""
     out = Processed(request_id=envelope["request_id"])
     origin = _origin(envelope, at)
     validate = VALIDATORS.get(envelope["family"])
@@ -90,7 +97,8 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
     if validate is not None:
         upserts = [index for index, item in enumerate(items) if item["op"] != "delete"]
         found = validate_all(validate, [items[i]["raw"] for i in upserts], envelope["route"])
-        outcomes = dict(zip(upserts, found, strict=True))
+        checked = enforce(contracts, envelope["tenant"], envelope["family"], found)
+        outcomes = dict(zip(upserts, checked, strict=True))
     writer = CanonicalEventWriter(envelope["tenant"], envelope["family"], envelope["received_at"])
     for index, item in enumerate(items):
         identity = Identity(envelope["tenant"], envelope["family"], item["event_id"])
@@ -108,11 +116,14 @@ def process_envelope(envelope: dict[str, Any], at: Position) -> Processed:
             outcome = outcomes[index]
             if isinstance(outcome, Rejected):
                 out.dead_letters.append(_reject(item, outcome.violations, origin, at, index))
-                out.rejected.append((item["event_id"], tuple(v.code for v in outcome.violations)))
+                if not is_schema_violation(outcome):
+                    codes = tuple(v.code for v in outcome.violations)
+                    out.rejected.append((item["event_id"], codes))
                 continue
             value = writer.encode(
                 identity.event_id, outcome.type, outcome.source, outcome.subject,
                 outcome.time, outcome.data_json, version, outcome.attributes_json,
+                outcome.schema_id,
             )  # fmt: skip
             out.events.append(EventOut(identity.key(), value, item["replay_of"]))
         except Exception as exc:  # a bug on one event's data must not skip it or stop the agent

@@ -140,3 +140,23 @@ def test_an_idempotency_key_derives_the_ids_the_door_assigns() -> None:
     assert ids(replace(keyed, idempotency_key="other"))[0] != first[0]
     assert ids(replace(keyed, tenant="else"))[0] != first[0]  # derived per tenant
     assert ids(CTX)[0] != ids(CTX)[0]  # without the key, new ids each time
+
+
+def test_the_door_applies_contracts_and_the_compiled_path_declines_for_them() -> None:
+    from ingest.plan import COMPILED, plan_native_body
+    from schemas.contracts import Contract, Contracts, compile_schema
+
+    schema = '{"type":"object","properties":{"i":{"type":"integer","maximum":1}}}'
+    contracts = Contracts({("acme", "native.t"): Contract("native.t", 1, 1001,
+                                                          compile_schema(schema))})  # fmt: skip
+    plan = plan_events(CTX, [_event(1), _event(2)], validator_for("native"), TOPICS, 4,
+                       contracts=contracts)  # fmt: skip
+    assert [r.accepted for r in plan.results] == [True, False]
+    (reason,) = plan.results[1].reasons
+    assert (reason.code, reason.path) == ("schema_violation", "/i")
+    (dead,) = [m for m in plan.messages if m[0] == TOPICS.dlq]
+    assert decode(dead[3], "DeadLetter")[1]["raw"] == _event(2)
+    body = b"[" + _event(1) + b"," + _event(2) + b"]"
+    assert plan_native_body(CTX, body, TOPICS, 4, 100, contracts) is None
+    other = replace(CTX, tenant="globex")  # another tenant's requests keep the fast path
+    assert (plan_native_body(other, body, TOPICS, 4, 100, contracts) is not None) == COMPILED

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 import fastavro
@@ -123,6 +125,7 @@ _canonical = st.fixed_dictionaries(
         "received_at": _moment,
         "version": st.integers(-(2**63), 2**63 - 1),
         "attributes_json": st.none() | _text,
+        "schema_id": st.none() | st.integers(-(2**31), 2**31 - 1),
     }
 )
 
@@ -136,6 +139,7 @@ def test_any_canonical_event_is_written_exactly_as_fastavro_writes_it(
     written = writer.encode(
         record["event_id"], record["type"], record["source"], record["subject"],
         record["time"], record["data_json"], record["version"], record["attributes_json"],
+        record["schema_id"],
     )  # fmt: skip
     assert written == encode("CanonicalEvent", record)
     assert decode(written, "CanonicalEvent")[1] == record
@@ -156,5 +160,31 @@ def test_one_writer_per_envelope_writes_each_of_its_events_as_fastavro_does(
         written = writer.encode(
             shared["event_id"], shared["type"], shared["source"], shared["subject"],
             shared["time"], shared["data_json"], shared["version"], shared["attributes_json"],
+            shared["schema_id"],
         )  # fmt: skip
         assert written == encode("CanonicalEvent", shared)
+
+
+def test_messages_of_the_superseded_canonical_schemas_still_decode() -> None:
+    """Events written before `schema_id` existed (id 6) and before `attributes_json` (id 2)
+    decode into the current record with the new fields null."""
+    base = {"tenant": "acme", "family": "native", "event_id": "e", "type": "t", "source": "s",
+            "subject": None, "time": datetime(2026, 1, 1, tzinfo=UTC), "data_json": "{}",
+            "received_at": datetime(2026, 1, 1, tzinfo=UTC), "version": 7}  # fmt: skip
+    for schema_id, filename, record in (
+        (6, "canonical_event.v2.avsc", {**base, "attributes_json": None}),
+        (2, "canonical_event.v1.avsc", base),
+    ):
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, _old_schema(filename), record)
+        payload = b"\x00" + schema_id.to_bytes(4, "big") + body.getvalue()
+        assert decode(payload, "CanonicalEvent")[1] == {
+            **base,
+            "attributes_json": None,
+            "schema_id": None,
+        }
+
+
+def _old_schema(filename: str) -> Any:
+    text = resources.files("schemas").joinpath("avro", filename).read_text("utf-8")
+    return fastavro.parse_schema(json.loads(text))

@@ -111,3 +111,29 @@ def test_unstorable_items_of_an_envelope_are_dead_lettered_and_the_rest_go_on() 
     assert [decode(e.value, "CanonicalEvent")[1]["event_id"] for e in out.events] == ["a", "d"]
     reasons = [decode(d.value, "DeadLetter")[1]["reasons"][0]["code"] for d in out.dead_letters]
     assert reasons == ["unsupported_number", "unsupported_character"]
+
+
+def test_a_contract_dead_letters_breakers_and_stamps_passers_with_its_schema_id() -> None:
+    from schemas.contracts import Contract, Contracts, compile_schema
+
+    schema = '{"type":"object","required":["v"],"properties":{"v":{"type":"integer"}}}'
+    contracts = Contracts({("acme", "native.t"): Contract("native.t", 3, 1042,
+                                                          compile_schema(schema))})  # fmt: skip
+    breaker = b'{"type":"t","source":"s","time":"2024-01-01T00:00:00Z","data":{"v":"x"}}'
+    untyped = b'{"type":"u","source":"s","time":"2024-01-01T00:00:00Z","data":{"v":"x"}}'
+    out = process_envelope(
+        _envelope(_item("a", GOOD), _item("b", breaker), _item("c", untyped)), AT, contracts
+    )
+    stored = {decode(e.value, "CanonicalEvent")[1]["event_id"]:
+              decode(e.value, "CanonicalEvent")[1]["schema_id"] for e in out.events}  # fmt: skip
+    assert stored == {"a": 1042, "c": None}
+    (dead,) = out.dead_letters
+    record = decode(dead.value, "DeadLetter")[1]
+    assert record["raw"] == breaker and record["event_id"] == "b"
+    ((code, path, message),) = [(r["code"], r["path"], r["message"]) for r in record["reasons"]]
+    assert (code, path) == ("schema_violation", "/v")
+    assert message.endswith("(native.t version 3, schema 1042)")
+    assert out.rejected == []  # a contract's rejection is not a door bug
+    # without contracts, the same envelope is stored whole, as before
+    plain = process_envelope(_envelope(_item("b", breaker)), AT)
+    assert len(plain.events) == 1 and decode(plain.events[0].value)[1]["schema_id"] is None
