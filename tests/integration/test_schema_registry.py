@@ -147,9 +147,10 @@ def test_sluice_subjects_are_registered_with_their_ids(
     assert envelope == [1, 2]
     assert sr.get_version(f"{prefix}ingest.raw-value", 1).schema_id == 1
     assert sr.get_latest_version(f"{prefix}ingest.raw-value").schema_id == 4
-    assert sr.get_versions(f"{prefix}events-value") == [1, 2]
+    assert sr.get_versions(f"{prefix}events-value") == [1, 2, 3]
     assert sr.get_version(f"{prefix}events-value", 1).schema_id == 2
-    assert sr.get_latest_version(f"{prefix}events-value").schema_id == 6
+    assert sr.get_version(f"{prefix}events-value", 2).schema_id == 6
+    assert sr.get_latest_version(f"{prefix}events-value").schema_id == 7
     assert sr.get_latest_version(f"{prefix}events.dlq-value").schema_id == 3
     assert sr.get_latest_version(f"{prefix}events-sluice.FilterDeletion").schema_id == 5
     assert json.loads(sr.get_schema(2).schema_str)["name"] == "CanonicalEvent"
@@ -244,7 +245,7 @@ def test_tenants_are_sealed(stack: ProcessStack, new_key: Callable[..., str]) ->
     assert rest(stack, a, "GET", "/subjects/secret-value/versions").json() == [1]
     # Sluice's subjects: readable, not writable
     sluice_subject = f"{stack.settings.topic_prefix}events-value"
-    assert rest(stack, b, "GET", f"/subjects/{sluice_subject}/versions").json() == [1, 2]
+    assert rest(stack, b, "GET", f"/subjects/{sluice_subject}/versions").json() == [1, 2, 3]
     refused = rest(stack, b, "POST", f"/subjects/{sluice_subject}/versions", {"schema": '"int"'})
     assert (refused.status, refused.json()["error_code"]) == (403, 40301)
     refused = rest(stack, b, "DELETE", f"/subjects/{sluice_subject}")

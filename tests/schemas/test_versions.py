@@ -65,4 +65,5 @@ def test_a_canonical_event_written_with_schema_id_2_decodes_without_attributes()
     out = io.BytesIO()
     out.write(b"\x00\x00\x00\x00\x02")  # magic byte, then schema id 2
     fastavro.schemaless_writer(out, old, event)
-    assert decode(out.getvalue(), "CanonicalEvent") == (name, {**event, "attributes_json": None})
+    expected = {**event, "attributes_json": None, "schema_id": None}
+    assert decode(out.getvalue(), "CanonicalEvent") == (name, expected)
