@@ -153,6 +153,17 @@ def test_a_contract_is_enforced_at_the_door_and_in_the_stream_and_versions_take_
         return _refused_at_door(stack, key, {"units": 500, "plan": "free"}) is None
 
     eventually(accepted_now, timeout=15)
+
+    def stream_enforces_second() -> bool:
+        """A probe that only version 2 admits, written past the door: the worker polls the
+        registry on its own clock, so the door taking version 2 says nothing of the stream."""
+        probe = f"raw-probe-{uuid.uuid4().hex[:8]}"
+        _produce_raw(stack, tenant, probe, _event(probe, {"units": 500, "plan": "pro"}))
+        eventually(lambda: _stored(database_url, tenant, probe)
+                   or _dead_letter(database_url, tenant, probe))  # fmt: skip
+        return _stored(database_url, tenant, probe) == (second,)
+
+    eventually(stream_enforces_second, timeout=60)
     _produce_raw(stack, tenant, "raw-ok-2", _event("raw-ok-2", {"units": 500, "plan": "pro"}))
     _produce_raw(stack, tenant, "raw-bad-2", _event("raw-bad-2", {"units": 5000, "plan": "pro"}))
     assert eventually(lambda: _stored(database_url, tenant, "raw-ok-2")) == (second,)
