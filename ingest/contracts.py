@@ -9,6 +9,12 @@ stayed). A new version is therefore enforced everywhere within about one poll in
 without a restart, and no event costs a database round trip: `current` is a plain
 in-memory map (`schemas.contracts.Contracts`).
 
+The poll's second is a window in which a process may still hold the previous version, so
+a stream worker about to dead-letter an event for a `schema_violation` first makes sure
+its contracts are not older than the event (`refresh_if_older`, one read, only on that
+path): an event accepted after a version was registered (a heal's replay, above all) is
+judged by that version or a newer one, as the stream must be the authority.
+
 A poll that fails (PostgreSQL away) keeps the contracts it had and tries again: the
 pipeline is not stopped by the registry's database, and nothing is dead-lettered for it.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,17 +48,23 @@ class ContractCache:
         self._poll = poll_seconds
         self._compiled: dict[int, Any] = {}
         self.current: Contracts = NO_CONTRACTS
+        self.checked_at = 0.0
+        """When (wall clock, seconds) the last successful read of the registry began:
+        `current` is at least as new as the registry was then."""
         self.loaded = asyncio.Event()
         """Set once the first load succeeded: before it, `current` is not known."""
 
     async def refresh(self) -> bool:
         """Reload when the registry changed since the last load; whether it reloaded."""
+        began = time.time()
         async with self._connect() as conn:
             generation = await registry_generation(conn)
             if generation == self.current.generation:
+                self.checked_at = began
                 return False
             rows = await _rows(conn)
         self.current = await asyncio.to_thread(self._build, rows, generation)
+        self.checked_at = began
         self.loaded.set()
         log.info("data contracts: %d subject(s) at registry generation %d",
                  len(self.current.by_subject), generation)  # fmt: skip
@@ -75,6 +88,18 @@ class ContractCache:
             )
         self._compiled = compiled  # only the live ones: a replaced version is let go
         return Contracts(by_subject, generation)
+
+    async def refresh_if_older(self, moment: float) -> bool:
+        """Reload now when the contracts were last checked before `moment` (wall clock,
+        seconds) and the registry changed since; whether it reloaded. Never raises: a
+        registry it cannot read leaves the contracts it had (the poll retries)."""
+        if self.checked_at >= moment:
+            return False
+        try:
+            return await self.refresh()
+        except (psycopg.Error, OSError) as exc:
+            log.warning("data contracts not refreshed on demand: %s", exc)
+            return False
 
     async def run(self) -> None:
         """Poll until cancelled (a task of the process that owns the cache)."""

@@ -37,6 +37,7 @@ from ingest.publish import Overloaded, Publisher
 from ingest.split import Unsplittable, split_body, split_json_events
 from runtime.kafka import ProduceFailed
 from runtime.settings import Settings
+from schemas.contracts import NO_CONTRACTS, Contracts
 from schemas.families.dakkio import BATCH_BUCKET
 from schemas.patching import PatchRefused, apply_patch
 from schemas.topics import TopicNames
@@ -97,6 +98,9 @@ class ReplayDeps:
     max_events: int = Settings.max_events_per_request
     """Events one replayed body may split into: the door's cap (a corrected body of
     50,000 events once passed it)."""
+    contracts: Callable[[], Contracts] = lambda: NO_CONTRACTS
+    """The data contracts a replay is checked against, as at the door (the API's
+    `ContractCache.current`); the stream checks it again on its own."""
 
     def entry(self) -> IngestDeps:
         """The ingest entry's dependencies, for publishing the replays' plans through it."""
@@ -157,9 +161,10 @@ def replay_context(dead: StoredDeadLetter, received_at: datetime | None = None) 
 
 def plan_replay(
     dead: StoredDeadLetter, body: bytes, topics: TopicNames, partitions: int,
-    max_events: int = Settings.max_events_per_request,
+    max_events: int = Settings.max_events_per_request, contracts: Contracts = NO_CONTRACTS,
 ) -> IngestPlan:  # fmt: skip
-    """Validate and plan the replay of `dead` with `body` (pure: nothing is sent).
+    """Validate and plan the replay of `dead` with `body` (pure: nothing is sent), with
+    the tenant's data `contracts` applied as the door applies them.
 
     A dead letter holds one event, except a body that could not be split: its
     replay (usually corrected) is split as a JSON body again, into at most `max_events`.
@@ -179,7 +184,8 @@ def plan_replay(
     lineage = ReplayOf(dead.id, dead.attempt + 1, dead.event_id or dead.id)
     try:
         validate = validator_for(dead.family)
-        return plan_events(replay_context(dead), raws, validate, topics, partitions, replay=lineage)
+        return plan_events(replay_context(dead), raws, validate, topics, partitions,
+                           replay=lineage, contracts=contracts)  # fmt: skip
     except Exception as exc:  # an unknown family, or a validator bug on these bytes
         log.exception("cannot validate the replay of dead letter %s", dead.id)
         message = f"cannot validate this dead letter: {type(exc).__name__}: {exc}"
@@ -230,7 +236,8 @@ async def replay_one(
     dead = await get_or_not_found(deps, tenant, dead_letter_id)
     replayed_body = await asyncio.to_thread(corrected_body, dead.raw, body, patch,
                                             deps.max_body_bytes)  # fmt: skip
-    plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions, deps.max_events)
+    plan = plan_replay(dead, replayed_body, deps.topics, deps.partitions, deps.max_events,
+                       deps.contracts())  # fmt: skip
     if plan.accepted and dead.family in _CATALOGED:
         async with tenant_connection(deps.pool, tenant) as conn:
             gap = await _catalog_gap(conn, tenant, dead, replayed_body)
@@ -244,7 +251,7 @@ async def replay_one(
         claimed = await store.claim_one(conn, tenant, dead_letter_id, deps.owner, CLAIM_SECONDS)
     if claimed is None:
         await _explain_unclaimable(deps, tenant, dead_letter_id)
-    (result,) = await _publish_and_mark(deps, tenant, [(dead, plan)], single=True)
+    (result,) = await publish_and_mark(deps, tenant, [(dead, plan)], single=True)
     return result
 
 
@@ -257,7 +264,8 @@ async def replay_record(
     longer pending there (or its event was deleted since); when it does not, the
     replay is published unclaimed, idempotent by event id.
     """
-    plan = plan_replay(dead, dead.raw, deps.topics, deps.partitions)
+    plan = plan_replay(dead, dead.raw, deps.topics, deps.partitions,
+                       contracts=deps.contracts())  # fmt: skip
     if dry_run:
         return summarize(dead, plan, dry_run=True)
     async with tenant_connection(deps.pool, dead.tenant) as conn:
@@ -266,7 +274,7 @@ async def replay_record(
     if stored is not None and claimed is None:
         return None
     try:
-        (result,) = await _publish_and_mark(deps, dead.tenant, [(dead, plan)], single=True)
+        (result,) = await publish_and_mark(deps, dead.tenant, [(dead, plan)], single=True)
     except ReplayError as exc:
         if exc.code in _BLOCKED:
             return None
@@ -285,7 +293,7 @@ async def _explain_unclaimable(deps: ReplayDeps, tenant: str, dead_letter_id: st
     )
 
 
-async def _publish_and_mark(
+async def publish_and_mark(
     deps: ReplayDeps,
     tenant: str,
     planned: Sequence[tuple[StoredDeadLetter, IngestPlan]],
@@ -479,14 +487,16 @@ async def _replay_claimed(
 ) -> ReplayCounts:
     counts = ReplayCounts()
     planned: list[tuple[StoredDeadLetter, IngestPlan]] = []
+    contracts = deps.contracts()
     for dead in rows:
         try:
-            planned.append((dead, plan_replay(dead, dead.raw, deps.topics, deps.partitions)))
+            planned.append((dead, plan_replay(dead, dead.raw, deps.topics, deps.partitions,
+                                              contracts=contracts)))  # fmt: skip
         except ReplayError:  # cannot be validated by this build: leave it pending
             counts.failed += 1
             given_up.append(dead.dead_letter_id)
     try:
-        results = await _publish_and_mark(deps, tenant, planned, job_id)
+        results = await publish_and_mark(deps, tenant, planned, job_id)
     except (ProduceFailed, Overloaded) as exc:
         raise ReplayError(
             Refusal.UNAVAILABLE, "kafka_unavailable", f"Kafka did not acknowledge: {exc}"
@@ -516,11 +526,12 @@ async def _dry_run_matching(
                 conn, tenant, flt, limit=batch_size, cursor=cursor
             )
         step = ReplayCounts()
+        contracts = deps.contracts()
         for dead in rows:
             try:
-                result = summarize(
-                    dead, plan_replay(dead, dead.raw, deps.topics, deps.partitions), True
-                )
+                plan = plan_replay(dead, dead.raw, deps.topics, deps.partitions,
+                                   contracts=contracts)  # fmt: skip
+                result = summarize(dead, plan, True)
             except ReplayError:
                 step.failed += 1
                 continue
@@ -531,25 +542,3 @@ async def _dry_run_matching(
             await progress(step)
         if cursor is None:
             return total
-
-
-async def run_job(
-    deps: ReplayDeps, tenant: str, job_id: str, flt: DeadLetterFilter, dry_run: bool
-) -> None:
-    """Run a recorded replay job to its end, keeping its counts in PostgreSQL."""
-
-    async def record(step: ReplayCounts) -> None:
-        async with tenant_connection(deps.pool, tenant) as conn:
-            await store.update_job(conn, tenant, job_id, add=step.as_dict())
-
-    async with tenant_connection(deps.pool, tenant) as conn:
-        await store.update_job(conn, tenant, job_id, state="running")
-    try:
-        await replay_matching(deps, tenant, flt, dry_run=dry_run, progress=record, job_id=job_id)
-    except ReplayError as exc:
-        log.error("replay job %s failed: %s", job_id, exc)
-        async with tenant_connection(deps.pool, tenant) as conn:
-            await store.update_job(conn, tenant, job_id, state="failed", error=str(exc))
-        return
-    async with tenant_connection(deps.pool, tenant) as conn:
-        await store.update_job(conn, tenant, job_id, state="done")

@@ -15,6 +15,7 @@ from producer_api import (
     admin,
     dead_letters,
     deletions,
+    heal,
     health,
     history,
     metrics,
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(history.routes)
     dead_letters.install(app)
+    heal.install(app)
     overview.install(app)
     console_routes.install(app)
     app.add_subapp("/dashdive", dashdive.create_subapp())

@@ -21,7 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ingest.replay import Refusal, ReplayDeps, ReplayError, replay_one, run_job
+from ingest.jobs import run_job
+from ingest.replay import Refusal, ReplayDeps, ReplayError, replay_one
 from producer_api.accept import door_of
 from producer_api.auth import authorize
 from producer_api.content import receive
@@ -81,13 +82,13 @@ class JobRunner:
         return len(self.tasks) >= MAX_QUEUED_JOBS or self.held[tenant] >= MAX_TENANT_JOBS
 
     def start(self, deps: ReplayDeps, tenant: str, job_id: str, flt: DeadLetterFilter,
-              dry_run: bool) -> None:  # fmt: skip
+              dry_run: bool, kind: str = "replay") -> None:  # fmt: skip
         turn = self.turns.setdefault(tenant, asyncio.Lock())
 
         async def run() -> None:
             try:
                 async with turn, self.running:  # the tenant's turn first, then a slot
-                    await run_job(deps, tenant, job_id, flt, dry_run)
+                    await run_job(deps, tenant, job_id, flt, dry_run, kind)
             except Exception:
                 log.exception("replay job %s crashed", job_id)
             finally:
@@ -118,12 +119,14 @@ def install(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-def _deps(request: web.Request) -> ReplayDeps:
+def replay_deps(request: web.Request) -> ReplayDeps:
+    """The replay core's dependencies from the door's resources (its contracts too)."""
     door = door_of(request)
     settings = door.settings
     return ReplayDeps(door.pool, door.publisher, door.topics, settings.partitions,
                       max_body_bytes=settings.max_body_bytes,
-                      max_events=settings.max_events_per_request)  # fmt: skip
+                      max_events=settings.max_events_per_request,
+                      contracts=door.core.current_contracts)  # fmt: skip
 
 
 @routes.get("/v1/dead-letters")
@@ -204,7 +207,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
         body = sent
     try:
         result = await replay_one(
-            _deps(request), principal.tenant, request.match_info["id"],
+            replay_deps(request), principal.tenant, request.match_info["id"],
             body=body, patch=patch, dry_run=dry_run,
             admit=functools.partial(door_of(request).limits.admit_events, principal.prefix,
                                     tenant=principal.tenant),
@@ -240,7 +243,7 @@ async def replay_by_filter(request: web.Request) -> web.Response:
     now = datetime.now(UTC)  # fixed here, so a resumed job covers the same dead letters
     until = min(flt.time_to, now) if flt.time_to else now
     flt = DeadLetterFilter(**{**vars(flt), "status": "pending", "time_to": until})
-    deps = _deps(request)
+    deps = replay_deps(request)
     async with tenant_connection(deps.pool, principal.tenant) as conn:
         total = await store.count_dead_letters(conn, principal.tenant, flt)
         job_id = await store.create_job(conn, principal.tenant, flt, dry_run, total)
@@ -258,7 +261,7 @@ async def show_job(request: web.Request) -> web.Response:
     """
     principal = await authorize(request, "deadletters:read")
     job_id = request.match_info["id"]
-    deps = _deps(request)
+    deps = replay_deps(request)
     async with tenant_connection(deps.pool, principal.tenant) as conn:
         stale = await store.adopt_stale_job(conn, principal.tenant, job_id, STALE_JOB_SECONDS)
         job = stale or await store.get_job(conn, principal.tenant, job_id)
@@ -267,7 +270,8 @@ async def show_job(request: web.Request) -> web.Response:
     if stale is not None:
         log.warning("replay job %s was abandoned by its runner; resuming it here", job_id)
         flt = DeadLetterFilter.from_json(stale["filter"])
-        request.app[JOBS].start(deps, principal.tenant, job_id, flt, stale["dry_run"])
+        request.app[JOBS].start(deps, principal.tenant, job_id, flt, stale["dry_run"],
+                                stale["kind"])  # fmt: skip
     return web.json_response(job_json(job))
 
 
@@ -291,6 +295,7 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
     stamps = ("created_at", "started_at", "finished_at", "heartbeat_at")
     return {
         "job_id": str(job["job_id"]),
+        "kind": job["kind"],
         "state": job["state"],
         "dry_run": job["dry_run"],
         "filter": job["filter"],

@@ -16,14 +16,19 @@ import json
 import logging
 from typing import Any
 
+import psycopg
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ingest import heal as healing
 from ingest import registry as core
 from ingest.registry import RegistryError
+from ingest.replay import ReplayError
 from producer_api.auth import Principal, authorize
 from producer_api.content import receive
+from producer_api.dead_letters import replay_deps
 from producer_api.errors import Handler, error_middleware_for
+from producer_api.heal import start_heal_job
 from producer_api.resources import DOOR
 from schemas.compatibility import SCHEMA_TYPES
 
@@ -208,9 +213,30 @@ async def version_schema(request: web.Request) -> web.Response:
 async def register(request: web.Request) -> web.Response:
     principal = await _writer(request)
     schema = await _schema(request)
-    done = await core.register(_pool(request), principal.tenant, request.match_info["subject"],
-                               schema)  # fmt: skip
-    return answer({"id": done.id, "version": done.version})
+    subject = request.match_info["subject"]
+    done = await core.register(_pool(request), principal.tenant, subject, schema)
+    body: dict[str, Any] = {"id": done.id, "version": done.version}
+    if schema.schema_type == "JSON" and healing.is_contract_subject(subject):
+        body.update(await _would_heal(request, principal.tenant, subject))
+    return answer(body)
+
+
+async def _would_heal(request: web.Request, tenant: str, subject: str) -> dict[str, Any]:
+    """`would_heal`: how many of the subject's pending dead letters its latest version
+    passes, counted for at most `ingest.heal.WOULD_HEAL_SECONDS`; past that, null and
+    `would_heal_job`, a dry-run heal job whose `replayed` count is the answer. Counting
+    never fails the registration it follows: on an error the fields are left out."""
+    deps = replay_deps(request)
+    try:
+        prepared = await healing.prepare(deps.pool, tenant, subject, deps.contracts())
+        count = await healing.would_heal(deps, prepared)
+        if count is not None:
+            return {"would_heal": count}
+        job_id, _total = await start_heal_job(request, deps, prepared, dry_run=True)
+    except (ReplayError, psycopg.Error) as exc:
+        log.warning("would_heal of %s not counted: %s", subject, exc)
+        return {}
+    return {"would_heal": None, "would_heal_job": job_id}
 
 
 @routes.post("/subjects/{subject}")

@@ -24,6 +24,8 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from psycopg_pool import AsyncConnectionPool
 
+from ingest import heal as healing
+from ingest.contracts import ContractCache
 from ingest.publish import Publisher
 from ingest.replay import (
     Refusal,
@@ -55,12 +57,15 @@ async def _deps(settings: Settings) -> AsyncIterator[ReplayDeps]:
     await (await psycopg.AsyncConnection.connect(settings.database_url, connect_timeout=5)).close()
     pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=2, open=False)
     await pool.open()
+    contracts = ContractCache(pool.connection)
+    await contracts.refresh()  # replays are checked against the contracts in force, once
     producer = AsyncProducer(producer_config(settings))
     try:
         yield ReplayDeps(
             pool, Publisher(producer, settings.max_inflight_bytes),
             TopicNames.for_prefix(settings.topic_prefix), settings.partitions,
             max_body_bytes=settings.max_body_bytes, max_events=settings.max_events_per_request,
+            contracts=lambda: contracts.current,
         )  # fmt: skip
     finally:
         producer.close()
@@ -244,6 +249,39 @@ def replay_(dead_letter_id: str | None, tenant: str, dry_run: bool, edit: bool,
                f"failed {counts.failed}, skipped {counts.skipped}")  # fmt: skip
 
 
+@replay.command("heal")
+@click.argument("subject")
+@click.option("--tenant", required=True, help="Tenant whose dead letters to heal.")
+@click.option("--dry-run", is_flag=True, help="Count only; publish nothing, change nothing.")
+def heal(subject: str, tenant: str, dry_run: bool) -> None:
+    """Replay the pending dead letters SUBJECT's current data contract now passes.
+
+    The rest stay pending with their reasons refreshed against that version."""
+
+    async def work(deps: ReplayDeps) -> tuple[healing.Heal, ReplayCounts]:
+        prepared = await healing.prepare(deps.pool, tenant, subject, deps.contracts())
+        async with tenant_connection(deps.pool, tenant) as conn:
+            total = await store.count_dead_letters(conn, tenant, prepared.filter())
+        with _bar(total, "checking" if dry_run else "healing") as advance:
+
+            async def progress(step: ReplayCounts) -> None:
+                advance(step.done)
+
+            return prepared, await healing.heal(deps, prepared, dry_run=dry_run,
+                                                progress=progress)  # fmt: skip
+
+    prepared, counts = _run(work, kafka=not dry_run)
+    contract = prepared.contract
+    against = f"{subject} version {contract.version} (schema {contract.schema_id})"
+    if dry_run:
+        click.echo(f"would heal {counts.replayed}, still invalid {counts.still_invalid}, "
+                   f"cannot validate {counts.failed}, against {against}")  # fmt: skip
+        return
+    click.echo(f"healed {counts.replayed}, still invalid {counts.still_invalid} (reasons "
+               f"refreshed), cannot validate {counts.failed}, skipped {counts.skipped}, "
+               f"against {against}")  # fmt: skip
+
+
 @replay.command("discard")
 @click.argument("dead_letter_ids", nargs=-1, required=True)
 @click.option("--tenant", required=True)
@@ -303,8 +341,8 @@ def _replay_bulk(tenant: str, flt: DeadLetterFilter, dry_run: bool) -> ReplayCou
 class _bar:
     """A click progress bar over `total` dead letters, as a context manager of `advance`."""
 
-    def __init__(self, total: int) -> None:
-        self._bar = click.progressbar(length=max(total, 1), label="replaying", file=sys.stderr)
+    def __init__(self, total: int, label: str = "replaying") -> None:
+        self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr)
 
     def __enter__(self) -> Callable[[int], None]:
         self._bar.__enter__()

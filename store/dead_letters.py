@@ -36,6 +36,9 @@ class DeadLetterFilter:
     time_from: datetime | None = None
     time_to: datetime | None = None
     text: str | None = None
+    subject: str | None = None
+    """Dead letters refused by this data-contract subject: a `schema_violation` reason
+    naming it (`schemas.contracts.violations` ends each message with the subject)."""
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-able form, stored with a replay job."""
@@ -100,6 +103,11 @@ def as_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
+def subject_mark(subject: str) -> str:
+    """What a `schema_violation` message of `subject` holds (`schemas.contracts`)."""
+    return f"({subject} version "
+
+
 def _where(tenant: str, flt: DeadLetterFilter) -> tuple[list[sql.Composable], list[Any]]:
     where: list[sql.Composable] = [sql.SQL("tenant = %s")]
     params: list[Any] = [tenant]
@@ -116,6 +124,13 @@ def _where(tenant: str, flt: DeadLetterFilter) -> tuple[list[sql.Composable], li
     if flt.reason is not None:
         where.append(sql.SQL("reasons @> %s::jsonb"))
         params.append(json.dumps([{"code": flt.reason}]))
+    if flt.subject is not None:
+        where.append(sql.SQL(
+            "reasons @> '[{\"code\": \"schema_violation\"}]'::jsonb AND EXISTS (SELECT 1"
+            " FROM jsonb_array_elements(reasons) r WHERE r ->> 'code' = 'schema_violation'"
+            " AND strpos(r ->> 'message', %s) > 0)"
+        ))  # fmt: skip
+        params.append(subject_mark(flt.subject))
     if flt.text:
         # A byte search inside the tenant's (already filtered) rows: raw may be any bytes.
         where.append(sql.SQL("position(%s::bytea in raw) > 0"))
@@ -255,6 +270,27 @@ async def release(
     )
 
 
+async def refresh_reasons(
+    conn: AsyncConnection[Any],
+    tenant: str,
+    owner: str,
+    reasons: Iterable[tuple[uuid.UUID, list[dict[str, str]]]],
+) -> int:
+    """Replace the reasons of `owner`'s claimed dead letters and give the claims back:
+    they stay pending, explained against the contract they were checked with (a heal)."""
+    pairs = list(reasons)
+    if not pairs:
+        return 0
+    cur = await conn.execute(
+        "UPDATE dead_letters d SET reasons = r.reasons, claimed_by = NULL, claimed_until = NULL"
+        " FROM unnest(%s::uuid[], %s::jsonb[]) AS r(id, reasons)"
+        " WHERE d.tenant = %s AND d.dead_letter_id = r.id AND d.claimed_by = %s"
+        " AND d.status = 'pending'",
+        ([p[0] for p in pairs], [json.dumps(p[1]) for p in pairs], tenant, owner),
+    )
+    return cur.rowcount
+
+
 async def discard(conn: AsyncConnection[Any], tenant: str, dead_letter_id: str) -> str | None:
     """Discard a pending dead letter; return its status afterwards (None: no such id)."""
     key = as_uuid(dead_letter_id)
@@ -316,15 +352,19 @@ async def superseded_after(
 JOB_COUNTS = ("total", "replayed", "still_invalid", "failed", "skipped")
 
 
+JOB_KINDS = ("replay", "heal")
+
+
 async def create_job(
-    conn: AsyncConnection[Any], tenant: str, flt: DeadLetterFilter, dry_run: bool, total: int
-) -> str:
-    """Record a queued replay job; return its id."""
+    conn: AsyncConnection[Any], tenant: str, flt: DeadLetterFilter, dry_run: bool, total: int,
+    kind: str = "replay",
+) -> str:  # fmt: skip
+    """Record a queued replay job (`kind` heal: the heal of `flt.subject`); return its id."""
     job_id = str(uuid.uuid4())
     await conn.execute(
-        "INSERT INTO replay_jobs (job_id, tenant, filter, dry_run, total)"
-        " VALUES (%s, %s, %s::jsonb, %s, %s)",
-        (job_id, tenant, json.dumps(flt.as_json()), dry_run, total),
+        "INSERT INTO replay_jobs (job_id, tenant, filter, dry_run, total, kind)"
+        " VALUES (%s, %s, %s::jsonb, %s, %s, %s)",
+        (job_id, tenant, json.dumps(flt.as_json()), dry_run, total, kind),
     )
     return job_id
 

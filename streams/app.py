@@ -192,7 +192,9 @@ class Forwarder:
             key = _breaker_key(event, envelope)
             if self._gate.holding(key, event):  # its key is tripped: not processed, not acked
                 continue
-            outputs, rejected = self._outputs(event, envelope)
+            outputs, rejected, refused = self._outputs(event, envelope)
+            if refused and await self._contracts_moved(envelope):  # judge it by the latest
+                outputs, rejected, refused = self._outputs(event, envelope)
             if self._gate.admit(key, event, outputs):
                 messages += outputs
                 self._note_rejected(event, envelope, rejected)
@@ -214,22 +216,31 @@ class Forwarder:
     def _released(self, event: Any) -> list[OutgoingMessage]:
         """What a held envelope becomes, when the breaker releases it to be sent."""
         envelope = self._decode(event)
-        outputs, rejected = self._outputs(event, envelope)
+        outputs, rejected, _refused = self._outputs(event, envelope)
         self._note_rejected(event, envelope, rejected)
         return outputs
 
+    async def _contracts_moved(self, envelope: dict[str, Any] | CodecError) -> bool:
+        """Whether the contracts were reloaded because they were older than `envelope`
+        (`ingest.contracts.ContractCache.refresh_if_older`)."""
+        if self.contracts is None or isinstance(envelope, CodecError):
+            return False
+        return await self.contracts.refresh_if_older(envelope["received_at"].timestamp())
+
     def _outputs(
         self, event: Any, envelope: dict[str, Any] | CodecError
-    ) -> tuple[list[OutgoingMessage], list[tuple[str, tuple[str, ...]]]]:
-        """What one envelope becomes (events, tombstones, dead letters; not yet sent), and
-        the upserts its family's validator rejected."""
+    ) -> tuple[list[OutgoingMessage], list[tuple[str, tuple[str, ...]]], int]:
+        """What one envelope becomes (events, tombstones, dead letters; not yet sent), the
+        upserts its family's validator rejected, and how many a data contract refused."""
         msg = event.message
         at = Position(msg.topic, msg.partition, msg.offset)
         if isinstance(envelope, CodecError):
             dead = undecodable_envelope(msg.value or b"", at, str(envelope))
-            return [(self._topics.dlq, at.partition, dead.key, dead.value, dead.headers)], []
+            dead_letter = (self._topics.dlq, at.partition, dead.key, dead.value, dead.headers)
+            return [dead_letter], [], 0
         processed = process_envelope(envelope, at, self._current_contracts())
-        return to_messages(processed, at.partition, self._topics), processed.rejected
+        messages = to_messages(processed, at.partition, self._topics)
+        return messages, processed.rejected, processed.refused_by_contract
 
     def _note_rejected(
         self, event: Any, envelope: dict[str, Any] | CodecError,

@@ -81,6 +81,9 @@ class Processed:
     an envelope a Kafka-native producer wrote without the door's checks). A data contract's
     rejection is not one of them: a new version may have been registered since the door
     checked the event."""
+    refused_by_contract: int = 0
+    """Upserts a data contract refused (the worker then makes sure its contracts are not
+    older than the envelope: `streams.app.Forwarder.handle`)."""
 
 
 def process_envelope(
@@ -116,7 +119,9 @@ def process_envelope(
             outcome = outcomes[index]
             if isinstance(outcome, Rejected):
                 out.dead_letters.append(_reject(item, outcome.violations, origin, at, index))
-                if not is_schema_violation(outcome):
+                if is_schema_violation(outcome):
+                    out.refused_by_contract += 1
+                else:
                     codes = tuple(v.code for v in outcome.violations)
                     out.rejected.append((item["event_id"], codes))
                 continue

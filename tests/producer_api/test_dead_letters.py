@@ -17,7 +17,7 @@ def test_one_tenants_queue_never_holds_every_slot(monkeypatch: pytest.MonkeyPatc
     started: list[str] = []
     release = asyncio.Event()
 
-    async def job(deps: Any, tenant: str, job_id: str, flt: Any, dry_run: bool) -> None:
+    async def job(deps: Any, tenant: str, job_id: str, flt: Any, dry_run: bool, kind: str) -> None:
         started.append(job_id)
         await release.wait()
 
