@@ -26,14 +26,13 @@ from tests.httpclient import Answer, call
 from tests.integration.test_contracts import (
     REGISTRY_TYPE,
     SUBJECT,
-    _dead_letter,
     _event,
     _post,
     _produce_raw,
     _refused_at_door,
     _registry,
     _schema,
-    _stored,
+    stream_refuses,
 )
 from tests.integration.test_dead_letters import _replays_on_ingest_raw
 
@@ -81,14 +80,7 @@ def _wait_until_enforced(stack: ProcessStack, database_url: str, probe: str, key
     """Until the door and the stream both refuse a probe tenant's events by its contract."""
     eventually(lambda: _refused_at_door(stack, key, {"units": 500}), timeout=15)
 
-    def stream_refuses() -> bool:
-        event_id = f"raw-probe-{uuid.uuid4().hex[:8]}"
-        _produce_raw(stack, probe, event_id, _event(event_id, {"units": 500, "plan": "pro"}))
-        eventually(lambda: _stored(database_url, probe, event_id)
-                   or _dead_letter(database_url, probe, event_id))  # fmt: skip
-        return _dead_letter(database_url, probe, event_id) is not None
-
-    eventually(stream_refuses, timeout=60)
+    stream_refuses(stack, database_url, probe, {"units": 500, "plan": "pro"})
 
 
 def _register(stack: ProcessStack, key: str, schema: str) -> dict[str, Any]:
@@ -167,7 +159,7 @@ def test_a_corrected_contract_heals_exactly_the_dead_letters_it_passes(
     assert set(_replays_on_ingest_raw(stack, set(ids)).values()) == {1}
 
     # the terminal: a third version passes one more; dry, then for real
-    _register(stack, key, _schema(10_000))
+    third = _register(stack, key, _schema(10_000))["id"]
     env = settings_env(stack.settings)
 
     def sluice(*args: str) -> str:
@@ -178,8 +170,12 @@ def test_a_corrected_contract_heals_exactly_the_dead_letters_it_passes(
 
     assert "would heal 1, still invalid 1, cannot validate 0" in sluice("--dry-run")
     assert "healed 1, still invalid 1 (reasons refreshed)" in sluice()
-    assert "too-big" in eventually(lambda: _stored_ids(database_url, tenant).get("too-big")
-                                   and _stored_ids(database_url, tenant))  # fmt: skip
+
+    def big_stored() -> dict[str, int | None] | None:
+        stored = _stored_ids(database_url, tenant)
+        return stored if "too-big" in stored else None
+
+    assert eventually(big_stored)["too-big"] == third
 
 
 def test_heal_refuses_bad_input_clearly(stack: ProcessStack, new_key: Callable[..., str]) -> None:
