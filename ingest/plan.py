@@ -127,6 +127,9 @@ class EventResult(msgspec.Struct, frozen=True, gc=False):
     dead_letter_id: str | None = None
     id_assigned: bool = False
     """True when the door made the id up (the event carried none): it cannot replace anything."""
+    replayed: tuple[str, datetime] | None = None
+    """A replay's accepted event: its (type, time), which retention judges (`ingest.replay`).
+    None for every event of a request: nothing is kept per event on the door's path."""
 
     def as_dict(self) -> dict[str, Any]:
         if self.accepted:
@@ -247,8 +250,12 @@ def plan_events(
             encoded = item("upsert", event_id, raw, attempt=replay.attempt,
                            replay_of=replay.dead_letter_id)  # fmt: skip
         by_partition[partition_for(key_prefix + id_bytes, partitions)].append(encoded)
-        assigned = outcome.event_id is None and replay is None
-        results.append(EventResult(index, event_id, True, id_assigned=assigned))
+        if replay is None:
+            results.append(EventResult(index, event_id, True, id_assigned=outcome.event_id is None))
+        else:
+            results.append(
+                EventResult(index, event_id, True, replayed=(outcome.type, outcome.time))
+            )
     plan.messages += _envelopes(ctx, by_partition, topics)
     return plan
 

@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 from ingest.entry import Body, IngestDeps, IngestOptions, IngestRequest, ingest
 from ingest.plan import IngestPlan, ReplayOf, RequestContext, plan_events
 from ingest.publish import Overloaded, Publisher
+from ingest.retention import expiry_cut
 from ingest.split import Unsplittable, split_body, split_json_events
 from runtime.kafka import ProduceFailed
 from runtime.settings import Settings
@@ -43,8 +44,10 @@ from schemas.patching import PatchRefused, apply_patch
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
 from store import dead_letters as store
+from store import retention as retention_store
 from store.catalog import catalog_gap
 from store.dead_letters import DeadLetterFilter, StoredDeadLetter
+from store.retention import Policy
 from store.tenancy import tenant_connection
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,9 @@ class ReplayDeps:
     max_events: int = Settings.max_events_per_request
     """Events one replayed body may split into: the door's cap (a corrected body of
     50,000 events once passed it)."""
+    keep_events_days: float = Settings.retention_events_days
+    """The default retention of events (`SLUICE_RETENTION_EVENTS_DAYS`): a replay of an
+    event older than its retention allows is refused (`expired`)."""
     contracts: Callable[[], Contracts] = lambda: NO_CONTRACTS
     """The data contracts a replay is checked against, as at the door (the API's
     `ContractCache.current`); the stream checks it again on its own."""
@@ -350,6 +356,7 @@ _BLOCKED = {
     "not_in_catalog": "its dataset, bucket or data source is not in the catalog",
     "event_deleted": "the event was deleted after this rejection",
     "superseded": "a newer version of the event was stored after this rejection",
+    "expired": "the event is older than the tenant's retention policy keeps",
 }
 
 
@@ -371,17 +378,32 @@ async def _blocked(
     async with tenant_connection(deps.pool, tenant) as conn:
         deleted = await store.deleted_after(conn, tenant, candidates)
         newer = await store.superseded_after(conn, tenant, candidates)
+        kept = await retention_store.policies(conn, tenant)
         for dead, plan in planned:
             if (plan.accepted and dead.family in _CATALOGED
                     and await _catalog_gap(conn, tenant, dead, dead.raw)):  # fmt: skip
                 blocked[dead.dead_letter_id] = "not_in_catalog"
+    now = datetime.now(UTC)
     for dead, plan in planned:
         keys = {(dead.family, r.event_id) for r in plan.results if r.accepted}
-        if keys & deleted:
+        if any(_expired(kept, deps.keep_events_days, dead.family, r.replayed, now)
+               for r in plan.results if r.accepted and r.replayed):  # fmt: skip
+            blocked[dead.dead_letter_id] = "expired"
+        elif keys & deleted:
             blocked[dead.dead_letter_id] = "event_deleted"
         elif keys & newer:
             blocked[dead.dead_letter_id] = "superseded"
     return blocked
+
+
+def _expired(
+    kept: Sequence[Policy], default_days: float, family: str,
+    replayed: tuple[str, datetime] | None, now: datetime,
+) -> bool:  # fmt: skip
+    if replayed is None:
+        return False
+    cut = expiry_cut(kept, default_days, family, replayed[0], now)
+    return cut is not None and replayed[1] < cut
 
 
 _CATALOGED = frozenset({"baselime", "dakkio"})

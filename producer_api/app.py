@@ -21,6 +21,7 @@ from producer_api import (
     metrics,
     native,
     overview,
+    retention,
     schema_registry,
 )
 from producer_api.connections import ConnectionGate
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(history.routes)
     dead_letters.install(app)
     heal.install(app)
+    retention.install(app)
     overview.install(app)
     console_routes.install(app)
     app.add_subapp("/dashdive", dashdive.create_subapp())

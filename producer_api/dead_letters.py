@@ -126,6 +126,7 @@ def replay_deps(request: web.Request) -> ReplayDeps:
     return ReplayDeps(door.pool, door.publisher, door.topics, settings.partitions,
                       max_body_bytes=settings.max_body_bytes,
                       max_events=settings.max_events_per_request,
+                      keep_events_days=settings.retention_events_days,
                       contracts=door.core.current_contracts)  # fmt: skip
 
 

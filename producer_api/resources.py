@@ -15,6 +15,7 @@ from ingest.entry import IngestDeps
 from ingest.keys import key_secrets
 from ingest.publish import Publisher
 from ingest.registry import register_own_schemas
+from ingest.retention import RetentionRunner
 from ingest.tally import DoorTally
 from producer_api.auth import GATE, Gate, KeyVerifier
 from producer_api.ratelimit import BodyBudget, KeyRateLimiter
@@ -44,6 +45,7 @@ class Door:
 
 SETTINGS = web.AppKey("settings", Settings)
 DOOR = web.AppKey("door", Door)
+RETENTION = web.AppKey("retention", RetentionRunner)
 
 
 def api_connection_kwargs(settings: Settings) -> dict[str, Any]:
@@ -109,10 +111,16 @@ async def door_context(app: web.Application) -> AsyncIterator[None]:
     )
     await contracts.refresh()  # enforced from the first request on
     polling = asyncio.create_task(contracts.run(), name="data-contracts")
+    app[RETENTION] = runner = RetentionRunner(app[DOOR].core, settings)
+    expiring = None
+    if settings.retention_interval_seconds > 0:
+        expiring = asyncio.create_task(runner.run(), name="retention")
     try:
         yield
     finally:
         polling.cancel()
+        if expiring is not None:
+            expiring.cancel()
         producer.close()
         await lookups.close()
         await pool.close()

@@ -58,6 +58,11 @@ class Settings:
     dead_letter_search_window_seconds: float = 7 * 86_400
     schema_max_bytes: int = 64 * 1024
     contracts_poll_seconds: float = 1.0
+    retention_events_days: float = 0.0
+    retention_dead_letters_days: float = 0.0
+    retention_interval_seconds: float = 3600.0
+    retention_step_rows: int = 10_000
+    retention_step_timeout_seconds: float = 600.0
     rate_requests_per_second: float = 200.0
     rate_events_per_second: float = 100_000.0
     rate_tenant_requests_per_second: float = 800.0

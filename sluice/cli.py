@@ -132,6 +132,10 @@ from sluice.replay_cli import replay  # noqa: E402
 
 main.add_command(replay)
 
+from sluice.retention_cli import retention  # noqa: E402
+
+main.add_command(retention)
+
 from sluice.catalog_cli import buckets, datasets, datasources  # noqa: E402
 from sluice.history_cli import events, requests  # noqa: E402
 

@@ -65,7 +65,7 @@ async def _deps(settings: Settings) -> AsyncIterator[ReplayDeps]:
             pool, Publisher(producer, settings.max_inflight_bytes),
             TopicNames.for_prefix(settings.topic_prefix), settings.partitions,
             max_body_bytes=settings.max_body_bytes, max_events=settings.max_events_per_request,
-            contracts=lambda: contracts.current,
+            keep_events_days=settings.retention_events_days, contracts=lambda: contracts.current,
         )  # fmt: skip
     finally:
         producer.close()
