@@ -37,8 +37,9 @@ def _api(stack: ProcessStack, key: str, method: str, path: str, body: Any = None
 
 def _event(event_id: str, age_days: float, type_: str = "usage", **data: Any) -> dict[str, Any]:
     moment = datetime.now(UTC) - timedelta(days=age_days)
-    return {"id": event_id, "type": type_, "source": "/retention",
-            "time": moment.isoformat().replace("+00:00", "Z"), "data": data or {"n": 1}}  # fmt: skip
+    when = moment.isoformat().replace("+00:00", "Z")
+    return {"id": event_id, "type": type_, "source": "/retention", "time": when,
+            "data": data or {"n": 1}}  # fmt: skip
 
 
 def _stored(database_url: str, tenant: str) -> set[str]:
@@ -52,7 +53,8 @@ def _tombstoned(stack: ProcessStack, keys: set[bytes]) -> set[bytes]:
     settings = stack.settings
     topic = f"{settings.topic_prefix}events"
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": f"probe-{uuid.uuid4()}", "enable.auto.commit": False})  # fmt: skip
+                         "group.id": f"probe-{uuid.uuid4()}",
+                         "enable.auto.commit": False})  # fmt: skip
     found: set[bytes] = set()
     try:
         for partition in range(settings.partitions):
@@ -99,8 +101,8 @@ def test_expired_events_and_dead_letters_leave_postgresql_and_kafka(
     fresh = _api(stack, key, "POST", "/v1/events", [_event("fresh-bad", 0) | {"data": 5}])
     eventually(lambda: _stored(database_url, tenant) == {*old, *kept} or None)
     with psycopg.connect(database_url) as conn:  # one dead letter received 3 days ago
-        eventually(lambda: conn.execute(
-            "SELECT count(*) FROM dead_letters WHERE tenant = %s", (tenant,)).fetchone()[0] == 2)  # type: ignore[index]  # fmt: skip
+        count = "SELECT count(*) FROM dead_letters WHERE tenant = %s"
+        eventually(lambda: conn.execute(count, (tenant,)).fetchone() == (2,))
         conn.execute("UPDATE dead_letters SET received_at = now() - interval '3 days'"
                      " WHERE tenant = %s AND event_id = 'old-bad'", (tenant,))  # fmt: skip
         conn.commit()
@@ -116,9 +118,9 @@ def test_expired_events_and_dead_letters_leave_postgresql_and_kafka(
 
     # the replay of the old event's dead letter (corrected) is refused: it is expired
     fix = [{"op": "replace", "path": "/data", "value": {"n": 2}}]
-    refused = call("POST", f"{stack.base_url}/v1/dead-letters/{rejected['dead_letter_id']}/replay",
-                   body=json.dumps(fix).encode(),
-                   headers={"X-API-Key": key, "Content-Type": "application/json-patch+json"})  # fmt: skip
+    replay = f"{stack.base_url}/v1/dead-letters/{rejected['dead_letter_id']}/replay"
+    patch_type = {"X-API-Key": key, "Content-Type": "application/json-patch+json"}
+    refused = call("POST", replay, body=json.dumps(fix).encode(), headers=patch_type)
     assert (refused.status, refused.json()["error"]["code"]) == (409, "expired"), refused.body
 
     run = _run(stack, key)
@@ -130,8 +132,8 @@ def test_expired_events_and_dead_letters_leave_postgresql_and_kafka(
     assert _api(stack, key, "GET", "/v1/events/old-1").status == 404
     assert _api(stack, key, "GET", "/v1/events/new-2").status == 200
     with psycopg.connect(database_url) as conn:
-        letters = {str(r[0]) for r in conn.execute(
-            "SELECT event_id FROM dead_letters WHERE tenant = %s", (tenant,)).fetchall()}  # fmt: skip
+        rows = conn.execute("SELECT event_id FROM dead_letters WHERE tenant = %s", (tenant,))
+        letters = {str(r[0]) for r in rows.fetchall()}
     assert letters == {"fresh-bad"}, fresh.body
     keys = {Identity(tenant, "native", i).key() for i in [*old, *kept]}
     gone = {Identity(tenant, "native", i).key() for i in old}
