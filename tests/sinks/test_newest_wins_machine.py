@@ -5,7 +5,7 @@ what the stream wrote to `events` (versions, tombstones, deletes by filter) and
 of dead letters, in the order Kafka would hold them; what the sink writes back
 (tombstones after a delete by filter, repairs) is appended to the same log, as
 Kafka would. Rules accept upserts (some duplicated inside one request), rejects,
-deletes by id and by filter; let the sink consume a few records per partition in
+deletes by id and by filter, retention's expiry steps (deletes by filter up to a time); let the sink consume a few records per partition in
 one transaction; restart it from an earlier offset; or present one old record
 again alone. After every step PostgreSQL must equal a model that folds the
 records the sink has seen in version order; once the sink has caught up, the
@@ -197,7 +197,15 @@ class NewestWinsMachine(RuleBasedStateMachine):
         self, types: set[str], sources: set[str], time_from: datetime | None
     ) -> None:
         """Written to every partition, each copy at that partition's next position."""
-        flt = DeleteFilter(tuple(sorted(types)), tuple(sorted(sources)), time_from)
+        self._write_filter(DeleteFilter(tuple(sorted(types)), tuple(sorted(sources)), time_from))
+
+    @rule(types=st.sets(st.sampled_from(TYPES), max_size=1))
+    def expire(self, types: set[str]) -> None:
+        """A retention step (`ingest.retention`): the events older than the later time
+        (of one type, or all) expire, as a delete by filter ending at that time."""
+        self._write_filter(DeleteFilter(tuple(sorted(types)), time_to=TIMES[1]))
+
+    def _write_filter(self, flt: DeleteFilter) -> None:
         deletion_id = f"f-{uuid.uuid4()}"
         for p in range(PARTITIONS):
             version = version_of(self._offset(p), 0)
