@@ -22,10 +22,7 @@ const sleep = (ms) => new Promise((done) => { setTimeout(done, ms); });
 /** Whether `subject` is a data contract's (the subjects issue 17 enforces on events). */
 export const isContract = (subject) => CONTRACT.test(subject);
 
-function kindOf(subject) {
-  if (isContract(subject)) return "data contract";
-  return subject.endsWith("-value") ? "topic schema" : "subject";
-}
+const kindOf = (subject) => (isContract(subject) ? "data contract" : "registry schema");
 
 /** A schema's text as indented JSON (a schema that is not JSON is shown as it is). */
 export function pretty(schema) {
@@ -61,7 +58,7 @@ async function subjectRows(subjects) {
 function subjectsTable(rows) {
   if (!rows.length) return el("p", { class: "muted" }, "No subjects yet.");
   return el("table", { class: "table subjects" },
-    el("caption", {}, `${plural(rows.length, "subject")}: the tenant's data contracts first, then Sluice's own topic schemas`),
+    el("caption", {}, `${plural(rows.length, "subject")}: the tenant's data contracts first, then the registry's others (Sluice's own topic schemas among them)`),
     el("thead", {}, el("tr", {}, ["subject", "kind", "versions", "latest"].map((h) =>
       el("th", { scope: "col", class: h === "versions" || h === "latest" ? "n" : null }, h)))),
     el("tbody", {}, rows.map(({ subject, versions }) => el("tr", { "data-subject": subject },
@@ -213,7 +210,7 @@ export function diffView(before, after) {
       lines.map((l) => el("span", { class: `line ${DIFF_CLASS[l.op]}`, "data-op": l.op },
         el("span", { class: "ln", "aria-hidden": "true" }, l.old ?? ""),
         el("span", { class: "ln", "aria-hidden": "true" }, l.new ?? ""),
-        el("span", { class: "sign" }, l.op), l.text)))];
+        el("span", { class: "sign" }, l.op), el("span", { class: "text" }, l.text))))];
 }
 
 function versionSelect(id, label, versions, chosen) {
@@ -256,8 +253,8 @@ function healCard(subject, alive) {
     count, el("div", { class: "buttons" }, button), bar, status);
   const said = (latest, n, total) => {
     count.dataset.count = String(n);
-    count.textContent = `Version ${latest} would heal ${plural(n, "pending dead letter")}` +
-      (total === null ? "." : ` of the ${num(total)} of this subject it checks.`);
+    count.textContent = total === null ? `Version ${latest} would heal ${plural(n, "pending dead letter")}.`
+      : `Version ${latest} would heal ${num(n)} of the ${plural(total, "pending dead letter")} of this subject.`;
   };
   const recount = async (latest) => {
     count.textContent = `Counting the pending dead letters version ${latest} heals…`;
