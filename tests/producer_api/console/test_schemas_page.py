@@ -197,6 +197,43 @@ def test_a_reader_sees_schemas_without_register_or_heal_and_others_see_no_page(
                                                                   timeout=WAIT_MS)  # fmt: skip
 
 
+def test_a_new_contract_from_the_list_with_bad_input_said_clearly_and_a_compatibility_check(
+    browser: Any, stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    key = new_key(f"sp-{uuid.uuid4().hex[:8]}", SCOPES)
+    subject = f"native.page-{uuid.uuid4().hex[:6]}"
+    page = open_console(browser, stack, key)
+    goto(page, "#/schemas")
+    form = page.get_by_role("form", name="Register a new subject")
+    result = form.locator(".register-result")
+    page.locator("#new-subject").fill(subject)
+    page.locator("#new-schema").fill('{"type": "object",')
+    form.get_by_role("button", name="Register subject").click()
+    expect(result).to_contain_text("Not registered: the schema is not JSON", timeout=WAIT_MS)
+    page.locator("#new-schema").fill('{"type": "nope"}')
+    form.get_by_role("button", name="Register subject").click()
+    expect(result).to_contain_text("Not registered (422)", timeout=WAIT_MS)
+    page.locator("#new-subject").fill("")
+    page.locator("#new-schema").fill(contract(10))
+    page.locator("#new-subject").fill(subject)
+    page.locator("#new-subject").press("Enter")  # the keyboard submits the form
+    expect(page.locator("#page h1")).to_contain_text(subject, timeout=WAIT_MS)
+    expect(page.locator(".versions .tab")).to_have_count(1)
+    versions = keyed(stack, key, "GET", f"/schema-registry/subjects/{subject}/versions")
+    assert versions.json() == [1]
+
+    editor = page.locator("#schema-editor")
+    editor.fill(indented(contract(20)))
+    page.locator("#check-schema").click()
+    checked = page.locator(".register .register-result")
+    expect(checked).to_contain_text("Compatible with the versions", timeout=WAIT_MS)
+    editor.fill(indented(contract(5)))
+    page.locator("#check-schema").click()
+    expect(checked).to_contain_text("Incompatible: 1 reason", timeout=WAIT_MS)
+    expect(checked.locator("li")).to_contain_text(["maximum"])
+    assert keyed(stack, key, "GET", f"/schema-registry/subjects/{subject}/versions").json() == [1]
+
+
 DIFFS: list[tuple[str, str, list[str]]] = [
     ("a\nb\nc", "a\nb\nc", [" a", " b", " c"]),
     ("a\nb\nc", "a\nx\nc", [" a", "-b", "+x", " c"]),
