@@ -5,11 +5,14 @@ let session = null;
 
 export class ApiError extends Error {
   constructor(status, body) {
-    const message = body && body.error ? body.error.message : `HTTP ${status}`;
+    // Sluice's routes answer {"error": {code, message}}; the schema registry, in Confluent's
+    // shape, {"error_code", "message"}.
+    const registry = body && typeof body === "object" && "error_code" in body;
+    const message = body && body.error ? body.error.message : registry ? body.message : `HTTP ${status}`;
     super(message);
     this.status = status;
     this.body = body;
-    this.code = body && body.error ? body.error.code : "";
+    this.code = body && body.error ? body.error.code : registry ? String(body.error_code) : "";
   }
 }
 

@@ -7,12 +7,14 @@ import { deadLettersPage } from "./dead_letters.js";
 import { deadLetterPage } from "./dead_letter.js";
 import { lookupPage } from "./lookup.js";
 import { keysPage } from "./keys.js";
+import { schemasPage } from "./schemas.js";
 
 const PAGES = {
   overview: overviewPage,
   "dead-letters": deadLettersPage,
   "dead-letter": deadLetterPage,
   lookup: lookupPage,
+  schemas: schemasPage,
   keys: keysPage,
 };
 

@@ -5,6 +5,7 @@ sessions ended by a revoked or rotated key. Plain HTTP (the browser tests are be
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -153,6 +154,51 @@ def test_a_read_only_session_is_refused_a_replay_even_with_its_csrf_token(
     refused = reader.call("POST", f"/v1/dead-letters/{target}/replay", csrf=reader.csrf)
     assert refused.status == 403 and "deadletters:replay" in refused.json()["error"]["message"]
     assert reader.call("POST", f"/v1/dead-letters/{target}/discard", csrf=reader.csrf).status == 403
+
+
+REGISTRY_TYPE = "application/vnd.schemaregistry.v1+json"
+CONTRACT = json.dumps({"type": "object", "properties": {"units": {"type": "integer"}}})
+
+
+def test_the_schema_registry_takes_the_cookie_with_csrf_on_writes(
+    stack: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    """The console's Schemas page calls `/schema-registry` with its cookie: reads as the key
+    reads, a register only with the session's CSRF token and the key's `schemas:write`."""
+    tenant = f"cs-{uuid.uuid4().hex[:8]}"
+    writer = Session(stack.base_url, sign_in(stack.base_url, new_key(
+        tenant, ["events:read", "schemas:read", "schemas:write"])))  # fmt: skip
+    subject = f"native.cookie-{uuid.uuid4().hex[:6]}"
+    path = f"/schema-registry/subjects/{subject}/versions"
+    body = json.dumps({"schemaType": "JSON", "schema": CONTRACT}).encode()
+    headers = {"Content-Type": REGISTRY_TYPE}
+
+    def register(session: Session, csrf: str | None) -> Answer:
+        return session.call("POST", path, csrf=csrf, body=body, headers=headers)
+
+    for csrf in (None, "", writer.csrf[:-1] + "x"):
+        refused = register(writer, csrf)
+        assert (refused.status, refused.json()["error_code"]) == (403, 40301), refused.body
+    assert writer.call("GET", path).status == 404  # nothing was registered
+    made = register(writer, writer.csrf)
+    assert made.status == 200 and made.json()["version"] == 1, made.body
+    assert subject in writer.call("GET", "/schema-registry/subjects").json()
+    assert writer.call("GET", path).json() == [1]
+    assert json.loads(writer.call("GET", f"{path}/1").json()["schema"]) == json.loads(CONTRACT)
+
+    reader = Session(stack.base_url, sign_in(stack.base_url, new_key(tenant, ["schemas:read"])))
+    assert reader.call("GET", path).json() == [1]
+    scoped = register(reader, reader.csrf)
+    assert scoped.status == 403 and "schemas:write" in scoped.json()["message"]
+    unscoped = Session(stack.base_url, sign_in(stack.base_url, new_key(tenant, READ_ONLY)))
+    assert unscoped.call("GET", "/schema-registry/subjects").status == 403
+    other = Session(stack.base_url, sign_in(stack.base_url, new_key(
+        f"cs-{uuid.uuid4().hex[:8]}", ["schemas:read"])))  # fmt: skip
+    absent = other.call("GET", path)
+    assert (absent.status, absent.json()["error_code"]) == (404, 40401)
+    assert writer.call("DELETE", "/console/session", csrf=writer.csrf).status == 200
+    ended = writer.call("GET", "/schema-registry/subjects")
+    assert (ended.status, ended.json()["error_code"]) == (401, 40101)
 
 
 def test_sign_out_ends_the_session_and_needs_the_csrf_token(
