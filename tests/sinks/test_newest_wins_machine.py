@@ -7,8 +7,9 @@ of dead letters, in the order Kafka would hold them; what the sink writes back
 Kafka would. Rules accept upserts (some duplicated inside one request), rejects,
 deletes by id and by filter, retention's expiry steps (deletes by filter up to a
 time); let the sink consume a few records per partition in one transaction;
-restart it from an earlier offset; or present one old record again alone. After every step PostgreSQL must equal a model that folds the
-records the sink has seen in version order; once the sink has caught up, the
+restart it from an earlier offset; or present one old record again alone. After
+every step PostgreSQL must equal a model that folds the records the sink has seen in
+version order; once the sink has caught up, the
 last record per key in each log (what compaction keeps) must agree with it too.
 """
 
