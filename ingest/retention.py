@@ -220,16 +220,21 @@ class RetentionRunner:
         self, tenant: str, rule: Rule, cut: datetime, run_id: str, report: RunReport
     ) -> None:
         excepted = list(rule.excepted)
+        types: Iterable[str] = (rule.event_type,) if rule.event_type else ()
+        if excepted:  # the same types for every step, so each step's filter covers the last
+            async with tenant_connection(self._pool(), tenant) as conn:
+                types = await store.types_before(conn, tenant, rule.family, cut, excepted)
+            if not types:
+                return
+        last: datetime | None = None
         for _ in range(MAX_STEPS):
             async with tenant_connection(self._pool(), tenant) as conn:
                 end = await store.step_cut(conn, tenant, rule.family, cut,
                                            rule.event_type or None, excepted,
                                            self.settings.retention_step_rows)  # fmt: skip
-                if end is None:
-                    return
-                types: Iterable[str] = (rule.event_type,) if rule.event_type else ()
-                if excepted:
-                    types = await store.types_before(conn, tenant, rule.family, end, excepted)
+            if end is None or end == last:  # none left, or none this rule's filter takes
+                return
+            last = end
             receipt = await self._delete_step(tenant, rule.family, DeleteFilter(
                 types=tuple(types), time_to=end))  # fmt: skip
             removed = await self._wait_finished(tenant, receipt)

@@ -185,6 +185,23 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (tenant, deletion_id, kafka_partition) DO NOTHING
 """
 
+_PRUNE_COVERED_FILTERS = """
+DELETE FROM filter_deletions o
+USING filter_deletions n
+WHERE n.tenant = %s AND n.deletion_id = %s AND n.kafka_partition = %s
+  AND o.tenant = n.tenant AND o.family = n.family AND o.kafka_partition = n.kafka_partition
+  AND o.version < n.version AND o.requested_at <= n.requested_at
+  AND (cardinality(n.types) = 0 OR (cardinality(o.types) > 0 AND o.types <@ n.types))
+  AND (cardinality(n.sources) = 0 OR (cardinality(o.sources) > 0 AND o.sources <@ n.sources))
+  AND (n.time_from IS NULL OR (o.time_from IS NOT NULL AND o.time_from >= n.time_from))
+  AND (n.time_to IS NULL OR (o.time_to IS NOT NULL AND o.time_to <= n.time_to))
+"""
+"""Deletes by filter of the same partition that the one just recorded covers: older (a lower
+version, requested no later) and matching no event it does not match. Every check that
+reads them (an upsert's, a late dead letter's) would find the newer one too, so they go:
+retention's steps, each ending later than the last, keep one row per partition and rule
+instead of one per step. Replays are refused by `event_deletions`, which this leaves."""
+
 _APPLY_FILTER = f"""
 DELETE FROM events e
 USING filter_deletions f
@@ -435,6 +452,7 @@ def _apply_filter(conn: psycopg.Connection[Any], flt: FilterRow, result: WriteRe
     ))  # fmt: skip
     ids = [r[0] for r in conn.execute(
         _APPLY_FILTER, (flt.tenant, flt.deletion_id, flt.partition)).fetchall()]  # fmt: skip
+    conn.execute(_PRUNE_COVERED_FILTERS, (flt.tenant, flt.deletion_id, flt.partition))
     removed = [Removed(flt.tenant, flt.family, i, flt.partition, flt.version, flt.requested_at)
                for i in ids]  # fmt: skip
     letters = 0
