@@ -16,9 +16,11 @@ compatibility refuses, with every reason as a detail.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
+import psycopg
 from aiohttp import web
 
 from ingest import datasources as core
@@ -38,6 +40,8 @@ MAX_DESCRIPTION_CHARS = 1000
 TEXT_FIELDS = {"name": ("name", MAX_NAME_CHARS), "type": ("source_type", MAX_TYPE_CHARS),
                "description": ("description", MAX_DESCRIPTION_CHARS)}  # fmt: skip
 """Body field → (catalog column, longest value)."""
+
+log = logging.getLogger(__name__)
 
 _FIELD_POINTER = re.compile(r"#/properties/values/properties/([^/:\s]+)")
 
@@ -112,6 +116,7 @@ async def _create(request: web.Request, tenant: str) -> web.Response:
         raise Invalid(details)
     view = await core.create(door_of(request).pool, tenant, bucket, new_object_id(), fields,
                              contract)  # fmt: skip
+    await _enforce_now(request)
     return answers.created("Data source created successfully", dataSource=shown(view))
 
 
@@ -126,6 +131,8 @@ async def _update(request: web.Request, tenant: str) -> web.Response:
     if details:
         raise Invalid(details)
     view = await core.update(door_of(request).pool, tenant, bucket, source, fields, contract)
+    if contract is not None:
+        await _enforce_now(request)
     return web.json_response({"message": "Data source updated successfully",
                               "dataSource": shown(view)})  # fmt: skip
 
@@ -140,6 +147,19 @@ async def _list(request: web.Request, tenant: str) -> web.Response:
     bucket = _object_id(request, "bucketId")
     views = await core.list_in_bucket(door_of(request).pool, tenant, bucket)
     return web.json_response({"dataSources": [shown(v) for v in views]})
+
+
+async def _enforce_now(request: web.Request) -> None:
+    """Reload this process's contracts at once, so its next point of the data source is
+    held to the new schema (other processes follow within SLUICE_CONTRACTS_POLL_SECONDS);
+    a failed reload is left to the poll."""
+    cache = door_of(request).core.contracts
+    if cache is None:
+        return
+    try:
+        await cache.refresh()
+    except (psycopg.Error, OSError) as exc:
+        log.warning("data contracts not reloaded after a data-source change: %s", exc)
 
 
 def _object_id(request: web.Request, name: str) -> str:

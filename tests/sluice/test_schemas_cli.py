@@ -91,6 +91,14 @@ def test_register_prints_the_id_and_version_the_registry_holds(cli: Cli) -> None
     assert second == {"subject": subject, "id": latest["id"], "version": 2}
 
 
+def test_register_reads_stdin(cli: Cli) -> None:
+    result = CliRunner().invoke(main, ["schemas", "register", "native.piped", "-"],
+                                input=json.dumps(V1), env=cli.env)  # fmt: skip
+    stored = cli.registry("/subjects/native.piped/versions/latest").json()
+    assert _ok(result).strip() == f"native.piped: version 1, schema id {stored['id']}"
+    assert json.loads(stored["schema"]) == V1
+
+
 def test_register_avro_by_type_or_extension(cli: Cli) -> None:
     by_type = _ok(cli("register", "readings-value", cli.file(AVRO), "--type", "AVRO"))
     by_name = _ok(cli("register", "other-value", cli.file(AVRO, "reading.avsc")))
