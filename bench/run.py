@@ -147,9 +147,7 @@ def _phases(ctx: BenchContext, results: dict[str, Any]) -> None:
     results["stream"] = drain.stream_stage(ctx, accepted)
     results["stream_raw"] = drain.raw_stream(ctx, accepted)
     _step(results, "stream again, a data contract on every event's type")
-    results["stream_contracts"] = contracts.stream_with_contracts(
-        ctx, accepted, [ctx.tenant("door")]
-    )
+    results["stream_contracts"] = contracts.stream_with_contracts(ctx, [ctx.tenant("door")])
     if cfg.until == "stream":
         return
     _step(results, "sink: drains events into PostgreSQL")

@@ -40,9 +40,12 @@ def test_every_phase_runs_and_is_reported(
     assert results["door"]["per_second"] in [r["door"] for r in results["door_rounds"]]
     assert results["stream"]["complete"] and results["sink"]["complete"]
     assert results["stream_raw"]["units"] == results["stream"]["events"]
-    with_contracts = results["stream_contracts"]  # the same envelopes, a contract on each event
-    assert with_contracts["complete"] and with_contracts["events"] == results["stream"]["events"]
+    with_contracts = results["stream_contracts"]  # a copy of the envelopes, a contract on each
+    assert with_contracts["complete"] and with_contracts["events"] >= 1020
     assert with_contracts["dead_lettered"] == 0 and with_contracts["enforced"] is True
+    without = with_contracts["without"]  # an identical copy, drained with no contract
+    assert without["complete"] and without["events"] == with_contracts["events"]
+    assert len(with_contracts["rounds"]) == 2 and with_contracts["ratio"] > 0
     assert results["sink_raw"]["units"] == results["sink"]["rows"]
     assert results["e2e"]["missing"] == 0 and results["burst"]["missing"] == 0
     assert results["burst"]["answers"]["other"] == 0
