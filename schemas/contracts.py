@@ -175,6 +175,12 @@ class ContractValidator:
     def iter_errors(self, document: Any) -> Iterable[Any]:
         return self._one.iter_errors(document)  # type: ignore[no-any-return]
 
+    def __getattr__(self, name: str) -> Any:
+        """The rest of jsonschema-rs's validator (`validate`, `evaluate`), as it is."""
+        if name.startswith("_"):  # never while half-built (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self._one, name)
+
     def all_valid(self, documents: list[Any]) -> bool:
         """Whether every one of `documents` satisfies the contract (False: some may not)."""
         if not self._batched:
