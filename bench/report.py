@@ -59,6 +59,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         value, base = _get(results, stage, "per_second"), _get(results, raw, "per_second")
         r = _ratio(value, base)
         add(label, value, base, r, f"ratio >= {goal}", None if r is None else r >= goal)
+    add(*_contracts_row(results))
     large, raw = _get(results, "door_large", "per_second"), _get(results, "door_raw", "per_second")
     add("door events/s (large requests)", large, raw, _ratio(large, raw), "(information)", None)
     door_cpu = _door_cpu_per_event(results)
@@ -114,6 +115,22 @@ def cpu_total(results: dict[str, Any]) -> float | None:
         _get(results, "sink", "cpu_us_per_unit", "sink"),
     )
     return None if any(p is None for p in parts) else float(sum(parts))
+
+
+CONTRACTS_GOAL = 0.8
+"""The stream with a data contract on every event, against the stream without (same run)."""
+
+
+def _contracts_row(results: dict[str, Any]) -> tuple[str, Any, Any, Any, str, bool | None]:
+    value = _get(results, "stream_contracts", "per_second")
+    base = _get(results, "stream_contracts", "without", "per_second")
+    r = _ratio(value, base)
+    sound = _get(results, "stream_contracts", "enforced") is True and \
+        _get(results, "stream_contracts", "dead_lettered") == 0  # fmt: skip
+    met = None if r is None else r >= CONTRACTS_GOAL and sound
+    return ("stream events/s, a data contract on every event (baseline: the same, none)",
+            value, base, r,
+            f"ratio >= {CONTRACTS_GOAL}, all valid, contract applied", met)  # fmt: skip
 
 
 def _memory_row(results: dict[str, Any]) -> tuple[str, Any, Any, Any, str, bool | None]:
@@ -189,6 +206,12 @@ _DETAILS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("raw producer: broker CPU µs/event", ("door_raw", "kafka_cpu_us_per_event")),
     ("stream CPU µs/event", ("stream", "cpu_us_per_unit")),
     ("raw consume→produce CPU µs/event", ("stream_raw", "cpu_us_per_unit")),
+    ("stream with data contracts CPU µs/event", ("stream_contracts", "cpu_us_per_unit")),
+    ("the same stream without contracts", ("stream_contracts", "without")),
+    ("stream CPU per event, without ÷ with contracts", ("stream_contracts", "cpu_ratio")),
+    ("stream with and without contracts, each round", ("stream_contracts", "rounds")),
+    ("stream with data contracts: events dead-lettered", ("stream_contracts", "dead_lettered")),
+    ("stream with data contracts: schema applied to events", ("stream_contracts", "enforced")),
     ("sink CPU µs/row", ("sink", "cpu_us_per_unit")),
     ("raw COPY CPU µs/row (client side)", ("sink_raw", "cpu_us_per_unit")),
     ("whole pipeline events/s (all processes at once)", ("sustained", "per_second")),

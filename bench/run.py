@@ -1,7 +1,8 @@
 """Run every phase in order against one Kafka and one PostgreSQL, then write the results.
 
 Order matters: the door phases fill `ingest.raw` with the api process alone;
-the worker then drains it alone; the sink then drains `events` alone; only
+the worker then drains it alone, and a second worker drains a copy of it with a data
+contract on every event (`bench.contracts`); the sink then drains `events` alone; only
 then does the whole pipeline run together (sustained rate, half-rate latency,
 10x burst). Each stage's raw baseline runs right after it, on the same broker
 or database, in the same run.
@@ -21,7 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from bench import door, drain, pipeline
+from bench import contracts, door, drain, pipeline
 from bench.config import BenchConfig, load_config
 from bench.context import BenchContext
 from bench.plots import plot_burst
@@ -145,6 +146,8 @@ def _phases(ctx: BenchContext, results: dict[str, Any]) -> None:
     _step(results, "stream: Faust worker drains ingest.raw")
     results["stream"] = drain.stream_stage(ctx, accepted)
     results["stream_raw"] = drain.raw_stream(ctx, accepted)
+    _step(results, "stream again, a data contract on every event's type")
+    results["stream_contracts"] = contracts.stream_with_contracts(ctx, [ctx.tenant("door")])
     if cfg.until == "stream":
         return
     _step(results, "sink: drains events into PostgreSQL")

@@ -229,30 +229,55 @@ async def register(
     new version if compatible (409 with every reason otherwise). A data contract's subject
     (`native.<type>`, …: `schemas.contracts`) takes only a JSON Schema that compiles as one
     (42201 otherwise)."""
+    async with tenant_connection(pool, tenant) as conn:
+        return await register_on(conn, tenant, subject, schema)
+
+
+class Incompatible(RegistryError):
+    """A registration the subject's compatibility mode refuses (409); `reasons` lists why."""
+
+    def __init__(self, subject: str, reasons: list[str]) -> None:
+        super().__init__(
+            409, 409, "Schema being registered is incompatible with an earlier schema "
+            f"for subject \"{subject}\", details: {reasons}",
+        )  # fmt: skip
+        self.reasons = reasons
+
+
+async def register_on(
+    conn: AsyncConnection[Any], tenant: str, subject: str, schema: ParsedSchema
+) -> Registered:
+    """`register` inside the caller's tenant transaction (`tenant_connection`), so a
+    registration can commit or roll back with other writes (a dakkio data source's row)."""
     check_subject(subject)
     if is_contract_subject(subject):
         await asyncio.to_thread(_check_contract, subject, schema)
-    async with tenant_connection(pool, tenant) as conn:
-        _writable(await db.owner_of(conn, tenant, subject), subject)
-        await db.lock_subject(conn, tenant, subject)
-        found = await db.versions(conn, tenant, subject, deleted=False)
-        schema_id = await db.schema_by_fingerprint(
-            conn, tenant, schema.schema_type, schema.fingerprint
+    _writable(await db.owner_of(conn, tenant, subject), subject)
+    await db.lock_subject(conn, tenant, subject)
+    found = await db.versions(conn, tenant, subject, deleted=False)
+    schema_id = await db.schema_by_fingerprint(conn, tenant, schema.schema_type, schema.fingerprint)
+    for stored in found:
+        if stored.id == schema_id:
+            return Registered(stored.id, stored.version)
+    reasons = await _check(await _mode(conn, tenant, subject), schema, found)
+    if reasons:
+        raise Incompatible(subject, reasons)
+    if schema_id is None:
+        schema_id = await db.insert_schema(
+            conn, tenant, schema.schema_type, schema.text, schema.fingerprint
         )
-        for stored in found:
-            if stored.id == schema_id:
-                return Registered(stored.id, stored.version)
-        reasons = await _check(await _mode(conn, tenant, subject), schema, found)
-        if reasons:
-            raise RegistryError(
-                409, 409, "Schema being registered is incompatible with an earlier schema "
-                f"for subject \"{subject}\", details: {reasons}",
-            )  # fmt: skip
-        if schema_id is None:
-            schema_id = await db.insert_schema(
-                conn, tenant, schema.schema_type, schema.text, schema.fingerprint
-            )
-        return Registered(schema_id, await db.insert_version(conn, tenant, subject, schema_id))
+    return Registered(schema_id, await db.insert_version(conn, tenant, subject, schema_id))
+
+
+async def latest_on(
+    conn: AsyncConnection[Any], tenant: str, subject: str
+) -> db.StoredVersion | None:
+    """The subject's latest live version inside the caller's transaction; None: it has none."""
+    owner = await db.owner_of(conn, tenant, subject)
+    if owner is None:
+        return None
+    found = await db.versions(conn, owner, subject, deleted=False)
+    return found[-1] if found else None
 
 
 async def compatibility(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-_SECRET_FIELDS = frozenset({"key_secret", "key_secrets_retired", "kafka_sasl_password"})
+_SECRET_FIELDS = frozenset({"key_secret", "key_secrets_retired", "kafka_sasl_password", "api_key"})
 DEFAULT_KEY_SECRET = "sluice-dev-secret-change-me"
 """Good for `make dev` on loopback only: the API refuses it on any other address."""
 _URL_FIELDS = frozenset({"database_url", "api_database_url"})
@@ -105,6 +105,11 @@ class Settings:
     breaker_max_consecutive_invalid: int = 1000
     breaker_cooldown_seconds: float = 60.0
     breaker_max_held_envelopes: int = 1000
+    api_url: str = ""
+    """Where the CLI's API clients (`sluice schemas`) send requests; unset: a running
+    `sluice dev`'s API, else this machine's `http_port`."""
+    api_key: str = ""
+    """The key those commands send (a secret: never printed)."""
 
     def __repr__(self) -> str:
         shown = []

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import jsonschema_rs
 import msgspec
@@ -84,7 +84,11 @@ def subject_of(family: str, event: ValidEvent) -> str | None:
 
 def document_of(family: str, event: ValidEvent) -> Any:
     """What the subject's schema validates (see the module's doc)."""
-    data = msgspec.json.decode(event.data_json) if event.data_json else None
+    return _document(family, msgspec.json.decode(event.data_json) if event.data_json else None)
+
+
+def _document(family: str, data: Any) -> Any:
+    """What a subject's schema validates, from the event's decoded `data`."""
     if family == "dakkio" and isinstance(data, dict):
         found = {"values": data.get("values")}
         if data.get("metadata") is not None:
@@ -115,25 +119,77 @@ def compile_schema(text: str) -> Any:
     elif not isinstance(document, dict | bool):
         raise InvalidContract("a JSON Schema is an object or a boolean")
     try:
-        return _validator(document, draft)
+        return ContractValidator(document, draft)
     except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
         raise InvalidContract(
             f"invalid data contract: {_cut(str(exc), MAX_MESSAGE_CHARS)}"
         ) from exc
 
 
-def _validator(document: Any, draft: Any) -> Any:
-    cls = {
-        jsonschema_rs.Draft202012: jsonschema_rs.Draft202012Validator,
-        jsonschema_rs.Draft201909: jsonschema_rs.Draft201909Validator,
-        jsonschema_rs.Draft7: jsonschema_rs.Draft7Validator,
-        jsonschema_rs.Draft6: jsonschema_rs.Draft6Validator,
-        jsonschema_rs.Draft4: jsonschema_rs.Draft4Validator,
-    }[draft]
-    return cls(
+_VALIDATORS: Mapping[Any, Any] = {
+    jsonschema_rs.Draft202012: jsonschema_rs.Draft202012Validator,
+    jsonschema_rs.Draft201909: jsonschema_rs.Draft201909Validator,
+    jsonschema_rs.Draft7: jsonschema_rs.Draft7Validator,
+    jsonschema_rs.Draft6: jsonschema_rs.Draft6Validator,
+    jsonschema_rs.Draft4: jsonschema_rs.Draft4Validator,
+}
+
+
+def _validator(document: Any, draft: Any, registry: Any = None) -> Any:
+    extra = {} if registry is None else {"registry": registry}
+    return _VALIDATORS[draft](
         document, retriever=_no_retrieval,
-        pattern_options=jsonschema_rs.RegexOptions(size_limit=REGEX_SIZE_LIMIT),
+        pattern_options=jsonschema_rs.RegexOptions(size_limit=REGEX_SIZE_LIMIT), **extra,
     )  # fmt: skip
+
+
+_CONTRACT_URI = "urn:sluice:contract"
+_NAMING_KEYWORDS = ('"$id"', '"$anchor"', '"$dynamicAnchor"', '"$recursiveAnchor"')
+"""A contract naming resources of its own is never checked as a batch (see `all_valid`);
+draft 4 names them with `id`."""
+
+
+class ContractValidator:
+    """A compiled contract: one document at a time, or a whole envelope's at once.
+
+    `all_valid` checks many documents in one call of a validator of "an array whose items
+    all satisfy the contract" (the contract a resource of its own, referenced, so its
+    `$ref`s resolve in it; the same draft, so formats are asserted alike). That skips a
+    call and a conversion per document (~0.8 µs of the ~2.5 an event costs): the common
+    case, an envelope whose events all pass, is then decided at once. A batch with any
+    failure is checked again one by one, for the reasons. Contracts naming resources of
+    their own (`$id`, anchors) are not batched: a second root could resolve them apart.
+    """
+
+    def __init__(self, document: Any, draft: Any) -> None:
+        self._one = _validator(document, draft)
+        self._document, self._draft = document, draft
+        self._many: Any = None
+        naming = (*_NAMING_KEYWORDS, '"id"') if draft is jsonschema_rs.Draft4 else _NAMING_KEYWORDS
+        text = json.dumps(document)
+        self._batched = isinstance(document, dict) and not any(w in text for w in naming)
+
+    def is_valid(self, document: Any) -> bool:
+        return bool(self._one.is_valid(document))
+
+    def iter_errors(self, document: Any) -> Iterable[Any]:
+        return self._one.iter_errors(document)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        """The rest of jsonschema-rs's validator (`validate`, `evaluate`), as it is."""
+        if name.startswith("_"):  # never while half-built (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self._one, name)
+
+    def all_valid(self, documents: list[Any]) -> bool:
+        """Whether every one of `documents` satisfies the contract (False: some may not)."""
+        if not self._batched:
+            return False
+        if self._many is None:
+            registry = jsonschema_rs.Registry([(_CONTRACT_URI, self._document)])
+            wrapper = {"type": "array", "items": {"$ref": _CONTRACT_URI}}
+            self._many = _validator(wrapper, self._draft, registry)
+        return bool(self._many.is_valid(documents))
 
 
 @dataclass(frozen=True)
@@ -219,15 +275,39 @@ def enforce(
     `family`, are returned as they were (the same objects: nothing is decoded)."""
     if not contracts.covers(tenant, family):
         return outcomes
-    return [_checked(contracts, tenant, family, o) for o in outcomes]
+    checked = list(outcomes)
+    groups: dict[str, tuple[Contract, list[int]]] = {}
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, Rejected):
+            continue
+        contract = contracts.contract_for(tenant, family, outcome)
+        if contract is not None:
+            groups.setdefault(contract.subject, (contract, []))[1].append(index)
+    for contract, indexes in groups.values():
+        events = [cast(ValidEvent, outcomes[i]) for i in indexes]
+        if len(events) > 1 and _all_valid(contract, family, events):
+            for i, event in zip(indexes, events, strict=True):
+                checked[i] = msgspec.structs.replace(event, schema_id=contract.schema_id)
+            continue
+        for i, event in zip(indexes, events, strict=True):
+            checked[i] = _checked(contract, family, event)
+    return checked
 
 
-def _checked(contracts: Contracts, tenant: str, family: str, outcome: Outcome) -> Outcome:
-    if isinstance(outcome, Rejected):
-        return outcome
-    contract = contracts.contract_for(tenant, family, outcome)
-    if contract is None:
-        return outcome
+def _all_valid(contract: Contract, family: str, events: list[ValidEvent]) -> bool:
+    """Whether every event satisfies `contract`, decided in one call when it can be (their
+    documents decoded as one array); False when some may not."""
+    check = getattr(contract.validator, "all_valid", None)
+    if check is None:
+        return False
+    try:
+        data = msgspec.json.decode("[" + ",".join(e.data_json or "null" for e in events) + "]")
+    except msgspec.DecodeError:
+        return False
+    return bool(check([_document(family, d) for d in data]))
+
+
+def _checked(contract: Contract, family: str, outcome: ValidEvent) -> Outcome:
     found = violations(contract, document_of(family, outcome))
     if found:
         return Rejected(tuple(found), outcome.event_id)

@@ -144,3 +144,7 @@ main.add_command(buckets)
 main.add_command(datasources)
 main.add_command(events)
 main.add_command(requests)
+
+from sluice.schemas_cli import schemas  # noqa: E402
+
+main.add_command(schemas)

@@ -27,7 +27,7 @@ from sluice.stack import ProcessStack
 from sluice.unreachable import hide_password
 
 DEMO_TENANT = "demo"
-_SECRETS = ("key_secret", "key_secrets_retired", "kafka_sasl_password")
+_SECRETS = ("key_secret", "key_secrets_retired", "kafka_sasl_password", "api_key")
 _DEMO_EVENT = (
     '{"id":"evt-1","type":"usage.api_call","source":"/demo",'
     '"time":"2024-11-23T10:00:00Z","data":{"units":3}}'

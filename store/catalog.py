@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row
 
 
@@ -147,6 +147,89 @@ async def catalog_gap(
         if await missing_data_sources(conn, tenant, bucket, sources):
             return "Data source not found"
     return None
+
+
+@dataclass(frozen=True)
+class DataSourceRow:
+    """A data source as the dakkio door shows it (migration 0020's fields included)."""
+
+    bucket_id: str
+    data_source_id: str
+    name: str
+    source_type: str
+    description: str
+    downsampling: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+_SOURCE_COLUMNS = (
+    "bucket_id, data_source_id, name, source_type, description, downsampling, created_at,"
+    " updated_at"
+)
+EDITABLE = ("name", "source_type", "description", "downsampling")
+"""The columns `change_data_source` may set."""
+
+
+async def add_data_source(
+    conn: AsyncConnection[Any], tenant: str, bucket_id: str, data_source_id: str,
+    fields: dict[str, Any],
+) -> DataSourceRow:  # fmt: skip
+    """Insert a data source with `fields` (of `EDITABLE`); UniqueViolation when the id is
+    taken in the bucket, ForeignKeyViolation when the bucket does not exist."""
+    chosen = {k: fields[k] for k in EDITABLE if k in fields}
+    names = [sql.Identifier(k) for k in ("tenant", "bucket_id", "data_source_id", *chosen)]
+    query = sql.SQL("INSERT INTO dakkio_data_sources ({}) VALUES ({}) RETURNING {}").format(
+        sql.SQL(", ").join(names), sql.SQL(", ").join(sql.Placeholder() * len(names)),
+        sql.SQL(_SOURCE_COLUMNS),
+    )  # fmt: skip
+    cur = conn.cursor(row_factory=class_row(DataSourceRow))
+    await cur.execute(query, (tenant, bucket_id, data_source_id, *chosen.values()))
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def find_data_source(
+    conn: AsyncConnection[Any], tenant: str, bucket_id: str, data_source_id: str, *,
+    for_update: bool = False,
+) -> DataSourceRow | None:  # fmt: skip
+    cur = conn.cursor(row_factory=class_row(DataSourceRow))
+    await cur.execute(
+        f"SELECT {_SOURCE_COLUMNS} FROM dakkio_data_sources"
+        " WHERE tenant = %s AND bucket_id = %s AND data_source_id = %s"
+        + (" FOR UPDATE" if for_update else ""),
+        (tenant, bucket_id, data_source_id),
+    )
+    return await cur.fetchone()
+
+
+async def bucket_data_sources(
+    conn: AsyncConnection[Any], tenant: str, bucket_id: str
+) -> list[DataSourceRow]:
+    cur = conn.cursor(row_factory=class_row(DataSourceRow))
+    await cur.execute(
+        f"SELECT {_SOURCE_COLUMNS} FROM dakkio_data_sources WHERE tenant = %s AND bucket_id = %s"
+        " ORDER BY created_at, data_source_id",
+        (tenant, bucket_id),
+    )
+    return await cur.fetchall()
+
+
+async def change_data_source(
+    conn: AsyncConnection[Any], tenant: str, bucket_id: str, data_source_id: str,
+    changes: dict[str, Any],
+) -> DataSourceRow | None:  # fmt: skip
+    """Set `changes` (of `EDITABLE`) and `updated_at`; None when there is no such source."""
+    chosen = {k: changes[k] for k in EDITABLE if k in changes}
+    sets = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in chosen]
+    query = sql.SQL(
+        "UPDATE dakkio_data_sources SET {} WHERE tenant = %s AND bucket_id = %s"
+        " AND data_source_id = %s RETURNING {}"
+    ).format(sql.SQL(", ").join([*sets, sql.SQL("updated_at = now()")]), sql.SQL(_SOURCE_COLUMNS))
+    cur = conn.cursor(row_factory=class_row(DataSourceRow))
+    await cur.execute(query, (*chosen.values(), tenant, bucket_id, data_source_id))
+    return await cur.fetchone()
 
 
 class KnownNames:

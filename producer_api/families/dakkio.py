@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ingest.entry import Body, IngestDeps, IngestOptions, IngestRequest, ingest
-from ingest.plan import RequestContext
+from ingest.plan import EventResult, RequestContext
 from ingest.split import given, refuse
 from producer_api.accept import core_of, door_of, read_events_body, request_context
 from producer_api.auth import Principal, authorize
@@ -30,6 +30,7 @@ from producer_api.errors import error_middleware_for
 from producer_api.families import dakkio_answers as answers
 from producer_api.families.dakkio_answers import dakkio_error, internal_errors, not_found
 from producer_api.resources import Door
+from schemas.contracts import CODE as CONTRACT_VIOLATION
 from schemas.families.dakkio import BATCH_BUCKET, OBJECT_ID, point_issues
 from schemas.families.received import RECEIVED_AT
 from schemas.outcome import Rejected, ValidEvent
@@ -55,6 +56,7 @@ class BadBody(ValueError):
 def create_subapp() -> web.Application:
     """The sub-app mounted at `/dakkio`."""
     from producer_api.families.dakkio_query import get_points
+    from producer_api.families.dakkio_sources import add_routes
 
     middlewares: list[Middleware] = [internal_errors, error_middleware_for(dakkio_error)]
     app = web.Application(middlewares=middlewares)
@@ -62,6 +64,7 @@ def create_subapp() -> web.Application:
     app.router.add_post("/api/data", post_point)
     app.router.add_post("/api/data/batch", post_batch)
     app.router.add_get("/api/data", get_points)
+    add_routes(app)
     return app
 
 
@@ -131,6 +134,8 @@ async def _ingest(
         await ingest(core, IngestRequest(ctx, replayable, refuse(missing)))
         return not_found(missing)
     outcome = await ingest(core, IngestRequest(ctx, Body(body), given(raws), all_or_nothing))
+    if outcome.plan.rejected():  # a data source's schema (its data contract) refused a point
+        return answers.validation_error(_contract_details(outcome.plan.rejected(), prefixes))
     points = [
         answers.point(r.event_id or "", o.data_json, o.time, ctx.received_at)
         for r, o in zip(outcome.plan.results, valid, strict=True)
@@ -140,6 +145,25 @@ async def _ingest(
     return answers.created(
         "Data points ingested successfully", count=len(points), dataPoints=points
     )
+
+
+def _contract_details(
+    rejected: list[EventResult], prefixes: list[tuple[str | int, ...]]
+) -> list[dict[str, Any]]:
+    """The data-contract violations of refused points as details (the rest of an
+    all-or-nothing request is refused with them and named by nothing)."""
+    return [
+        answers.detail((*prefixes[r.index], *_pointer_path(v.path)), v.message)
+        for r in rejected
+        for v in r.reasons
+        if v.code == CONTRACT_VIOLATION
+    ]
+
+
+def _pointer_path(pointer: str) -> tuple[str | int, ...]:
+    """A JSON pointer (`/values/temperature`) as a detail's path segments."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
 def _replayable(ctx: RequestContext, body: bytes, raws: list[bytes]) -> bytes:

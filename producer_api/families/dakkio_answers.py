@@ -20,6 +20,7 @@ _ERRORS = {
     403: ("Forbidden", "Insufficient permissions: this key lacks data:write / data:read"),
     404: ("Not Found", "Route not found"),
     405: ("Method Not Allowed", "Method not allowed"),
+    409: ("Conflict", "The request conflicts with the current state"),
     413: ("Payload Too Large", "Request body too large"),
     429: ("Too Many Requests", "Rate limit exceeded; retry after the Retry-After delay"),
     500: ("Internal Server Error", "An unexpected error occurred"),
@@ -54,6 +55,11 @@ def validation_error(details: list[dict[str, Any]]) -> web.Response:
     body = {"error": "Validation Error", "message": "Invalid request parameters",
             "details": details}  # fmt: skip
     return web.json_response(body, status=400)
+
+
+def conflict(message: str, details: list[dict[str, Any]]) -> web.Response:
+    body = {"error": "Conflict", "message": message, "details": details}
+    return web.json_response(body, status=409)
 
 
 def not_found(message: str) -> web.Response:

@@ -40,6 +40,12 @@ def test_every_phase_runs_and_is_reported(
     assert results["door"]["per_second"] in [r["door"] for r in results["door_rounds"]]
     assert results["stream"]["complete"] and results["sink"]["complete"]
     assert results["stream_raw"]["units"] == results["stream"]["events"]
+    with_contracts = results["stream_contracts"]  # a copy of the envelopes, a contract on each
+    assert with_contracts["complete"] and with_contracts["events"] >= 1020
+    assert with_contracts["dead_lettered"] == 0 and with_contracts["enforced"] is True
+    without = with_contracts["without"]  # an identical copy, drained with no contract
+    assert without["complete"] and without["events"] == with_contracts["events"]
+    assert len(with_contracts["rounds"]) == 2 and with_contracts["ratio"] > 0
     assert results["sink_raw"]["units"] == results["sink"]["rows"]
     assert results["e2e"]["missing"] == 0 and results["burst"]["missing"] == 0
     assert results["burst"]["answers"]["other"] == 0
@@ -49,6 +55,7 @@ def test_every_phase_runs_and_is_reported(
     json_path, md_path = write(results, cfg.results_dir, "smoke")
     assert json.loads(json_path.read_text())["targets"]
     assert "door events/s" in md_path.read_text()
+    assert "a data contract on every event" in md_path.read_text()
     assert markdown(results) in md_path.read_text()
 
     # The run removed what it made: its topics, and every row of its tenants.

@@ -353,6 +353,22 @@ def dakkio_write(w: World) -> None:
     assert answer.status == 200 and answer.json()["data"] == [], answer.body
 
 
+def dakkio_sources(w: World) -> None:
+    """B's schema key on A's bucket and data source answers as if neither existed."""
+    other = "0" * 23 + "1"
+    body = {"name": "b's", "schema": {"t": {"type": "number"}}}
+    one = f"/dakkio/api/buckets/{{bucket}}/sources/{SOURCE}"
+    for method, path in (("GET", "/dakkio/api/buckets/{bucket}/sources"),
+                         ("POST", "/dakkio/api/buckets/{bucket}/sources"),
+                         ("GET", one), ("PUT", one), ("PATCH", one)):  # fmt: skip
+        answer = w.b(method, path.format(bucket=BUCKET), body, key=w.b_schemas)
+        nowhere = w.b(method, path.format(bucket=other), body, key=w.b_schemas)
+        assert answer.status == nowhere.status == 404, (method, path, answer.body)
+        assert answer.body == nowhere.body
+    shown = send(w.stack, w.a_schemas, "GET", f"/dakkio/api/buckets/{BUCKET}/sources/{SOURCE}")
+    assert shown.status == 200 and shown.json()["dataSource"]["name"] == "a's source", shown.body
+
+
 def baselime_write(w: World) -> None:
     """B writing to A's dataset gets the answer of a dataset that does not exist."""
     answer = w.b("POST", f"/baselime/v1/{w.dataset}/ns", [{"message": "m"}])
@@ -480,6 +496,11 @@ CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/dakkio/api/data"): dakkio_query,
     ("POST", "/dakkio/api/data"): dakkio_write,
     ("POST", "/dakkio/api/data/batch"): dakkio_write,
+    ("GET", "/dakkio/api/buckets/{bucketId}/sources"): dakkio_sources,
+    ("POST", "/dakkio/api/buckets/{bucketId}/sources"): dakkio_sources,
+    ("GET", "/dakkio/api/buckets/{bucketId}/sources/{sourceId}"): dakkio_sources,
+    ("PUT", "/dakkio/api/buckets/{bucketId}/sources/{sourceId}"): dakkio_sources,
+    ("PATCH", "/dakkio/api/buckets/{bucketId}/sources/{sourceId}"): dakkio_sources,
     ("POST", "/baselime/v1/{dataset}/{namespace}"): baselime_write,
     ("POST", "/baselime/v1/{dataset}"): baselime_header_write,
     ("GET", "/schema-registry/schemas/ids/{id}"): registry_sealed,
@@ -634,8 +655,10 @@ API_WRITES = {
     "registry_schemas": {"INSERT"},
     "registry_config": {"INSERT", "UPDATE"},
     "console_sessions": {"INSERT", "DELETE"},
+    "dakkio_data_sources": {"INSERT", "UPDATE"},
 }
-"""Every write the API's role may make (migration 0013): what store/*.py runs for the API."""
+"""Every write the API's role may make (migrations 0013, 0016, 0020): what store/*.py runs
+for the API."""
 
 
 def test_the_api_role_holds_only_the_privileges_the_api_uses(database_url: str) -> None:
