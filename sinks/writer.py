@@ -155,7 +155,7 @@ _DEAD_LETTER_BEFORE = """
 
 _DELETE_DEAD_LETTERS = f"""
 WITH doomed AS (
-    SELECT dl.dead_letter_id, t.tenant, t.family, t.event_id
+    SELECT dl.dead_letter_id, dl.tenant, t.family, t.event_id
     FROM dead_letters dl
     JOIN unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::int[], %s::timestamptz[])
          AS t(tenant, family, event_id, version, kafka_partition, requested_at)
@@ -198,8 +198,8 @@ RETURNING e.event_id
 
 _DELETE_ALL_DEAD_LETTERS = f"""
 DELETE FROM dead_letters
-WHERE tenant = %(tenant)s AND dead_letter_id IN (
-    SELECT dl.dead_letter_id FROM dead_letters dl
+WHERE (tenant, dead_letter_id) IN (
+    SELECT dl.tenant, dl.dead_letter_id FROM dead_letters dl
     WHERE dl.tenant = %(tenant)s AND dl.family = %(family)s
       AND {
     _DEAD_LETTER_BEFORE.format(

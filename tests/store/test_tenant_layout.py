@@ -164,7 +164,8 @@ def test_the_citus_statements_in_the_design_doc_are_the_layouts() -> None:
 # (an f-string's expressions and `sql.SQL(...).format` placeholders are opaque `{}`), finds
 # the tenant tables a statement names after FROM, JOIN, USING, UPDATE or INTO, and asks of
 # each a condition on its tenant: `alias.tenant = …`, `… = alias.tenant`, `alias.tenant IN`
-# or a row `(alias.tenant, …)`; an unqualified `tenant =` counts for one unaliased name. A
+# or a row `(alias.tenant, …)`; an unqualified `tenant =` or `(tenant, …)` counts for one
+# unaliased name. A
 # condition against a parameter (`d.tenant = %s`) counts: the store's functions take one
 # tenant. It cannot see a condition hidden in a placeholder (write it out), and it does not
 # parse SQL, so a name repeated as an alias in two scopes needs one condition per use.
@@ -210,7 +211,7 @@ def unmatched_references(statement: str) -> list[str]:
     for table, alias in refs:
         key = alias or table
         uses[key] = uses.get(key, 0) + 1
-    bare = len(re.findall(r"(?<![.\w])tenant\s*(?:=|IN\b)", statement, re.IGNORECASE))
+    bare = len(re.findall(r"(?<![.\w])tenant\s*(?:=|IN\b)|\(\s*tenant\s*,", statement, re.I))
     for key, count in uses.items():
         found = _conditions(statement, key)
         if key in TENANT_TABLES and not any(a == key for _, a in refs):
@@ -268,6 +269,11 @@ def test_no_statement_joins_tenant_tables_without_matching_the_tenant(package: s
         ("DELETE FROM dead_letters dl USING doomed WHERE dl.dead_letter_id = doomed.id AND"
          " doomed.id IN (SELECT dl.dead_letter_id FROM dead_letters dl WHERE dl.tenant = %s)",
          ["dl (2 use(s), 1 tenant condition(s))"]),
+        ("DELETE FROM dead_letters WHERE (tenant, dead_letter_id) IN (SELECT dl.tenant,"
+         " dl.dead_letter_id FROM dead_letters dl WHERE dl.tenant = %s)", []),
+        ("DELETE FROM dead_letters WHERE (tenant, dead_letter_id) IN (SELECT dl.tenant,"
+         " dl.dead_letter_id FROM dead_letters dl WHERE dl.family = %s)",
+         ["dl (1 use(s), 0 tenant condition(s))"]),
         ("SELECT 1 FROM events e WHERE e.tenant = %s", []),
     ],
 )  # fmt: skip
