@@ -5,8 +5,8 @@ a table in none of the lists, or a listed table that does not exist, fails. Ever
 table has a `tenant` column, and its primary key, each unique constraint and every other
 index lead with it, and a foreign key between two tenant tables carries the tenant on
 both sides, so each tenant's rows of every table sit on one node and a key that is unique
-per shard is unique everywhere. A reference or local table references no tenant table
-(Citus refuses such a foreign key).
+per shard is unique everywhere. A reference or local table references no tenant table, and a
+tenant table no local one (Citus refuses such foreign keys; reference tables are fine).
 
 Below the catalog, a static check of the SQL text in `store/` and `sinks/`: a statement
 that names two tenant tables (or one twice) matches the tenant of each (see
@@ -112,6 +112,8 @@ def foreign_key_violations(
                 found.append(f"{child}.{name} → {parent} does not match tenant to tenant")
         elif parent in tenant_tables:
             found.append(f"{child}.{name}: a non-tenant table references tenant table {parent}")
+        elif child in tenant_tables and parent in LOCAL_TABLES:
+            found.append(f"{child}.{name}: a tenant table references local table {parent}")
     return found
 
 
