@@ -14,7 +14,7 @@ import psycopg
 _STEPS = """
 INSERT INTO deletion_steps (deletion_id, unit, tenant, events_removed, dead_letters_removed)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::int[])
-ON CONFLICT (deletion_id, unit) DO NOTHING
+ON CONFLICT (tenant, deletion_id, unit) DO NOTHING
 """
 
 

@@ -33,9 +33,11 @@ _TYPES = ("text", "text", "int4", "int8", "text", "uuid", "timestamptz", "text[]
 
 _PRUNE = """
 DELETE FROM {table}
-WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM {table} WHERE {column} < now() - make_interval(secs => %s) LIMIT %s))
+WHERE (tenant, ctid) IN (
+    SELECT tenant, ctid FROM {table} WHERE {column} < now() - make_interval(secs => %s) LIMIT %s)
 """
+"""A row is named by (tenant, ctid), not ctid alone: on a database sharded by tenant
+(docs/design.md#running-on-citus) a ctid is a place in one shard, and the tenant says which."""
 _PRUNED = (("ingest_envelopes", "stored_at"), ("event_history", "left_at"))
 
 Envelope = tuple[str, str, int, int, str | None, Any]

@@ -155,7 +155,7 @@ _DEAD_LETTER_BEFORE = """
 
 _DELETE_DEAD_LETTERS = f"""
 WITH doomed AS (
-    SELECT dl.dead_letter_id, t.tenant, t.family, t.event_id
+    SELECT dl.dead_letter_id, dl.tenant, t.family, t.event_id
     FROM dead_letters dl
     JOIN unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::int[], %s::timestamptz[])
          AS t(tenant, family, event_id, version, kafka_partition, requested_at)
@@ -171,7 +171,7 @@ WITH doomed AS (
     FOR UPDATE OF dl
 )
 DELETE FROM dead_letters dl USING doomed
-WHERE dl.dead_letter_id = doomed.dead_letter_id
+WHERE dl.tenant = doomed.tenant AND dl.dead_letter_id = doomed.dead_letter_id
 RETURNING doomed.tenant, doomed.family, doomed.event_id
 """
 """Rows are locked in `dead_letter_id` order (`_DELETE_ALL_DEAD_LETTERS` too): the sink's
@@ -215,8 +215,8 @@ RETURNING e.event_id
 
 _DELETE_ALL_DEAD_LETTERS = f"""
 DELETE FROM dead_letters
-WHERE dead_letter_id IN (
-    SELECT dl.dead_letter_id FROM dead_letters dl
+WHERE (tenant, dead_letter_id) IN (
+    SELECT dl.tenant, dl.dead_letter_id FROM dead_letters dl
     WHERE dl.tenant = %(tenant)s AND dl.family = %(family)s
       AND {
     _DEAD_LETTER_BEFORE.format(
@@ -233,12 +233,12 @@ INSERT INTO dead_letters (dead_letter_id, tenant, family, route, content_type, r
     reasons, received_at, event_id, attempt, replay_of, source_topic, source_partition,
     source_offset, request_id)
 VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (dead_letter_id) DO NOTHING
+ON CONFLICT (tenant, dead_letter_id) DO NOTHING
 """
 
 _DROP_DELETED_DEAD_LETTERS = f"""
 DELETE FROM dead_letters dl
-WHERE dl.dead_letter_id = ANY(%s::uuid[])
+WHERE (dl.tenant, dl.dead_letter_id) IN (SELECT * FROM unnest(%s::text[], %s::uuid[]))
   AND (EXISTS (
         SELECT 1 FROM event_deletions d
         WHERE d.tenant = dl.tenant AND d.family = dl.family AND d.event_id = dl.event_id
@@ -481,7 +481,10 @@ def write_dead_letters(conn: psycopg.Connection[Any], records: Sequence[dict[str
         return
     with conn.cursor() as cur:
         cur.executemany(_INSERT_DEAD_LETTER, [_dead_letter_params(r) for r in records])
-    conn.execute(_DROP_DELETED_DEAD_LETTERS, ([r["dead_letter_id"] for r in records],))
+    conn.execute(
+        _DROP_DELETED_DEAD_LETTERS,
+        ([r["tenant"] for r in records], [r["dead_letter_id"] for r in records]),
+    )
 
 
 def _dead_letter_params(r: dict[str, Any]) -> tuple[Any, ...]:

@@ -228,12 +228,13 @@ async def claim_batch(
     query = sql.SQL(
         "UPDATE dead_letters SET claimed_by = %s,"
         " claimed_until = now() + make_interval(secs => %s)"
-        " WHERE dead_letter_id IN (SELECT dead_letter_id FROM dead_letters WHERE {}"
-        " ORDER BY received_at, dead_letter_id LIMIT %s FOR UPDATE SKIP LOCKED)"
+        " WHERE tenant = %s AND dead_letter_id IN (SELECT dead_letter_id FROM dead_letters"
+        " WHERE tenant = %s AND {} ORDER BY received_at, dead_letter_id LIMIT %s"
+        " FOR UPDATE SKIP LOCKED)"
         " RETURNING {}"
-    ).format(sql.SQL(" AND ").join(where), _COLUMNS)
+    ).format(sql.SQL(" AND ").join(where[1:]), _COLUMNS)  # where[0]: the tenant's, written out
     async with conn.cursor(row_factory=class_row(StoredDeadLetter)) as cur:
-        await cur.execute(query, [owner, ttl_seconds, *params, limit])
+        await cur.execute(query, [owner, ttl_seconds, tenant, *params, limit])
         rows = await cur.fetchall()
     return sorted(rows, key=lambda r: (r.received_at, r.id))
 

@@ -27,9 +27,10 @@ SELECT d.deletion_id, d.family, d.kind, d.target, d.expected, d.requested_at,
        coalesce(sum(s.events_removed), 0) AS events_removed,
        coalesce(sum(s.dead_letters_removed), 0) AS dead_letters_removed,
        max(s.applied_at) AS last_applied_at
-FROM deletions d LEFT JOIN deletion_steps s ON s.deletion_id = d.deletion_id
+FROM deletions d
+LEFT JOIN deletion_steps s ON s.tenant = d.tenant AND s.deletion_id = d.deletion_id
 WHERE d.tenant = %s AND d.deletion_id = %s
-GROUP BY d.deletion_id
+GROUP BY d.tenant, d.deletion_id
 """
 
 

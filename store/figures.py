@@ -130,23 +130,29 @@ def replace_breakers(
 
 
 _PRUNED = (
-    ("door_counts", "bucket"),
-    ("sink_latency", "bucket"),
-    ("consumer_lag", "bucket"),
-    ("breaker_states", "reported_at"),
+    ("door_counts", "bucket", ("tenant", "ctid")),
+    ("sink_latency", "bucket", ("tenant", "ctid")),
+    ("consumer_lag", "bucket", ("ctid",)),
+    ("breaker_states", "reported_at", ("tenant", "ctid")),
 )
+"""(table, age column, what names a row). A tenant table's rows are named by (tenant,
+ctid): sharded by tenant (docs/design.md#running-on-citus), a ctid is a place in one shard
+and the tenant says which. `consumer_lag` has no tenant and stays on one node."""
 _PRUNE = """
 DELETE FROM {table}
-WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM {table} WHERE {column} < now() - make_interval(secs => %s) LIMIT %s))
+WHERE ({row}) IN (
+    SELECT {row} FROM {table} WHERE {column} < now() - make_interval(secs => %s) LIMIT %s)
 """
 
 
 def prune_figures(conn: psycopg.Connection[Any], retention_seconds: float, limit: int) -> int:
     """Drop up to `limit` rows per table older than `retention_seconds`; how many went."""
     gone = 0
-    for table, column in _PRUNED:
-        query = sql.SQL(_PRUNE).format(table=sql.Identifier(table), column=sql.Identifier(column))
+    for table, column, row in _PRUNED:
+        query = sql.SQL(_PRUNE).format(
+            table=sql.Identifier(table), column=sql.Identifier(column),
+            row=sql.SQL(", ").join(map(sql.Identifier, row)),
+        )  # fmt: skip
         gone += conn.execute(query, (retention_seconds, limit)).rowcount
     return gone
 
