@@ -40,6 +40,8 @@ TENANT_TABLES: tuple[str, ...] = (
     "door_counts",
     "sink_latency",
     "breaker_states",
+    "retention_policies",
+    "retention_runs",
 )
 """Distributed by `tenant`, colocated with `events`; a table referenced by another's
 foreign key comes before it (dakkio_buckets before dakkio_data_sources)."""
