@@ -88,7 +88,12 @@ def register(
     if as_json:
         emit([{"subject": subject, **done}], (), as_json=True)
         return
-    click.echo(f"{printable(subject)}: version {done['version']}, schema id {done['id']}")
+    heals = ""
+    if done.get("would_heal") is not None:
+        heals = f"; heals {done['would_heal']} pending dead letters (sluice replay heal)"
+    elif done.get("would_heal_job"):
+        heals = f"; dead letters it heals: counted by job {done['would_heal_job']}"
+    click.echo(f"{printable(subject)}: version {done['version']}, schema id {done['id']}{heals}")
 
 
 LIST_COLUMNS = (

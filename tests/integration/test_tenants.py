@@ -265,6 +265,38 @@ def replay_by_filter(w: World) -> None:
     w.a_still_has_everything()
 
 
+def heal_subject(w: World) -> None:
+    """A's data contract is as absent for B's heal as one never registered."""
+    subject = f"native.{w.event_type}-contract"
+    body = {"schemaType": "JSON", "schema": json.dumps({"type": "object"})}
+    made = send(w.stack, w.a_schemas, "POST", f"/schema-registry/subjects/{subject}/versions",
+                body)  # fmt: skip
+    assert made.status == 200, made.body
+    assert w.a("POST", "/v1/dead-letters/heal", {"subject": subject, "dry_run": True}).status == 202
+    refused = w.b("POST", "/v1/dead-letters/heal", {"subject": subject})
+    assert (refused.status, refused.json()["error"]["code"]) == (404, "no_such_subject")
+    w.a_still_has_everything()
+
+
+def retention_sealed(w: World) -> None:
+    """A's policies and runs are unseen and untouchable by B's admin key; B's own changes
+    and runs touch nothing of A's."""
+    policy = {"kind": "events", "family": "native", "keep_days": 36500}
+    assert send(w.stack, w.a_admin, "PUT", "/v1/admin/retention", policy).status == 200
+    a_run = send(w.stack, w.a_admin, "POST", "/v1/admin/retention/run").json()["run_id"]
+    assert w.b("GET", "/v1/admin/retention", key=w.b_admin).json()["policies"] == []
+    cleared = w.b("DELETE", "/v1/admin/retention?kind=events&family=native", key=w.b_admin)
+    assert cleared.status == 404
+    assert w.b("GET", f"/v1/admin/retention/runs/{a_run}", key=w.b_admin).status == 404
+    short = {"kind": "events", "family": "native", "keep_days": 0.001, "tenant": w.tenant_a}
+    assert w.b("PUT", "/v1/admin/retention", short, key=w.b_admin).status == 400
+    b_run = w.b("POST", "/v1/admin/retention/run", key=w.b_admin).json()["status_url"]
+    eventually(lambda: w.b("GET", b_run, key=w.b_admin).json()["state"] == "done")
+    mine = send(w.stack, w.a_admin, "GET", "/v1/admin/retention").json()["policies"]
+    assert [p["keep_days"] for p in mine] == [36500]
+    w.a_still_has_everything()
+
+
 def show_job(w: World) -> None:
     assert w.b("GET", f"/v1/replay-jobs/{w.job_id}").status == 404
 
@@ -486,6 +518,12 @@ CHECKS: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/v1/dead-letters/{id}/discard"): discard_dead_letter,
     ("POST", "/v1/dead-letters/replay"): replay_by_filter,
     ("GET", "/v1/replay-jobs/{id}"): show_job,
+    ("POST", "/v1/dead-letters/heal"): heal_subject,
+    ("GET", "/v1/admin/retention"): retention_sealed,
+    ("PUT", "/v1/admin/retention"): retention_sealed,
+    ("DELETE", "/v1/admin/retention"): retention_sealed,
+    ("POST", "/v1/admin/retention/run"): retention_sealed,
+    ("GET", "/v1/admin/retention/runs/{id}"): retention_sealed,
     ("GET", "/v1/deletions/{id}"): show_deletion,
     ("GET", "/v1/events/{id}/history"): show_history,
     ("GET", "/v1/requests/{request_id}"): show_request,
@@ -649,7 +687,9 @@ def test_the_api_role_sees_only_the_tenant_it_sets(database_url: str, world: Wor
 API_WRITES = {
     "api_keys": {"INSERT", "UPDATE"},
     "replay_jobs": {"INSERT", "UPDATE"},
-    "dead_letters": {"UPDATE"},
+    "dead_letters": {"UPDATE", "DELETE"},
+    "retention_policies": {"INSERT", "UPDATE", "DELETE"},
+    "retention_runs": {"INSERT", "UPDATE", "DELETE"},
     "deletions": {"INSERT"},
     "registry_versions": {"INSERT", "UPDATE", "DELETE"},
     "registry_schemas": {"INSERT"},
@@ -657,8 +697,8 @@ API_WRITES = {
     "console_sessions": {"INSERT", "DELETE"},
     "dakkio_data_sources": {"INSERT", "UPDATE"},
 }
-"""Every write the API's role may make (migrations 0013, 0016, 0020): what store/*.py runs
-for the API."""
+"""Every write the API's role may make (migrations 0013, 0016, 0020, 0021): what store/*.py
+runs for the API (0021: retention's policies and runs, and expiring dead letters)."""
 
 
 def test_the_api_role_holds_only_the_privileges_the_api_uses(database_url: str) -> None:

@@ -80,7 +80,10 @@ def test_register_prints_the_id_and_version_the_registry_holds(cli: Cli) -> None
     subject = "native.usage.api_call"
     first = _ok(cli("register", subject, cli.file(V1)))
     stored = cli.registry(f"/subjects/{subject}/versions/1").json()
-    assert first.strip() == f"{subject}: version 1, schema id {stored['id']}"
+    assert first.strip() == (
+        f"{subject}: version 1, schema id {stored['id']}; heals 0 pending dead letters "
+        "(sluice replay heal)"
+    )
     assert json.loads(stored["schema"]) == V1 and stored["schemaType"] == "JSON"
 
     again = _ok(cli("register", subject, cli.file(V1)))
@@ -88,14 +91,14 @@ def test_register_prints_the_id_and_version_the_registry_holds(cli: Cli) -> None
 
     second = json.loads(_ok(cli("register", subject, cli.file(V2), "--json")))
     latest = cli.registry(f"/subjects/{subject}/versions/latest").json()
-    assert second == {"subject": subject, "id": latest["id"], "version": 2}
+    assert second == {"subject": subject, "id": latest["id"], "version": 2, "would_heal": 0}
 
 
 def test_register_reads_stdin(cli: Cli) -> None:
     result = CliRunner().invoke(main, ["schemas", "register", "native.piped", "-"],
                                 input=json.dumps(V1), env=cli.env)  # fmt: skip
     stored = cli.registry("/subjects/native.piped/versions/latest").json()
-    assert _ok(result).strip() == f"native.piped: version 1, schema id {stored['id']}"
+    assert _ok(result).strip().startswith(f"native.piped: version 1, schema id {stored['id']};")
     assert json.loads(stored["schema"]) == V1
 
 
