@@ -164,12 +164,13 @@ async def expire_dead_letters(
     """Delete up to `rows` of the family's dead letters received before `cut` that no
     replay holds a claim on; how many went."""
     cur = await conn.execute(
-        "DELETE FROM dead_letters WHERE tenant = %s AND dead_letter_id IN ("
-        " SELECT dead_letter_id FROM dead_letters"
+        "WITH picked AS MATERIALIZED (SELECT dead_letter_id FROM dead_letters"
         " WHERE tenant = %s AND family = %s AND received_at < %s"
         " AND (claimed_until IS NULL OR claimed_until < now())"
-        " ORDER BY dead_letter_id LIMIT %s FOR UPDATE SKIP LOCKED)",
-        (tenant, tenant, family, cut, rows),
+        " ORDER BY dead_letter_id LIMIT %s FOR UPDATE SKIP LOCKED)"
+        " DELETE FROM dead_letters d USING picked"
+        " WHERE d.tenant = %s AND d.dead_letter_id = picked.dead_letter_id",
+        (tenant, family, cut, rows, tenant),
     )
     return cur.rowcount
 

@@ -119,7 +119,7 @@ async def test_concurrent_batch_claims_never_overlap(database_url: str) -> None:
     async def claimer(owner: str) -> list[str]:
         taken: list[str] = []
         async with await AsyncConnection.connect(database_url, autocommit=True) as c:
-            while rows := await store.claim_batch(c, tenant, DeadLetterFilter(), owner, 3600, 7):
+            while rows := await store.claim_batch(c, tenant, DeadLetterFilter(), owner, 60, 7):
                 taken += [r.id for r in rows]
         return taken
 
