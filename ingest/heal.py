@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,12 +32,12 @@ from ingest import registry
 from ingest.plan import IngestPlan
 from ingest.publish import Overloaded
 from ingest.replay import (
-    CLAIM_SECONDS,
     Progress,
     Refusal,
     ReplayCounts,
     ReplayDeps,
     ReplayError,
+    drain_claimed,
     plan_replay,
     publish_and_mark,
 )
@@ -91,7 +92,7 @@ async def prepare(
     return Heal(tenant, contract, merged)
 
 
-def _judge(deps: ReplayDeps, heal: Heal, rows: list[StoredDeadLetter]) -> list[Verdict]:
+def _judge(deps: ReplayDeps, heal: Heal, rows: Sequence[StoredDeadLetter]) -> list[Verdict]:
     verdicts: list[Verdict] = []
     for dead in rows:
         try:
@@ -129,22 +130,15 @@ async def heal(
     flt = heal.filter(until)
     if dry_run:
         return await _count(deps, heal, flt, progress)
-    total = ReplayCounts()
-    given_up: list[uuid.UUID] = []
-    while True:
-        async with tenant_connection(deps.pool, heal.tenant) as conn:
-            rows = await store.claim_batch(conn, heal.tenant, flt, deps.owner, CLAIM_SECONDS,
-                                           BATCH, given_up)  # fmt: skip
-        if not rows:
-            return total
-        step = await _heal_claimed(deps, heal, rows, given_up, job_id)
-        total.add(step)
-        if progress is not None:
-            await progress(step)
+
+    async def step(rows: Sequence[StoredDeadLetter], given_up: list[uuid.UUID]) -> ReplayCounts:
+        return await _heal_claimed(deps, heal, rows, given_up, job_id)
+
+    return await drain_claimed(deps, heal.tenant, flt, BATCH, step, progress)
 
 
 async def _heal_claimed(
-    deps: ReplayDeps, heal: Heal, rows: list[StoredDeadLetter], given_up: list[uuid.UUID],
+    deps: ReplayDeps, heal: Heal, rows: Sequence[StoredDeadLetter], given_up: list[uuid.UUID],
     job_id: str | None,
 ) -> ReplayCounts:  # fmt: skip
     verdicts = await asyncio.to_thread(_judge, deps, heal, rows)

@@ -485,6 +485,23 @@ async def replay_matching(
     flt = replace(flt, status="pending", time_to=until)
     if dry_run:
         return await _dry_run_matching(deps, tenant, flt, batch_size, progress)
+
+    async def step(rows: Sequence[StoredDeadLetter], given_up: list[uuid.UUID]) -> ReplayCounts:
+        return await _replay_claimed(deps, tenant, rows, given_up, job_id)
+
+    return await drain_claimed(deps, tenant, flt, batch_size, step, progress)
+
+
+ClaimedStep = Callable[[Sequence[StoredDeadLetter], list[uuid.UUID]], Awaitable[ReplayCounts]]
+"""Handles one claimed batch; adds the ids it leaves pending to the list it is given."""
+
+
+async def drain_claimed(
+    deps: ReplayDeps, tenant: str, flt: DeadLetterFilter, batch_size: int, step: ClaimedStep,
+    progress: Progress | None = None,
+) -> ReplayCounts:  # fmt: skip
+    """Claim `flt`'s pending dead letters a batch at a time and hand each batch to `step`,
+    until none is left that this caller has not given up on; the counts of every batch."""
     total = ReplayCounts()
     given_up: list[uuid.UUID] = []
     while True:
@@ -494,10 +511,10 @@ async def replay_matching(
             )
         if not rows:
             return total
-        step = await _replay_claimed(deps, tenant, rows, given_up, job_id)
-        total.add(step)
+        counts = await step(rows, given_up)
+        total.add(counts)
         if progress is not None:
-            await progress(step)
+            await progress(counts)
 
 
 async def _replay_claimed(
