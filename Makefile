@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser dev test test-all test-faults mutants lint bench bench-smoke bench-console bench-console-browser attacks kafka-jars clean
+.PHONY: help venv browser dev test test-all test-faults mutants lint bench bench-smoke bench-console bench-console-browser bench-retention attacks kafka-jars clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench-console: $(STAMP) ## the console's first views with 1M events and 100k dea
 
 bench-console-browser: $(STAMP) browser ## the console's pages timed in Chromium with 1M events and 100k dead letters
 	$(PY) -m bench.console_browser
+
+bench-retention: $(STAMP) ## a burst through the pipeline alone and while 500k stored events expire (see docs/benchmarks.md)
+	$(PY) -m bench.retention
 
 attacks: $(BENCH_STAMP) ## replay the availability attacks against a local API, with figures (~2 min)
 	$(PY) -m bench.attacks

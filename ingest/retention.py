@@ -12,7 +12,9 @@ out the types that have a rule of their own, which may keep them longer or short
   gone (the sink's filter check, `schemas/versions.py`). Each step covers at most
   `SLUICE_RETENTION_STEP_ROWS` stored events (the cut of a step is the time of the next
   event past that many) and the runner waits for the sink to finish it before the next,
-  so the sink never holds one huge delete and keeps storing new events between steps.
+  so the sink never holds one huge delete and keeps storing new events between steps;
+  after each step it rests `SLUICE_RETENTION_PAUSE_FACTOR` times as long as the step
+  took, so an expiry takes at most 1 / (1 + factor) of the sink's time.
 * **Dead letters** expire by `received_at`, deleted from PostgreSQL in batches of the
   same size, one transaction each (`events.dlq` keeps them for its own topic retention).
 
@@ -235,9 +237,12 @@ class RetentionRunner:
             if end is None or end == last:  # none left, or none this rule's filter takes
                 return
             last = end
+            began = asyncio.get_running_loop().time()
             receipt = await self._delete_step(tenant, rule.family, DeleteFilter(
                 types=tuple(types), time_to=end))  # fmt: skip
             removed = await self._wait_finished(tenant, receipt)
+            took = asyncio.get_running_loop().time() - began
+            await asyncio.sleep(took * self.settings.retention_pause_factor)
             report.events_removed += removed
             report.receipts.append(receipt)
             async with tenant_connection(self._pool(), tenant) as conn:
