@@ -4,8 +4,9 @@ It finds or starts Kafka and PostgreSQL as `make bench` does, migrates, and stor
 `--expiring` events of one tenant straight into PostgreSQL (30 days old, spread over the
 partitions, version 0: older than anything `ingest.raw` holds, as a stored event is older
 than a delete published after it; one `INSERT … SELECT generate_series`). With the whole
-pipeline running (API, worker, sink), it then sends bursts of `--burst` fresh events of another tenant through the
-door and times each from its first request until the sink has stored all of it:
+pipeline running (API, worker, sink), it then sends bursts of `--burst` fresh events of
+another tenant through the door and times each from its first request until the sink
+has stored all of it:
 
 1. **alone**: the burst with nothing else running (the baseline);
 2. **during expiry**: the same burst sent right after a retention run of the first tenant
