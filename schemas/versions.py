@@ -19,6 +19,15 @@ Consequences the rest of Sluice relies on:
   so it can never beat what it once lost to;
 * a replay (of a dead letter, say) re-enters `ingest.raw` and so is newer than
   everything accepted before it.
+
+Deletes use the same order, and retention is a delete: a delete (by id, by filter, or a
+retention step, which is a delete by filter up to a time) sits at a version in its
+partition and removes, and keeps out, every version of what it covers that is **older**
+than it. So a late older version, a redelivery or a sink re-reading from an earlier
+offset, is never stored again (`sinks/writer.py` checks each upsert against the recorded
+deletes). A replay is newer than the delete, so this rule cannot stop it: the replay core
+refuses it instead, when the event was deleted after the dead letter was received
+(`event_deleted`) or is older than its retention keeps (`expired`).
 """
 
 from __future__ import annotations
