@@ -18,6 +18,9 @@ out the types that have a rule of their own, which may keep them longer or short
 * **Dead letters** expire by `received_at`, deleted from PostgreSQL in batches of the
   same size, one transaction each (`events.dlq` keeps them for its own topic retention).
 
+After each pass it prunes the deletion records that can no longer matter
+(`ingest.pruning`: tied to the topics' own retention).
+
 One runner works at a time across every API process: the one holding the PostgreSQL
 advisory lock `RUNNER_LOCK` (taken on a connection of its own; a dead process's lock goes
 with its connection, and another API process takes over).
@@ -35,10 +38,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from confluent_kafka import KafkaException
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.entry import IngestDeps, delete_matching
 from ingest.plan import RequestContext
+from ingest.pruning import prune_now
 from runtime.settings import Settings
 from schemas.deletes import DeleteFilter
 from schemas.identity import FAMILIES
@@ -186,6 +191,10 @@ class RetentionRunner:
                 await self.run_tenant(tenant)
             except (psycopg.Error, StepNotFinished, OSError) as exc:
                 log.warning("retention of tenant %s stopped: %s", tenant, exc)
+        try:  # then the deletion records nothing can bring back what they keep out of
+            await prune_now(self._pool(), self.settings, datetime.now(UTC))
+        except (psycopg.Error, KafkaException, OSError) as exc:
+            log.warning("deletion records not pruned: %s", exc)
 
     async def run(self) -> None:
         """Every `SLUICE_RETENTION_INTERVAL_SECONDS`, a pass, by whichever API process holds
