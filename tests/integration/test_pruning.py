@@ -107,8 +107,8 @@ def test_only_records_nothing_can_undo_are_pruned(kafka_bootstrap: str, database
         finally:
             await pool.close()
 
-    removed = asyncio.run(run())
-    assert removed == {"event_deletions": 1, "filter_deletions": 2}
+    removed = asyncio.run(run())  # every tenant's: other tests' records may go too
+    assert removed["event_deletions"] >= 1 and removed["filter_deletions"] >= 2
     with psycopg.connect(database_url) as conn:
         ids = conn.execute("SELECT event_id FROM event_deletions WHERE tenant = %s", (tenant,))
         left = {r[0] for r in ids.fetchall()}
