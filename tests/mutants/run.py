@@ -427,6 +427,58 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         ("tests/integration/test_dead_letters.py",),
     ),
+    Mutant(
+        "prune-ignores-ingest-raw",
+        4,
+        "deletion records are pruned while ingest.raw may still hold an older version",
+        (
+            Patch(
+                "sinks/migrations/0022_prune_deletions.sql",
+                "        WHERE deleted_at < before AND (version >> 20) < below_offset\n",
+                "        WHERE deleted_at < before\n",
+            ),
+        ),
+        ("tests/integration/test_pruning.py",),
+    ),
+    Mutant(
+        "prune-ignores-retention",
+        4,
+        "deletion records are pruned while events.dlq may still hold a dead letter",
+        (
+            Patch(
+                "sinks/migrations/0022_prune_deletions.sql",
+                "        WHERE deleted_at < before AND (version >> 20) < below_offset\n",
+                "        WHERE (version >> 20) < below_offset\n",
+            ),
+        ),
+        ("tests/integration/test_pruning.py",),
+    ),
+    Mutant(
+        "prune-covered-filter-by-time",
+        4,
+        "a delete by filter is pruned by a newer one that covers less time",
+        (
+            Patch(
+                "sinks/writer.py",
+                "  AND (n.time_to IS NULL OR (o.time_to IS NOT NULL AND o.time_to <= n.time_to))\n",
+                "",
+            ),
+        ),
+        ("tests/sinks/test_filter_pruning.py", "tests/sinks/test_newest_wins_machine.py"),
+    ),
+    Mutant(
+        "retention-unbounded-steps",
+        6,
+        "an expiry deletes everything past its cut in one step",
+        (
+            Patch(
+                "store/retention.py",
+                "    if found is None:\n        return cut\n",
+                "    if True:\n        return cut\n",
+            ),
+        ),
+        ("tests/integration/test_retention.py",),
+    ),
 )
 
 
