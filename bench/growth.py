@@ -24,10 +24,12 @@ import contextlib
 import json
 import statistics
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,19 +80,23 @@ def fill(database_url: str, tenant: str, start: int, stop: int, partitions: int)
 
 def _get(base_url: str, key: str, path: str) -> dict[str, Any]:
     request = urllib.request.Request(f"{base_url}{path}", headers={"X-API-Key": key})
-    with urllib.request.urlopen(request, timeout=120) as answer:
-        body: dict[str, Any] = json.loads(answer.read())
-        return body
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            body: dict[str, Any] = json.loads(answer.read())
+            return body
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"{path}: {exc.code} {exc.read()[:300]!r}") from exc
 
 
 def query_latency(base_url: str, key: str, runs: int) -> dict[str, dict[str, float]]:
     """p50 and p99 ms of each query (and of its next page, through the cursor)."""
-    now = time.time()
-    times = {
-        "now": str(int(now)),
-        "hour_ago": str(int(now - 3600)),
-        "day_ago": str(int(now - 86400)),
-    }
+    now = datetime.now(UTC)
+
+    def iso(moment: datetime) -> str:
+        return urllib.parse.quote(moment.isoformat().replace("+00:00", "Z"))
+
+    times = {"now": iso(now), "hour_ago": iso(now - timedelta(hours=1)),
+             "day_ago": iso(now - timedelta(days=1))}  # fmt: skip
     found: dict[str, dict[str, float]] = {}
     for template in QUERIES:
         query = template.format(**times)
