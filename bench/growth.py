@@ -111,9 +111,9 @@ def query_latency(base_url: str, key: str, runs: int) -> dict[str, dict[str, flo
                 began = time.perf_counter()
                 _get(base_url, key, f"/v1/events?{query}&cursor={urllib.parse.quote(cursor)}")
                 paged.append((time.perf_counter() - began) * 1000)
-        found[query] = _percentiles(samples)
+        found[template] = _percentiles(samples)  # by the template: times differ per size
         if paged:
-            found[f"{query} (next page)"] = _percentiles(paged)
+            found[f"{template} (next page)"] = _percentiles(paged)
     return found
 
 
