@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from bench.console_views import _probe_ids, load
+from bench.report import write_named
 from bench.run import free_port
 from runtime.settings import Settings, load_settings
 from runtime.topic_admin import ensure_topics
@@ -142,11 +143,7 @@ def main(events: int, dead_letters: int, runs: int, results_dir: Path) -> None:
         figures = measure(api.base_url, key, admin, ids, runs)
     result = {"events": events, "dead_letters": dead_letters, "runs": runs, "loaded": loaded,
               "pages": figures}  # fmt: skip
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (results_dir / f"console-browser-{stamp}.json").write_text(json.dumps(result, indent=1))
-    (results_dir / f"console-browser-{stamp}.md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    write_named(results_dir, "console-browser", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Results go to `bench-results/console-views-<time>.{json,md}`.
 from __future__ import annotations
 
 import contextlib
-import json
 import statistics
 import time
 import uuid
@@ -28,6 +27,7 @@ from typing import Any
 import click
 import psycopg
 
+from bench.report import write_named
 from bench.run import free_port
 from runtime.settings import Settings, load_settings
 from runtime.topic_admin import ensure_topics
@@ -227,11 +227,7 @@ def main(events: int, dead_letters: int, runs: int, hours: float, results_dir: P
     result = {"events": events, "dead_letters": dead_letters, "runs": runs, "loaded": loaded,
               "dead_letter_hours": hours,
               "bucket_seconds": BUCKET_SECONDS, **figures}  # fmt: skip
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (results_dir / f"console-views-{stamp}.json").write_text(json.dumps(result, indent=1))
-    (results_dir / f"console-views-{stamp}.md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    write_named(results_dir, "console-views", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from typing import Any
 import click
 import psycopg
 
+from bench.report import write_named
 from bench.retention import burst
 from bench.run import free_port
 from runtime.settings import Settings, load_settings
@@ -183,11 +184,7 @@ def main(sizes: str, burst_events: int, runs: int, results_dir: Path) -> None:
             measured.append({"rows": rows, "fill_seconds": took, "stored_per_second": rate,
                              "queries": query_latency(base, key, runs)})  # fmt: skip
     result = {"burst": burst_events, "runs": runs, "sizes": measured}
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (results_dir / f"growth-{stamp}.json").write_text(json.dumps(result, indent=1))
-    (results_dir / f"growth-{stamp}.md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    write_named(results_dir, "growth", result, markdown(result))
 
 
 if __name__ == "__main__":

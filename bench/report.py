@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,14 @@ def write(results: dict[str, Any], folder: Path, stamp: str) -> tuple[Path, Path
     json_path.write_text(json.dumps(results, indent=2, default=str))
     md_path.write_text(f"# Sluice benchmark {stamp}\n\n{markdown(results)}")
     return json_path, md_path
+
+
+def write_named(folder: Path, name: str, result: dict[str, Any], text: str) -> None:
+    """A side bench's figures: `<name>-<time>.json` and `.md` in `folder`, and the table
+    printed (`bench.console_views`, `bench.console_browser`, `bench.retention`,
+    `bench.growth`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (folder / f"{name}-{stamp}.json").write_text(json.dumps(result, indent=1))
+    (folder / f"{name}-{stamp}.md").write_text(text + "\n")
+    print(text)

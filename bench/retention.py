@@ -36,6 +36,7 @@ from typing import Any
 import click
 import psycopg
 
+from bench.report import write_named
 from bench.run import free_port
 from runtime.settings import Settings, load_settings
 from runtime.topic_admin import ensure_topics
@@ -194,11 +195,7 @@ def main(
         "expiry_seconds": took, "expiry_rows_per_second": expiring / took,
         "expiry_steps": len(done["receipts"]),
     }  # fmt: skip
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (results_dir / f"retention-{stamp}.json").write_text(json.dumps(result, indent=1))
-    (results_dir / f"retention-{stamp}.md").write_text(markdown(result) + "\n")
-    print(markdown(result))
+    write_named(results_dir, "retention", result, markdown(result))
 
 
 if __name__ == "__main__":
