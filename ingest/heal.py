@@ -20,6 +20,7 @@ past it the count continues as a dry-run heal job.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -42,8 +43,13 @@ from ingest.replay import (
     publish_and_mark,
 )
 from runtime.kafka import ProduceFailed
-from schemas.contracts import Contract, Contracts, InvalidContract, compile_schema
-from schemas.contracts import is_contract_subject as is_contract_subject
+from schemas.contracts import (
+    Contract,
+    Contracts,
+    InvalidContract,
+    compile_schema,
+    is_contract_subject,
+)
 from store import dead_letters as store
 from store.dead_letters import DeadLetterFilter, StoredDeadLetter
 from store.tenancy import tenant_connection
@@ -129,7 +135,9 @@ async def heal(
     (dry run: those that would be), `still_invalid` those left pending with new reasons."""
     flt = heal.filter(until)
     if dry_run:
-        return await _count(deps, heal, flt, progress)
+        counted = await _count(deps, heal, flt, progress)  # no deadline: it always ends
+        assert counted is not None
+        return counted
 
     async def step(rows: Sequence[StoredDeadLetter], given_up: list[uuid.UUID]) -> ReplayCounts:
         return await _heal_claimed(deps, heal, rows, given_up, job_id)
@@ -169,10 +177,10 @@ async def _heal_claimed(
 
 async def _count(
     deps: ReplayDeps, heal: Heal, flt: DeadLetterFilter, progress: Progress | None,
-    deadline: float | None = None,
-) -> ReplayCounts:  # fmt: skip
-    """How many of the candidates pass (`replayed`) and fail (`still_invalid`); stops
-    early, with what it counted so far, once past `deadline` (time.monotonic)."""
+    deadline: float = math.inf,
+) -> ReplayCounts | None:  # fmt: skip
+    """How many of the candidates pass (`replayed`) and fail (`still_invalid`); None when
+    more are left past `deadline` (time.monotonic)."""
     total = ReplayCounts()
     cursor: str | None = None
     while True:
@@ -190,13 +198,8 @@ async def _count(
             await progress(step)
         if cursor is None:
             return total
-        if deadline is not None and time.monotonic() > deadline:
-            raise _Unfinished(total)
-
-
-class _Unfinished(Exception):
-    def __init__(self, counted: ReplayCounts) -> None:
-        self.counted = counted
+        if time.monotonic() > deadline:
+            return None
 
 
 async def would_heal(
@@ -204,8 +207,5 @@ async def would_heal(
 ) -> int | None:
     """How many pending dead letters of the subject its current version would heal; None
     when counting them takes longer than `seconds` (then a dry-run heal job counts them)."""
-    try:
-        counted = await _count(deps, heal, heal.filter(), None, time.monotonic() + seconds)
-    except _Unfinished:
-        return None
-    return counted.replayed
+    counted = await _count(deps, heal, heal.filter(), None, time.monotonic() + seconds)
+    return None if counted is None else counted.replayed

@@ -105,6 +105,14 @@ class JobRunner:
 JOBS = web.AppKey("replay_jobs", JobRunner)
 
 
+def too_many_jobs(request: web.Request, tenant: str) -> web.Response | None:
+    """The 429 a new job of `tenant` gets while this process holds too many; else None."""
+    if not request.config_dict[JOBS].full_for(tenant):
+        return None
+    return error_response(429, "too_many_jobs", "too many replay jobs; retry later",
+                          headers={"Retry-After": "5"})  # fmt: skip
+
+
 async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     app[JOBS] = runner = JobRunner()
     yield
@@ -224,9 +232,8 @@ async def replay_by_filter(request: web.Request) -> web.Response:
     """Start a replay job over every pending dead letter matching a filter; 202 with its id."""
     principal = await authorize(request, "deadletters:replay")
     runner = request.app[JOBS]
-    if runner.full_for(principal.tenant):
-        return error_response(429, "too_many_jobs", "too many replay jobs; retry later",
-                              headers={"Retry-After": "5"})  # fmt: skip
+    if (full := too_many_jobs(request, principal.tenant)) is not None:
+        return full
     try:
         sent = await receive(request)
         spec = json.loads(sent) if sent else {}

@@ -13,7 +13,7 @@ from ingest import heal as healing
 from ingest.replay import ReplayDeps, ReplayError
 from producer_api.auth import authorize
 from producer_api.content import receive
-from producer_api.dead_letters import JOBS, REFUSAL_STATUS, replay_deps
+from producer_api.dead_letters import JOBS, REFUSAL_STATUS, replay_deps, too_many_jobs
 from producer_api.errors import error_response
 from store import dead_letters as store
 from store.tenancy import tenant_connection
@@ -32,10 +32,8 @@ def install(app: web.Application) -> None:
 async def heal_subject(request: web.Request) -> web.Response:
     """Start the heal of one subject; 202 with the job, the version and how many it checks."""
     principal = await authorize(request, "deadletters:replay")
-    runner = request.config_dict[JOBS]
-    if runner.full_for(principal.tenant):
-        return error_response(429, "too_many_jobs", "too many replay jobs; retry later",
-                              headers={"Retry-After": "5"})  # fmt: skip
+    if (full := too_many_jobs(request, principal.tenant)) is not None:
+        return full
     try:
         subject, dry_run = _spec(await receive(request))
     except ValueError as exc:

@@ -26,11 +26,12 @@ from ingest.registry import RegistryError
 from ingest.replay import ReplayError
 from producer_api.auth import Principal, authorize
 from producer_api.content import receive
-from producer_api.dead_letters import replay_deps
+from producer_api.dead_letters import replay_deps, too_many_jobs
 from producer_api.errors import Handler, error_middleware_for
 from producer_api.heal import start_heal_job
 from producer_api.resources import DOOR
 from schemas.compatibility import SCHEMA_TYPES
+from schemas.contracts import is_contract_subject
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ async def register(request: web.Request) -> web.Response:
     subject = request.match_info["subject"]
     done = await core.register(_pool(request), principal.tenant, subject, schema)
     body: dict[str, Any] = {"id": done.id, "version": done.version}
-    if schema.schema_type == "JSON" and healing.is_contract_subject(subject):
+    if schema.schema_type == "JSON" and is_contract_subject(subject):
         body.update(await _would_heal(request, principal.tenant, subject))
     return answer(body)
 
@@ -232,6 +233,8 @@ async def _would_heal(request: web.Request, tenant: str, subject: str) -> dict[s
         count = await healing.would_heal(deps, prepared)
         if count is not None:
             return {"would_heal": count}
+        if too_many_jobs(request, tenant) is not None:  # the job bound holds here too
+            return {"would_heal": None}
         job_id, _total = await start_heal_job(request, deps, prepared, dry_run=True)
     except (ReplayError, psycopg.Error) as exc:
         log.warning("would_heal of %s not counted: %s", subject, exc)

@@ -92,12 +92,6 @@ _COLUMNS = sql.SQL(
     " event_id, attempt, replay_of, source_topic, source_partition, source_offset, status,"
     " stored_at, resolved_at, outcome"
 )
-_RETURNED = sql.SQL(
-    "d.dead_letter_id, d.tenant, d.family, d.route, d.content_type, d.raw, d.stage, d.reasons,"
-    " d.received_at, d.event_id, d.attempt, d.replay_of, d.source_topic, d.source_partition,"
-    " d.source_offset, d.status, d.stored_at, d.resolved_at, d.outcome"
-)
-"""`_COLUMNS` of the row an UPDATE … FROM changed (`d`)."""
 _CLAIMABLE = sql.SQL("status = 'pending' AND (claimed_until IS NULL OR claimed_until < now())")
 
 
@@ -235,14 +229,14 @@ async def claim_batch(
     # rescan the LIMIT … SKIP LOCKED subquery per outer row, and so claim more than `limit`,
     # some of them after another claimer took them (seen once the key led with tenant).
     query = sql.SQL(
-        "WITH picked AS MATERIALIZED (SELECT dead_letter_id FROM dead_letters"
+        "WITH picked AS MATERIALIZED (SELECT dead_letter_id AS picked_id FROM dead_letters"
         " WHERE tenant = %s AND {} ORDER BY received_at, dead_letter_id LIMIT %s"
         " FOR UPDATE SKIP LOCKED)"
         " UPDATE dead_letters d SET claimed_by = %s,"
         " claimed_until = now() + make_interval(secs => %s)"
-        " FROM picked WHERE d.tenant = %s AND d.dead_letter_id = picked.dead_letter_id"
+        " FROM picked WHERE d.tenant = %s AND d.dead_letter_id = picked.picked_id"
         " RETURNING {}"
-    ).format(sql.SQL(" AND ").join(where[1:]), _RETURNED)  # where[0]: the tenant's, written out
+    ).format(sql.SQL(" AND ").join(where[1:]), _COLUMNS)  # where[0]: the tenant's, written out
     async with conn.cursor(row_factory=class_row(StoredDeadLetter)) as cur:
         await cur.execute(query, [tenant, *params[1:], limit, owner, ttl_seconds, tenant])
         rows = await cur.fetchall()

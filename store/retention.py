@@ -122,11 +122,11 @@ async def step_cut(
     clause, params = _type_clause(event_type, excepted)
     base = f"FROM events WHERE tenant = %s AND family = %s AND time < %s{clause}"
     cur = await conn.execute(
-        f"SELECT min(time) FROM (SELECT time {base} ORDER BY time LIMIT 1) t",
+        f"SELECT time {base} ORDER BY time LIMIT 1",
         [tenant, family, cut, *params],
     )
     first = await cur.fetchone()
-    if first is None or first[0] is None:
+    if first is None:
         return None
     cur = await conn.execute(
         f"SELECT time {base} ORDER BY time OFFSET %s LIMIT 1",
