@@ -177,6 +177,16 @@ def test_a_corrected_contract_heals_exactly_the_dead_letters_it_passes(
 
     assert eventually(big_stored)["too-big"] == third
 
+    # a replay by id is checked against the contract in force too: still invalid at once
+    with psycopg.connect(database_url) as conn:
+        (bad_plan,) = conn.execute(
+            "SELECT dead_letter_id FROM dead_letters WHERE tenant = %s AND event_id = 'bad-plan'"
+            " AND attempt = 1", (tenant,)).fetchone() or (None,)  # fmt: skip
+    replayed = call("POST", f"{stack.base_url}/v1/dead-letters/{bad_plan}/replay",
+                    headers={"X-API-Key": key})  # fmt: skip
+    assert replayed.status == 200 and replayed.json()["outcome"] == "still_invalid", replayed.body
+    assert {r["code"] for r in replayed.json()["reasons"]} == {"schema_violation"}
+
 
 def test_heal_refuses_bad_input_clearly(stack: ProcessStack, new_key: Callable[..., str]) -> None:
     tenant = f"heal-{uuid.uuid4().hex[:8]}"
