@@ -18,15 +18,19 @@ its own ids silently, since a consumer reading that registry could not decode th
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import fastavro
+import fastavro.schema
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from runtime.settings import Settings
-from schemas.codec import schema_text, use_registry_ids
+from schemas.codec import CodecError, own_schema_ids, schema_text, use_registry_ids
 from schemas.subjects import own_subjects
 
 try:  # the HTTP library confluent-kafka's client uses: httpx2 where it is installed
@@ -38,6 +42,8 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10
 RETRIES = 2
+CONFLICT_ATTEMPTS = 4
+CONFLICT_PAUSE_SECONDS = 0.3
 
 
 class RegistryRefused(RuntimeError):
@@ -74,14 +80,19 @@ def client_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def _client(settings: Settings) -> tuple[SchemaRegistryClient, str]:
+    """The client for `settings`' registry, and how messages name that registry."""
+    where = f"schema registry {shown_url(settings.schema_registry_url)}"
+    try:
+        return SchemaRegistryClient(client_config(settings)), where
+    except (ValueError, TypeError) as exc:
+        raise RegistryRefused(f"{where}: {exc}") from exc
+
+
 def register_topic_schemas(settings: Settings) -> dict[int, int]:
     """Register every version of Sluice's topic subjects in `settings`' registry, oldest
     first; return Sluice's own id → the registry's id of the same schema."""
-    where = f"schema registry {shown_url(settings.schema_registry_url)}"
-    try:
-        client = SchemaRegistryClient(client_config(settings))
-    except (ValueError, TypeError) as exc:
-        raise RegistryRefused(f"{where}: {exc}") from exc
+    client, where = _client(settings)
     ids: dict[int, int] = {}
     for own in own_subjects(settings.topic_prefix):
         for own_id in own.schema_ids:
@@ -89,14 +100,54 @@ def register_topic_schemas(settings: Settings) -> dict[int, int]:
     return ids
 
 
+def _canonical(text: str) -> str:
+    """Avro's Parsing Canonical Form: equal for schemas that write the same bytes."""
+    return str(fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(json.loads(text))))
+
+
+class SchemaIdResolver:
+    """Which of Sluice's schemas an id of the registry is (`schemas.codec.IdResolver`): the
+    schema the registry holds under it, compared with Sluice's by canonical form."""
+
+    def __init__(self, client: SchemaRegistryClient, where: str) -> None:
+        self._client, self._where = client, where
+        self._sluice = {_canonical(schema_text(i)): i for i in own_schema_ids()}
+
+    def __call__(self, schema_id: int) -> int | None:
+        try:
+            found = self._client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                return None
+            raise CodecError(f"{self._where} cannot say what id {schema_id} is: {exc}") from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise CodecError(f"{self._where} cannot be reached for id {schema_id}") from exc
+        if (found.schema_type or "AVRO") != "AVRO" or not found.schema_str:
+            return None
+        try:
+            return self._sluice.get(_canonical(found.schema_str))
+        except (ValueError, TypeError, KeyError, fastavro.schema.SchemaParseException):
+            return None
+
+
 def _register(client: SchemaRegistryClient, where: str, subject: str, own_id: int) -> int:
+    """The registry's id for schema `own_id` under `subject`. A 409 is asked again a few
+    times: Sluice's processes start side by side, and a registry that creates a subject
+    non-atomically (Apicurio 2.0) answers 409 to the second of two first registrations;
+    asked again, it finds the subject and answers the id. A 409 that stays is a refusal."""
     schema = Schema(schema_text(own_id), "AVRO")
-    try:
-        return int(client.register_schema(subject, schema))
-    except SchemaRegistryError as exc:
-        raise RegistryRefused(_refusal(where, subject, exc)) from exc
-    except (httpx.HTTPError, OSError) as exc:
-        raise RegistryRefused(f"{where} cannot be reached: {type(exc).__name__}: {exc}") from exc
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return int(client.register_schema(subject, schema))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code != 409 or attempt == CONFLICT_ATTEMPTS:
+                raise RegistryRefused(_refusal(where, subject, exc)) from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise RegistryRefused(
+                f"{where} cannot be reached: {type(exc).__name__}: {exc}"
+            ) from exc
+        time.sleep(CONFLICT_PAUSE_SECONDS * attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def _refusal(where: str, subject: str, exc: SchemaRegistryError) -> str:
@@ -121,7 +172,7 @@ def use_external_registry(settings: Settings) -> dict[int, int] | None:
     if not settings.schema_registry_url:
         return None
     ids = register_topic_schemas(settings)
-    use_registry_ids(ids)
+    use_registry_ids(ids, SchemaIdResolver(*_client(settings)))
     log.info(
         "topic schemas registered in %s: Sluice id -> registry id %s",
         shown_url(settings.schema_registry_url), ids,

@@ -18,7 +18,7 @@ import contextlib
 import io
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -54,25 +54,44 @@ _written: dict[str, int] = dict(SCHEMA_IDS)
 _headers: dict[str, bytes] = {name: _HEADER.pack(MAGIC, i) for name, i in SCHEMA_IDS.items()}
 _external: dict[int, int] = {}
 """The external registry's id → the Sluice id of the same schema (empty: none in use)."""
+IdResolver = Callable[[int], "int | None"]
+"""Asks the external registry which of Sluice's schemas (its Sluice id) an id it gave is;
+None: none of them. Raises `CodecError` when it cannot ask now (nothing is remembered)."""
+_resolver: list[IdResolver] = []
+_not_sluices: set[int] = set()
+MAX_NOT_SLUICES = 1024
+"""Ids the registry said are none of Sluice's schemas, remembered up to this many."""
 
 
-def use_registry_ids(own_to_external: Mapping[int, int]) -> None:
+def use_registry_ids(own_to_external: Mapping[int, int], resolve: IdResolver | None = None) -> None:
     """Write and read the external registry's ids: `own_to_external` maps each of Sluice's
     own ids (`SCHEMA_IDS`, `SUPERSEDED`) to the id that registry gave the same schema.
-    Called once per process at start-up, before any message is encoded."""
-    known = set(_NAMES_BY_ID) | set(SUPERSEDED)
+    Called once per process at start-up, before any message is encoded.
+
+    `resolve` answers for an id met later that the mapping lacks, once per id: a registry
+    may give one schema two ids (Apicurio 2.0 does when two processes register it at the
+    same moment), so another process may write an id this one did not get."""
+    known = set(own_schema_ids())
     if set(own_to_external) != known:
         raise ValueError(f"need an external id for each of Sluice's ids {sorted(known)}")
-    _external.clear()
+    use_own_ids()
     _external.update({ext: own for own, ext in own_to_external.items()})
+    _resolver.extend([resolve] if resolve is not None else [])
     for name, own in SCHEMA_IDS.items():
         _written[name] = own_to_external[own]
         _headers[name] = _HEADER.pack(MAGIC, own_to_external[own])
 
 
+def own_schema_ids() -> list[int]:
+    """Every id Sluice writes or once wrote, in its own numbering."""
+    return sorted({*_NAMES_BY_ID, *SUPERSEDED})
+
+
 def use_own_ids() -> None:
     """Back to Sluice's own ids (as at import): for tests that switched registries."""
     _external.clear()
+    _resolver.clear()
+    _not_sluices.clear()
     _written.update(SCHEMA_IDS)
     _headers.update({name: _HEADER.pack(MAGIC, i) for name, i in SCHEMA_IDS.items()})
 
@@ -175,6 +194,19 @@ def _decode_as(payload: bytes, own_id: int, expected: str | None) -> tuple[str, 
     return name, _read_body(payload, name, writer, load_schema(name))
 
 
+def _learn(schema_id: int) -> int | None:
+    """The Sluice id of the registry's `schema_id`, asked once (`use_registry_ids`)."""
+    if schema_id in _not_sluices:
+        return None
+    own = _resolver[0](schema_id)
+    if own is None:
+        if len(_not_sluices) < MAX_NOT_SLUICES:
+            _not_sluices.add(schema_id)
+        return None
+    _external[schema_id] = own
+    return own
+
+
 def _record_of(own_id: int) -> str | None:
     if own_id in SUPERSEDED:
         return SUPERSEDED[own_id][0]
@@ -187,6 +219,12 @@ def _own_ids(schema_id: int, expected: str | None) -> list[int]:
     the two name different records, those that are not `expected` drop out; with nothing
     expected (`events` carries two records) both are tried, the external's first."""
     external = _external.get(schema_id)
+    if external is None and _resolver:
+        try:
+            external = _learn(schema_id)
+        except CodecError:
+            if _record_of(schema_id) is None:
+                raise
     if external is None or external == schema_id or _record_of(schema_id) is None:
         return [schema_id if external is None else external]
     both = [external, schema_id]

@@ -10,6 +10,7 @@ Wrong credentials or an unreachable registry stop each process with one clear li
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import fastavro
+import fastavro.schema
 import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -30,11 +33,12 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from runtime.registry_client import register_topic_schemas
 from runtime.settings import Settings, settings_env
 from runtime.topic_admin import ensure_topics
-from schemas.codec import SCHEMA_IDS, encode
+from schemas.codec import SCHEMA_IDS, encode, schema_text
 from schemas.identity import Identity, partition_for
 from schemas.subjects import RESERVED_IDS
 from sinks.migrate import migrate
 from sluice.keys_cli import create_key
+from sluice.launchers.apicurio import ApicurioLauncher, ApicurioLauncherError, resolve_apicurio
 from sluice.stack import ProcessStack
 from tests.conftest import TEST_SECRET, eventually, make_settings
 from tests.httpclient import call
@@ -42,8 +46,6 @@ from tests.httpclient import call
 pytestmark = pytest.mark.integration
 
 REGISTRY_SCOPES = ["schemas:read", "schemas:write"]
-TOPIC_SUBJECTS = {"ingest.raw": "ingest.raw-value", "events": "events-value",
-                  "events.dlq": "events.dlq-value"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,10 @@ def _decoded(
     return found[0]
 
 
+def _canonical(text: str) -> str:
+    return str(fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(json.loads(text))))
+
+
 def _post(stack: ProcessStack, key: str, body: Any) -> int:
     answer = call("POST", f"{stack.base_url}/v1/events", json_body=body,
                   headers={"X-API-Key": key})  # fmt: skip
@@ -171,11 +177,11 @@ def _stored_event(stack: ProcessStack, key: str, event_id: str) -> dict[str, Any
     return eventually(found)
 
 
-def test_every_topic_carries_the_external_registrys_ids_and_decodes_with_it_alone(
-    pointed: ProcessStack, external: ExternalRegistry, new_key: Callable[..., str]
-) -> None:
-    tenant = f"extreg-{uuid.uuid4().hex[:8]}"
-    key = new_key(tenant)
+def _flows_and_decodes_with_the_registry_alone(
+    pointed: ProcessStack, registry: SchemaRegistryClient, key: str, tenant: str
+) -> list[int]:
+    """Events go door → stream → sink; every topic's messages carry the ids `registry`
+    gives Sluice's subjects, and its `AvroDeserializer` decodes them. The ids, returned."""
     good_id = f"good-{uuid.uuid4().hex[:8]}"
     event = {"id": good_id, "type": "usage.api_call", "source": "/extreg",
              "time": "2026-11-23T10:00:00Z", "data": {"units": 3}}  # fmt: skip
@@ -184,42 +190,42 @@ def test_every_topic_carries_the_external_registrys_ids_and_decodes_with_it_alon
     gone = call("DELETE", f"{pointed.base_url}/v1/events?type=usage.gone",
                 headers={"X-API-Key": key})  # fmt: skip
     assert gone.status == 202, gone.body
-    stored = _stored_event(pointed, key, good_id)  # door → stream → sink
-    assert stored["type"] == "usage.api_call"
+    assert _stored_event(pointed, key, good_id)["type"] == "usage.api_call"
 
-    registry = external.client()
     deserialize = AvroDeserializer(registry)
     settings, prefix = pointed.settings, pointed.settings.topic_prefix
 
-    def latest_id(topic: str) -> int:
-        return registry.get_latest_version(f"{prefix}{TOPIC_SUBJECTS[topic]}").schema_id
+    def registered(schema_id: int, subject: str, record: str) -> bool:
+        """`schema_id` is a version of `subject` there, and its schema is Sluice's record."""
+        versions = registry.get_versions(f"{prefix}{subject}")
+        ids = {registry.get_version(f"{prefix}{subject}", v).schema_id for v in versions}
+        held = registry.get_schema(schema_id).schema_str
+        return schema_id in ids and _canonical(held) == _canonical(schema_text(SCHEMA_IDS[record]))
 
     raw_id, raw = _decoded(settings, deserialize, f"{prefix}ingest.raw",
                            lambda r: any(i["event_id"] == good_id for i in r["items"]))  # fmt: skip
-    assert raw["tenant"] == tenant and raw_id == latest_id("ingest.raw")
-    event_id_, canonical = _decoded(settings, deserialize, f"{prefix}events",
-                                    lambda r: r.get("event_id") == good_id)  # fmt: skip
-    assert canonical["type"] == "usage.api_call" and event_id_ == latest_id("events")
+    assert raw["tenant"] == tenant and registered(raw_id, "ingest.raw-value", "IngestEnvelope")
+    event_id, canonical = _decoded(settings, deserialize, f"{prefix}events",
+                                   lambda r: r.get("event_id") == good_id)  # fmt: skip
+    assert canonical["type"] == "usage.api_call"
+    assert registered(event_id, "events-value", "CanonicalEvent")
     deletion_id, deletion = _decoded(settings, deserialize, f"{prefix}events",
                                      lambda r: r["tenant"] == tenant and "filter" in r)  # fmt: skip
     assert deletion["filter"]["types"] == ["usage.gone"]
-    deletion_subject = f"{prefix}events-sluice.FilterDeletion"
-    assert deletion_id == registry.get_latest_version(deletion_subject).schema_id
+    assert registered(deletion_id, "events-sluice.FilterDeletion", "FilterDeletion")
     dead_id, dead = _decoded(settings, deserialize, f"{prefix}events.dlq",
                              lambda r: r["tenant"] == tenant)  # fmt: skip
-    assert dead["reasons"] and b'"x"' in dead["raw"] and dead_id == latest_id("events.dlq")
-    # the other registry's ids (its tenants' are numbered from 1000), not Sluice's own
-    assert min(raw_id, event_id_, deletion_id, dead_id) > RESERVED_IDS
-    assert registry.get_versions(f"{prefix}events-value") == [1, 2, 3]
+    assert dead["reasons"] and b'"x"' in dead["raw"]
+    assert registered(dead_id, "events.dlq-value", "DeadLetter")
+    return [raw_id, event_id, deletion_id, dead_id]
 
 
-def test_a_message_written_with_sluices_own_id_before_the_switch_is_still_stored(
-    pointed: ProcessStack, new_key: Callable[..., str], database_url: str
+def _an_envelope_with_sluices_own_id_is_stored(
+    pointed: ProcessStack, key: str, tenant: str
 ) -> None:
     """An envelope carrying Sluice's own id 4 (what the door wrote before the registry
     changed) is read by the stream by that id and lands in PostgreSQL."""
     settings = pointed.settings
-    tenant = f"extreg-old-{uuid.uuid4().hex[:8]}"
     event_id = f"old-{uuid.uuid4()}"
     raw = b'{"type": "usage.old", "source": "/old", "time": "2026-01-01T00:00:00Z", "data": {}}'
     envelope = {
@@ -234,7 +240,32 @@ def test_a_message_written_with_sluices_own_id_before_the_switch_is_still_stored
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
     producer.produce(f"{settings.topic_prefix}ingest.raw", payload, partition=partition)
     assert producer.flush(10) == 0
-    assert _stored_event(pointed, new_key(tenant), event_id)["type"] == "usage.old"
+    assert _stored_event(pointed, key, event_id)["type"] == "usage.old"
+
+
+def test_every_topic_carries_the_external_registrys_ids_and_decodes_with_it_alone(
+    pointed: ProcessStack, external: ExternalRegistry, new_key: Callable[..., str]
+) -> None:
+    tenant = f"extreg-{uuid.uuid4().hex[:8]}"
+    ids = _flows_and_decodes_with_the_registry_alone(
+        pointed, external.client(), new_key(tenant), tenant
+    )
+    # the other registry's ids (its tenants' are numbered from 1000), not Sluice's own
+    assert min(ids) > RESERVED_IDS
+    # three processes registered side by side: one version per schema, oldest first, and
+    # the ids written are each subject's latest
+    prefix, registry = pointed.settings.topic_prefix, external.client()
+    assert registry.get_versions(f"{prefix}events-value") == [1, 2, 3]
+    subjects = ("ingest.raw-value", "events-value", "events-sluice.FilterDeletion",
+                "events.dlq-value")  # fmt: skip
+    assert ids == [registry.get_latest_version(f"{prefix}{s}").schema_id for s in subjects]
+
+
+def test_a_message_written_with_sluices_own_id_before_the_switch_is_still_stored(
+    pointed: ProcessStack, new_key: Callable[..., str]
+) -> None:
+    tenant = f"extreg-old-{uuid.uuid4().hex[:8]}"
+    _an_envelope_with_sluices_own_id_is_stored(pointed, new_key(tenant), tenant)
 
 
 def test_registering_is_idempotent_and_takes_a_bearer_token_too(
@@ -292,3 +323,42 @@ def test_an_unreachable_registry_stops_the_process(
     code, output = _start_refused(settings, "api", tmp_path)
     assert code == 1, output
     assert "cannot be reached" in output and "secret-token-value" not in output
+
+
+@pytest.fixture(scope="module")
+def apicurio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Apicurio Registry (in memory), built from Maven Central by `sluice.launchers.apicurio`;
+    the test is skipped, saying why, where it cannot be fetched or built."""
+    try:
+        resolve_apicurio()
+    except ApicurioLauncherError as exc:
+        pytest.skip(f"Apicurio Registry cannot be fetched or built here: {str(exc)[-600:]}")
+    with ApicurioLauncher(tmp_path_factory.mktemp("apicurio")) as launcher:
+        yield launcher.ccompat_url
+
+
+@pytest.mark.slow
+def test_apicurio_registry_holds_the_ids_and_decodes_every_topic(
+    apicurio: str, kafka_bootstrap: str, database_url: str, new_key: Callable[..., str],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Apicurio numbers schemas from 1, so most of its ids are Sluice's own ids of other
+    records: the pipeline still writes and reads its ids, and an envelope written with
+    Sluice's own id 4 (Apicurio's id of an older CanonicalEvent) is still read as one."""
+    settings = make_settings(kafka_bootstrap, database_url, schema_registry_url=apicurio)
+    ensure_topics(settings)
+    stack = ProcessStack(settings, tmp_path / "logs")
+    stack.start()
+    try:
+        stack.wait_ready(timeout=120)
+        tenant = f"apicurio-{uuid.uuid4().hex[:8]}"
+        key = new_key(tenant)
+        registry = SchemaRegistryClient({"url": apicurio})
+        ids = _flows_and_decodes_with_the_registry_alone(stack, registry, key, tenant)
+        assert ids != [
+            SCHEMA_IDS[name]
+            for name in ("IngestEnvelope", "CanonicalEvent", "FilterDeletion", "DeadLetter")
+        ]
+        _an_envelope_with_sluices_own_id_is_stored(stack, key, tenant)
+    finally:
+        stack.stop()

@@ -105,3 +105,40 @@ def test_an_incomplete_mapping_is_refused_and_own_ids_come_back() -> None:
     codec.use_registry_ids(FAR)
     codec.use_own_ids()
     assert _schema_id(encode("DeadLetter", _example("DeadLetter"))) == SCHEMA_IDS["DeadLetter"]
+
+
+def _with_id(payload: bytes, schema_id: int) -> bytes:
+    return payload[:1] + schema_id.to_bytes(4, "big") + payload[5:]
+
+
+def test_an_id_another_process_got_is_asked_of_the_registry_once() -> None:
+    """A registry that gave one schema two ids (two first registrations side by side):
+    this process got 1007 for the DeadLetter, another wrote 2007."""
+    asked: list[int] = []
+
+    def resolve(schema_id: int) -> int | None:
+        asked.append(schema_id)
+        return SCHEMA_IDS["DeadLetter"] if schema_id == 2007 else None
+
+    record = _example("DeadLetter")
+    codec.use_registry_ids(FAR, resolve)
+    theirs = _with_id(encode("DeadLetter", record), 2007)
+    assert decode(theirs, "DeadLetter") == ("DeadLetter", record)
+    assert decode(theirs, "DeadLetter") == ("DeadLetter", record)
+    with pytest.raises(CodecError, match="unknown schema id 3000"):
+        decode(_with_id(theirs, 3000))
+    with pytest.raises(CodecError):
+        decode(_with_id(theirs, 3000))
+    assert asked == [2007, 3000]  # each once, the answer remembered either way
+
+
+def test_a_registry_that_cannot_answer_leaves_sluices_own_ids_readable() -> None:
+    def unreachable(schema_id: int) -> int | None:
+        raise CodecError(f"cannot ask about {schema_id}")
+
+    record = _example("DeadLetter")
+    before = encode("DeadLetter", record)  # Sluice's own id 3, not in FAR's ids
+    codec.use_registry_ids(FAR, unreachable)
+    assert decode(before, "DeadLetter") == ("DeadLetter", record)
+    with pytest.raises(CodecError, match="cannot ask about 2007"):
+        decode(_with_id(before, 2007), "DeadLetter")
