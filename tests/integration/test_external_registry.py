@@ -26,7 +26,7 @@ import fastavro.schema
 import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -362,3 +362,17 @@ def test_apicurio_registry_holds_the_ids_and_decodes_every_topic(
         _an_envelope_with_sluices_own_id_is_stored(stack, key, tenant)
     finally:
         stack.stop()
+
+
+def test_a_subject_that_refuses_sluices_schema_stops_the_process(
+    kafka_bootstrap: str, database_url: str, external: ExternalRegistry, tmp_path: Path
+) -> None:
+    """Someone else's record already holds the dead-letter subject (BACKWARD, the default):
+    Sluice's DeadLetter cannot follow it, and the API says so instead of starting."""
+    settings = _pointed_settings(kafka_bootstrap, database_url, external)
+    subject = f"{settings.topic_prefix}events.dlq-value"
+    other = {"type": "record", "name": "Other", "fields": [{"name": "x", "type": "int"}]}
+    external.client().register_schema(subject, Schema(json.dumps(other), "AVRO"))
+    code, output = _start_refused(settings, "api", tmp_path)
+    assert code == 1, output
+    assert f"refused Sluice's schema for subject '{subject}' as incompatible" in output, output
