@@ -5,8 +5,10 @@ With `SLUICE_SCHEMA_REGISTRY_URL` set, every process that writes or reads Sluice
 topic schemas there at start-up, under the same TopicNameStrategy subjects Sluice's own
 registry uses (`schemas.subjects`), every version oldest first, and then writes that
 registry's ids (`schemas.codec.use_registry_ids`). Registering is idempotent: a registry
-answers the id it already gave a schema, so processes started one after another, or side
-by side, agree on the ids.
+answers the id it already gave a schema, so processes started one after another agree on
+the ids. Side by side, a registry may give one schema two ids (Apicurio 2.0 does): an id a
+process did not get is asked of the registry when a message carries it
+(`SchemaIdResolver`).
 
 The client is confluent-kafka's `SchemaRegistryClient`, with HTTP basic auth
 (`SLUICE_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO`, `user:password`) or a static bearer token
