@@ -31,6 +31,7 @@ from bench.raw import delete_tenants
 from bench.report import markdown, write
 from bench.watch import Offsets
 from runtime.kafka import client_config
+from runtime.registry_client import use_external_registry
 from runtime.settings import Settings, load_settings
 from runtime.topic_admin import ensure_topics
 from schemas.topics import TopicNames
@@ -87,6 +88,7 @@ def run_bench(cfg: BenchConfig, kafka: str, database: str, log_dir: Path) -> dic
     settings = _settings(kafka, database, tag)
     migrate(database)
     ensure_topics(settings)
+    use_external_registry(settings)  # the phases that read topics decode its ids too
     offsets = Offsets(client_config(settings), settings.partitions)
     procs = BenchProcesses(settings, log_dir / tag)
     procs.attach_service("kafka", kafka.split(",")[0])

@@ -1,7 +1,7 @@
 """Settings, read once from the environment into a frozen object and passed down.
 
 Every variable is documented in docs/operations.md. Defaults work for `make dev`.
-Secrets (the key-hashing secret, database passwords) are never printed: the
+Secrets (the key-hashing secret, database and registry passwords) are never printed: the
 `__repr__` of `Settings` masks them.
 """
 
@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-_SECRET_FIELDS = frozenset({"key_secret", "key_secrets_retired", "kafka_sasl_password", "api_key"})
+_SECRET_FIELDS = frozenset({
+    "key_secret", "key_secrets_retired", "kafka_sasl_password", "api_key",
+    "schema_registry_basic_auth_user_info", "schema_registry_bearer_token",
+})  # fmt: skip
 DEFAULT_KEY_SECRET = "sluice-dev-secret-change-me"
 """Good for `make dev` on loopback only: the API refuses it on any other address."""
-_URL_FIELDS = frozenset({"database_url", "api_database_url"})
+_URL_FIELDS = frozenset({"database_url", "api_database_url", "schema_registry_url"})
 
 
 def _mask_url(url: str) -> str:
@@ -111,6 +114,13 @@ class Settings:
     `sluice dev`'s API, else this machine's `http_port`."""
     api_key: str = ""
     """The key those commands send (a secret: never printed)."""
+    schema_registry_url: str = ""
+    """An existing Confluent-compatible registry for Sluice's topic schemas (unset: Sluice's
+    own, `/schema-registry`); every process registers them there at start-up."""
+    schema_registry_basic_auth_user_info: str = ""
+    """`user:password` for that registry (a secret: never printed)."""
+    schema_registry_bearer_token: str = ""
+    """A bearer token for that registry instead (a secret: never printed)."""
 
     def __repr__(self) -> str:
         shown = []

@@ -6,7 +6,8 @@ schemas Sluice has written there, oldest first, with the ids `schemas/codec.py` 
 `FilterDeletion` records beside its `CanonicalEvent`s; one subject cannot hold both under
 a compatibility check, so that record has the TopicRecordNameStrategy subject
 `<topic>-sluice.FilterDeletion`. A consumer decodes by the id in each message, whatever
-the subject.
+the subject. With an existing registry instead (`runtime.registry_client`) the same
+subjects and versions are registered there, and the ids are that registry's.
 """
 
 from __future__ import annotations

@@ -134,9 +134,6 @@ def _micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-_WIRE_HEADER = wire_header("IngestEnvelope")
-
-
 def envelope_head(
     request_id: str,
     tenant: str,
@@ -148,17 +145,15 @@ def envelope_head(
     """Everything before the items: the same for each of a request's envelopes."""
     entries = [write_string(k) + write_string(v) for k, v in route.items()]
     return b"".join(
-        (_WIRE_HEADER, write_string(request_id), write_string(tenant), write_string(family),
-         _block(entries), write_string(content_type), write_long(_micros(received_at)))
+        (wire_header("IngestEnvelope"), write_string(request_id), write_string(tenant),
+         write_string(family), _block(entries), write_string(content_type),
+         write_long(_micros(received_at)))
     )  # fmt: skip
 
 
 def encode_envelope(head: bytes, items: Sequence[bytes]) -> bytes:
     """A whole wire-format message: `envelope_head(...)` and the encoded items."""
     return head + _block(items)
-
-
-_CANONICAL_HEADER = wire_header("CanonicalEvent")
 
 
 class CanonicalEventWriter:
@@ -168,7 +163,7 @@ class CanonicalEventWriter:
     __slots__ = ("_head", "_received")
 
     def __init__(self, tenant: str, family: str, received_at: datetime) -> None:
-        self._head = _CANONICAL_HEADER + write_string(tenant) + write_string(family)
+        self._head = wire_header("CanonicalEvent") + write_string(tenant) + write_string(family)
         self._received = write_long(_micros(received_at))
 
     def encode(

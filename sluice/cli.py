@@ -12,6 +12,7 @@ import psycopg_pool
 from confluent_kafka import KafkaException
 
 from runtime.redaction import install_key_redaction
+from runtime.registry_client import RegistryRefused, use_external_registry
 from runtime.settings import Settings, load_settings
 from sluice.devstate import environ_with_dev_stack
 from sluice.unreachable import (
@@ -27,13 +28,21 @@ def _settings() -> Settings:
     return load_settings(environ_with_dev_stack())
 
 
+def _with_topic_schema_ids(settings: Settings) -> Settings:
+    """`settings`, once this process writes and reads the topic schema ids of
+    `SLUICE_SCHEMA_REGISTRY_URL`'s registry when that is set (`runtime.registry_client`);
+    a registry that refuses them ends the command with one line."""
+    use_external_registry(settings)
+    return settings
+
+
 class _OneLineErrors(click.Group):
     """Says in one line, naming the setting, that PostgreSQL or Kafka cannot be reached."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ServiceUnreachable as exc:
+        except (ServiceUnreachable, RegistryRefused) as exc:
             failure: Exception = exc
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             failure = postgres_unreachable(exc, _settings().database_url)
@@ -81,7 +90,7 @@ def api() -> None:
     """Serve the HTTP front door."""
     from producer_api.app import run
 
-    run(_settings())
+    run(_with_topic_schema_ids(_settings()))
 
 
 @main.group(invoke_without_command=True)
@@ -93,7 +102,7 @@ def worker(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is None:
         from streams.worker import run
 
-        run(_settings())
+        run(_with_topic_schema_ids(_settings()))
 
 
 @main.command()
@@ -101,7 +110,7 @@ def sink() -> None:
     """Run the Kafka → PostgreSQL sink."""
     from sluice.runners import run_sink
 
-    run_sink(_settings())
+    run_sink(_with_topic_schema_ids(_settings()))
 
 
 @main.command("kafka-jars")

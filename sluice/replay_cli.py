@@ -37,6 +37,7 @@ from ingest.replay import (
     replay_record,
 )
 from runtime.kafka import AsyncProducer, client_config, producer_config
+from runtime.registry_client import use_external_registry
 from runtime.settings import Settings, load_settings
 from schemas.codec import CodecError, decode
 from schemas.topics import TopicNames
@@ -80,6 +81,7 @@ def _run(work: Callable[[ReplayDeps], Awaitable[T]], *, kafka: bool = False) -> 
     settings = load_settings(environ_with_dev_stack())
     if kafka:
         require_kafka(client_config(settings))
+        use_external_registry(settings)  # a replay writes envelopes with the topics' ids
 
     async def main() -> T:
         async with _deps(settings) as deps:
@@ -159,6 +161,7 @@ def replay(ctx: click.Context, /, from_kafka: bool, since: str | None, **options
     start = _when(since)
     assert start is not None
     settings = load_settings(environ_with_dev_stack())
+    use_external_registry(settings)  # events.dlq may carry that registry's ids
     counts = replay_from_kafka(settings, start, _when(options.pop("until")), **options)
     label = "would replay" if options["dry_run"] else "replayed"
     click.echo(f"{label} {counts.replayed}, still invalid {counts.still_invalid}, "

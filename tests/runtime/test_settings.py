@@ -32,6 +32,19 @@ def test_secrets_are_masked_in_repr() -> None:
     assert "s3cret-value" not in shown and ":pw@" not in shown
 
 
+def test_schema_registry_credentials_are_read_and_masked() -> None:
+    got = load_settings({
+        "SLUICE_SCHEMA_REGISTRY_URL": "https://ops:urlpass@registry.internal/apis/ccompat/v7",
+        "SLUICE_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "sluice:basicpass",
+        "SLUICE_SCHEMA_REGISTRY_BEARER_TOKEN": "tokenvalue",
+    })  # fmt: skip
+    assert got.schema_registry_basic_auth_user_info == "sluice:basicpass"
+    assert got.schema_registry_bearer_token == "tokenvalue"
+    shown = str(got)
+    assert "registry.internal/apis/ccompat/v7" in shown
+    assert "urlpass" not in shown and "basicpass" not in shown and "tokenvalue" not in shown
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"), [("1", True), ("on", True), ("False", False), ("0", False)]
 )
