@@ -18,6 +18,15 @@ the longest of those retentions plus `MARGIN`; with a topic kept forever, never.
 bounds come from Kafka itself (the topics' configs and watermarks), so a retention an
 operator raises on a topic is followed at once. `prune` is called by the retention runner
 after each pass (`ingest.retention`); the SQL is migration 0022's.
+
+Then what only reports on the past (`prune_receipts`, migration 0023's SQL): finished
+deletion receipts, finished replay and heal jobs and finished retention runs leave once
+they are older than the same horizon and than `SLUICE_RECEIPTS_KEEP_DAYS` (so never while
+`ingest.raw` may still present what they are about). A receipt stays while a deletion
+record still names it (it still keeps older versions out), a pending receipt and a
+queued or running job always. `GET /v1/deletions/{id}` and `GET /v1/replay-jobs/{id}`
+answer 404 for a pruned one, as for an id never issued: telling them apart would need a
+record of every pruned id, which is what pruning removes.
 """
 
 from __future__ import annotations
@@ -123,19 +132,49 @@ async def prune(pool: AsyncConnectionPool, found: Horizon) -> dict[str, int]:
     return removed
 
 
+RECEIPTS = ("receipts", "replay_jobs", "retention_runs")
+"""What `prune_receipts` removes, each by its own function `sluice_prune_<name>`."""
+
+
+def receipts_cut(found: Horizon, keep_days: float, now: datetime) -> datetime:
+    """Before when a finished receipt, job or run may go: the older of the deletion records'
+    horizon and `keep_days` ago."""
+    return min(found.before, now - timedelta(days=keep_days))
+
+
+async def prune_receipts(pool: AsyncConnectionPool, before: datetime) -> dict[str, int]:
+    """Remove finished receipts, jobs and runs older than `before`, in batches; how many.
+    Call after `prune`: a receipt goes only once no deletion record names it."""
+    removed = dict.fromkeys(RECEIPTS, 0)
+    async with pool.connection() as conn:
+        for name in RECEIPTS:
+            while True:
+                cur = await conn.execute(f"SELECT sluice_prune_{name}(%s, %s)", (before, BATCH))
+                gone = _count(await cur.fetchone())
+                removed[name] += gone
+                if gone < BATCH:
+                    break
+    return removed
+
+
 def _count(row: Any) -> int:
     return int(row[0]) if row else 0
 
 
 async def prune_now(pool: AsyncConnectionPool, settings: Settings, now: datetime) -> dict[str, int]:
-    """Read Kafka, then prune what it allows (nothing when a topic keeps forever)."""
+    """Read Kafka, then prune what it allows (nothing when a topic keeps forever): the
+    deletion records, then the receipts, jobs and runs."""
     topics = TopicNames.for_prefix(settings.topic_prefix)
     configs, earliest = await asyncio.to_thread(read_kafka, settings, topics)
     found = horizon(configs, earliest, topics, now)
     if found is None:
-        return {"event_deletions": 0, "filter_deletions": 0}
+        return {"event_deletions": 0, "filter_deletions": 0, **dict.fromkeys(RECEIPTS, 0)}
     removed = await prune(pool, found)
     if any(removed.values()):
         log.info("pruned deletion records older than %s below ingest.raw offsets %s: %s",
                  found.before, dict(found.earliest), removed)  # fmt: skip
-    return removed
+    cut = receipts_cut(found, settings.receipts_keep_days, now)
+    finished = await prune_receipts(pool, cut)
+    if any(finished.values()):
+        log.info("pruned finished receipts, jobs and runs older than %s: %s", cut, finished)
+    return {**removed, **finished}
