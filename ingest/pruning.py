@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -108,25 +108,24 @@ def read_kafka(settings: Settings, topics: TopicNames) -> tuple[dict[str, dict[s
     return configs, earliest
 
 
+def prune_calls(found: Horizon) -> Iterator[tuple[str, str, tuple[Any, ...]]]:
+    """(table, statement, parameters) of each call that prunes what `found` allows; each
+    removes at most `BATCH` rows, so repeat one while it removes that many."""
+    yield ("event_deletions", "SELECT sluice_prune_event_deletions(%s, %s, %s)",
+           (found.before, found.below_every, BATCH))  # fmt: skip
+    for partition, earliest in sorted(found.earliest.items()):
+        yield ("filter_deletions", "SELECT sluice_prune_filter_deletions(%s, %s, %s, %s)",
+               (partition, found.before, earliest, BATCH))  # fmt: skip
+
+
 async def prune(pool: AsyncConnectionPool, found: Horizon) -> dict[str, int]:
     """Remove the deletion records `found` allows, in batches; how many of each kind."""
     removed = {"event_deletions": 0, "filter_deletions": 0}
     async with pool.connection() as conn:
-        while True:
-            cur = await conn.execute("SELECT sluice_prune_event_deletions(%s, %s, %s)",
-                                     (found.before, found.below_every, BATCH))  # fmt: skip
-            gone = _count(await cur.fetchone())
-            removed["event_deletions"] += gone
-            if gone < BATCH:
-                break
-        for partition, earliest in sorted(found.earliest.items()):
+        for table, statement, params in prune_calls(found):
             while True:
-                cur = await conn.execute(
-                    "SELECT sluice_prune_filter_deletions(%s, %s, %s, %s)",
-                    (partition, found.before, earliest, BATCH),
-                )
-                gone = _count(await cur.fetchone())
-                removed["filter_deletions"] += gone
+                gone = _count(await (await conn.execute(statement, params)).fetchone())
+                removed[table] += gone
                 if gone < BATCH:
                     break
     return removed
