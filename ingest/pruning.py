@@ -18,6 +18,15 @@ the longest of those retentions plus `MARGIN`; with a topic kept forever, never.
 bounds come from Kafka itself (the topics' configs and watermarks), so a retention an
 operator raises on a topic is followed at once. `prune` is called by the retention runner
 after each pass (`ingest.retention`); the SQL is migration 0022's.
+
+Then what only reports on the past (`prune_receipts`, migration 0023's SQL): finished
+deletion receipts, finished replay and heal jobs and finished retention runs leave once
+they are older than the same horizon and than `SLUICE_RECEIPTS_KEEP_DAYS` (so never while
+`ingest.raw` may still present what they are about). A receipt stays while a deletion
+record still names it (it still keeps older versions out), a pending receipt and a
+queued or running job always. `GET /v1/deletions/{id}` and `GET /v1/replay-jobs/{id}`
+answer 404 for a pruned one, as for an id never issued: telling them apart would need a
+record of every pruned id, which is what pruning removes.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -99,25 +108,49 @@ def read_kafka(settings: Settings, topics: TopicNames) -> tuple[dict[str, dict[s
     return configs, earliest
 
 
+def prune_calls(found: Horizon) -> Iterator[tuple[str, str, tuple[Any, ...]]]:
+    """(table, statement, parameters) of each call that prunes what `found` allows; each
+    removes at most `BATCH` rows, so repeat one while it removes that many."""
+    yield ("event_deletions", "SELECT sluice_prune_event_deletions(%s, %s, %s)",
+           (found.before, found.below_every, BATCH))  # fmt: skip
+    for partition, earliest in sorted(found.earliest.items()):
+        yield ("filter_deletions", "SELECT sluice_prune_filter_deletions(%s, %s, %s, %s)",
+               (partition, found.before, earliest, BATCH))  # fmt: skip
+
+
 async def prune(pool: AsyncConnectionPool, found: Horizon) -> dict[str, int]:
     """Remove the deletion records `found` allows, in batches; how many of each kind."""
     removed = {"event_deletions": 0, "filter_deletions": 0}
     async with pool.connection() as conn:
-        while True:
-            cur = await conn.execute("SELECT sluice_prune_event_deletions(%s, %s, %s)",
-                                     (found.before, found.below_every, BATCH))  # fmt: skip
-            gone = _count(await cur.fetchone())
-            removed["event_deletions"] += gone
-            if gone < BATCH:
-                break
-        for partition, earliest in sorted(found.earliest.items()):
+        for table, statement, params in prune_calls(found):
             while True:
-                cur = await conn.execute(
-                    "SELECT sluice_prune_filter_deletions(%s, %s, %s, %s)",
-                    (partition, found.before, earliest, BATCH),
-                )
+                gone = _count(await (await conn.execute(statement, params)).fetchone())
+                removed[table] += gone
+                if gone < BATCH:
+                    break
+    return removed
+
+
+RECEIPTS = ("receipts", "replay_jobs", "retention_runs")
+"""What `prune_receipts` removes, each by its own function `sluice_prune_<name>`."""
+
+
+def receipts_cut(found: Horizon, keep_days: float, now: datetime) -> datetime:
+    """Before when a finished receipt, job or run may go: the older of the deletion records'
+    horizon and `keep_days` ago."""
+    return min(found.before, now - timedelta(days=keep_days))
+
+
+async def prune_receipts(pool: AsyncConnectionPool, before: datetime) -> dict[str, int]:
+    """Remove finished receipts, jobs and runs older than `before`, in batches; how many.
+    Call after `prune`: a receipt goes only once no deletion record names it."""
+    removed = dict.fromkeys(RECEIPTS, 0)
+    async with pool.connection() as conn:
+        for name in RECEIPTS:
+            while True:
+                cur = await conn.execute(f"SELECT sluice_prune_{name}(%s, %s)", (before, BATCH))
                 gone = _count(await cur.fetchone())
-                removed["filter_deletions"] += gone
+                removed[name] += gone
                 if gone < BATCH:
                     break
     return removed
@@ -128,14 +161,19 @@ def _count(row: Any) -> int:
 
 
 async def prune_now(pool: AsyncConnectionPool, settings: Settings, now: datetime) -> dict[str, int]:
-    """Read Kafka, then prune what it allows (nothing when a topic keeps forever)."""
+    """Read Kafka, then prune what it allows (nothing when a topic keeps forever): the
+    deletion records, then the receipts, jobs and runs."""
     topics = TopicNames.for_prefix(settings.topic_prefix)
     configs, earliest = await asyncio.to_thread(read_kafka, settings, topics)
     found = horizon(configs, earliest, topics, now)
     if found is None:
-        return {"event_deletions": 0, "filter_deletions": 0}
+        return {"event_deletions": 0, "filter_deletions": 0, **dict.fromkeys(RECEIPTS, 0)}
     removed = await prune(pool, found)
     if any(removed.values()):
         log.info("pruned deletion records older than %s below ingest.raw offsets %s: %s",
                  found.before, dict(found.earliest), removed)  # fmt: skip
-    return removed
+    cut = receipts_cut(found, settings.receipts_keep_days, now)
+    finished = await prune_receipts(pool, cut)
+    if any(finished.values()):
+        log.info("pruned finished receipts, jobs and runs older than %s: %s", cut, finished)
+    return {**removed, **finished}

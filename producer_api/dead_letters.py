@@ -274,7 +274,7 @@ async def show_job(request: web.Request) -> web.Response:
         stale = await store.adopt_stale_job(conn, principal.tenant, job_id, STALE_JOB_SECONDS)
         job = stale or await store.get_job(conn, principal.tenant, job_id)
     if job is None:
-        return error_response(404, "not_found", "no such replay job")
+        return error_response(404, "not_found", "no such replay job (or it finished, pruned)")
     if stale is not None:
         log.warning("replay job %s was abandoned by its runner; resuming it here", job_id)
         flt = DeadLetterFilter.from_json(stale["filter"])

@@ -68,7 +68,9 @@ async def show_deletion(request: web.Request) -> web.Response:
     async with tenant_connection(door_of(request).pool, principal.tenant) as conn:
         receipt = await get_receipt(conn, principal.tenant, request.match_info["id"])
     if receipt is None:
-        return error_response(404, "not_found", "no such deletion")
+        return error_response(
+            404, "not_found", "no such deletion (or its finished receipt was pruned)"
+        )
     return web.json_response(receipt)
 
 

@@ -67,6 +67,7 @@ class Settings:
     retention_step_rows: int = 10_000
     retention_step_timeout_seconds: float = 600.0
     retention_pause_factor: float = 1.0
+    receipts_keep_days: float = 30.0
     rate_requests_per_second: float = 200.0
     rate_events_per_second: float = 100_000.0
     rate_tenant_requests_per_second: float = 800.0

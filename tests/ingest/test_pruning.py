@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ingest.pruning import MARGIN, horizon
+from ingest.pruning import MARGIN, horizon, prune_calls, receipts_cut
 from schemas.topics import TopicNames
 
 TOPICS = TopicNames.for_prefix("p.")
@@ -39,3 +39,24 @@ def test_a_topic_kept_forever_means_nothing_goes() -> None:
     kept = _configs()
     kept[TOPICS.dlq]["retention.ms"] = "-1"  # what Kafka says for "forever"
     assert horizon(kept, {0: 10}, TOPICS, NOW) is None
+
+
+def test_receipts_go_after_both_the_horizon_and_the_days_kept() -> None:
+    """The older cut wins: the topics' horizon when it is further back, else the days kept;
+    a negative or zero `SLUICE_RECEIPTS_KEEP_DAYS` never brings the horizon forward."""
+    found = horizon(_configs(), {0: 10}, TOPICS, NOW)
+    assert found is not None
+    assert receipts_cut(found, 30, NOW) == found.before  # 31 days ago: the horizon
+    assert receipts_cut(found, 90, NOW) == NOW - timedelta(days=90)
+    assert receipts_cut(found, 0, NOW) == receipts_cut(found, -5, NOW) == found.before
+
+
+def test_pruning_calls_follow_the_horizon() -> None:
+    """One call for the identities' records below every partition's earliest offset, one
+    per partition for the filters' records below that partition's."""
+    found = horizon(_configs(), {1: 7, 0: 10}, TOPICS, NOW)
+    assert found is not None
+    calls = [(table, params[:-1]) for table, _sql, params in prune_calls(found)]
+    assert calls == [("event_deletions", (found.before, 7)),
+                     ("filter_deletions", (0, found.before, 10)),
+                     ("filter_deletions", (1, found.before, 7))]  # fmt: skip

@@ -16,12 +16,15 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from runtime.settings import settings_env
+from runtime.topic_admin import ensure_topics
+from schemas.codec import decode
 from schemas.identity import Identity
 from sluice.cli import main
 from sluice.stack import ProcessStack
-from tests.conftest import eventually
+from tests.conftest import eventually, make_settings
 from tests.httpclient import Answer, call
 
 pytestmark = pytest.mark.integration
@@ -212,3 +215,101 @@ def test_policies_are_the_tenants_own_and_need_admin(
     assert _api(stack, writer, "PUT", "/v1/admin/retention", policy).status == 403
     run = _api(stack, mine, "GET", f"/v1/admin/retention/runs/{uuid.uuid4()}")
     assert run.status == 404
+
+
+FAST_CLEANER = {  # the test's own `events` topic: segments roll and are cleaned in seconds
+    "segment.ms": "1000",
+    "min.cleanable.dirty.ratio": "0.01",
+    "delete.retention.ms": "1000",
+    "min.compaction.lag.ms": "0",
+}
+
+
+def _clean_fast(settings: Any) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+               for k, v in FAST_CLEANER.items()]  # fmt: skip
+    topic = ConfigResource(ConfigResource.Type.TOPIC, f"{settings.topic_prefix}events",
+                           incremental_configs=entries)  # fmt: skip
+    for future in admin.incremental_alter_configs([topic]).values():
+        future.result(timeout=30)
+
+
+def _records_by_key(settings: Any, keys: set[bytes]) -> dict[bytes, list[bytes | None]]:
+    """Every record (value, None for a tombstone) the `events` topic holds under `keys`, in
+    order, read from the start of each partition to its end."""
+    topic = f"{settings.topic_prefix}events"
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": f"probe-{uuid.uuid4()}",
+                         "enable.auto.commit": False})  # fmt: skip
+    found: dict[bytes, list[bytes | None]] = {}
+    try:
+        for partition in range(settings.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            consumer.assign([TopicPartition(topic, partition, low)])
+            position = low
+            while position < high:
+                for msg in consumer.consume(500, timeout=2.0):
+                    if msg.error() is not None:
+                        continue
+                    position = (msg.offset() or 0) + 1
+                    if msg.key() in keys:
+                        found.setdefault(msg.key() or b"", []).append(msg.value())
+    finally:
+        consumer.close()
+    return found
+
+
+@pytest.mark.slow
+def test_expired_events_leave_the_compacted_events_topic(
+    kafka_bootstrap: str, database_url: str, new_key: Callable[..., str], tmp_path: Any
+) -> None:
+    """After expiry and compaction (a fast cleaner on this test's own topics), reading
+    `events` from the start yields nothing for an expired identity, not even its
+    tombstone, and only the latest value of each kept one."""
+    settings = make_settings(kafka_bootstrap, database_url)
+    ensure_topics(settings)
+    _clean_fast(settings)
+    stack = ProcessStack(settings, tmp_path)
+    stack.start()
+    try:
+        stack.wait_ready(timeout=120)
+        _expire_then_compact(stack, database_url, new_key)
+    finally:
+        stack.stop()
+
+
+def _expire_then_compact(
+    stack: ProcessStack, database_url: str, new_key: Callable[..., str]
+) -> None:
+    tenant = f"ret-{uuid.uuid4().hex[:8]}"
+    key = new_key(tenant, SCOPES)
+    old, kept = [f"old-{i}" for i in range(6)], [f"new-{i}" for i in range(6)]
+    first = [*(_event(i, 10) for i in old), *(_event(i, 1, v=1) for i in kept)]
+    assert _api(stack, key, "POST", "/v1/events", first).status == 202
+    assert _api(stack, key, "POST", "/v1/events", [_event(i, 1, v=2) for i in kept]).status == 202
+    eventually(lambda: _stored(database_url, tenant) == {*old, *kept} or None)
+    policy = {"kind": "events", "family": "native", "keep_days": 5}
+    assert _api(stack, key, "PUT", "/v1/admin/retention", policy).status == 200
+    assert _run(stack, key)["events_removed"] == len(old)
+    assert _stored(database_url, tenant) == set(kept)
+
+    identity = {i: Identity(tenant, "native", i).key() for i in [*old, *kept]}
+    rounds = iter(range(10_000))
+
+    def compacted() -> bool:
+        # new versions of another identity roll the segments, so the cleaner has work
+        filler = [_event(f"filler-{next(rounds)}-{p}", 0) for p in range(8)]
+        assert _api(stack, key, "POST", "/v1/events", filler).status == 202
+        held = _records_by_key(stack.settings, set(identity.values()))
+        expired_gone = not any(identity[i] in held for i in old)
+        latest = [held.get(identity[i], []) for i in kept]
+        return expired_gone and all(len(r) == 1 and r[0] is not None for r in latest)
+
+    eventually(compacted, timeout=90, interval=1.0)
+    held = _records_by_key(stack.settings, {identity[i] for i in kept})
+    for event_id in kept:
+        (value,) = held[identity[event_id]]
+        assert value is not None
+        _name, record = decode(value)
+        assert json.loads(record["data_json"]) == {"v": 2}, record

@@ -7,7 +7,10 @@ of dead letters, in the order Kafka would hold them; what the sink writes back
 Kafka would. Rules accept upserts (some duplicated inside one request), rejects,
 deletes by id and by filter, retention's expiry steps (deletes by filter up to a
 time); let the sink consume a few records per partition in one transaction;
-restart it from an earlier offset; or present one old record again alone. After
+restart it from an earlier offset; or present one old record again alone. Retention
+moves a partition's earliest offset past records the sink has read (nothing below it can
+be presented again), and pruning (`ingest.pruning`, the real SQL) removes the deletion
+records older than everything that can still arrive. After
 every step PostgreSQL must equal a model that folds the records the sink has seen in
 version order; once the sink has caught up, the
 last record per key in each log (what compaction keeps) must agree with it too.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -34,10 +37,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from ingest.pruning import Horizon, prune_calls
 from schemas.codec import encode
 from schemas.deletes import DeleteFilter, filter_key
 from schemas.identity import Identity
-from schemas.versions import envelope_floor, version_of
+from schemas.versions import INDEX_BITS, envelope_floor, version_of
 from sinks.batch import SinkBatch, write_batch
 from sinks.records import event_record
 from sinks.republish import WriteBack
@@ -107,6 +111,8 @@ class Partition:
     pos: int = 0
     seen: int = 0
     next_offset: int = 0
+    earliest: int = 0
+    """Records below this index are gone from Kafka (retention): never presented again."""
 
 
 CONN: psycopg.Connection[Any] | None = None
@@ -261,15 +267,42 @@ class NewestWinsMachine(RuleBasedStateMachine):
 
     @rule(p=st.integers(0, PARTITIONS - 1), back=st.integers(1, 6))
     def restart_from_earlier_offset(self, p: int, back: int) -> None:
-        self.parts[p].pos = max(0, self.parts[p].pos - back)
+        self.parts[p].pos = max(self.parts[p].earliest, self.parts[p].pos - back)
 
-    @precondition(lambda self: any(part.seen for part in self.parts))
+    @precondition(lambda self: any(part.seen > part.earliest for part in self.parts))
     @rule(data=st.data())
     def present_old_record_again(self, data: st.DataObject) -> None:
         """A redelivery of one record the sink already applied, alone in its batch."""
-        part = data.draw(st.sampled_from([p for p in self.parts if p.seen]))
-        index = data.draw(st.integers(0, part.seen - 1))
+        part = data.draw(st.sampled_from([p for p in self.parts if p.seen > p.earliest]))
+        index = data.draw(st.integers(part.earliest, part.seen - 1))
         self._apply([part.log[index]])
+
+    # -- retention of the topics, and pruning ----------------------------------------------
+
+    @rule(p=st.integers(0, PARTITIONS - 1), n=st.integers(1, 6))
+    def retention_deletes_old_records(self, p: int, n: int) -> None:
+        """Kafka's retention deletes the oldest records of a partition the sink has read."""
+        part = self.parts[p]
+        part.earliest = min(part.pos, part.earliest + n)
+
+    @rule()
+    def prune_deletion_records(self) -> None:
+        """Pruning at the horizon: the earliest offset per partition that can still present
+        a version to the sink (`Horizon.earliest`), with every record old enough in time."""
+        found = Horizon(datetime.now(UTC) + timedelta(days=1),
+                        {p: self._floor(p) for p in range(PARTITIONS)})  # fmt: skip
+        assert CONN is not None
+        for _table, statement, params in prune_calls(found):
+            CONN.execute(statement, params)
+
+    def _floor(self, p: int) -> int:
+        """The oldest `ingest.raw` offset partition `p` can still present: of a record left
+        on its log (read again after a restart or a redelivery), of a dead letter still on
+        its way, else the next offset."""
+        part = self.parts[p]
+        offsets = [_offset_of(rec) for rec in part.log[part.earliest :]]
+        offsets += [fact.version >> INDEX_BITS for rec, fact in self.dlq if rec.partition == p]
+        return min([*offsets, part.next_offset])
 
     # -- the model ---------------------------------------------------------------------
 
@@ -343,6 +376,14 @@ class NewestWinsMachine(RuleBasedStateMachine):
                 alive = isinstance(row, EventRow)
                 last[Identity.from_key(rec.key).event_id] = row.version if alive else None  # type: ignore[union-attr]
         assert {k: v for k, v in last.items() if v is not None} == stored
+
+
+def _offset_of(rec: Record) -> int:
+    """The `ingest.raw` offset of what a record carries (0 when it carries no version)."""
+    if rec.dead_letter is not None:
+        return int(rec.dead_letter["source_offset"])
+    row = event_record(Msg(rec))  # type: ignore[arg-type]
+    return int(getattr(row, "version", 0)) >> INDEX_BITS
 
 
 def _forget(
