@@ -18,3 +18,10 @@ def too_deep(raws: Sequence[bytes], cap: int) -> list[int]:
 def too_many_items(raw: bytes, cap: int) -> bool:
     """Whether an outermost array of `raw` holds more than `cap` items, read exactly as
     `schemas.nesting.outer_items_past` reads it (any bytes, valid JSON or not)."""
+
+def forward_native(
+    message: bytes, offset: int, partition: int, topic: str, request_header: str
+) -> tuple[str, str, list[tuple[str, int, bytes, bytes, list[tuple[str, bytes]] | None]]] | None:
+    """(tenant, family, messages to `topic`) for a plainly valid native envelope read at
+    `offset` of `partition`: what `to_messages(process_envelope(...))` makes of it, byte for
+    byte; None when any item is not a fresh upsert of a plainly valid event (see src/stream.rs)."""
