@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import cast
 
 from runtime.kafka import OutgoingMessage
+from schemas.contracts import NO_CONTRACTS, Contracts
 from schemas.history import REQUEST_HEADER
 from schemas.topics import TopicNames
 
@@ -24,14 +25,20 @@ COMPILED = _forward_native is not None
 
 
 def forward_compiled(
-    value: bytes | None, offset: int, partition: int, topics: TopicNames
+    value: bytes | None,
+    offset: int,
+    partition: int,
+    topics: TopicNames,
+    contracts: Contracts = NO_CONTRACTS,
 ) -> tuple[str, str, list[OutgoingMessage]] | None:
     """(tenant, family, messages to `events`) of the envelope `value` read at `offset` of
-    `partition`, or None when the Python path must decide (data contracts are the caller's:
-    the compiled path cannot apply one)."""
+    `partition`, or None when the Python path must decide, as it must for a tenant with a
+    data contract for the family in `contracts` (the compiled path cannot apply one)."""
     if _forward_native is None or value is None:
         return None
-    found = _forward_native(value, offset, partition, topics.events, REQUEST_HEADER)
+    found = _forward_native(
+        value, offset, partition, topics.events, REQUEST_HEADER, contracts.covers
+    )
     if found is None:
         return None
     tenant, family, messages = found

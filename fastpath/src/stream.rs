@@ -12,8 +12,8 @@
 //! (`crate::plain_event`, `crate::may_be_unstorable`), whose time is an unescaped
 //! plain timestamp. Anything else (another family, a delete, a replay, an invalid
 //! event, an older schema id, odd Avro) returns `None` and the worker runs the Python
-//! path, which has every rule. Data contracts are the caller's check: the worker
-//! discards an answer for a tenant and family a contract covers. The property tests in
+//! path, which has every rule; so does an envelope whose tenant and family the caller's
+//! `declines` names (a data contract covers them). The property tests in
 //! `tests/streams/test_fastpath_stream.py` check that every answer is byte for byte
 //! what the Python path writes.
 
@@ -239,6 +239,8 @@ type Forwarded<'py> = (Bound<'py, PyString>, Bound<'py, PyString>, Bound<'py, Py
 ///
 /// Each message is `(topic, partition, key, value, headers)`; the first carries
 /// `[(request_header, request_id)]` when the request id is not empty, the others `None`.
+/// `declines(tenant, family)` is asked once, before any event is read: true (a data
+/// contract covers them) sends the envelope to the Python path.
 #[pyfunction]
 pub(crate) fn forward_native<'py>(
     py: Python<'py>,
@@ -247,12 +249,16 @@ pub(crate) fn forward_native<'py>(
     partition: i32,
     topic: &Bound<'py, PyString>,
     request_header: &Bound<'py, PyString>,
+    declines: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Forwarded<'py>>> {
     let Some(envelope) = read_envelope(message) else {
         return Ok(None);
     };
     if envelope.family != "native" || !(0..1 << (62 - INDEX_BITS)).contains(&offset) {
         return Ok(None);
+    }
+    if declines.call1((envelope.tenant, envelope.family))?.is_truthy()? {
+        return Ok(None); // a data contract in force: the Python path applies it
     }
     let mut head = CANONICAL_HEADER.to_vec();
     write_string(&mut head, envelope.tenant);

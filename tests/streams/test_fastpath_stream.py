@@ -9,8 +9,11 @@ letters, other families, route parameters, schemas it does not know.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -224,3 +227,57 @@ def _in_range(event: dict[str, object], zone: timedelta) -> bool:
     return datetime(2, 1, 1, tzinfo=UTC) < moment.replace(tzinfo=UTC) - zone < datetime(
         9998, 12, 31, tzinfo=UTC
     )
+
+
+def test_a_tenant_with_a_data_contract_for_the_family_keeps_the_python_path() -> None:
+    from schemas.contracts import Contract, Contracts, compile_schema
+
+    schema = compile_schema('{"type":"object"}')
+    contracts = Contracts({("acme", "native.t"): Contract("native.t", 1, 1042, schema)})
+    value = _envelope([GOOD])
+    assert forward_compiled(value, 40, 2, TOPICS, contracts) is None
+    other = _envelope([GOOD], tenant="other")
+    assert forward_compiled(other, 40, 2, TOPICS, contracts) is not None
+
+
+async def _sent_by_forwarder(tmp_path: Path, values: list[bytes]) -> tuple[list[Any], Any]:
+    """What `Forwarder.handle` sends for `values` (envelopes at offsets 0.. of partition 1),
+    and its breaker's windows (each key's valid and invalid counts) and open keys after."""
+    from tests.streams.test_forwarder import Event, Message, _forwarder
+
+    forwarder, held = _forwarder(tmp_path)
+    events = [Event(Message(TOPIC, 1, offset, v)) for offset, v in enumerate(values)]
+    handling = asyncio.create_task(forwarder.handle(events))
+    messages, batch = await held.next_batch()
+    for _ in messages:
+        batch.on_delivery(None, None)  # type: ignore[arg-type]
+    await asyncio.wait_for(handling, 5)
+    breaker = forwarder._gate.breaker
+    return _plain(messages), (dict(breaker._windows), forwarder.breaker_status()["open"])
+
+
+async def test_the_worker_sends_and_the_breaker_sees_the_same_either_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through `Forwarder.handle`, a mix of envelopes the compiled path takes and declines
+    gives the same messages, in the same order, and the same breaker state, as with the
+    compiled path off."""
+    import streams.app
+
+    values = [_envelope(PLAIN), DECLINED["an invalid event"], _envelope([GOOD], tenant="b"),
+              DECLINED["a delete by id"], _envelope([GOOD] * 3, request_id="")]  # fmt: skip
+    taken: list[bytes] = []
+
+    def spy(value: bytes | None, *args: Any) -> Any:
+        found = forward_compiled(value, *args)
+        if found is not None and value is not None:
+            taken.append(value)
+        return found
+
+    monkeypatch.setattr(streams.app, "forward_compiled", spy)
+    compiled = await _sent_by_forwarder(tmp_path / "compiled", values)
+    assert len(taken) == 3
+    assert len(compiled[1][0]) == 2  # two keys: acme/native and b/native
+    monkeypatch.setattr(streams.app, "forward_compiled", lambda *_: None)
+    python = await _sent_by_forwarder(tmp_path / "python", values)
+    assert compiled == python
