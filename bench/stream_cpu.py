@@ -59,17 +59,19 @@ def measure(events: int, batch: int, partitions: int) -> dict[str, float]:
     envs = envelopes(events, batch, partitions)
     at = [Position(TOPICS.ingest_raw, p, offset) for offset, (p, _) in enumerate(envs)]
     decoded = [decode(v, "IngestEnvelope")[1] for _, v in envs]
-    processed = [process_envelope(e, a) for e, a in zip(decoded, at, strict=True)]
-    messages = [m for p, a in zip(processed, at, strict=True) for m in to_messages(p, a.partition, TOPICS)]  # fmt: skip
+    pairs = list(zip(decoded, at, strict=True))
+    processed = [(process_envelope(e, a), a.partition) for e, a in pairs]
+    messages = [m for p, partition in processed for m in to_messages(p, partition, TOPICS)]
     steps: dict[str, Callable[[], Any]] = {
         "python: fastavro decode": lambda: [decode(v, "IngestEnvelope") for _, v in envs],
-        "python: process_envelope": lambda: [process_envelope(e, a) for e, a in zip(decoded, at, strict=True)],  # fmt: skip
-        "python: to_messages": lambda: [to_messages(p, a.partition, TOPICS) for p, a in zip(processed, at, strict=True)],  # fmt: skip
+        "python: process_envelope": lambda: [process_envelope(e, a) for e, a in pairs],
+        "python: to_messages": lambda: [to_messages(p, n, TOPICS) for p, n in processed],
     }
     if COMPILED:
+        raw = [(v, a.offset, a.partition) for (_, v), a in zip(envs, at, strict=True)]
         steps["compiled: forward_compiled"] = lambda: [
-            forward_compiled(v, a.offset, a.partition, TOPICS) for (_, v), a in zip(envs, at, strict=True)
-        ]  # fmt: skip
+            forward_compiled(v, offset, partition, TOPICS) for v, offset, partition in raw
+        ]
     steps["produce(), a callback per message"] = lambda: _produce(messages, callback=True)
     steps["produce(), no callback"] = lambda: _produce(messages, callback=False)
     return {name: best_of(work) / len(messages) * 1e6 for name, work in steps.items()}

@@ -216,12 +216,11 @@ class Forwarder:
         """The breaker key and outputs of a plainly valid native envelope, from the compiled
         stream path (`streams.compiled`); None when the Python path must decide."""
         msg = event.message
-        found = forward_compiled(msg.value, msg.offset, msg.partition, self._topics)
+        contracts = self._current_contracts()
+        found = forward_compiled(msg.value, msg.offset, msg.partition, self._topics, contracts)
         if found is None:
             return None
         tenant, family, outputs = found
-        if self._current_contracts().covers(tenant, family):  # a contract: Python applies it
-            return None
         return BreakerKey(msg.tp, tenant, family), outputs
 
     @staticmethod

@@ -18,7 +18,7 @@ from schemas.topics import TopicNames
 try:
     from sluice_fastpath import forward_native as _forward_native
 except ImportError:  # not built here: the Python path does everything
-    _forward_native = None
+    _forward_native = None  # type: ignore[assignment]
 
 COMPILED = _forward_native is not None
 """Whether the compiled stream path is available in this process."""

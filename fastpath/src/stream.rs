@@ -206,7 +206,11 @@ fn canonical_event(
     let Cow::Borrowed(time) = event.time else {
         return None; // an escape in the time: left to msgspec's reading
     };
-    if !plain_event(&event, text) || !event.id.as_deref().is_none_or(|id| chars_within(id, MAX_ID_CHARS))
+    if !plain_event(&event, text)
+        || !event
+            .id
+            .as_deref()
+            .is_none_or(|id| chars_within(id, MAX_ID_CHARS))
     {
         return None;
     }
@@ -232,7 +236,11 @@ fn canonical_event(
 }
 
 /// The tenant, the family and the Kafka messages for `events` of one envelope.
-type Forwarded<'py> = (Bound<'py, PyString>, Bound<'py, PyString>, Bound<'py, PyList>);
+type Forwarded<'py> = (
+    Bound<'py, PyString>,
+    Bound<'py, PyString>,
+    Bound<'py, PyList>,
+);
 
 /// The messages `to_messages(process_envelope(...))` makes of a plainly valid native envelope
 /// at `offset` of `partition`, or `None` when the Python path must (see the module).
@@ -257,7 +265,10 @@ pub(crate) fn forward_native<'py>(
     if envelope.family != "native" || !(0..1 << (62 - INDEX_BITS)).contains(&offset) {
         return Ok(None);
     }
-    if declines.call1((envelope.tenant, envelope.family))?.is_truthy()? {
+    if declines
+        .call1((envelope.tenant, envelope.family))?
+        .is_truthy()?
+    {
         return Ok(None); // a data contract in force: the Python path applies it
     }
     let mut head = CANONICAL_HEADER.to_vec();
@@ -276,7 +287,10 @@ pub(crate) fn forward_native<'py>(
     for (index, ((event_id, _), value)) in envelope.items.iter().zip(written).enumerate() {
         let key = PyBytes::new(py, &[prefix.as_bytes(), event_id.as_bytes()].concat());
         let headers = if index == 0 && !envelope.request_id.is_empty() {
-            let header = (request_header, PyBytes::new(py, envelope.request_id.as_bytes()));
+            let header = (
+                request_header,
+                PyBytes::new(py, envelope.request_id.as_bytes()),
+            );
             PyList::new(py, [header.into_pyobject(py)?])?.into_any()
         } else {
             py.None().into_bound(py)

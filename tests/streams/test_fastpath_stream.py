@@ -49,7 +49,9 @@ def _envelope(
 ) -> bytes:
     head = envelope_head(request_id, tenant, family, route or {}, "application/json", received_at)
     ids = ids or [f"e-{i}" for i in range(len(raws))]
-    return encode_envelope(head, [upsert_item(i.encode(), raw) for i, raw in zip(ids, raws)])
+    return encode_envelope(
+        head, [upsert_item(i.encode(), raw) for i, raw in zip(ids, raws, strict=True)]
+    )
 
 
 def _python(value: bytes, offset: int, partition: int) -> list[OutgoingMessage]:
@@ -115,6 +117,12 @@ def _raw_envelope(*items: bytes, family: str = "native") -> bytes:
     return encode_envelope(head, list(items))
 
 
+_OLDER = encode("IngestEnvelope", {
+    "request_id": "r", "tenant": "acme", "family": "native", "route": {},
+    "content_type": "application/json", "received_at": RECEIVED, "items": [],
+}).replace(b"\x00\x00\x00\x00\x04", b"\x00\x00\x00\x00\x01", 1)  # fmt: skip
+"""An envelope written with schema id 1 (`ingest_envelope.v1.avsc`): the same bytes here."""
+
 DECLINED = {
     "a delete by id": _raw_envelope(upsert_item(b"a", GOOD), _DELETE),
     "a delete by filter": _raw_envelope(_FILTER),
@@ -129,10 +137,7 @@ DECLINED = {
     "a long number": _envelope([GOOD[:-2] + b',"x":1e999}}']),
     "an escaped time": _envelope([GOOD.replace(b"2024-02", b"2024\\u002d02")]),
     "space around the event": _envelope([b" " + GOOD]),
-    "an older schema id": encode("IngestEnvelope", {
-        "request_id": "r", "tenant": "acme", "family": "native", "route": {},
-        "content_type": "application/json", "received_at": RECEIVED, "items": [],
-    }).replace(b"\x00\x00\x00\x00\x04", b"\x00\x00\x00\x00\x01", 1),  # fmt: skip
+    "an older schema id": _OLDER,
     "trailing bytes": _envelope([GOOD]) + b"\x00",
     "truncated": _envelope([GOOD])[:-3],
     "not an envelope": b"\x00\x00\x00\x00\x07garbage",
@@ -224,8 +229,10 @@ def _offset(zone: timedelta) -> bytes:
 
 def _in_range(event: dict[str, object], zone: timedelta) -> bool:
     moment = datetime.fromisoformat(str(event["time"]))
-    return datetime(2, 1, 1, tzinfo=UTC) < moment.replace(tzinfo=UTC) - zone < datetime(
-        9998, 12, 31, tzinfo=UTC
+    return (
+        datetime(2, 1, 1, tzinfo=UTC)
+        < moment.replace(tzinfo=UTC) - zone
+        < datetime(9998, 12, 31, tzinfo=UTC)
     )
 
 
