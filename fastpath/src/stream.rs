@@ -189,15 +189,16 @@ fn plain_micros(text: &str) -> i64 {
     seconds * 1_000_000 + fraction
 }
 
-/// One item's `CanonicalEvent` (fields in the schema's order), or None when its event is not
-/// plainly valid. `head` is the wire header, tenant and family, the same for every event.
-fn canonical_event(
+/// Append one item's `CanonicalEvent` (fields in the schema's order) to `out`, or None when
+/// its event is not plainly valid. `head` is the wire header, tenant and family, the same
+/// for every event.
+fn write_canonical_event(
+    out: &mut Vec<u8>,
     head: &[u8],
-    event_id: &str,
-    raw: &[u8],
+    (event_id, raw): (&str, &[u8]),
     received_at: i64,
     version: i64,
-) -> Option<Vec<u8>> {
+) -> Option<()> {
     if raw.first() != Some(&b'{') || raw.last() != Some(&b'}') || may_be_unstorable(raw) {
         return None;
     }
@@ -206,33 +207,64 @@ fn canonical_event(
     let Cow::Borrowed(time) = event.time else {
         return None; // an escape in the time: left to msgspec's reading
     };
-    if !plain_event(&event, text)
-        || !event
-            .id
-            .as_deref()
-            .is_none_or(|id| chars_within(id, MAX_ID_CHARS))
-    {
+    let plain_id = event
+        .id
+        .as_deref()
+        .is_none_or(|id| chars_within(id, MAX_ID_CHARS));
+    if !plain_id || !plain_event(&event, text) {
         return None;
     }
-    let data = event.data.get();
-    let mut out = Vec::with_capacity(head.len() + raw.len() + event_id.len() + 40);
     out.extend_from_slice(head);
-    write_string(&mut out, event_id);
-    write_string(&mut out, &event.type_);
-    write_string(&mut out, &event.source);
+    write_string(out, event_id);
+    write_string(out, &event.type_);
+    write_string(out, &event.source);
     match event.subject.as_deref() {
         None => out.push(0),
         Some(subject) => {
             out.push(2);
-            write_string(&mut out, subject);
+            write_string(out, subject);
         }
     }
-    write_long(&mut out, plain_micros(time));
-    write_string(&mut out, data);
-    write_long(&mut out, received_at);
-    write_long(&mut out, version);
+    write_long(out, plain_micros(time));
+    write_string(out, event.data.get());
+    write_long(out, received_at);
+    write_long(out, version);
     out.extend_from_slice(b"\x00\x00"); // no CloudEvent attributes, no data contract
-    Some(out)
+    Some(())
+}
+
+/// Every item's `CanonicalEvent`, one after another, and where each ends; None when any
+/// item's event is not plainly valid.
+fn canonical_events(envelope: &Envelope<'_>, offset: i64) -> Option<(Vec<u8>, Vec<usize>)> {
+    let mut head = CANONICAL_HEADER.to_vec();
+    write_string(&mut head, envelope.tenant);
+    write_string(&mut head, envelope.family);
+    let raw_bytes: usize = envelope
+        .items
+        .iter()
+        .map(|(id, raw)| id.len() + raw.len())
+        .sum();
+    let mut values = Vec::with_capacity(raw_bytes + envelope.items.len() * (head.len() + 40));
+    let mut ends = Vec::with_capacity(envelope.items.len());
+    for (index, item) in envelope.items.iter().enumerate() {
+        let version = offset << INDEX_BITS | index as i64;
+        write_canonical_event(&mut values, &head, *item, envelope.received_at, version)?;
+        ends.push(values.len());
+    }
+    Some((values, ends))
+}
+
+/// `tenant|family|event_id`, the identity's key (`schemas.identity.Identity.key`).
+fn identity_key<'py>(
+    py: Python<'py>,
+    prefix: &[u8],
+    event_id: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, prefix.len() + event_id.len(), |buffer| {
+        buffer[..prefix.len()].copy_from_slice(prefix);
+        buffer[prefix.len()..].copy_from_slice(event_id.as_bytes());
+        Ok(())
+    })
 }
 
 /// The tenant, the family and the Kafka messages for `events` of one envelope.
@@ -271,39 +303,31 @@ pub(crate) fn forward_native<'py>(
     {
         return Ok(None); // a data contract in force: the Python path applies it
     }
-    let mut head = CANONICAL_HEADER.to_vec();
-    write_string(&mut head, envelope.tenant);
-    write_string(&mut head, envelope.family);
+    let Some((values, ends)) = canonical_events(&envelope, offset) else {
+        return Ok(None);
+    };
     let prefix = format!("{}|{}|", envelope.tenant, envelope.family);
-    let mut written = Vec::with_capacity(envelope.items.len());
-    for (index, (event_id, raw)) in envelope.items.iter().enumerate() {
-        let version = offset << INDEX_BITS | index as i64;
-        match canonical_event(&head, event_id, raw, envelope.received_at, version) {
-            Some(value) => written.push(value),
-            None => return Ok(None),
-        }
-    }
-    let messages = PyList::empty(py);
-    for (index, ((event_id, _), value)) in envelope.items.iter().zip(written).enumerate() {
-        let key = PyBytes::new(py, &[prefix.as_bytes(), event_id.as_bytes()].concat());
+    let (topic, partition) = (topic.as_any(), partition.into_pyobject(py)?.into_any());
+    let mut messages = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for (index, ((event_id, _), end)) in envelope.items.iter().zip(ends).enumerate() {
         let headers = if index == 0 && !envelope.request_id.is_empty() {
-            let header = (
-                request_header,
-                PyBytes::new(py, envelope.request_id.as_bytes()),
-            );
-            PyList::new(py, [header.into_pyobject(py)?])?.into_any()
+            let request_id = PyBytes::new(py, envelope.request_id.as_bytes());
+            PyList::new(py, [(request_header, request_id).into_pyobject(py)?])?.into_any()
         } else {
             py.None().into_bound(py)
         };
         let parts = [
-            topic.clone().into_any(),
-            partition.into_pyobject(py)?.into_any(),
-            key.into_any(),
-            PyBytes::new(py, &value).into_any(),
+            topic.clone(),
+            partition.clone(),
+            identity_key(py, prefix.as_bytes(), event_id)?.into_any(),
+            PyBytes::new(py, &values[start..end]).into_any(),
             headers,
         ];
-        messages.append(PyTuple::new(py, parts)?)?;
+        messages.push(PyTuple::new(py, parts)?);
+        start = end;
     }
+    let messages = PyList::new(py, messages)?;
     let tenant = PyString::new(py, envelope.tenant);
     Ok(Some((tenant, PyString::new(py, envelope.family), messages)))
 }
