@@ -24,6 +24,7 @@ from runtime.kafka import OutgoingMessage
 from schemas.codec import decode, encode
 from schemas.history import REQUEST_HEADER
 from schemas.topics import TopicNames
+from schemas.validators import may_be_unstorable
 from schemas.writers import encode_envelope, envelope_head, item, upsert_item
 from streams.compiled import COMPILED, forward_compiled
 from streams.outputs import to_messages
@@ -288,3 +289,58 @@ async def test_the_worker_sends_and_the_breaker_sees_the_same_either_way(
     monkeypatch.setattr(streams.app, "forward_compiled", lambda *_: None)
     python = await _sent_by_forwarder(tmp_path / "python", values)
     assert compiled == python
+
+
+_kinds = st.sampled_from(["event", "event", "event", "delete", "replay", "filter"])
+
+
+@st.composite
+def _mixed(draw: st.DrawFn) -> tuple[bytes, list[str]]:
+    """A native envelope of generated events with deletes, replays and filters among them."""
+    kinds = draw(st.lists(_kinds, min_size=1, max_size=4))
+    raws = {"delete": _DELETE, "replay": _REPLAY, "filter": _FILTER}
+    items = [raws[k] if k in raws else upsert_item(b"e", draw(_event()).encode()) for k in kinds]
+    return _raw_envelope(*items), kinds
+
+
+def _only_declined_for_caution(value: bytes) -> bool:
+    """Whether an envelope the Python path forwards plainly (events only, no header but the
+    request's) holds an event the compiled path declines out of caution: what may be
+    unstorable by the quick scan, an escape in `time`, space around the event, or a field
+    given twice (serde refuses it; msgspec takes the last)."""
+    _, envelope = decode(value, "IngestEnvelope")
+    raws = [item["raw"] for item in envelope["items"]]
+    return any(
+        may_be_unstorable([raw], {}) or raw != raw.strip() or _escaped_time(raw) or _twice(raw)
+        for raw in raws
+    )
+
+
+def _twice(raw: bytes) -> bool:
+    pairs = json.loads(raw, object_pairs_hook=lambda found: found)
+    names = [name for name, _ in pairs]
+    return len(names) != len(set(names))
+
+
+def _escaped_time(raw: bytes) -> bool:
+    found = json.loads(raw).get("time")
+    return isinstance(found, str) and f'"{found}"'.encode() not in raw
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(_mixed())
+def test_the_compiled_path_declines_what_python_treats_specially_and_little_else(
+    case: tuple[bytes, list[str]],
+) -> None:
+    value, kinds = case
+    fast = forward_compiled(value, 40, 2, TOPICS)
+    if set(kinds) != {"event"}:
+        assert fast is None, kinds  # a delete, a replay or a filter: the Python path's
+        return
+    if fast is not None:
+        assert _check(value)
+        return
+    messages = _python(value, 40, 2)
+    plain = all(m[0] == TOPICS.events and m[3] is not None for m in messages)
+    if plain and len(messages) == len(kinds):  # Python made an event of every item
+        assert _only_declined_for_caution(value), [i["raw"] for i in decode(value)[1]["items"]]
