@@ -1,8 +1,10 @@
 """The Faust app, built by a factory so tests and `sluice worker` each build their own.
 
 The agent takes envelopes from `ingest.raw` in small batches, runs the pure
-`process_envelope` on each, produces the results with one delivery wait per
-batch, and only then lets Faust acknowledge (and later commit) the batch.
+`process_envelope` on each (or, for a plainly valid native envelope, the compiled
+path that writes the same messages: `streams.compiled`), produces the results with
+one delivery wait per batch, and only then lets Faust acknowledge (and later
+commit) the batch.
 """
 
 from __future__ import annotations
