@@ -1,6 +1,6 @@
 """Sluice's compiled door path for native events (see src/lib.rs)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 def plan_native(
     body: bytes, key_prefix: bytes, partitions: int, head: bytes, max_events: int
@@ -18,3 +18,16 @@ def too_deep(raws: Sequence[bytes], cap: int) -> list[int]:
 def too_many_items(raw: bytes, cap: int) -> bool:
     """Whether an outermost array of `raw` holds more than `cap` items, read exactly as
     `schemas.nesting.outer_items_past` reads it (any bytes, valid JSON or not)."""
+
+def forward_native(
+    message: bytes,
+    offset: int,
+    partition: int,
+    topic: str,
+    request_header: str,
+    declines: Callable[[str, str], bool],
+) -> tuple[str, str, list[tuple[str, int, bytes, bytes, list[tuple[str, bytes]] | None]]] | None:
+    """(tenant, family, messages to `topic`) for a plainly valid native envelope read at
+    `offset` of `partition`: what `to_messages(process_envelope(...))` makes of it, byte for
+    byte; None when any item is not a fresh upsert of a plainly valid event, or when
+    `declines(tenant, family)` (a data contract covers them; see src/stream.rs)."""

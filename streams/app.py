@@ -1,8 +1,10 @@
 """The Faust app, built by a factory so tests and `sluice worker` each build their own.
 
 The agent takes envelopes from `ingest.raw` in small batches, runs the pure
-`process_envelope` on each, produces the results with one delivery wait per
-batch, and only then lets Faust acknowledge (and later commit) the batch.
+`process_envelope` on each (or, for a plainly valid native envelope, the compiled
+path that writes the same messages: `streams.compiled`), produces the results with
+one delivery wait per batch, and only then lets Faust acknowledge (and later
+commit) the batch.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from streams.breaker import (
     status_path,
     take_resume_request,
 )
+from streams.compiled import forward_compiled
 from streams.outputs import to_messages
 from streams.process import Position, process_envelope, undecodable_envelope
 from streams.watchdog import WorkerMonitor
@@ -188,6 +191,12 @@ class Forwarder:
         began = time.monotonic()
         messages: list[OutgoingMessage] = []
         for event in events:
+            fast = self._forward_compiled(event)
+            if fast is not None:
+                key, outputs = fast
+                if not self._gate.holding(key, event) and self._gate.admit(key, event, outputs):
+                    messages += outputs
+                continue
             envelope = self._decode(event)
             key = _breaker_key(event, envelope)
             if self._gate.holding(key, event):  # its key is tripped: not processed, not acked
@@ -204,6 +213,17 @@ class Forwarder:
             self._monitor.batch_done(
                 envelopes=len(events), dead_letters=dead_count, seconds=time.monotonic() - began
             )
+
+    def _forward_compiled(self, event: Any) -> tuple[BreakerKey, list[OutgoingMessage]] | None:
+        """The breaker key and outputs of a plainly valid native envelope, from the compiled
+        stream path (`streams.compiled`); None when the Python path must decide."""
+        msg = event.message
+        contracts = self._current_contracts()
+        found = forward_compiled(msg.value, msg.offset, msg.partition, self._topics, contracts)
+        if found is None:
+            return None
+        tenant, family, outputs = found
+        return BreakerKey(msg.tp, tenant, family), outputs
 
     @staticmethod
     def _decode(event: Any) -> dict[str, Any] | CodecError:

@@ -24,6 +24,8 @@ use pyo3::types::{PyBytes, PyString};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+mod stream;
+
 const MAX_ID_CHARS: usize = 256;
 const MAX_TEXT_CHARS: usize = 1024;
 const MAX_NUMBER_DIGITS: usize = 3000;
@@ -536,5 +538,6 @@ fn sluice_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(partition_for, m)?)?;
     m.add_function(wrap_pyfunction!(too_deep, m)?)?;
     m.add_function(wrap_pyfunction!(too_many_items, m)?)?;
+    m.add_function(wrap_pyfunction!(stream::forward_native, m)?)?;
     Ok(())
 }

@@ -1,0 +1,333 @@
+//! The stream's per-envelope work for the common native envelope, compiled.
+//!
+//! `forward_native` takes one `IngestEnvelope` message from `ingest.raw` (Confluent
+//! wire format, schema id 4) and does what `streams.process.process_envelope` and
+//! `streams.outputs.to_messages` do for it in Python: read the envelope, validate each
+//! item's event, and write each one's `CanonicalEvent` with its key and version, as the
+//! Kafka messages the worker sends to `events`.
+//!
+//! Like the door's `plan_native`, it is partial. It answers only for a native envelope
+//! with no route parameters whose every item is a fresh upsert (no replay, no delete, no
+//! filter) of a plainly valid event, as the door's own checks define "plainly"
+//! (`crate::plain_event`, `crate::may_be_unstorable`), whose time is an unescaped
+//! plain timestamp. Anything else (another family, a delete, a replay, an invalid
+//! event, an older schema id, odd Avro) returns `None` and the worker runs the Python
+//! path, which has every rule; so does an envelope whose tenant and family the caller's
+//! `declines` names (a data contract covers them). The property tests in
+//! `tests/streams/test_fastpath_stream.py` check that every answer is byte for byte
+//! what the Python path writes.
+
+use std::borrow::Cow;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use crate::{chars_within, may_be_unstorable, plain_event, NativeEvent, MAX_ID_CHARS};
+
+/// `schemas.codec.SCHEMA_IDS`: what an envelope opens with, and a canonical event.
+const ENVELOPE_HEADER: [u8; 5] = [0, 0, 0, 0, 4];
+const CANONICAL_HEADER: [u8; 5] = [0, 0, 0, 0, 7];
+/// `schemas.versions.INDEX_BITS`: a version is `offset << 20 | index`.
+const INDEX_BITS: u32 = 20;
+/// The largest `timestamp-micros` fastavro turns into a Python datetime (9999-12-31).
+const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// An Avro binary reader over one message; every read is `None` past the end or on
+/// anything the door would never write.
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn long(&mut self) -> Option<i64> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.buf.get(self.at)?;
+            self.at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        None
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.long()?).ok()?;
+        let end = self.at.checked_add(len)?;
+        let found = self.buf.get(self.at..end)?;
+        self.at = end;
+        Some(found)
+    }
+
+    fn string(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// A `["null", "string"]` union: `Some(None)` for null.
+    fn optional_string(&mut self) -> Option<Option<&'a str>> {
+        match self.long()? {
+            0 => Some(None),
+            1 => self.string().map(Some),
+            _ => None,
+        }
+    }
+}
+
+/// The envelope fields a canonical event needs, and its items' ids and raw events.
+struct Envelope<'a> {
+    request_id: &'a str,
+    tenant: &'a str,
+    family: &'a str,
+    received_at: i64,
+    items: Vec<(&'a str, &'a [u8])>,
+}
+
+fn read_envelope(message: &[u8]) -> Option<Envelope<'_>> {
+    if message.get(..5)? != ENVELOPE_HEADER {
+        return None;
+    }
+    let mut r = Reader {
+        buf: message,
+        at: 5,
+    };
+    let (request_id, tenant, family) = (r.string()?, r.string()?, r.string()?);
+    if r.long()? != 0 {
+        return None; // route parameters: a binary-mode CloudEvent, or another shape
+    }
+    r.string()?; // content_type: only dead letters carry it
+    let received_at = r.long()?;
+    if !(0..=MAX_MICROS).contains(&received_at) {
+        return None;
+    }
+    let mut items = Vec::new();
+    loop {
+        let count = r.long()?;
+        if count == 0 {
+            break;
+        }
+        for _ in 0..usize::try_from(count).ok()? {
+            items.push(read_upsert(&mut r)?);
+        }
+    }
+    (r.at == message.len() && items.len() <= 1 << INDEX_BITS).then_some(Envelope {
+        request_id,
+        tenant,
+        family,
+        received_at,
+        items,
+    })
+}
+
+/// One item when it is a fresh upsert: op upsert, no replay, no filter.
+fn read_upsert<'a>(r: &mut Reader<'a>) -> Option<(&'a str, &'a [u8])> {
+    if r.long()? != 0 {
+        return None; // a delete
+    }
+    let (event_id, raw) = (r.string()?, r.bytes()?);
+    i32::try_from(r.long()?).ok()?; // attempt, an Avro int
+    if r.optional_string()?.is_some() {
+        return None; // a replay: its version names the dead letter in a header
+    }
+    r.optional_string()?; // receipt_id: for deletes only
+    (r.long()? == 0).then_some((event_id, raw))
+}
+
+/// Avro's `long`: zig-zag, then varint.
+fn write_long(out: &mut Vec<u8>, value: i64) {
+    let mut z = ((value << 1) ^ (value >> 63)) as u64;
+    while z > 0x7f {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    crate::write_length(out, text.len());
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn number(b: &[u8]) -> i64 {
+    b.iter()
+        .fold(0, |n, digit| n * 10 + i64::from(digit - b'0'))
+}
+
+/// Microseconds since the epoch, in UTC, of a timestamp `crate::plain_timestamp` accepted:
+/// what msgspec reads it as, moved to UTC (`schemas.native._as_utc`) and written by
+/// `schemas.writers._micros`. A fraction is padded to six digits; no offset means UTC.
+fn plain_micros(text: &str) -> i64 {
+    let b = text.as_bytes();
+    let days = days_from_civil(number(&b[0..4]), number(&b[5..7]), number(&b[8..10]));
+    let mut seconds = days * 86_400 + number(&b[11..13]) * 3_600 + number(&b[14..16]) * 60;
+    seconds += number(&b[17..19]);
+    let mut rest = &b[19..];
+    let mut fraction = 0;
+    if rest.first() == Some(&b'.') {
+        let digits = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        fraction = number(&rest[1..=digits]) * 10_i64.pow(6 - digits as u32);
+        rest = &rest[1 + digits..];
+    }
+    if let [sign, ..] = rest {
+        if *sign != b'Z' {
+            let offset = number(&rest[1..3]) * 3_600 + number(&rest[4..6]) * 60;
+            seconds -= if *sign == b'-' { -offset } else { offset };
+        }
+    }
+    seconds * 1_000_000 + fraction
+}
+
+/// Append one item's `CanonicalEvent` (fields in the schema's order) to `out`, or None when
+/// its event is not plainly valid. `head` is the wire header, tenant and family, the same
+/// for every event.
+fn write_canonical_event(
+    out: &mut Vec<u8>,
+    head: &[u8],
+    (event_id, raw): (&str, &[u8]),
+    received_at: i64,
+    version: i64,
+) -> Option<()> {
+    if raw.first() != Some(&b'{') || raw.last() != Some(&b'}') || may_be_unstorable(raw) {
+        return None;
+    }
+    let text = std::str::from_utf8(raw).ok()?;
+    let event: NativeEvent<'_> = serde_json::from_str(text).ok()?;
+    let Cow::Borrowed(time) = event.time else {
+        return None; // an escape in the time: left to msgspec's reading
+    };
+    let plain_id = event
+        .id
+        .as_deref()
+        .is_none_or(|id| chars_within(id, MAX_ID_CHARS));
+    if !plain_id || !plain_event(&event, text) {
+        return None;
+    }
+    out.extend_from_slice(head);
+    write_string(out, event_id);
+    write_string(out, &event.type_);
+    write_string(out, &event.source);
+    match event.subject.as_deref() {
+        None => out.push(0),
+        Some(subject) => {
+            out.push(2);
+            write_string(out, subject);
+        }
+    }
+    write_long(out, plain_micros(time));
+    write_string(out, event.data.get());
+    write_long(out, received_at);
+    write_long(out, version);
+    out.extend_from_slice(b"\x00\x00"); // no CloudEvent attributes, no data contract
+    Some(())
+}
+
+/// Every item's `CanonicalEvent`, one after another, and where each ends; None when any
+/// item's event is not plainly valid.
+fn canonical_events(envelope: &Envelope<'_>, offset: i64) -> Option<(Vec<u8>, Vec<usize>)> {
+    let mut head = CANONICAL_HEADER.to_vec();
+    write_string(&mut head, envelope.tenant);
+    write_string(&mut head, envelope.family);
+    let raw_bytes: usize = envelope
+        .items
+        .iter()
+        .map(|(id, raw)| id.len() + raw.len())
+        .sum();
+    let mut values = Vec::with_capacity(raw_bytes + envelope.items.len() * (head.len() + 40));
+    let mut ends = Vec::with_capacity(envelope.items.len());
+    for (index, item) in envelope.items.iter().enumerate() {
+        let version = offset << INDEX_BITS | index as i64;
+        write_canonical_event(&mut values, &head, *item, envelope.received_at, version)?;
+        ends.push(values.len());
+    }
+    Some((values, ends))
+}
+
+/// `tenant|family|event_id`, the identity's key (`schemas.identity.Identity.key`).
+fn identity_key<'py>(
+    py: Python<'py>,
+    prefix: &[u8],
+    event_id: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, prefix.len() + event_id.len(), |buffer| {
+        buffer[..prefix.len()].copy_from_slice(prefix);
+        buffer[prefix.len()..].copy_from_slice(event_id.as_bytes());
+        Ok(())
+    })
+}
+
+/// The tenant, the family and the Kafka messages for `events` of one envelope.
+type Forwarded<'py> = (
+    Bound<'py, PyString>,
+    Bound<'py, PyString>,
+    Bound<'py, PyList>,
+);
+
+/// The messages `to_messages(process_envelope(...))` makes of a plainly valid native envelope
+/// at `offset` of `partition`, or `None` when the Python path must (see the module).
+///
+/// Each message is `(topic, partition, key, value, headers)`; the first carries
+/// `[(request_header, request_id)]` when the request id is not empty, the others `None`.
+/// `declines(tenant, family)` is asked once, before any event is read: true (a data
+/// contract covers them) sends the envelope to the Python path.
+#[pyfunction]
+pub(crate) fn forward_native<'py>(
+    py: Python<'py>,
+    message: &[u8],
+    offset: i64,
+    partition: i32,
+    topic: &Bound<'py, PyString>,
+    request_header: &Bound<'py, PyString>,
+    declines: &Bound<'py, PyAny>,
+) -> PyResult<Option<Forwarded<'py>>> {
+    let Some(envelope) = read_envelope(message) else {
+        return Ok(None);
+    };
+    if envelope.family != "native" || !(0..1 << (62 - INDEX_BITS)).contains(&offset) {
+        return Ok(None);
+    }
+    if declines
+        .call1((envelope.tenant, envelope.family))?
+        .is_truthy()?
+    {
+        return Ok(None); // a data contract in force: the Python path applies it
+    }
+    let Some((values, ends)) = canonical_events(&envelope, offset) else {
+        return Ok(None);
+    };
+    let prefix = format!("{}|{}|", envelope.tenant, envelope.family);
+    let (topic, partition) = (topic.as_any(), partition.into_pyobject(py)?.into_any());
+    let mut messages = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for (index, ((event_id, _), end)) in envelope.items.iter().zip(ends).enumerate() {
+        let headers = if index == 0 && !envelope.request_id.is_empty() {
+            let request_id = PyBytes::new(py, envelope.request_id.as_bytes());
+            PyList::new(py, [(request_header, request_id).into_pyobject(py)?])?.into_any()
+        } else {
+            py.None().into_bound(py)
+        };
+        let parts = [
+            topic.clone(),
+            partition.clone(),
+            identity_key(py, prefix.as_bytes(), event_id)?.into_any(),
+            PyBytes::new(py, &values[start..end]).into_any(),
+            headers,
+        ];
+        messages.push(PyTuple::new(py, parts)?);
+        start = end;
+    }
+    let messages = PyList::new(py, messages)?;
+    let tenant = PyString::new(py, envelope.tenant);
+    Ok(Some((tenant, PyString::new(py, envelope.family), messages)))
+}
