@@ -18,3 +18,12 @@ def too_deep(raws: Sequence[bytes], cap: int) -> list[int]:
 def too_many_items(raw: bytes, cap: int) -> bool:
     """Whether an outermost array of `raw` holds more than `cap` items, read exactly as
     `schemas.nesting.outer_items_past` reads it (any bytes, valid JSON or not)."""
+
+def canonical_event(
+    payload: bytes, head: bytes
+) -> (
+    tuple[str, str, str, str, str, str | None, int, str, int, int, str | None, int | None] | None
+):
+    """The fields of a `CanonicalEvent` message whose wire header is `head`, in schema order
+    (times as int microseconds), as `schemas.codec.decode_underlying` reads them; None for
+    anything it does not read exactly (the Python path decides)."""

@@ -17,6 +17,8 @@
 //! validators, with the same id and the same bytes": the property tests in
 //! `tests/ingest/test_fastpath.py` check exactly that.
 
+mod sink;
+
 use std::borrow::Cow;
 
 use pyo3::prelude::*;
@@ -536,5 +538,6 @@ fn sluice_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(partition_for, m)?)?;
     m.add_function(wrap_pyfunction!(too_deep, m)?)?;
     m.add_function(wrap_pyfunction!(too_many_items, m)?)?;
+    sink::register(m)?;
     Ok(())
 }

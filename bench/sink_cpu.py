@@ -1,0 +1,203 @@
+"""The sink's write path, CPU per row, client and PostgreSQL, beside a plain binary COPY.
+
+`make bench-sink-cpu`: no Kafka, no other process. It finds or starts PostgreSQL as `make
+bench` does, migrates, encodes `--events` real `CanonicalEvent` messages (the bench's own
+native events, as the stream writes them), and then, in one run:
+
+* **sink**: decodes them as the sink does (`sinks.records.event_record`) into batches of
+  `--batch` and stores each with `sinks.batch.write_batch` (its own transaction), under a
+  tenant of its own, into `events` as it stands;
+* **copy**: a plain binary COPY of the same decoded rows into `events` (the bench's raw
+  baseline, `bench.raw.copy_rows`), committed, under another tenant;
+* **copy_bare**: the same COPY into a fresh table shaped like `events` without indexes,
+  which says what `events`' indexes cost per row.
+
+For each it reports the client's `process_time` and the PostgreSQL backend's CPU (utime +
+stime of `pg_backend_pid()` from `/proc`, so PostgreSQL must run on this machine) per row.
+Both are CPU, not wall time: they move little when other work shares the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from confluent_kafka import Message
+
+from bench.events import event_bytes
+from runtime.settings import load_settings
+from schemas.codec import encode
+from schemas.history import REQUEST_HEADER
+from schemas.identity import Identity
+from schemas.topics import TopicNames
+from schemas.versions import INDEX_BITS
+from sinks.batch import SinkBatch, write_batch
+from sinks.bulk import binary_array_parameters, copy_event_rows
+from sinks.migrate import migrate
+from sinks.rows import EventRow
+from sinks.writer import FirstWrites
+from sluice.launchers.services import postgres_service
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_TOPICS = TopicNames.for_prefix("")
+_T0 = 1_732_356_000_000_000
+
+
+@dataclass(frozen=True)
+class Cost:
+    """CPU seconds of the client and of its PostgreSQL backend for `rows` rows."""
+
+    rows: int
+    client: float
+    server: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        n = max(self.rows, 1)
+        return {"rows": self.rows, "client_us_per_row": 1e6 * self.client / n,
+                "postgres_us_per_row": 1e6 * self.server / n,
+                "rows_per_second": self.rows / self.seconds if self.seconds else 0.0}  # fmt: skip
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) PostgreSQL backend `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def measured(conn: psycopg.Connection[Any], rows: int, work: Callable[[], None]) -> Cost:
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    pid = int(row[0]) if row else 0
+    server, client, wall = backend_cpu(pid), time.process_time(), time.perf_counter()
+    work()
+    return Cost(rows, time.process_time() - client, backend_cpu(pid) - server,
+                time.perf_counter() - wall)  # fmt: skip
+
+
+def messages(tenant: str, count: int, partitions: int, per_envelope: int) -> list[Message]:
+    """`count` CanonicalEvent messages as the stream writes them: envelopes (one request's
+    events for one partition) of `per_envelope` events, spread over `partitions`, the
+    first of each with its request header."""
+    out = []
+    written = [0] * partitions
+    for i in range(count):
+        body = json.loads(event_bytes("cpu", i))
+        envelope, index = divmod(i, per_envelope)
+        partition = envelope % partitions
+        record = {
+            "tenant": tenant, "family": "native", "event_id": body["id"], "type": body["type"],
+            "source": body["source"], "subject": body["subject"], "time": _T0,
+            "data_json": json.dumps(body["data"], separators=(",", ":")),
+            "received_at": _T0 + 250_000,
+            "version": ((envelope // partitions) << INDEX_BITS) | index, "attributes_json": None,
+        }  # fmt: skip
+        key = Identity(tenant, "native", body["id"]).key()
+        value = encode("CanonicalEvent", _with_datetimes(record))
+        headers: list[tuple[str, str | bytes | None]] | None = (
+            [(REQUEST_HEADER, uuid.uuid4().hex.encode())] if index == 0 else None
+        )
+        out.append(Message(topic=_TOPICS.events, partition=partition, offset=written[partition],
+                           key=key, value=value, headers=headers))  # fmt: skip
+        written[partition] += 1
+    return out
+
+
+def _with_datetimes(record: dict[str, Any]) -> dict[str, Any]:
+    for name in ("time", "received_at"):
+        record[name] = datetime.fromtimestamp(record[name] / 1e6, UTC)
+    return record
+
+
+def sink_writes(conn: psycopg.Connection[Any], msgs: Sequence[Message], batch: int) -> Cost:
+    first_writes = FirstWrites()
+
+    def work() -> None:
+        for start in range(0, len(msgs), batch):
+            taken = SinkBatch.of(msgs[start : start + batch], _TOPICS)
+            write_batch(conn, taken, lambda _: None, first_writes=first_writes)
+
+    return measured(conn, len(msgs), work)
+
+
+def _decode(msgs: Sequence[Message]) -> None:
+    SinkBatch.of(msgs, _TOPICS)
+
+
+def plain_copy(conn: psycopg.Connection[Any], rows: Sequence[EventRow], table: str,
+               tenant: str) -> Cost:  # fmt: skip
+    def work() -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            copy_event_rows(cur, table, rows, tenant=tenant)
+
+    return measured(conn, len(rows), work)
+
+
+def run(
+    database: str, events: int, batch: int, partitions: int, per_envelope: int
+) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:8]
+    sink_tenant, copy_tenant = f"cpu-sink-{tag}", f"cpu-copy-{tag}"
+    msgs = messages(sink_tenant, events, partitions, per_envelope)
+    decoded = SinkBatch.of(msgs, _TOPICS).upserts()
+    bare = f"bench_bare_{tag}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        binary_array_parameters(conn)
+        conn.execute("CHECKPOINT")
+        sink = sink_writes(conn, msgs, batch)
+        conn.execute("CHECKPOINT")
+        copy = plain_copy(conn, decoded, "events", copy_tenant)
+        conn.execute(f"CREATE TABLE {bare} (LIKE events INCLUDING DEFAULTS)")
+        conn.execute("CHECKPOINT")
+        copy_bare = plain_copy(conn, decoded, bare, copy_tenant)
+        decode = measured(conn, len(msgs), lambda: _decode(msgs))
+        conn.execute(f"DROP TABLE {bare}")
+        for tenant in (sink_tenant, copy_tenant):
+            for table in ("events", "ingest_envelopes"):
+                conn.execute(f"DELETE FROM {table} WHERE tenant = %s", (tenant,))
+        conn.execute("VACUUM events")
+    result = {"events": events, "batch": batch, "sink": sink.as_dict(), "copy": copy.as_dict(),
+              "copy_bare": copy_bare.as_dict(), "decode": decode.as_dict()}  # fmt: skip
+    result["ratios"] = {
+        "sink_rows_per_second_over_copy": sink.as_dict()["rows_per_second"]
+        / max(copy.as_dict()["rows_per_second"], 1e-9),
+        "sink_postgres_cpu_over_copy": sink.server / max(copy.server, 1e-9),
+    }
+    return result
+
+
+@click.command()
+@click.option("--events", default=100_000, show_default=True)
+@click.option("--batch", default=20_000, show_default=True, help="rows per sink transaction")
+@click.option("--partitions", default=4, show_default=True, help="as SLUICE_PARTITIONS")
+@click.option(
+    "--per-envelope",
+    default=64,
+    show_default=True,
+    help="events per envelope (the bench's 255-event requests over 4 partitions)",
+)
+@click.option("--runs", default=1, show_default=True)
+def main(events: int, batch: int, partitions: int, per_envelope: int, runs: int) -> None:
+    """Measure the sink's write path and a plain COPY of the same rows; print JSON."""
+    state = Path(load_settings().state_dir).resolve() / "bench-sink-cpu"
+    with contextlib.ExitStack() as stack:
+        database = os.environ.get("DATABASE_URL") or stack.enter_context(
+            postgres_service(state / "postgres")
+        )
+        migrate(database)
+        for _ in range(runs):
+            figures = run(database, events, batch, partitions, per_envelope)
+            print(json.dumps(figures, indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
