@@ -142,6 +142,36 @@ def plain_copy(conn: psycopg.Connection[Any], rows: Sequence[EventRow], table: s
     return measured(conn, len(rows), work)
 
 
+INDEXES = {
+    "primary key (tenant, family, event_id)": "PRIMARY KEY (tenant, family, event_id)",
+    "events_by_time (tenant, family, time, event_id)": "(tenant, family, time, event_id)",
+    "(not kept) by type (tenant, family, type, time)": "(tenant, family, type, time)",
+    "(not kept) by source (tenant, family, source, time)": "(tenant, family, source, time)",
+}
+"""The indexes `events` has, and two it does not (what `GET /v1/events?type=` or `?source=`
+of a rare value would want), each measured alone on a bare copy of the table."""
+
+
+def index_costs_of(database: str, rows: Sequence[EventRow]) -> dict[str, float]:
+    """PostgreSQL CPU µs per row that each of `INDEXES` adds to a binary COPY of `rows`."""
+    costs: dict[str, float] = {}
+    with psycopg.connect(database, autocommit=True) as conn:
+        for name, definition in (("none", None), *INDEXES.items()):
+            table = f"bench_index_{uuid.uuid4().hex[:8]}"
+            conn.execute(f"CREATE TABLE {table} (LIKE events INCLUDING DEFAULTS)")
+            if definition is not None and definition.startswith("PRIMARY"):
+                conn.execute(f"ALTER TABLE {table} ADD {definition}")
+            elif definition is not None:
+                conn.execute(f"CREATE INDEX ON {table} {definition}")
+            conn.execute("CHECKPOINT")
+            costs[name] = plain_copy(conn, rows, table, "cpu-index").as_dict()[
+                "postgres_us_per_row"
+            ]
+            conn.execute(f"DROP TABLE {table}")
+    bare = costs.pop("none")
+    return {"bare table": bare, **{name: cost - bare for name, cost in costs.items()}}
+
+
 def run(
     database: str, events: int, batch: int, partitions: int, per_envelope: int
 ) -> dict[str, Any]:
@@ -186,7 +216,10 @@ def run(
     help="events per envelope (the bench's 255-event requests over 4 partitions)",
 )
 @click.option("--runs", default=1, show_default=True)
-def main(events: int, batch: int, partitions: int, per_envelope: int, runs: int) -> None:
+@click.option("--index-costs", is_flag=True, help="also what each index costs per row")
+def main(
+    events: int, batch: int, partitions: int, per_envelope: int, runs: int, index_costs: bool
+) -> None:
     """Measure the sink's write path and a plain COPY of the same rows; print JSON."""
     state = Path(load_settings().state_dir).resolve() / "bench-sink-cpu"
     with contextlib.ExitStack() as stack:
@@ -197,6 +230,11 @@ def main(events: int, batch: int, partitions: int, per_envelope: int, runs: int)
         for _ in range(runs):
             figures = run(database, events, batch, partitions, per_envelope)
             print(json.dumps(figures, indent=1), flush=True)
+        if index_costs:
+            rows = SinkBatch.of(messages("cpu-index", events, partitions, per_envelope),
+                                _TOPICS).upserts()  # fmt: skip
+            print(json.dumps({"index_postgres_us_per_row": index_costs_of(database, rows)},
+                             indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":
