@@ -12,6 +12,10 @@ native events, as the stream writes them), and then, in one run:
 * **copy_bare**: the same COPY into a fresh table shaped like `events` without indexes,
   which says what `events`' indexes cost per row.
 
+`--stored N` first fills `events` to N rows of a tenant of its own (kept between runs, as
+`make bench-growth` fills it), to measure the same at 10M rows; `--index-costs` adds what
+each index costs PostgreSQL per row (`INDEXES`).
+
 For each it reports the client's `process_time` and the PostgreSQL backend's CPU (utime +
 stime of `pg_backend_pid()` from `/proc`, so PostgreSQL must run on this machine) per row.
 Both are CPU, not wall time: they move little when other work shares the machine.
@@ -35,6 +39,7 @@ import psycopg
 from confluent_kafka import Message
 
 from bench.events import event_bytes
+from bench.growth import fill
 from runtime.settings import load_settings
 from schemas.codec import encode
 from schemas.history import REQUEST_HEADER
@@ -172,6 +177,12 @@ def index_costs_of(database: str, rows: Sequence[EventRow]) -> dict[str, float]:
     return {"bare table": bare, **{name: cost - bare for name, cost in costs.items()}}
 
 
+def _stored_rows(database: str) -> int:
+    with psycopg.connect(database) as conn:
+        row = conn.execute("SELECT count(*) FROM events WHERE tenant = 'cpu-stored'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def run(
     database: str, events: int, batch: int, partitions: int, per_envelope: int
 ) -> dict[str, Any]:
@@ -195,7 +206,8 @@ def run(
             for table in ("events", "ingest_envelopes"):
                 conn.execute(f"DELETE FROM {table} WHERE tenant = %s", (tenant,))
         conn.execute("VACUUM events")
-    result = {"events": events, "batch": batch, "sink": sink.as_dict(), "copy": copy.as_dict(),
+    result = {"events": events, "batch": batch, "stored": _stored_rows(database),
+              "sink": sink.as_dict(), "copy": copy.as_dict(),
               "copy_bare": copy_bare.as_dict(), "decode": decode.as_dict()}  # fmt: skip
     result["ratios"] = {
         "sink_rows_per_second_over_copy": sink.as_dict()["rows_per_second"]
@@ -217,8 +229,16 @@ def run(
 )
 @click.option("--runs", default=1, show_default=True)
 @click.option("--index-costs", is_flag=True, help="also what each index costs per row")
+@click.option("--stored", default=0, show_default=True,
+              help="first fill events to this many rows of a tenant of its own (kept)")  # fmt: skip
 def main(
-    events: int, batch: int, partitions: int, per_envelope: int, runs: int, index_costs: bool
+    events: int,
+    batch: int,
+    partitions: int,
+    per_envelope: int,
+    runs: int,
+    index_costs: bool,
+    stored: int,
 ) -> None:
     """Measure the sink's write path and a plain COPY of the same rows; print JSON."""
     state = Path(load_settings().state_dir).resolve() / "bench-sink-cpu"
@@ -227,6 +247,10 @@ def main(
             postgres_service(state / "postgres")
         )
         migrate(database)
+        held = _stored_rows(database)
+        if stored > held:  # as `make bench-growth` fills: a million per statement, then ANALYZE
+            took = fill(database, "cpu-stored", held, stored, partitions)
+            print(f"events filled to {stored:,} rows in {took:.0f} s", flush=True)
         for _ in range(runs):
             figures = run(database, events, batch, partitions, per_envelope)
             print(json.dumps(figures, indent=1), flush=True)

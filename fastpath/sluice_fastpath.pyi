@@ -21,9 +21,7 @@ def too_many_items(raw: bytes, cap: int) -> bool:
 
 def canonical_event(
     payload: bytes, head: bytes
-) -> (
-    tuple[str, str, str, str, str, str | None, int, str, int, int, str | None, int | None] | None
-):
+) -> tuple[str, str, str, str, str, str | None, int, str, int, int, str | None, int | None] | None:
     """The fields of a `CanonicalEvent` message whose wire header is `head`, in schema order
     (times as int microseconds), as `schemas.codec.decode_underlying` reads them; None for
     anything it does not read exactly (the Python path decides)."""
