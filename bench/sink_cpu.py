@@ -13,7 +13,9 @@ native events, as the stream writes them), and then, in one run:
   which says what `events`' indexes cost per row.
 
 `--stored N` first fills `events` to N rows of a tenant of its own (kept between runs, as
-`make bench-growth` fills it), to measure the same at 10M rows; `--index-costs` adds what
+`make bench-growth` fills it), to measure the same at 10M rows, beside that tenant or, with
+`--into-stored`, into it with ids spread over its primary key (the costly case: every
+insert lands on another page of a 10M-row index); `--index-costs` adds what
 each index costs PostgreSQL per row (`INDEXES`).
 
 For each it reports the client's `process_time` and the PostgreSQL backend's CPU (utime +
@@ -26,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -89,14 +92,20 @@ def measured(conn: psycopg.Connection[Any], rows: int, work: Callable[[], None])
                 time.perf_counter() - wall)  # fmt: skip
 
 
-def messages(tenant: str, count: int, partitions: int, per_envelope: int) -> list[Message]:
+def messages(
+    tenant: str, count: int, partitions: int, per_envelope: int, spread: int = 0
+) -> list[Message]:
     """`count` CanonicalEvent messages as the stream writes them: envelopes (one request's
     events for one partition) of `per_envelope` events, spread over `partitions`, the
-    first of each with its request header."""
+    first of each with its request header. With `spread`, ids are `stored-<random below
+    spread>-<i>`: they fall all over the primary key of `--stored`'s tenant, not after it."""
     out = []
+    rng = random.Random(count)
     written = [0] * partitions
     for i in range(count):
         body = json.loads(event_bytes("cpu", i))
+        if spread:
+            body["id"] = f"stored-{rng.randrange(spread)}-{i}"
         envelope, index = divmod(i, per_envelope)
         partition = envelope % partitions
         record = {
@@ -177,24 +186,40 @@ def index_costs_of(database: str, rows: Sequence[EventRow]) -> dict[str, float]:
     return {"bare table": bare, **{name: cost - bare for name, cost in costs.items()}}
 
 
+STORED = "cpu-stored"
+
+
 def _stored_rows(database: str) -> int:
     with psycopg.connect(database) as conn:
-        row = conn.execute("SELECT count(*) FROM events WHERE tenant = 'cpu-stored'").fetchone()
+        row = conn.execute("SELECT count(*) FROM events WHERE tenant = %s", (STORED,)).fetchone()
     return int(row[0]) if row else 0
 
 
+def _forget(conn: psycopg.Connection[Any], rows: Sequence[EventRow]) -> None:
+    """Remove `rows` (and their envelopes) from the stored tenant, keeping what was filled."""
+    conn.execute("DELETE FROM events WHERE tenant = %s AND event_id = ANY(%s::text[])",
+                 (STORED, [r.event_id for r in rows]))  # fmt: skip
+    conn.execute("DELETE FROM ingest_envelopes WHERE tenant = %s", (STORED,))
+
+
 def run(
-    database: str, events: int, batch: int, partitions: int, per_envelope: int
+    database: str, events: int, batch: int, partitions: int, per_envelope: int, spread: int = 0
 ) -> dict[str, Any]:
+    """One measure of each; with `spread`, the sink and the COPY write into the stored tenant
+    (`STORED`), ids spread over its primary key (the sink's rows go again before the COPY)."""
     tag = uuid.uuid4().hex[:8]
     sink_tenant, copy_tenant = f"cpu-sink-{tag}", f"cpu-copy-{tag}"
-    msgs = messages(sink_tenant, events, partitions, per_envelope)
+    if spread:
+        sink_tenant = copy_tenant = STORED
+    msgs = messages(sink_tenant, events, partitions, per_envelope, spread)
     decoded = SinkBatch.of(msgs, _TOPICS).upserts()
     bare = f"bench_bare_{tag}"
     with psycopg.connect(database, autocommit=True) as conn:
         binary_array_parameters(conn)
         conn.execute("CHECKPOINT")
         sink = sink_writes(conn, msgs, batch)
+        if spread:
+            _forget(conn, decoded)
         conn.execute("CHECKPOINT")
         copy = plain_copy(conn, decoded, "events", copy_tenant)
         conn.execute(f"CREATE TABLE {bare} (LIKE events INCLUDING DEFAULTS)")
@@ -202,7 +227,9 @@ def run(
         copy_bare = plain_copy(conn, decoded, bare, copy_tenant)
         decode = measured(conn, len(msgs), lambda: _decode(msgs))
         conn.execute(f"DROP TABLE {bare}")
-        for tenant in (sink_tenant, copy_tenant):
+        if spread:
+            _forget(conn, decoded)
+        for tenant in {sink_tenant, copy_tenant} - {STORED}:
             for table in ("events", "ingest_envelopes"):
                 conn.execute(f"DELETE FROM {table} WHERE tenant = %s", (tenant,))
         conn.execute("VACUUM events")
@@ -229,8 +256,14 @@ def run(
 )
 @click.option("--runs", default=1, show_default=True)
 @click.option("--index-costs", is_flag=True, help="also what each index costs per row")
-@click.option("--stored", default=0, show_default=True,
-              help="first fill events to this many rows of a tenant of its own (kept)")  # fmt: skip
+@click.option(
+    "--stored",
+    default=0,
+    show_default=True,
+    help="first fill events to this many rows of a tenant of its own (kept)",
+)
+@click.option("--into-stored", is_flag=True,
+              help="write into --stored's tenant, ids spread over its primary key")  # fmt: skip
 def main(
     events: int,
     batch: int,
@@ -239,6 +272,7 @@ def main(
     runs: int,
     index_costs: bool,
     stored: int,
+    into_stored: bool,
 ) -> None:
     """Measure the sink's write path and a plain COPY of the same rows; print JSON."""
     state = Path(load_settings().state_dir).resolve() / "bench-sink-cpu"
@@ -249,10 +283,11 @@ def main(
         migrate(database)
         held = _stored_rows(database)
         if stored > held:  # as `make bench-growth` fills: a million per statement, then ANALYZE
-            took = fill(database, "cpu-stored", held, stored, partitions)
+            took = fill(database, STORED, held, stored, partitions)
             print(f"events filled to {stored:,} rows in {took:.0f} s", flush=True)
         for _ in range(runs):
-            figures = run(database, events, batch, partitions, per_envelope)
+            spread = max(stored, 1) if into_stored else 0
+            figures = run(database, events, batch, partitions, per_envelope, spread)
             print(json.dumps(figures, indent=1), flush=True)
         if index_costs:
             rows = SinkBatch.of(messages("cpu-index", events, partitions, per_envelope),
