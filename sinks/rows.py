@@ -161,11 +161,11 @@ R = TypeVar("R", EventRow, TombstoneRow)
 def newest_wins(rows: Iterable[R]) -> list[R]:
     """Keep one row per identity: the one with the highest version.
 
-    Most batches hold each identity once; that is checked first with one set built in C
-    (~0.35 µs per row against ~0.8 for the loop), and the loop runs only when it finds
-    an identity twice."""
+    Most batches hold each identity once; that is checked first with one set of event ids
+    built in C (distinct ids are distinct identities; ~0.25 µs per row against ~0.8 for the
+    loop), and the loop runs only when an id is there twice."""
     given = list(rows)
-    if len(set(map(_IDENTITY, given))) == len(given):
+    if len(set(map(_EVENT_ID, given))) == len(given):
         return given
     best: dict[tuple[str, str, str], R] = {}
     for row in given:
@@ -175,4 +175,4 @@ def newest_wins(rows: Iterable[R]) -> list[R]:
     return list(best.values())
 
 
-_IDENTITY = attrgetter("tenant", "family", "event_id")
+_EVENT_ID = attrgetter("event_id")
