@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser dev test test-all test-faults mutants lint bench bench-smoke bench-console bench-console-browser bench-retention bench-growth bench-stream-cpu attacks kafka-jars clean
+.PHONY: help venv browser dev test test-all test-faults mutants lint bench bench-smoke bench-console bench-console-browser bench-retention bench-growth bench-stream-cpu bench-sink-cpu attacks kafka-jars clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 FASTPATH := fastpath/Cargo.toml fastpath/Cargo.lock fastpath/pyproject.toml \
-	fastpath/sluice_fastpath.pyi fastpath/src/lib.rs fastpath/src/stream.rs
+	fastpath/sluice_fastpath.pyi fastpath/src/lib.rs fastpath/src/stream.rs fastpath/src/sink.rs
 
 # fastpath/ is Sluice's compiled door path (Rust, built by maturin with cargo from crates.io).
 $(STAMP): pyproject.toml $(FASTPATH)
@@ -85,6 +85,9 @@ bench-growth: $(STAMP) ## a burst and GET /v1/events at 0, 1M and 10M stored row
 
 bench-stream-cpu: $(STAMP) ## the worker's CPU per event, step by step, Python vs compiled path, no Kafka
 	$(PY) -m bench.stream_cpu
+
+bench-sink-cpu: $(STAMP) ## the sink's write path, client and PostgreSQL CPU per row, beside a binary COPY (~1 min)
+	$(PY) -m bench.sink_cpu
 
 attacks: $(BENCH_STAMP) ## replay the availability attacks against a local API, with figures (~2 min)
 	$(PY) -m bench.attacks

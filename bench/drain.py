@@ -73,7 +73,8 @@ def raw_sink(ctx: BenchContext, rows: int) -> dict[str, Any]:
     loaded = read_event_rows(
         client_config(ctx.settings), ctx.topics.events, rows, ctx.cfg.phase_timeout
     )
-    run = copy_rows(ctx.settings.database_url, loaded, ctx.tenant("copy"))
+    run = copy_rows(ctx.settings.database_url, loaded, ctx.tenant("copy"),
+                    lambda: ctx.procs.cpu_seconds().get("postgres"))  # fmt: skip
     return run.as_dict()
 
 

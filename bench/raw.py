@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -30,18 +30,23 @@ class RawRun:
     units: int
     seconds: float
     cpu_seconds: float
+    server_cpu_seconds: float | None = None
+    """CPU of the server doing the work (PostgreSQL, for the COPY), when it was measured."""
 
     @property
     def rate(self) -> float:
         return self.units / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {
+        out = {
             "units": self.units,
             "seconds": self.seconds,
             "per_second": self.rate,
             "cpu_us_per_unit": 1e6 * self.cpu_seconds / max(self.units, 1),
         }
+        if self.server_cpu_seconds is not None:
+            out["server_cpu_us_per_unit"] = 1e6 * self.server_cpu_seconds / max(self.units, 1)
+        return out
 
 
 class _Clock:
@@ -161,14 +166,26 @@ def read_event_rows(
     return rows
 
 
-def copy_rows(database_url: str, rows: Sequence[EventRow], tenant: str) -> RawRun:
-    """Binary COPY of `rows` into `events` under `tenant`, committed; then remove them (untimed)."""
+def copy_rows(
+    database_url: str,
+    rows: Sequence[EventRow],
+    tenant: str,
+    server_cpu: Callable[[], float | None] = lambda: None,
+) -> RawRun:
+    """Binary COPY of `rows` into `events` under `tenant`, committed; then remove them (untimed).
+
+    `server_cpu` reads PostgreSQL's CPU seconds so far (all its processes, as the sink
+    stage counts them): read before and after the COPY, it says what the COPY cost it."""
     with psycopg.connect(database_url) as conn:
+        server_before = server_cpu()
         clock = _Clock()
         with conn.cursor() as cur:
             sent = copy_event_rows(cur, "events", rows, tenant=tenant)
         conn.commit()
         run = clock.run(sent)
+        server_after = server_cpu()
+        if server_before is not None and server_after is not None:
+            run = replace(run, server_cpu_seconds=server_after - server_before)
         conn.execute("DELETE FROM events WHERE tenant = %s", (tenant,))
         conn.commit()
         conn.autocommit = True

@@ -24,6 +24,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _sink_postgres_row(results: dict[str, Any]) -> tuple[str, Any, Any, Any, str, bool | None]:
+    """PostgreSQL's CPU per row storing the sink's batches against storing the COPY's rows
+    (issue 19: at most 1.5 times), both measured in this run."""
+    sink = _get(results, "sink", "cpu_us_per_unit", "postgres")
+    copy = _get(results, "sink_raw", "server_cpu_us_per_unit")
+    r = _ratio(sink, copy)
+    return ("sink: PostgreSQL CPU µs/row", sink, copy, r, "ratio <= 1.5",
+            None if r is None else r <= 1.5)  # fmt: skip
+
+
 def _sum(*values: float | None) -> float | None:
     return None if any(v is None for v in values) else sum(v for v in values if v is not None)
 
@@ -60,6 +70,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         value, base = _get(results, stage, "per_second"), _get(results, raw, "per_second")
         r = _ratio(value, base)
         add(label, value, base, r, f"ratio >= {goal}", None if r is None else r >= goal)
+    add(*_sink_postgres_row(results))
     add(*_contracts_row(results))
     large, raw = _get(results, "door_large", "per_second"), _get(results, "door_raw", "per_second")
     add("door events/s (large requests)", large, raw, _ratio(large, raw), "(information)", None)
@@ -215,6 +226,7 @@ _DETAILS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("stream with data contracts: schema applied to events", ("stream_contracts", "enforced")),
     ("sink CPU µs/row", ("sink", "cpu_us_per_unit")),
     ("raw COPY CPU µs/row (client side)", ("sink_raw", "cpu_us_per_unit")),
+    ("raw COPY: PostgreSQL CPU µs/row", ("sink_raw", "server_cpu_us_per_unit")),
     ("whole pipeline events/s (all processes at once)", ("sustained", "per_second")),
     ("whole pipeline CPU µs/event by process", ("sustained", "cpu_us_per_event")),
     (

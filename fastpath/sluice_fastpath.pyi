@@ -31,3 +31,10 @@ def forward_native(
     `offset` of `partition`: what `to_messages(process_envelope(...))` makes of it, byte for
     byte; None when any item is not a fresh upsert of a plainly valid event, or when
     `declines(tenant, family)` (a data contract covers them; see src/stream.rs)."""
+
+def canonical_event(
+    payload: bytes, head: bytes
+) -> tuple[str, str, str, str, str, str | None, int, str, int, int, str | None, int | None] | None:
+    """The fields of a `CanonicalEvent` message whose wire header is `head`, in schema order
+    (times as int microseconds), as `schemas.codec.decode_underlying` reads them; None for
+    anything it does not read exactly (the Python path decides)."""

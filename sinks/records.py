@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from schemas.codec import decode, decode_underlying
+from schemas.codec import decode, decode_underlying, wire_header
 from schemas.deletes import (
     DELETION_HEADER,
     ORIGIN_HEADER,
@@ -27,6 +27,14 @@ from schemas.identity import Identity
 from sinks.rows import EventRow, FilterRow, TombstoneRow
 
 SINK_ORIGIN = b"sink"
+
+try:  # Sluice's own extension (fastpath/): a current CanonicalEvent read in Rust
+    from sluice_fastpath import canonical_event as _compiled_canonical_event
+except ImportError:  # not built: every version is read by fastavro
+    _compiled_canonical_event = None  # type: ignore[assignment]
+
+COMPILED = _compiled_canonical_event is not None
+"""Whether the sink reads current `CanonicalEvent`s with the compiled reader."""
 
 
 def message_header(msg: Message, name: str) -> bytes | None:
@@ -69,7 +77,13 @@ def event_record(msg: Message) -> EventRow | TombstoneRow | FilterRow | None:
     partition = int(msg.partition() or 0)
     if value is None:
         return None if is_filter_key(key) else tombstone_row(key or b"", msg)
-    underlying = decode_underlying(value, "CanonicalEvent")  # the common case, fast
+    if _compiled_canonical_event is not None:  # the common case, compiled: ~0.5 µs
+        fields = _compiled_canonical_event(value, wire_header("CanonicalEvent"))
+        if fields is not None:
+            own, request_id, replay_of = version_headers(msg)
+            return EventRow.from_fields(fields, partition, from_sink=own,
+                                        request_id=request_id, replay_of=replay_of)  # fmt: skip
+    underlying = decode_underlying(value, "CanonicalEvent")  # the common case, in Python
     if underlying is not None:
         own, request_id, replay_of = version_headers(msg)
         return EventRow.from_underlying(underlying, partition, from_sink=own,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import msgspec
@@ -78,10 +79,33 @@ class EventRow(msgspec.Struct, frozen=True, gc=False):
             request_id, replay_of, r.get("attributes_json"), r.get("schema_id"),
         )  # fmt: skip
 
+    @classmethod
+    def from_fields(
+        cls,
+        f: CanonicalFields,
+        partition: int | None = None,
+        *,
+        from_sink: bool = False,
+        request_id: str | None = None,
+        replay_of: str | None = None,
+    ) -> EventRow:
+        """`from_underlying` for the compiled reader's tuple (`sluice_fastpath.canonical_event`:
+        the record's fields in schema order, times as int microseconds)."""
+        return cls(
+            f[0], f[1], f[2], f[3], f[4], f[5], _EPOCH + _MICROSECOND * f[6], f[7],
+            _EPOCH + _MICROSECOND * f[8], f[9], partition, from_sink, request_id, replay_of,
+            f[10], f[11],
+        )  # fmt: skip
+
     @property
     def identity(self) -> tuple[str, str, str]:
         return (self.tenant, self.family, self.event_id)
 
+
+CanonicalFields = tuple[
+    str, str, str, str, str, str | None, int, str, int, int, str | None, int | None
+]
+"""A `CanonicalEvent`'s fields in schema order, its times as int microseconds since the epoch."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -135,10 +159,20 @@ R = TypeVar("R", EventRow, TombstoneRow)
 
 
 def newest_wins(rows: Iterable[R]) -> list[R]:
-    """Keep one row per identity: the one with the highest version."""
+    """Keep one row per identity: the one with the highest version.
+
+    Most batches hold each identity once; that is checked first with one set of event ids
+    built in C (distinct ids are distinct identities; ~0.25 µs per row against ~0.8 for the
+    loop), and the loop runs only when an id is there twice."""
+    given = list(rows)
+    if len(set(map(_EVENT_ID, given))) == len(given):
+        return given
     best: dict[tuple[str, str, str], R] = {}
-    for row in rows:
+    for row in given:
         held = best.get(row.identity)
         if held is None or held.version < row.version:
             best[row.identity] = row
     return list(best.values())
+
+
+_EVENT_ID = attrgetter("event_id")

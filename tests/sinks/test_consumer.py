@@ -152,3 +152,16 @@ def test_the_sink_fetches_ahead_only_what_it_is_allowed() -> None:
     assert consumer_config(Settings())["queued.max.messages.kbytes"] == 16_384
     config = consumer_config(Settings(sink_prefetch_kbytes=4096))
     assert config["queued.max.messages.kbytes"] == 4096
+
+
+def test_one_fetch_may_bring_a_partition_s_share_of_the_prefetch() -> None:
+    """So the prefetch refills in one round trip (1 MB fetches kept the sink waiting),
+    and never less than librdkafka's own 1 MB."""
+    config = consumer_config(Settings(sink_prefetch_kbytes=16_384, partitions=4))
+    assert config["max.partition.fetch.bytes"] == 4 << 20
+    assert (
+        consumer_config(Settings(sink_prefetch_kbytes=1024, partitions=12))[
+            "max.partition.fetch.bytes"
+        ]
+        == 1 << 20
+    )

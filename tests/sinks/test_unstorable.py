@@ -33,7 +33,7 @@ from sinks.consumer import Sink
 from sinks.ingest_reader import IngestRawReader
 from sinks.rows import EventRow, TombstoneRow
 from sinks.unstorable import Position, Unavailable, unstorable_dead_letters
-from sinks.writer import write_dead_letters, write_events
+from sinks.writer import FirstWrites, write_dead_letters, write_events
 from tests.conftest import eventually, make_settings
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -45,8 +45,9 @@ def _row(tenant: str, event_id: str, version: int, data_json: str = '{"n": 1}',
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("first_writes", [False, True], ids=["staged", "copied-straight-first"])
 def test_refused_versions_become_dead_letters_once_and_the_rest_is_stored(
-    database_url: str,
+    database_url: str, first_writes: bool
 ) -> None:
     tenant = f"uns-{uuid.uuid4().hex[:8]}"
     rows = [
@@ -58,7 +59,7 @@ def test_refused_versions_become_dead_letters_once_and_the_rest_is_stored(
     with psycopg.connect(database_url) as conn:
         for _ in range(2):  # the second time is a redelivery of the same batch
             with conn.transaction():
-                write_events(conn, rows, [])
+                write_events(conn, rows, [], first_writes=FirstWrites() if first_writes else None)
         stored = conn.execute(
             "SELECT event_id FROM events WHERE tenant = %s ORDER BY event_id", (tenant,)
         ).fetchall()
