@@ -109,6 +109,9 @@ class ContractCache:
             except (psycopg.Error, OSError) as exc:
                 log.warning("data contracts not refreshed (kept %d): %s",
                             len(self.current.by_subject), exc)  # fmt: skip
+            except Exception:  # a bug on one load must not end the poll for every tenant
+                log.exception("data contracts not refreshed (kept %d)",
+                              len(self.current.by_subject))  # fmt: skip
             await asyncio.sleep(self._poll)
 
 

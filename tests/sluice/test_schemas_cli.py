@@ -212,12 +212,20 @@ def test_a_contract_registered_with_the_cli_is_enforced(cli: Cli) -> None:
     event = {"id": f"e-{uuid.uuid4().hex[:8]}", "type": "usage.enforced", "source": "/t",
              "time": "2024-11-23T10:00:00Z", "data": {"units": -1}}  # fmt: skip
 
+    seen: list[tuple[int, str]] = []
+
     def refused() -> Answer | None:
         answer = call("POST", f"{cli.stack.base_url}/v1/events", json_body=event,
                       headers={"X-API-Key": cli.key})  # fmt: skip
+        seen.append((answer.status, answer.body[:300].decode(errors="replace")))
         return answer if answer.status == 400 else None
 
-    reasons = eventually(refused, timeout=30).json()["rejected"][0]["reasons"]
+    try:
+        reasons = eventually(refused, timeout=30).json()["rejected"][0]["reasons"]
+    except AssertionError as exc:  # say what the door answered instead, and what it logged
+        raise AssertionError(
+            f"{exc}; last answers {seen[-3:]}; api log:\n{cli.stack.log_tail('api', 80)}"
+        ) from exc
     assert reasons[0]["code"] == "schema_violation" and reasons[0]["path"] == "/units"
 
 
