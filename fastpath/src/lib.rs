@@ -24,6 +24,7 @@ use pyo3::types::{PyBytes, PyString};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+mod contracts;
 mod stream;
 
 const MAX_ID_CHARS: usize = 256;
@@ -539,5 +540,6 @@ fn sluice_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(too_deep, m)?)?;
     m.add_function(wrap_pyfunction!(too_many_items, m)?)?;
     m.add_function(wrap_pyfunction!(stream::forward_native, m)?)?;
+    m.add_class::<contracts::CompiledContract>()?;
     Ok(())
 }
