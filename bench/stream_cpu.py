@@ -5,9 +5,9 @@ Builds envelopes the way the door does (the bench's native events, requests of
 then times with `time.process_time()` what `streams.app.Forwarder` does per envelope:
 the Python path (fastavro decode, `process_envelope`, `to_messages`) step by step, the
 compiled path (`streams.compiled.forward_compiled`), both again with the bench's data
-contract (`bench.contracts.CONTRACT`) in force for the bench tenant, and what queueing the results with
-confluent-kafka's `produce()` costs per message, with and without a delivery callback (the
-producer points at a closed port on 127.0.0.1: messages are only queued, never sent).
+contract (`bench.contracts.CONTRACT`) in force for the bench tenant, and what queueing
+the results with confluent-kafka's `produce()` costs per message, with and without a
+delivery callback (the producer points at a closed port on 127.0.0.1: messages are only queued, never sent).
 Deterministic enough to compare two builds on a shared machine: best of `ROUNDS`.
 """
 
