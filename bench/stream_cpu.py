@@ -7,7 +7,8 @@ the Python path (fastavro decode, `process_envelope`, `to_messages`) step by ste
 compiled path (`streams.compiled.forward_compiled`), both again with the bench's data
 contract (`bench.contracts.CONTRACT`) in force for the bench tenant, and what queueing
 the results with confluent-kafka's `produce()` costs per message, with and without a
-delivery callback (the producer points at a closed port on 127.0.0.1: messages are only queued, never sent).
+delivery callback (the producer points at a closed port on 127.0.0.1: messages are only
+queued, never sent).
 Deterministic enough to compare two builds on a shared machine: best of `ROUNDS`.
 """
 
