@@ -19,6 +19,7 @@
 //! every answer is byte for byte what the Python path writes.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -191,17 +192,42 @@ fn plain_micros(text: &str) -> i64 {
 /// The data contracts of an envelope's tenant for native events, by subject (`native.<type>`):
 /// a compiled one, or Python's `None` for one Rust could not build. `None`: the tenant has no
 /// contract for the family.
-struct InForce<'py>(Option<Bound<'py, PyDict>>);
+struct InForce<'py> {
+    by_subject: Option<Bound<'py, PyDict>>,
+    /// The last event type looked up and its subject's entry (`None`: no contract), so an
+    /// envelope of one type asks the dict once.
+    last: RefCell<Option<(String, Option<Bound<'py, PyAny>>)>>,
+}
 
-impl InForce<'_> {
+impl<'py> InForce<'py> {
+    fn new(by_subject: Option<Bound<'py, PyDict>>) -> Self {
+        let last = RefCell::new(None);
+        Self { by_subject, last }
+    }
+
+    /// The entry for the subject of `type_`; `None` when no contract covers it.
+    fn entry(&self, by_subject: &Bound<'py, PyDict>, type_: &str) -> Option<Bound<'py, PyAny>> {
+        let mut last = self.last.borrow_mut();
+        if let Some((known, found)) = last.as_ref() {
+            if known == type_ {
+                return found.clone();
+            }
+        }
+        let found = by_subject
+            .get_item(format!("native.{type_}"))
+            .ok()
+            .flatten();
+        *last = Some((type_.to_owned(), found.clone()));
+        found
+    }
+
     /// The schema id an event of `type_` with `data` carries: `Some(None)` when no contract
     /// covers its subject, `None` when Rust cannot pass it (it fails, or Rust cannot tell).
     fn schema_id(&self, type_: &str, data: &str) -> Option<Option<i32>> {
-        let Some(by_subject) = &self.0 else {
+        let Some(by_subject) = &self.by_subject else {
             return Some(None);
         };
-        let subject = format!("native.{type_}");
-        let Some(found) = by_subject.get_item(subject).ok()? else {
+        let Some(found) = self.entry(by_subject, type_) else {
             return Some(None);
         };
         let contract = found.cast::<CompiledContract>().ok()?.get();
@@ -344,9 +370,9 @@ pub(crate) fn forward_native<'py>(
     }
     let found = contracts.call1((envelope.tenant, envelope.family))?;
     let in_force = if found.is_none() {
-        InForce(None)
+        InForce::new(None)
     } else {
-        InForce(Some(found.cast_into::<PyDict>()?))
+        InForce::new(Some(found.cast_into::<PyDict>()?))
     };
     let Some((values, ends)) = canonical_events(&envelope, offset, canonical_header, &in_force)
     else {
