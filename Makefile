@@ -11,7 +11,8 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 FASTPATH := fastpath/Cargo.toml fastpath/Cargo.lock fastpath/pyproject.toml \
-	fastpath/sluice_fastpath.pyi fastpath/src/lib.rs fastpath/src/stream.rs fastpath/src/sink.rs
+	fastpath/sluice_fastpath.pyi fastpath/src/lib.rs fastpath/src/stream.rs \
+	fastpath/src/contracts.rs fastpath/src/sink.rs
 
 # fastpath/ is Sluice's compiled door path (Rust, built by maturin with cargo from crates.io).
 $(STAMP): pyproject.toml $(FASTPATH)

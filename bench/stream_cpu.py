@@ -4,14 +4,17 @@ Builds envelopes the way the door does (the bench's native events, requests of
 `BENCH_BATCH` events split over `SLUICE_PARTITIONS` partitions by the door's own plan),
 then times with `time.process_time()` what `streams.app.Forwarder` does per envelope:
 the Python path (fastavro decode, `process_envelope`, `to_messages`) step by step, the
-compiled path (`streams.compiled.forward_compiled`), and what queueing the results with
-confluent-kafka's `produce()` costs per message, with and without a delivery callback (the
-producer points at a closed port on 127.0.0.1: messages are only queued, never sent).
+compiled path (`streams.compiled.forward_compiled`), both again with the bench's data
+contract (`bench.contracts.CONTRACT`) in force for the bench tenant, and what queueing
+the results with confluent-kafka's `produce()` costs per message, with and without a
+delivery callback (the producer points at a closed port on 127.0.0.1: messages are only
+queued, never sent).
 Deterministic enough to compare two builds on a shared machine: best of `ROUNDS`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -20,9 +23,11 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from bench.contracts import CONTRACT, SUBJECT
 from bench.events import body
 from ingest.plan import RequestContext, plan_native_body
 from schemas.codec import decode
+from schemas.contracts import Contract, Contracts, compile_schema
 from schemas.topics import TopicNames
 from streams.compiled import COMPILED, forward_compiled
 from streams.outputs import to_messages
@@ -30,13 +35,18 @@ from streams.process import Position, process_envelope
 
 ROUNDS = 5
 TOPICS = TopicNames.for_prefix("bench.")
+TENANT = "bench"
+WITH_CONTRACT = Contracts(
+    {(TENANT, SUBJECT): Contract(SUBJECT, 1, 1001, compile_schema(json.dumps(CONTRACT)))}
+)
+"""The bench's contract in force for the bench tenant (every bench event satisfies it)."""
 
 
 def envelopes(events: int, batch: int, partitions: int) -> list[tuple[int, bytes]]:
     """(partition, envelope) for `events` bench events sent in requests of `batch`."""
     out: list[tuple[int, bytes]] = []
     for start in range(0, events, batch):
-        ctx = RequestContext("bench", "native", {}, "application/json", datetime.now(UTC))
+        ctx = RequestContext(TENANT, "native", {}, "application/json", datetime.now(UTC))
         plan = plan_native_body(ctx, body("cpu", start, batch), TOPICS, partitions, batch)
         assert plan is not None, "the bench body must take the door's compiled path"
         out += [(m[1], m[3]) for m in plan.messages if m[3] is not None]
@@ -66,11 +76,18 @@ def measure(events: int, batch: int, partitions: int) -> dict[str, float]:
         "python: fastavro decode": lambda: [decode(v, "IngestEnvelope") for _, v in envs],
         "python: process_envelope": lambda: [process_envelope(e, a) for e, a in pairs],
         "python: to_messages": lambda: [to_messages(p, n, TOPICS) for p, n in processed],
+        "contract, python: process_envelope": lambda: [
+            process_envelope(e, a, WITH_CONTRACT) for e, a in pairs
+        ],
     }
     if COMPILED:
         raw = [(v, a.offset, a.partition) for (_, v), a in zip(envs, at, strict=True)]
         steps["compiled: forward_compiled"] = lambda: [
             forward_compiled(v, offset, partition, TOPICS) for v, offset, partition in raw
+        ]
+        steps["contract, compiled: forward_compiled"] = lambda: [
+            forward_compiled(v, offset, partition, TOPICS, WITH_CONTRACT)
+            for v, offset, partition in raw
         ]
     steps["produce(), a callback per message"] = lambda: _produce(messages, callback=True)
     steps["produce(), no callback"] = lambda: _produce(messages, callback=False)

@@ -1,6 +1,6 @@
 """Sluice's compiled door path for native events (see src/lib.rs)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 def plan_native(
     body: bytes, key_prefix: bytes, partitions: int, head: bytes, max_events: int
@@ -19,18 +19,28 @@ def too_many_items(raw: bytes, cap: int) -> bool:
     """Whether an outermost array of `raw` holds more than `cap` items, read exactly as
     `schemas.nesting.outer_items_past` reads it (any bytes, valid JSON or not)."""
 
+class CompiledContract:
+    """One data contract version compiled in Rust, as `schemas.contracts.compile_schema`
+    compiles it (see src/contracts.rs); ValueError when Rust cannot build it alike."""
+
+    def __init__(self, schema_id: int, schema: str, draft: str) -> None: ...
+    def is_valid(self, document: str) -> bool | None:
+        """The verdict on `document` (JSON text); None when Rust does not answer."""
+
 def forward_native(
     message: bytes,
     offset: int,
     partition: int,
     topic: str,
     request_header: str,
-    declines: Callable[[str, str], bool],
+    envelope_header: bytes,
+    canonical_header: bytes,
+    contracts: Callable[[str, str], Mapping[str, CompiledContract | None] | None],
 ) -> tuple[str, str, list[tuple[str, int, bytes, bytes, list[tuple[str, bytes]] | None]]] | None:
     """(tenant, family, messages to `topic`) for a plainly valid native envelope read at
     `offset` of `partition`: what `to_messages(process_envelope(...))` makes of it, byte for
-    byte; None when any item is not a fresh upsert of a plainly valid event, or when
-    `declines(tenant, family)` (a data contract covers them; see src/stream.rs)."""
+    byte, data contracts applied; None when any item is not a fresh upsert of a plainly
+    valid event, or one fails its contract (see src/stream.rs)."""
 
 def canonical_event(
     payload: bytes, head: bytes

@@ -4,7 +4,10 @@ Pure: a `Contracts` map is built from rows the registry holds (`ingest.contracts
 them) and is read per event from memory. Both the door (`ingest.plan.plan_events`) and
 the stream (`streams.process.process_envelope`) call `enforce` on the outcomes of the
 family's validator, so they agree by construction; the stream stays the authority
-(it applies the latest version at the moment it processes an envelope).
+(it applies the latest version at the moment it processes an envelope). The stream's
+compiled path (`streams.compiled`, `fastpath/src/contracts.rs`) applies the same
+contracts to plainly valid native envelopes with the same jsonschema crate and options,
+and leaves every envelope with a failing event to `enforce`.
 
 Subjects, and the document each one's schema validates (docs/api.md#data-contracts):
 

@@ -24,6 +24,7 @@ use pyo3::types::{PyBytes, PyString};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+mod contracts;
 mod sink;
 mod stream;
 
@@ -540,6 +541,7 @@ fn sluice_fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(too_deep, m)?)?;
     m.add_function(wrap_pyfunction!(too_many_items, m)?)?;
     m.add_function(wrap_pyfunction!(stream::forward_native, m)?)?;
+    m.add_class::<contracts::CompiledContract>()?;
     sink::register(m)?;
     Ok(())
 }

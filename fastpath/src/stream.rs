@@ -1,7 +1,7 @@
 //! The stream's per-envelope work for the common native envelope, compiled.
 //!
 //! `forward_native` takes one `IngestEnvelope` message from `ingest.raw` (Confluent
-//! wire format, schema id 4) and does what `streams.process.process_envelope` and
+//! wire format, the header the caller names) and does what `streams.process.process_envelope` and
 //! `streams.outputs.to_messages` do for it in Python: read the envelope, validate each
 //! item's event, and write each one's `CanonicalEvent` with its key and version, as the
 //! Kafka messages the worker sends to `events`.
@@ -12,21 +12,21 @@
 //! (`crate::plain_event`, `crate::may_be_unstorable`), whose time is an unescaped
 //! plain timestamp. Anything else (another family, a delete, a replay, an invalid
 //! event, an older schema id, odd Avro) returns `None` and the worker runs the Python
-//! path, which has every rule; so does an envelope whose tenant and family the caller's
-//! `declines` names (a data contract covers them). The property tests in
-//! `tests/streams/test_fastpath_stream.py` check that every answer is byte for byte
-//! what the Python path writes.
+//! path, which has every rule. A data contract in force is applied (`crate::contracts`):
+//! events that pass carry its schema id; any that fails sends the envelope to the Python
+//! path, which makes the dead letters. The property tests in
+//! `tests/streams/test_fastpath_stream.py` and `test_fastpath_contracts.py` check that
+//! every answer is byte for byte what the Python path writes.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::contracts::CompiledContract;
 use crate::{chars_within, may_be_unstorable, plain_event, NativeEvent, MAX_ID_CHARS};
 
-/// `schemas.codec.SCHEMA_IDS`: what an envelope opens with, and a canonical event.
-const ENVELOPE_HEADER: [u8; 5] = [0, 0, 0, 0, 4];
-const CANONICAL_HEADER: [u8; 5] = [0, 0, 0, 0, 7];
 /// `schemas.versions.INDEX_BITS`: a version is `offset << 20 | index`.
 const INDEX_BITS: u32 = 20;
 /// The largest `timestamp-micros` fastavro turns into a Python datetime (9999-12-31).
@@ -84,8 +84,8 @@ struct Envelope<'a> {
     items: Vec<(&'a str, &'a [u8])>,
 }
 
-fn read_envelope(message: &[u8]) -> Option<Envelope<'_>> {
-    if message.get(..5)? != ENVELOPE_HEADER {
+fn read_envelope<'a>(message: &'a [u8], header: &[u8]) -> Option<Envelope<'a>> {
+    if header.len() != 5 || message.get(..5)? != header {
         return None;
     }
     let mut r = Reader {
@@ -189,12 +189,61 @@ fn plain_micros(text: &str) -> i64 {
     seconds * 1_000_000 + fraction
 }
 
+/// The data contracts of an envelope's tenant for native events, by subject (`native.<type>`):
+/// a compiled one, or Python's `None` for one Rust could not build. `None`: the tenant has no
+/// contract for the family.
+struct InForce<'py> {
+    by_subject: Option<Bound<'py, PyDict>>,
+    /// The last event type looked up and its subject's entry (`None`: no contract), so an
+    /// envelope of one type asks the dict once.
+    last: RefCell<Option<(String, Option<Bound<'py, PyAny>>)>>,
+}
+
+impl<'py> InForce<'py> {
+    fn new(by_subject: Option<Bound<'py, PyDict>>) -> Self {
+        let last = RefCell::new(None);
+        Self { by_subject, last }
+    }
+
+    /// The entry for the subject of `type_`; `None` when no contract covers it.
+    fn entry(&self, by_subject: &Bound<'py, PyDict>, type_: &str) -> Option<Bound<'py, PyAny>> {
+        let mut last = self.last.borrow_mut();
+        if let Some((known, found)) = last.as_ref() {
+            if known == type_ {
+                return found.clone();
+            }
+        }
+        let found = by_subject
+            .get_item(format!("native.{type_}"))
+            .ok()
+            .flatten();
+        *last = Some((type_.to_owned(), found.clone()));
+        found
+    }
+
+    /// The schema id an event of `type_` with `data` carries: `Some(None)` when no contract
+    /// covers its subject, `None` when Rust cannot pass it (it fails, or Rust cannot tell).
+    fn schema_id(&self, type_: &str, data: &str) -> Option<Option<i32>> {
+        let Some(by_subject) = &self.by_subject else {
+            return Some(None);
+        };
+        let Some(found) = self.entry(by_subject, type_) else {
+            return Some(None);
+        };
+        let contract = found.cast::<CompiledContract>().ok()?.get();
+        contract
+            .verdict(data)?
+            .then_some(Some(contract.schema_id()))
+    }
+}
+
 /// Append one item's `CanonicalEvent` (fields in the schema's order) to `out`, or None when
-/// its event is not plainly valid. `head` is the wire header, tenant and family, the same
-/// for every event.
+/// its event is not plainly valid, or a data contract does not pass it. `head` is the wire
+/// header, tenant and family, the same for every event.
 fn write_canonical_event(
     out: &mut Vec<u8>,
     head: &[u8],
+    contracts: &InForce<'_>,
     (event_id, raw): (&str, &[u8]),
     received_at: i64,
     version: i64,
@@ -214,6 +263,7 @@ fn write_canonical_event(
     if !plain_id || !plain_event(&event, text) {
         return None;
     }
+    let schema_id = contracts.schema_id(&event.type_, event.data.get())?;
     out.extend_from_slice(head);
     write_string(out, event_id);
     write_string(out, &event.type_);
@@ -229,14 +279,26 @@ fn write_canonical_event(
     write_string(out, event.data.get());
     write_long(out, received_at);
     write_long(out, version);
-    out.extend_from_slice(b"\x00\x00"); // no CloudEvent attributes, no data contract
+    out.push(0); // no CloudEvent attributes
+    match schema_id {
+        None => out.push(0),
+        Some(id) => {
+            out.push(2);
+            write_long(out, i64::from(id));
+        }
+    }
     Some(())
 }
 
 /// Every item's `CanonicalEvent`, one after another, and where each ends; None when any
 /// item's event is not plainly valid.
-fn canonical_events(envelope: &Envelope<'_>, offset: i64) -> Option<(Vec<u8>, Vec<usize>)> {
-    let mut head = CANONICAL_HEADER.to_vec();
+fn canonical_events(
+    envelope: &Envelope<'_>,
+    offset: i64,
+    header: &[u8],
+    contracts: &InForce<'_>,
+) -> Option<(Vec<u8>, Vec<usize>)> {
+    let mut head = header.to_vec();
     write_string(&mut head, envelope.tenant);
     write_string(&mut head, envelope.family);
     let raw_bytes: usize = envelope
@@ -248,7 +310,8 @@ fn canonical_events(envelope: &Envelope<'_>, offset: i64) -> Option<(Vec<u8>, Ve
     let mut ends = Vec::with_capacity(envelope.items.len());
     for (index, item) in envelope.items.iter().enumerate() {
         let version = offset << INDEX_BITS | index as i64;
-        write_canonical_event(&mut values, &head, *item, envelope.received_at, version)?;
+        let at = envelope.received_at;
+        write_canonical_event(&mut values, &head, contracts, *item, at, version)?;
         ends.push(values.len());
     }
     Some((values, ends))
@@ -277,11 +340,17 @@ type Forwarded<'py> = (
 /// The messages `to_messages(process_envelope(...))` makes of a plainly valid native envelope
 /// at `offset` of `partition`, or `None` when the Python path must (see the module).
 ///
-/// Each message is `(topic, partition, key, value, headers)`; the first carries
+/// `envelope_header` and `canonical_header` are the wire headers this process reads and
+/// writes (`schemas.codec.wire_header`: an external registry's ids change them). Each
+/// message is `(topic, partition, key, value, headers)`; the first carries
 /// `[(request_header, request_id)]` when the request id is not empty, the others `None`.
-/// `declines(tenant, family)` is asked once, before any event is read: true (a data
-/// contract covers them) sends the envelope to the Python path.
+/// `contracts(tenant, family)` is asked once, before any event is read: `None` when no
+/// data contract covers them, else the tenant's `{subject: CompiledContract | None}`. An
+/// event whose subject has one is written with its schema id when it passes; when it does
+/// not, or Rust cannot tell, or the subject's contract is `None`, the envelope goes to the
+/// Python path (which makes the dead letters).
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // one call per envelope from Python: all of it at once
 pub(crate) fn forward_native<'py>(
     py: Python<'py>,
     message: &[u8],
@@ -289,21 +358,24 @@ pub(crate) fn forward_native<'py>(
     partition: i32,
     topic: &Bound<'py, PyString>,
     request_header: &Bound<'py, PyString>,
-    declines: &Bound<'py, PyAny>,
+    envelope_header: &[u8],
+    canonical_header: &[u8],
+    contracts: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Forwarded<'py>>> {
-    let Some(envelope) = read_envelope(message) else {
+    let Some(envelope) = read_envelope(message, envelope_header) else {
         return Ok(None);
     };
     if envelope.family != "native" || !(0..1 << (62 - INDEX_BITS)).contains(&offset) {
         return Ok(None);
     }
-    if declines
-        .call1((envelope.tenant, envelope.family))?
-        .is_truthy()?
-    {
-        return Ok(None); // a data contract in force: the Python path applies it
-    }
-    let Some((values, ends)) = canonical_events(&envelope, offset) else {
+    let found = contracts.call1((envelope.tenant, envelope.family))?;
+    let in_force = if found.is_none() {
+        InForce::new(None)
+    } else {
+        InForce::new(Some(found.cast_into::<PyDict>()?))
+    };
+    let Some((values, ends)) = canonical_events(&envelope, offset, canonical_header, &in_force)
+    else {
         return Ok(None);
     };
     let prefix = format!("{}|{}|", envelope.tenant, envelope.family);

@@ -238,15 +238,21 @@ def _in_range(event: dict[str, object], zone: timedelta) -> bool:
     )
 
 
-def test_a_tenant_with_a_data_contract_for_the_family_keeps_the_python_path() -> None:
+def test_a_tenant_with_a_data_contract_gets_its_schema_id_from_the_compiled_path() -> None:
+    """Contracts in force are applied (more in `test_fastpath_contracts.py`): a pass carries
+    the contract's schema id, exactly as `process_envelope` with `enforce` writes it."""
     from schemas.contracts import Contract, Contracts, compile_schema
 
     schema = compile_schema('{"type":"object"}')
     contracts = Contracts({("acme", "native.t"): Contract("native.t", 1, 1042, schema)})
     value = _envelope([GOOD])
-    assert forward_compiled(value, 40, 2, TOPICS, contracts) is None
-    other = _envelope([GOOD], tenant="other")
-    assert forward_compiled(other, 40, 2, TOPICS, contracts) is not None
+    fast = forward_compiled(value, 40, 2, TOPICS, contracts)
+    assert fast is not None and decode(fast[2][0][3], "CanonicalEvent")[1]["schema_id"] == 1042
+    _, envelope = decode(value, "IngestEnvelope")
+    python = to_messages(process_envelope(envelope, Position(TOPIC, 2, 40), contracts), 2, TOPICS)
+    assert _plain(fast[2]) == _plain(python)
+    other = forward_compiled(_envelope([GOOD], tenant="other"), 40, 2, TOPICS, contracts)
+    assert other is not None and decode(other[2][0][3], "CanonicalEvent")[1]["schema_id"] is None
 
 
 async def _sent_by_forwarder(tmp_path: Path, values: list[bytes]) -> tuple[list[Any], Any]:
