@@ -12,7 +12,7 @@ help: ## list the targets
 
 FASTPATH := fastpath/Cargo.toml fastpath/Cargo.lock fastpath/pyproject.toml \
 	fastpath/sluice_fastpath.pyi fastpath/src/lib.rs fastpath/src/stream.rs \
-	fastpath/src/contracts.rs fastpath/src/sink.rs
+	fastpath/src/avro.rs fastpath/src/contracts.rs fastpath/src/sink.rs
 
 # fastpath/ is Sluice's compiled door path (Rust, built by maturin with cargo from crates.io).
 $(STAMP): pyproject.toml $(FASTPATH)

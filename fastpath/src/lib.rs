@@ -24,6 +24,7 @@ use pyo3::types::{PyBytes, PyString};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+mod avro;
 mod contracts;
 mod sink;
 mod stream;
@@ -92,14 +93,9 @@ fn partition_of(key: &[u8], partitions: u32) -> u32 {
     (murmur2(key) & 0x7fff_ffff) % partitions
 }
 
-/// Avro's `long` for a length or count (never negative): zig-zag, then varint.
+/// Avro's `long` for a length or count (never negative).
 fn write_length(out: &mut Vec<u8>, n: usize) {
-    let mut z = (n as u64) << 1;
-    while z > 0x7f {
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
+    avro::write_long(out, n as i64);
 }
 
 fn chars_within(text: &str, most: usize) -> bool {

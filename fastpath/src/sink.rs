@@ -20,6 +20,8 @@ use std::sync::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use crate::avro::Reader;
+
 /// The last tenant and family answered, as Python strings: a batch holds few of each,
 /// so consecutive events share one object instead of a new one each (and Python hashes
 /// it once, not once per event, when the sink groups rows by tenant).
@@ -59,65 +61,23 @@ struct Event<'a> {
     schema_id: Option<i64>,
 }
 
-/// A cursor over an Avro body; every read is `None` past what it can read exactly.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    /// A zigzag varint of at most 64 bits (Avro's `long`; `int` is read the same way).
-    fn long(&mut self) -> Option<i64> {
-        let mut value: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.bytes.get(self.at)?;
-            self.at += 1;
-            let bits = u64::from(byte & 0x7f);
-            if shift == 63 && bits > 1 {
-                return None; // past 64 bits: fastavro would read a larger int
-            }
-            value |= bits << shift;
-            if byte & 0x80 == 0 {
-                return Some((value >> 1) as i64 ^ -((value & 1) as i64));
-            }
-        }
-        None
-    }
-
-    fn text(&mut self) -> Option<&'a str> {
-        let length = usize::try_from(self.long()?).ok()?;
-        let end = self.at.checked_add(length)?;
-        let raw = self.bytes.get(self.at..end)?;
-        self.at = end;
-        std::str::from_utf8(raw).ok()
-    }
-
-    /// A `["null", T]` union: its branch index, then the value for branch 1.
-    fn optional<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
-        match self.long()? {
-            0 => Some(None),
-            1 => Some(Some(read(self)?)),
-            _ => None,
-        }
-    }
-
-    fn event(&mut self) -> Option<Event<'a>> {
-        let event = Event {
-            tenant: self.text()?,
-            family: self.text()?,
-            event_id: self.text()?,
-            type_: self.text()?,
-            source: self.text()?,
-            subject: self.optional(Self::text)?,
-            time: self.long()?,
-            data_json: self.text()?,
-            received_at: self.long()?,
-            version: self.long()?,
-            attributes_json: self.optional(Self::text)?,
-            schema_id: self.optional(Self::long)?,
-        };
-        (self.at == self.bytes.len()).then_some(event)
-    }
+/// A current `CanonicalEvent`'s body, read to its last byte.
+fn read_event<'a>(r: &mut Reader<'a>) -> Option<Event<'a>> {
+    let event = Event {
+        tenant: r.text()?,
+        family: r.text()?,
+        event_id: r.text()?,
+        type_: r.text()?,
+        source: r.text()?,
+        subject: r.optional(Reader::text)?,
+        time: r.long()?,
+        data_json: r.text()?,
+        received_at: r.long()?,
+        version: r.long()?,
+        attributes_json: r.optional(Reader::text)?,
+        schema_id: r.optional(Reader::long)?,
+    };
+    r.at_end().then_some(event)
 }
 
 type Fields<'py> = (
@@ -140,7 +100,7 @@ type Fields<'py> = (
 #[pyfunction]
 fn canonical_event<'py>(py: Python<'py>, payload: &[u8], head: &[u8]) -> Option<Fields<'py>> {
     let body = payload.strip_prefix(head)?;
-    let e = Reader { bytes: body, at: 0 }.event()?;
+    let e = read_event(&mut Reader::new(body, 0))?;
     let text = |s: &str| PyString::new(py, s);
     Some((
         shared(py, 0, e.tenant),

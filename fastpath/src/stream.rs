@@ -24,6 +24,7 @@ use std::cell::RefCell;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::avro::{write_long, write_string, Reader};
 use crate::contracts::CompiledContract;
 use crate::{chars_within, may_be_unstorable, plain_event, NativeEvent, MAX_ID_CHARS};
 
@@ -31,49 +32,6 @@ use crate::{chars_within, may_be_unstorable, plain_event, NativeEvent, MAX_ID_CH
 const INDEX_BITS: u32 = 20;
 /// The largest `timestamp-micros` fastavro turns into a Python datetime (9999-12-31).
 const MAX_MICROS: i64 = 253_402_300_799_999_999;
-
-/// An Avro binary reader over one message; every read is `None` past the end or on
-/// anything the door would never write.
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn long(&mut self) -> Option<i64> {
-        let mut value: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.buf.get(self.at)?;
-            self.at += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some((value >> 1) as i64 ^ -((value & 1) as i64));
-            }
-        }
-        None
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let len = usize::try_from(self.long()?).ok()?;
-        let end = self.at.checked_add(len)?;
-        let found = self.buf.get(self.at..end)?;
-        self.at = end;
-        Some(found)
-    }
-
-    fn string(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
-    }
-
-    /// A `["null", "string"]` union: `Some(None)` for null.
-    fn optional_string(&mut self) -> Option<Option<&'a str>> {
-        match self.long()? {
-            0 => Some(None),
-            1 => self.string().map(Some),
-            _ => None,
-        }
-    }
-}
 
 /// The envelope fields a canonical event needs, and its items' ids and raw events.
 struct Envelope<'a> {
@@ -88,15 +46,12 @@ fn read_envelope<'a>(message: &'a [u8], header: &[u8]) -> Option<Envelope<'a>> {
     if header.len() != 5 || message.get(..5)? != header {
         return None;
     }
-    let mut r = Reader {
-        buf: message,
-        at: 5,
-    };
-    let (request_id, tenant, family) = (r.string()?, r.string()?, r.string()?);
+    let mut r = Reader::new(message, 5);
+    let (request_id, tenant, family) = (r.text()?, r.text()?, r.text()?);
     if r.long()? != 0 {
         return None; // route parameters: a binary-mode CloudEvent, or another shape
     }
-    r.string()?; // content_type: only dead letters carry it
+    r.text()?; // content_type: only dead letters carry it
     let received_at = r.long()?;
     if !(0..=MAX_MICROS).contains(&received_at) {
         return None;
@@ -111,7 +66,7 @@ fn read_envelope<'a>(message: &'a [u8], header: &[u8]) -> Option<Envelope<'a>> {
             items.push(read_upsert(&mut r)?);
         }
     }
-    (r.at == message.len() && items.len() <= 1 << INDEX_BITS).then_some(Envelope {
+    (r.at_end() && items.len() <= 1 << INDEX_BITS).then_some(Envelope {
         request_id,
         tenant,
         family,
@@ -125,28 +80,13 @@ fn read_upsert<'a>(r: &mut Reader<'a>) -> Option<(&'a str, &'a [u8])> {
     if r.long()? != 0 {
         return None; // a delete
     }
-    let (event_id, raw) = (r.string()?, r.bytes()?);
+    let (event_id, raw) = (r.text()?, r.bytes()?);
     i32::try_from(r.long()?).ok()?; // attempt, an Avro int
-    if r.optional_string()?.is_some() {
+    if r.optional(Reader::text)?.is_some() {
         return None; // a replay: its version names the dead letter in a header
     }
-    r.optional_string()?; // receipt_id: for deletes only
+    r.optional(Reader::text)?; // receipt_id: for deletes only
     (r.long()? == 0).then_some((event_id, raw))
-}
-
-/// Avro's `long`: zig-zag, then varint.
-fn write_long(out: &mut Vec<u8>, value: i64) {
-    let mut z = ((value << 1) ^ (value >> 63)) as u64;
-    while z > 0x7f {
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
-fn write_string(out: &mut Vec<u8>, text: &str) {
-    crate::write_length(out, text.len());
-    out.extend_from_slice(text.as_bytes());
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).

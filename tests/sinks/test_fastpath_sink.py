@@ -112,6 +112,12 @@ def test_what_fastavro_reads_differently_is_declined() -> None:
     tenant_len = body.index(b"acme") - 1
     overlong = body[:tenant_len] + b"\x88" + b"\x80" * 9 + b"\x00" + body[tenant_len + 1 :]
     assert canonical_event(HEAD + overlong, HEAD) is None
+    # ten bytes whose last carries bits past the 64th (the longest varint a long may take)
+    lowest = _written({**record, "time": -(2**63)})  # zigzag 2**64 - 1: nine 0xff, then 0x01
+    assert b"\xff" * 9 + b"\x01" in lowest and canonical_event(lowest, HEAD) is not None
+    wide = lowest.replace(b"\xff" * 9 + b"\x01", b"\xff" * 9 + b"\x03")
+    assert _python(wide) is not None  # fastavro reads it, as an int past 64 bits
+    assert canonical_event(wide, HEAD) is None
     # text that is not UTF-8
     assert canonical_event(HEAD + body.replace(b"acme", b"ac\xffe"), HEAD) is None
 
