@@ -37,10 +37,11 @@ _DRAFT_NAMES: Mapping[Any, str] = {
 }
 """jsonschema-rs's draft → the name `CompiledContract` takes ("2020-12", …, "7", "4")."""
 
-_compiled: weakref.WeakKeyDictionary[ContractValidator, dict[int, CompiledContract | None]] = (
+_compiled: weakref.WeakKeyDictionary[ContractValidator, CompiledContract | None] = (
     weakref.WeakKeyDictionary()
 )
-"""Each live validator's Rust twin by schema id (`ingest.contracts` keeps one per id)."""
+"""Each live validator's Rust twin (`ingest.contracts` compiles one validator per schema id,
+so the validator alone names the version)."""
 _index: list[tuple[Contracts, dict[str, dict[str, CompiledContract | None]]]] = []
 
 
@@ -49,15 +50,14 @@ def compiled_contract(schema_id: int, validator: Any) -> CompiledContract | None
     build it as `schemas.contracts.compile_schema` did (its subject then declines)."""
     if not isinstance(validator, ContractValidator):
         return None
-    by_id = _compiled.setdefault(validator, {})
-    if schema_id not in by_id:
+    if validator not in _compiled:
         try:
-            by_id[schema_id] = CompiledContract(
+            _compiled[validator] = CompiledContract(
                 schema_id, json.dumps(validator._document), _DRAFT_NAMES[validator._draft]
             )
         except ValueError:
-            by_id[schema_id] = None
-    return by_id[schema_id]
+            _compiled[validator] = None
+    return _compiled[validator]
 
 
 def native_contracts(
