@@ -92,6 +92,9 @@ class Settings:
     kafka_ssl_key_location: str = ""
     state_dir: Path = Path(".sluice")
     worker_id: str = "sluice-streams"
+    worker_batch_envelopes: int = 64
+    """Most `ingest.raw` envelopes the stream worker takes in one batch (one produce and one
+    wait for Kafka's acknowledgement per batch)."""
     sink_group: str = "sluice-sink"
     sink_batch_size: int = 20_000
     sink_writers: int = 2

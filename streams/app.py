@@ -42,7 +42,6 @@ from streams.watchdog import WorkerMonitor
 
 log = logging.getLogger(__name__)
 
-ENVELOPES_PER_BATCH = 64
 BATCH_WINDOW_SECONDS = 0.05
 
 
@@ -86,7 +85,8 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(ingest, name="validate")
     async def validate(stream: Any) -> None:
-        async for events in stream.take_events(ENVELOPES_PER_BATCH, within=BATCH_WINDOW_SECONDS):
+        batch = settings.worker_batch_envelopes
+        async for events in stream.take_events(batch, within=BATCH_WINDOW_SECONDS):
             await forwarder.handle(list(events))
 
     return app

@@ -21,29 +21,66 @@ from runtime.topic_admin import ensure_topics
 from schemas.codec import encode
 from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
-from sinks.consumer import Sink, by_partition, consumer_config
+from sinks.batch import SinkBatch
+from sinks.consumer import POLL_CHUNK, Sink, consumer_config, take_poll
 from sinks.rows import EventRow
 from sinks.writer import write_events
 from tests.conftest import eventually, make_settings
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
+TOPICS = TopicNames.for_prefix("")
 
 
 def _message(topic: str, partition: int, offset: int) -> Message:
     return Message(topic=topic, partition=partition, offset=offset, value=b"")
 
 
-def test_by_partition_keeps_each_partition_number_in_one_group_in_poll_order() -> None:
+class _Polled:
+    """librdkafka's side of `take_poll`: hands out `queued` as `consume` would (at most the
+    number asked for; fewer only once nothing more is queued) and records each request."""
+
+    def __init__(self, queued: list[Message]) -> None:
+        self.queued = queued
+        self.asked: list[int] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        self.asked.append(num_messages)
+        taken, self.queued = self.queued[:num_messages], self.queued[num_messages:]
+        return taken
+
+
+def _covered(batches: list[SinkBatch]) -> list[list[tuple[str, int, int]]]:
+    return [sorted((tp.topic, tp.partition, tp.offset) for tp in b.offsets()) for b in batches]
+
+
+def test_a_poll_keeps_each_partition_number_in_one_batch() -> None:
     polled = [_message("events", p, o) for o, p in enumerate([0, 1, 2, 3, 1, 0, 2])]
     polled.append(_message("events.dlq", 1, 0))  # a dead letter goes with its identity's events
-    groups = by_partition(polled, 2)
-    assert [[(m.topic(), m.partition(), m.offset()) for m in g] for g in groups] == [
-        [("events", 0, 0), ("events", 2, 2), ("events", 0, 5), ("events", 2, 6)],
-        [("events", 1, 1), ("events", 3, 3), ("events", 1, 4), ("events.dlq", 1, 0)],
+    batches = take_poll(_Polled(polled), 100, 0.0, 2, TOPICS)  # type: ignore[arg-type]
+    assert _covered(batches) == [
+        [("events", 0, 6), ("events", 2, 7)],
+        [("events", 1, 5), ("events", 3, 4), ("events.dlq", 1, 1)],
     ]
-    assert by_partition(polled, 1) == [polled]
-    assert by_partition([m for m in polled if m.partition() == 3], 2) == [[polled[3]]]
-    assert by_partition([], 2) == []
+    assert [b.undecodable for b in batches] == [4, 4]  # empty values: skipped, still covered
+    one = take_poll(_Polled(polled), 100, 0.0, 1, TOPICS)  # type: ignore[arg-type]
+    assert [b.undecodable for b in one] == [8]
+    only_3 = [m for m in polled if m.partition() == 3]
+    assert _covered(take_poll(_Polled(only_3), 100, 0.0, 2, TOPICS)) == [  # type: ignore[arg-type]
+        [("events", 3, 4)]
+    ]
+    assert take_poll(_Polled([]), 100, 0.0, 2, TOPICS) == []  # type: ignore[arg-type]
+
+
+def test_a_poll_is_taken_in_chunks_and_stops_at_its_size() -> None:
+    queued = [_message("events", n % 4, n // 4) for n in range(2 * POLL_CHUNK + 10)]
+    source = _Polled(queued)
+    batches = take_poll(source, 2 * POLL_CHUNK + 5, 0.0, 2, TOPICS)  # type: ignore[arg-type]
+    assert source.asked == [POLL_CHUNK, POLL_CHUNK, 5]  # never the whole poll at once
+    assert sum(b.undecodable for b in batches) == 2 * POLL_CHUNK + 5
+    assert len(source.queued) == 5  # the rest waits for the next poll
+    short = _Polled(queued[: POLL_CHUNK + 3])
+    take_poll(short, 10 * POLL_CHUNK, 0.0, 2, TOPICS)  # type: ignore[arg-type]
+    assert short.asked == [POLL_CHUNK, POLL_CHUNK]  # a short chunk ends the poll
 
 
 def test_a_sink_refuses_fewer_than_one_writer() -> None:
