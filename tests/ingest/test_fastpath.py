@@ -83,6 +83,9 @@ DECLINED = {
     "NUL escape": _one(data='{"a":"\\u0000"}'),
     "long exponent": _one(data='{"a":1e1000}'),
     "long mantissa": _one(data='{"a":' + "1" * 3001 + "}"),
+    "long exponent beside number-like strings": _one(
+        id='"e2e-65284"', data='{"a":"x\\"1e5","b":1e99999,"c":"2e-12345"}'
+    ),
     "seconds past 59": _one(time='"2024-01-01T00:00:60Z"'),
     "an offset of -00:00": _one(time='"2024-01-01T00:00:00-00:00"'),
     "seven fraction digits": _one(time='"2024-01-01T00:00:00.1234567Z"'),
@@ -113,6 +116,20 @@ def test_what_the_compiled_path_declines() -> None:
     assert plan_native_body(_ctx(route={"k": "v"}), many, TOPICS, PARTITIONS, 11) is None
 
 
+def test_number_like_text_in_strings_takes_the_compiled_path() -> None:
+    """Text that reads like a long number to the byte scans, inside strings only (an id such
+    as `e2e-65284`, a UUID with `e` and four digits, digits as text): no number is long, so
+    the compiled path plans it, as Python does."""
+    for body in (
+        bench_body("0f932a-e2e", 65_284, 3),
+        _one(id='"3f2e-1234-8e91"', data='{"s":"' + "1" * 3001 + '","u":"a\\"2e-12345"}'),
+    ):
+        ctx = _ctx()
+        fast = plan_native_body(ctx, body, TOPICS, PARTITIONS, MAX_EVENTS)
+        assert fast is not None, body[:80]
+        _assert_same(fast, ctx, body)
+
+
 def test_limits_are_counted_in_characters() -> None:
     wide = json.dumps("é" * 1024, ensure_ascii=False)  # 2,048 bytes, 1,024 characters
     ctx = _ctx()
@@ -127,7 +144,19 @@ _space = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
 _texts = st.one_of(
     st.text(max_size=12),
     st.text(alphabet='ab\\"/é\u2028😀0eE+-', max_size=6),
-    st.sampled_from(["", "x" * 1024, "x" * 1025, "é" * 256, "é" * 257, "1e0000", "\\u0000"]),
+    st.sampled_from(
+        [
+            "",
+            "x" * 1024,
+            "x" * 1025,
+            "é" * 256,
+            "é" * 257,
+            "1e0000",
+            "\\u0000",
+            "e2e-65284",
+            "1" * 3001,
+        ]
+    ),
 )
 _plain_strings = st.text(alphabet="abc-/.é😀 ", min_size=1, max_size=8)
 _string_json = st.builds(lambda t, a: json.dumps(t, ensure_ascii=a), _texts, st.booleans())

@@ -102,6 +102,19 @@ def test_escapes_offsets_naive_times_and_odd_years_take_the_compiled_path() -> N
     assert _check(_envelope(PLAIN, ids=["a-1", "b", "c", "d", "é😀|x"]))
 
 
+def test_number_like_text_in_strings_takes_the_compiled_path() -> None:
+    """Ids such as `<tag>-e2e-65284` (the bench's half-rate phase) and digits as text read
+    like long numbers to the byte scans; with no long number outside strings, the compiled
+    path takes the envelope (it sent every one to Python before) and matches Python."""
+    raws = [event_bytes("0f932a-e2e", 65_284 + i) for i in range(40)]
+    assert _check(_envelope(raws, ids=[f"0f932a-e2e-{65_284 + i}" for i in range(40)]))
+    digits = GOOD[:-2] + b'"s":"' + b"1" * 3001 + b'","u":"a\\"2e-12345"}}'
+    assert _check(_envelope([digits], ids=["3f2e-1234-8e91"]))
+    # The declined case below differs from this one by its long number alone.
+    beside = GOOD[:-2] + b'"x":"e2e-65284","y":1e99,"z":"a\\"2e-12345"}}'
+    assert _check(_envelope([beside]))
+
+
 def test_an_empty_request_id_sends_no_header() -> None:
     fast = forward_compiled(_envelope(PLAIN[:2], request_id=""), 7, 0, TOPICS)
     assert fast is not None and [m[4] for m in fast[2]] == [None, None]
@@ -137,6 +150,9 @@ DECLINED = {
     "not JSON": _envelope([b"not json"]),
     "a NUL escape": _envelope([GOOD[:-2] + b',"x":"\\u0000"}}']),
     "a long number": _envelope([GOOD[:-2] + b',"x":1e999}}']),
+    "a long number beside number-like strings": _envelope(
+        [GOOD[:-2] + b'"x":"e2e-65284","y":1e99999,"z":"a\\"2e-12345"}}']
+    ),
     "an escaped time": _envelope([GOOD.replace(b"2024-02", b"2024\\u002d02")]),
     "space around the event": _envelope([b" " + GOOD]),
     "an older schema id": _OLDER,
