@@ -52,7 +52,7 @@ from schemas.versions import INDEX_BITS
 from sinks.batch import SinkBatch, write_batch
 from sinks.bulk import binary_array_parameters, copy_event_rows
 from sinks.migrate import migrate
-from sinks.rows import EventRow
+from sinks.rows import EventRow, decoded
 from sinks.writer import FirstWrites
 from sluice.launchers.services import postgres_service
 
@@ -212,23 +212,23 @@ def run(
     if spread:
         sink_tenant = copy_tenant = STORED
     msgs = messages(sink_tenant, events, partitions, per_envelope, spread)
-    decoded = SinkBatch.of(msgs, _TOPICS).upserts()
+    versions = [decoded(v) for v in SinkBatch.of(msgs, _TOPICS).upserts()]  # as COPY takes them
     bare = f"bench_bare_{tag}"
     with psycopg.connect(database, autocommit=True) as conn:
         binary_array_parameters(conn)
         conn.execute("CHECKPOINT")
         sink = sink_writes(conn, msgs, batch)
         if spread:
-            _forget(conn, decoded)
+            _forget(conn, versions)
         conn.execute("CHECKPOINT")
-        copy = plain_copy(conn, decoded, "events", copy_tenant)
+        copy = plain_copy(conn, versions, "events", copy_tenant)
         conn.execute(f"CREATE TABLE {bare} (LIKE events INCLUDING DEFAULTS)")
         conn.execute("CHECKPOINT")
-        copy_bare = plain_copy(conn, decoded, bare, copy_tenant)
+        copy_bare = plain_copy(conn, versions, bare, copy_tenant)
         decode = measured(conn, len(msgs), lambda: _decode(msgs))
         conn.execute(f"DROP TABLE {bare}")
         if spread:
-            _forget(conn, decoded)
+            _forget(conn, versions)
         for tenant in {sink_tenant, copy_tenant} - {STORED}:
             for table in ("events", "ingest_envelopes"):
                 conn.execute(f"DELETE FROM {table} WHERE tenant = %s", (tenant,))
@@ -290,8 +290,8 @@ def main(
             figures = run(database, events, batch, partitions, per_envelope, spread)
             print(json.dumps(figures, indent=1), flush=True)
         if index_costs:
-            rows = SinkBatch.of(messages("cpu-index", events, partitions, per_envelope),
-                                _TOPICS).upserts()  # fmt: skip
+            taken = SinkBatch.of(messages("cpu-index", events, partitions, per_envelope), _TOPICS)
+            rows = [decoded(v) for v in taken.upserts()]
             print(json.dumps({"index_postgres_us_per_row": index_costs_of(database, rows)},
                              indent=1))  # fmt: skip
 

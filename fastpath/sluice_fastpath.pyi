@@ -1,6 +1,7 @@
 """Sluice's compiled door path for native events (see src/lib.rs)."""
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 def plan_native(
     body: bytes, key_prefix: bytes, partitions: int, head: bytes, max_events: int
@@ -48,3 +49,49 @@ def canonical_event(
     """The fields of a `CanonicalEvent` message whose wire header is `head`, in schema order
     (times as int microseconds), as `schemas.codec.decode_underlying` reads them; None for
     anything it does not read exactly (the Python path decides)."""
+
+class EncodedEvent:
+    """A version read by the compiled reader, its row of `events` encoded for binary COPY
+    (`row`: the tuple psycopg's `write_row` makes of its columns and partition on a UTF-8
+    connection); the columns the sink does not decide by are only in `row` (`fields()`)."""
+
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def received_at(self) -> datetime: ...
+    @property
+    def from_sink(self) -> bool: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def replay_of(self) -> str | None: ...
+    @property
+    def row(self) -> bytes: ...
+    @property
+    def identity(self) -> tuple[str, str, str]: ...
+    def fields(
+        self,
+    ) -> tuple[str, str, str, str, str, str | None, int, str, int, int, str | None, int | None]:
+        """The record's fields in schema order, times as int microseconds, read from `row`:
+        what `canonical_event` answers of the message it came from."""
+
+def encoded_event(
+    payload: bytes,
+    head: bytes,
+    partition: int,
+    from_sink: bool,
+    request_id: str | None,
+    replay_of: str | None,
+    moment: Callable[[int], datetime],
+) -> EncodedEvent | None:
+    """The version a `CanonicalEvent` message of `partition` holds, its row encoded; None for
+    what `canonical_event` declines, a time no datetime holds or a schema id past int4.
+    `moment` makes the datetime of a receipt time (once per run of equal times)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import psycopg
 from confluent_kafka import Message, TopicPartition
@@ -31,7 +31,7 @@ from schemas.topics import TopicNames
 from sinks.history import record_envelopes
 from sinks.records import event_record, message_header
 from sinks.republish import WriteBack, write_back
-from sinks.rows import EventRow, FilterRow, TombstoneRow
+from sinks.rows import FilterRow, TombstoneRow, Version
 from sinks.unstorable import EnvelopeReader
 from sinks.writer import (
     FirstWrites,
@@ -43,7 +43,7 @@ from sinks.writer import (
 
 log = logging.getLogger(__name__)
 
-Item = EventRow | TombstoneRow | FilterRow | dict[str, Any]
+Item: TypeAlias = "Version | TombstoneRow | FilterRow | dict[str, Any]"
 """A decoded record: a version, a tombstone, a delete by filter, or a dead letter (dict)."""
 
 SendBack = Callable[[Sequence[WriteBack]], None]
@@ -55,7 +55,7 @@ SendBack = Callable[[Sequence[WriteBack]], None]
 class Segment:
     """Records up to and including one run of deletes by filter."""
 
-    upserts: list[EventRow] = field(default_factory=list)
+    upserts: list[Version] = field(default_factory=list)
     tombstones: list[TombstoneRow] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     filters: list[FilterRow] = field(default_factory=list)
@@ -109,20 +109,20 @@ class SinkBatch:
         if not self.segments or (self.segments[-1].filters and not isinstance(item, FilterRow)):
             self.segments.append(Segment())
         seg = self.segments[-1]
-        if isinstance(item, EventRow):
-            seg.upserts.append(item)
-        elif isinstance(item, TombstoneRow):
+        if isinstance(item, TombstoneRow):
             seg.tombstones.append(item)
         elif isinstance(item, FilterRow):
             seg.filters.append(item)
-        else:
+        elif isinstance(item, dict):
             seg.dead_letters.append(item)
+        else:
+            seg.upserts.append(item)
 
     def offsets(self) -> list[TopicPartition]:
         """What to commit once the batch is stored: one past the last offset of each partition."""
         return [TopicPartition(t, p, o) for (t, p), o in self._next_offsets.items()]
 
-    def upserts(self) -> list[EventRow]:
+    def upserts(self) -> list[Version]:
         return [row for seg in self.segments for row in seg.upserts]
 
     def tombstones(self) -> list[TombstoneRow]:

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from schemas.versions import INDEX_BITS
-from sinks.rows import EventRow
+from sinks.rows import Version
 
 _COPY = """
 COPY ingest_envelopes (tenant, family, kafka_partition, envelope_offset, request_id,
@@ -44,7 +44,7 @@ Envelope = tuple[str, str, int, int, str | None, Any]
 """(tenant, family, partition, offset, replayed dead letter, received at)."""
 
 
-def envelopes_of(versions: Sequence[EventRow]) -> dict[Envelope, tuple[str | None, list[str]]]:
+def envelopes_of(versions: Sequence[Version]) -> dict[Envelope, tuple[str | None, list[str]]]:
     """The envelopes `versions` came from, each with its request and the ids it carried,
     in batch order. Only an envelope's first version names the request
     (`streams.outputs.request_headers`): the others take it from the version before them
@@ -67,7 +67,7 @@ def envelopes_of(versions: Sequence[EventRow]) -> dict[Envelope, tuple[str | Non
     return found
 
 
-def record_envelopes(conn: psycopg.Connection[Any], versions: Sequence[EventRow]) -> int:
+def record_envelopes(conn: psycopg.Connection[Any], versions: Sequence[Version]) -> int:
     """COPY one `ingest_envelopes` row per envelope of a batch's versions; return how many."""
     envelopes = envelopes_of(versions)
     if not envelopes:

@@ -35,7 +35,7 @@ from schemas.codec import encode
 from schemas.deletes import ORIGIN_HEADER, REQUESTED_AT_HEADER, VERSION_HEADER, filter_key
 from schemas.identity import Identity
 from sinks.records import SINK_ORIGIN
-from sinks.rows import EventRow, FilterRow, TombstoneRow
+from sinks.rows import FilterRow, TombstoneRow, Version
 from sinks.writer import Removed, WriteResult
 
 WriteBack = tuple[int, bytes, bytes | None, list[tuple[str, bytes]]]
@@ -55,7 +55,7 @@ LEFT JOIN event_deletions d
 
 def write_back(
     conn: psycopg.Connection[Any],
-    upserts: Sequence[EventRow],
+    upserts: Sequence[Version],
     tombstones: Sequence[TombstoneRow],
     filters: Sequence[FilterRow],
     result: WriteResult,
@@ -81,16 +81,16 @@ def _removed_tombstone(r: Removed) -> WriteBack:
 
 
 def _repairs(
-    conn: psycopg.Connection[Any], upserts: Sequence[EventRow], tombstones: Sequence[TombstoneRow]
+    conn: psycopg.Connection[Any], upserts: Sequence[Version], tombstones: Sequence[TombstoneRow]
 ) -> list[WriteBack]:
     """For the sink's own records read back: write the current state if it is newer."""
     seen: dict[tuple[str, str, str], tuple[int, int, bool]] = {}
-    rows: list[EventRow | TombstoneRow] = [*upserts, *tombstones]
+    rows: list[Version | TombstoneRow] = [*upserts, *tombstones]
     for row in rows:
         if row.from_sink and row.partition is not None:
             held = seen.get(row.identity)
             if held is None or held[0] < row.version:
-                seen[row.identity] = (row.version, row.partition, isinstance(row, EventRow))
+                seen[row.identity] = (row.version, row.partition, not isinstance(row, TombstoneRow))
     if not seen:
         return []
     keys = list(seen)

@@ -6,11 +6,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import msgspec
 
 from schemas.deletes import DeleteFilter
+
+if TYPE_CHECKING:
+    from sluice_fastpath import EncodedEvent
 
 
 class EventRow(msgspec.Struct, frozen=True, gc=False):
@@ -111,6 +114,26 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+def moment(microseconds: int) -> datetime:
+    """The UTC datetime `microseconds` after the epoch, as `EventRow.from_fields` makes it."""
+    return _EPOCH + _MICROSECOND * microseconds
+
+
+Version: TypeAlias = "EventRow | EncodedEvent"
+"""A version the sink stores: decoded into Python values (`EventRow`), or read by the compiled
+reader with its row already encoded for COPY (`sluice_fastpath.EncodedEvent`, which holds as
+Python values only what the sink decides by, and the rest in its row)."""
+
+
+def decoded(row: Version) -> EventRow:
+    """`row` with every column a Python value: an `EncodedEvent`'s read back from its row, for
+    the rare paths that need them (a row PostgreSQL refused)."""
+    if isinstance(row, EventRow):
+        return row
+    return EventRow.from_fields(row.fields(), row.partition, from_sink=row.from_sink,
+                                request_id=row.request_id, replay_of=row.replay_of)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class TombstoneRow:
     """A delete of one identity at `version`: rows older than it go, and stay gone.
@@ -155,7 +178,7 @@ class FilterRow:
         )  # fmt: skip
 
 
-R = TypeVar("R", EventRow, TombstoneRow)
+R = TypeVar("R", "Version", TombstoneRow)
 
 
 def newest_wins(rows: Iterable[R]) -> list[R]:

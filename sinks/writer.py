@@ -34,7 +34,7 @@ from psycopg.errors import UniqueViolation
 
 from sinks.bulk import copy_event_rows
 from sinks.deletions import Step, id_unit, partition_unit, record_steps
-from sinks.rows import EventRow, FilterRow, TombstoneRow, newest_wins
+from sinks.rows import EventRow, FilterRow, TombstoneRow, Version, decoded, newest_wins
 from sinks.unstorable import RECONSTRUCTED, EnvelopeReader, unstorable_dead_letters
 
 log = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ def _columns(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
 
 def write_events(
     conn: psycopg.Connection[Any],
-    upserts: Sequence[EventRow],
+    upserts: Sequence[Version],
     tombstones: Sequence[TombstoneRow],
     *,
     originals: EnvelopeReader | None = None,
@@ -373,7 +373,7 @@ def apply_filters(conn: psycopg.Connection[Any], filters: Sequence[FilterRow]) -
 
 def _upsert_staged(
     conn: psycopg.Connection[Any],
-    rows: Sequence[EventRow],
+    rows: Sequence[Version],
     insert: str,
     originals: EnvelopeReader | None,
     first_writes: FirstWrites | None,
@@ -412,7 +412,7 @@ def _upsert_staged(
             with conn.transaction(), conn.cursor() as cur:
                 copy_event_rows(cur, STAGE, [row], with_partition=True)
         except psycopg.DataError as exc:
-            refused.append((row, str(exc).splitlines()[0]))
+            refused.append((decoded(row), str(exc).splitlines()[0]))
     letters = unstorable_dead_letters(refused, originals)
     write_dead_letters(conn, letters)
     with conn.cursor() as cur:
@@ -429,7 +429,7 @@ class _Straight(enum.Enum):
     DECLINED = "a delete might refuse a row, or PostgreSQL refused one"
 
 
-def _copy_straight(conn: psycopg.Connection[Any], rows: Sequence[EventRow]) -> _Straight:
+def _copy_straight(conn: psycopg.Connection[Any], rows: Sequence[Version]) -> _Straight:
     """COPY `rows` straight into `events`, in a savepoint, if no recorded delete could refuse
     any of them (`_GUARDED`); whether they are stored so, and if not, why.
 
@@ -453,7 +453,7 @@ def _copy_straight(conn: psycopg.Connection[Any], rows: Sequence[EventRow]) -> _
         return _Straight.DECLINED
 
 
-def _lowest_versions(rows: Sequence[EventRow]) -> list[list[Any]]:
+def _lowest_versions(rows: Sequence[Version]) -> list[list[Any]]:
     """`_GUARDED`'s columns: each (tenant, family, partition) of `rows` with its lowest version."""
     lowest: dict[tuple[str, str, int | None], int] = {}
     for r in rows:

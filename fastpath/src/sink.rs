@@ -18,7 +18,7 @@
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::avro::Reader;
 
@@ -101,8 +101,13 @@ type Fields<'py> = (
 fn canonical_event<'py>(py: Python<'py>, payload: &[u8], head: &[u8]) -> Option<Fields<'py>> {
     let body = payload.strip_prefix(head)?;
     let e = read_event(&mut Reader::new(body, 0))?;
+    Some(fields_of(py, &e))
+}
+
+/// `e`'s fields as Python values, in schema order.
+fn fields_of<'py>(py: Python<'py>, e: &Event<'_>) -> Fields<'py> {
     let text = |s: &str| PyString::new(py, s);
-    Some((
+    (
         shared(py, 0, e.tenant),
         shared(py, 1, e.family),
         text(e.event_id),
@@ -115,10 +120,252 @@ fn canonical_event<'py>(py: Python<'py>, payload: &[u8], head: &[u8]) -> Option<
         e.version,
         e.attributes_json.map(text),
         e.schema_id,
-    ))
+    )
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01), which binary
+/// `timestamptz` counts from.
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// The instants a Python `datetime` can hold (years 1 to 9999), in microseconds since the
+/// Unix epoch: the Python path makes a datetime of each time, and fails past them.
+const DATETIME_US: std::ops::RangeInclusive<i64> =
+    -62_135_596_800_000_000..=253_402_300_799_999_999;
+
+/// The columns of a stored row, as `sinks.bulk.copy_event_rows` sends them with
+/// `with_partition`: `EVENT_COLUMNS`, then `kafka_partition`.
+const ROW_FIELDS: i16 = 13;
+
+/// One field of a binary COPY tuple: its length (-1 for NULL), then its bytes.
+fn put_field(out: &mut Vec<u8>, value: Option<&[u8]>) -> Option<()> {
+    match value {
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        Some(bytes) => {
+            out.extend_from_slice(&i32::try_from(bytes.len()).ok()?.to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+    }
+    Some(())
+}
+
+/// A `jsonb` field in binary: version byte 1, then the JSON text unparsed (as
+/// `sinks.bulk.JsonTextBinaryDumper` dumps it).
+fn put_jsonb(out: &mut Vec<u8>, text: Option<&str>) -> Option<()> {
+    match text {
+        None => put_field(out, None),
+        Some(text) => {
+            out.extend_from_slice(&i32::try_from(text.len() + 1).ok()?.to_be_bytes());
+            out.push(1);
+            out.extend_from_slice(text.as_bytes());
+            Some(())
+        }
+    }
+}
+
+/// `e`'s row of `events` as one binary COPY tuple, the bytes psycopg's `write_row` makes of
+/// the same values on a UTF-8 connection; None for a value the Python path would not send
+/// (a time no datetime holds, a schema id past `int4`).
+fn copy_row(e: &Event<'_>, partition: i32) -> Option<Vec<u8>> {
+    if !DATETIME_US.contains(&e.time) || !DATETIME_US.contains(&e.received_at) {
+        return None;
+    }
+    let schema_id = e.schema_id.map(i32::try_from).transpose().ok()?;
+    let texts = e.tenant.len() + e.family.len() + e.event_id.len() + e.type_.len();
+    let mut out = Vec::with_capacity(2 + 13 * 4 + 40 + texts + e.source.len() + e.data_json.len());
+    out.extend_from_slice(&ROW_FIELDS.to_be_bytes());
+    for text in [e.tenant, e.family, e.event_id, e.type_, e.source] {
+        put_field(&mut out, Some(text.as_bytes()))?;
+    }
+    put_field(&mut out, e.subject.map(str::as_bytes))?;
+    put_field(&mut out, Some(&(e.time - PG_EPOCH_US).to_be_bytes()))?;
+    put_jsonb(&mut out, Some(e.data_json))?;
+    put_field(&mut out, Some(&(e.received_at - PG_EPOCH_US).to_be_bytes()))?;
+    put_field(&mut out, Some(&e.version.to_be_bytes()))?;
+    put_jsonb(&mut out, e.attributes_json)?;
+    put_field(
+        &mut out,
+        schema_id.map(i32::to_be_bytes).as_ref().map(|b| &b[..]),
+    )?;
+    put_field(&mut out, Some(&partition.to_be_bytes()))?;
+    Some(out)
+}
+
+/// A cursor over one binary COPY tuple that `copy_row` made.
+struct RowReader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> RowReader<'a> {
+    fn field(&mut self) -> Option<Option<&'a [u8]>> {
+        let head: [u8; 4] = self.bytes.get(self.at..self.at + 4)?.try_into().ok()?;
+        self.at += 4;
+        let length = i32::from_be_bytes(head);
+        if length < 0 {
+            return Some(None);
+        }
+        let end = self.at + usize::try_from(length).ok()?;
+        let value = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(Some(value))
+    }
+
+    fn text(&mut self) -> Option<Option<&'a str>> {
+        self.field()?.map(std::str::from_utf8).transpose().ok()
+    }
+
+    fn jsonb(&mut self) -> Option<Option<&'a str>> {
+        match self.field()? {
+            None => Some(None),
+            Some([1, text @ ..]) => Some(Some(std::str::from_utf8(text).ok()?)),
+            Some(_) => None,
+        }
+    }
+
+    fn int8(&mut self) -> Option<i64> {
+        Some(i64::from_be_bytes(self.field()??.try_into().ok()?))
+    }
+
+    fn int4(&mut self) -> Option<Option<i32>> {
+        self.field()?
+            .map(|b| b.try_into().map(i32::from_be_bytes))
+            .transpose()
+            .ok()
+    }
+}
+
+/// The event of a row `copy_row` made, read back; None if `row` is not one.
+fn read_row(row: &[u8]) -> Option<Event<'_>> {
+    if row.get(..2)? != ROW_FIELDS.to_be_bytes() {
+        return None;
+    }
+    let mut r = RowReader { bytes: row, at: 2 };
+    let event = Event {
+        tenant: r.text()??,
+        family: r.text()??,
+        event_id: r.text()??,
+        type_: r.text()??,
+        source: r.text()??,
+        subject: r.text()?,
+        time: r.int8()? + PG_EPOCH_US,
+        data_json: r.jsonb()??,
+        received_at: r.int8()? + PG_EPOCH_US,
+        version: r.int8()?,
+        attributes_json: r.jsonb()?,
+        schema_id: r.int4()?.map(i64::from),
+    };
+    r.int4()??;
+    (r.at == row.len()).then_some(event)
+}
+
+/// A version read by the compiled reader with its row of `events` already encoded for
+/// binary COPY (`row`): the sink keeps only what it decides by (identity, version,
+/// partition, receipt and headers) as Python objects, and the other columns in `row`,
+/// read back by `fields()` on the rare paths that need them.
+#[pyclass(frozen, module = "sluice_fastpath")]
+pub struct EncodedEvent {
+    #[pyo3(get)]
+    tenant: Py<PyString>,
+    #[pyo3(get)]
+    family: Py<PyString>,
+    #[pyo3(get)]
+    event_id: Py<PyString>,
+    #[pyo3(get)]
+    version: i64,
+    #[pyo3(get)]
+    partition: i32,
+    #[pyo3(get)]
+    received_at: Py<PyAny>,
+    #[pyo3(get)]
+    from_sink: bool,
+    #[pyo3(get)]
+    request_id: Option<Py<PyString>>,
+    #[pyo3(get)]
+    replay_of: Option<Py<PyString>>,
+    #[pyo3(get)]
+    row: Py<PyBytes>,
+}
+
+#[pymethods]
+impl EncodedEvent {
+    /// (tenant, family, event_id), as `EventRow.identity`.
+    #[getter]
+    fn identity<'py>(&self, py: Python<'py>) -> Bound<'py, PyTuple> {
+        let parts = [&self.tenant, &self.family, &self.event_id];
+        PyTuple::new(py, parts.map(|s| s.clone_ref(py))).expect("three strings make a tuple")
+    }
+
+    /// The record's fields in schema order, times as int microseconds, as
+    /// `canonical_event` answers them.
+    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Fields<'py>> {
+        let row = self.row.bind(py).as_bytes();
+        let e = read_row(row)
+            .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("not a row of events"))?;
+        Ok(fields_of(py, &e))
+    }
+}
+
+/// The last receipt time answered, in microseconds, and the datetime made of it: the
+/// versions of one envelope share it, so a batch makes one datetime per envelope.
+static MOMENT: Mutex<Option<(i64, Py<PyAny>)>> = Mutex::new(None);
+
+/// `received_at` as the datetime `moment` makes of it, the last one made when equal.
+fn moment_of(py: Python<'_>, moment: &Bound<'_, PyAny>, received_at: i64) -> PyResult<Py<PyAny>> {
+    let mut held = MOMENT.lock().ok();
+    if let Some(Some((at, value))) = held.as_deref() {
+        if *at == received_at {
+            return Ok(value.clone_ref(py));
+        }
+    }
+    let value = moment.call1((received_at,))?.unbind();
+    if let Some(slot) = held.as_deref_mut() {
+        *slot = Some((received_at, value.clone_ref(py)));
+    }
+    Ok(value)
+}
+
+/// The version a `CanonicalEvent` message of `partition` holds, its row encoded for COPY;
+/// None for anything `canonical_event` declines, or a value `copy_row` would not send.
+/// `moment` makes the datetime of a receipt time in microseconds (called once per run of
+/// equal times); the headers' values are the caller's (`sinks.records.version_headers`).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn encoded_event(
+    py: Python<'_>,
+    payload: &[u8],
+    head: &[u8],
+    partition: i32,
+    from_sink: bool,
+    request_id: Option<Py<PyString>>,
+    replay_of: Option<Py<PyString>>,
+    moment: &Bound<'_, PyAny>,
+) -> PyResult<Option<EncodedEvent>> {
+    let Some(body) = payload.strip_prefix(head) else {
+        return Ok(None);
+    };
+    let Some(e) = read_event(&mut Reader::new(body, 0)) else {
+        return Ok(None);
+    };
+    let Some(row) = copy_row(&e, partition) else {
+        return Ok(None);
+    };
+    Ok(Some(EncodedEvent {
+        tenant: shared(py, 0, e.tenant).unbind(),
+        family: shared(py, 1, e.family).unbind(),
+        event_id: PyString::new(py, e.event_id).unbind(),
+        version: e.version,
+        partition,
+        received_at: moment_of(py, moment, e.received_at)?,
+        from_sink,
+        request_id,
+        replay_of,
+        row: PyBytes::new(py, &row).unbind(),
+    }))
 }
 
 /// Adds the sink's functions to the module (one line in `lib.rs`).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(canonical_event, m)?)
+    m.add_function(wrap_pyfunction!(canonical_event, m)?)?;
+    m.add_function(wrap_pyfunction!(encoded_event, m)?)?;
+    m.add_class::<EncodedEvent>()
 }

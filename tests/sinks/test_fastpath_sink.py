@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import fastavro
+import psycopg
 import pytest
 from confluent_kafka import Message
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from psycopg._copy_base import format_row_binary
+from psycopg.adapt import AdaptersMap, Transformer
+from psycopg.pq import Format
 
 from schemas.codec import SCHEMA_IDS, CodecError, decode_underlying, encode, wire_header
 from schemas.topics import TopicNames
 from sinks import records
-from sinks.rows import EventRow
+from sinks.bulk import EVENT_TYPES, JsonTextBinaryDumper, copy_event_rows
+from sinks.rows import EventRow, decoded, moment
 
 sluice_fastpath = pytest.importorskip("sluice_fastpath")
 canonical_event = sluice_fastpath.canonical_event
+encoded_event = sluice_fastpath.encoded_event
+EncodedEvent = sluice_fastpath.EncodedEvent
 
 HEAD = wire_header("CanonicalEvent")
 FIELDS = ("tenant", "family", "event_id", "type", "source", "subject", "time", "data_json",
@@ -134,5 +142,97 @@ def test_the_sink_reads_versions_with_the_compiled_reader_into_the_same_rows() -
     underlying = decode_underlying(payload, "CanonicalEvent")
     assert underlying is not None
     expected = EventRow.from_underlying(underlying, 3, request_id="r-1")
-    assert row == expected and isinstance(row, EventRow)
-    assert row.time == when and row.schema_id == 9
+    assert isinstance(row, EncodedEvent)
+    assert decoded(row) == expected and row.received_at == expected.received_at
+    assert (row.tenant, row.event_id, row.version, row.partition) == ("acme", "e-1", 3, 3)
+    assert row.identity == expected.identity and row.request_id == "r-1" and not row.from_sink
+    assert decoded(row).time == when and decoded(row).schema_id == 9
+
+
+def _psycopg_row(row: EventRow) -> bytes:
+    """The binary COPY tuple psycopg's `write_row` makes of `row` in `copy_event_rows`."""
+    adapters = AdaptersMap(psycopg.adapters)
+    jsonb = type("JsonbText", (JsonTextBinaryDumper,), {"oid": adapters.types["jsonb"].oid})
+    adapters.register_dumper(None, jsonb)
+    tx = Transformer(SimpleNamespace(adapters=adapters, connection=None))  # type: ignore[arg-type]
+    tx.set_dumper_types([adapters.types[t].oid for t in (*EVENT_TYPES, "int4")], Format.BINARY)
+    out = bytearray()
+    format_row_binary((row.tenant, row.family, row.event_id, row.type, row.source, row.subject,
+                       row.time, row.data_json, row.received_at, row.version, row.attributes_json,
+                       row.schema_id, row.partition), tx, out)  # fmt: skip
+    return bytes(out)
+
+
+TIMES = st.integers(-62_135_596_800_000_000, 253_402_300_799_999_999)
+"""The microseconds a datetime holds (years 1 to 9999): what the Python path can store."""
+
+stored_records = records_.map(dict).flatmap(
+    lambda r: st.fixed_dictionaries({"time": TIMES, "received_at": TIMES}).map(lambda t: {**r, **t})
+)
+
+
+@settings(max_examples=400)
+@given(stored_records, st.integers(0, 2**31 - 1), st.booleans(), st.none() | TEXT)
+@example({**_sample(), "time": -62_135_596_800_000_000, "received_at": 253_402_300_799_999_999},
+         0, False, None)  # fmt: skip
+def test_an_encoded_row_is_the_bytes_psycopg_makes_of_the_python_paths_row(
+    record: dict[str, Any], partition: int, from_sink: bool, request: str | None
+) -> None:
+    payload = _written(record)
+    encoded = encoded_event(payload, HEAD, partition, from_sink, request, None, moment)
+    fields = canonical_event(payload, HEAD)
+    assert encoded is not None and fields is not None
+    python = EventRow.from_fields(fields, partition, from_sink=from_sink, request_id=request)
+    assert encoded.row == _psycopg_row(python)
+    assert encoded.fields() == fields and decoded(encoded) == python
+    assert encoded.received_at == python.received_at and encoded.identity == python.identity
+
+
+@given(records_, st.integers(0, 2**31 - 1))
+def test_what_the_python_path_could_not_store_is_not_encoded(
+    record: dict[str, Any], partition: int
+) -> None:
+    """A time no datetime holds, a schema id past int4: declined, and the Python path raises
+    or lets PostgreSQL refuse, as it did before."""
+    payload = _written(record)
+    encoded = encoded_event(payload, HEAD, partition, False, None, None, moment)
+    try:
+        python = EventRow.from_fields(canonical_event(payload, HEAD), partition)  # type: ignore[arg-type]
+    except OverflowError:
+        assert encoded is None
+        return
+    assert (encoded is None) == (python.schema_id is not None and python.schema_id >= 2**31)
+    if encoded is not None:
+        assert encoded.row == _psycopg_row(python)
+
+
+def test_times_one_past_a_datetimes_range_are_declined() -> None:
+    for time in (-62_135_596_800_000_001, 253_402_300_800_000_000):
+        for field in ("time", "received_at"):
+            payload = _written({**_sample(), field: time})
+            assert encoded_event(payload, HEAD, 0, False, None, None, moment) is None
+            with pytest.raises(OverflowError):
+                moment(time)
+
+
+def test_a_batch_of_encoded_rows_is_stored_as_the_python_paths_rows_are(
+    database_url: str,
+) -> None:
+    """One block of encoded rows and the same rows formatted by psycopg land alike."""
+    samples = [{**_sample(), "event_id": f"e-{i}", "subject": None if i % 2 else "s",
+                "data_json": f'{{"n": {i}, "t": "\u00e9\\n"}}', "attributes_json":
+                '{"k": 1}' if i % 3 else None, "schema_id": None if i % 5 else i,
+                "time": 1_700_000_000_000_000 + i} for i in range(50)]  # fmt: skip
+    encoded = [encoded_event(_written(r), HEAD, 7, False, None, None, moment) for r in samples]
+    assert all(isinstance(e, EncodedEvent) for e in encoded)
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        tables = []
+        for rows in (encoded, [decoded(e) for e in encoded if e is not None]):
+            table = f"fastpath_rows_{len(tables)}"
+            cur.execute(f"CREATE TEMPORARY TABLE {table} (LIKE events INCLUDING DEFAULTS)")
+            assert copy_event_rows(cur, table, rows, with_partition=True) == 50  # type: ignore[arg-type]
+            tables.append(table)
+        diff = cur.execute(f"SELECT * FROM {tables[0]} EXCEPT ALL SELECT * FROM {tables[1]}")
+        assert diff.fetchall() == []
+        stored = cur.execute(f"SELECT count(*), count(subject), count(attributes) FROM {tables[0]}")
+        assert stored.fetchone() == (50, 25, 33)

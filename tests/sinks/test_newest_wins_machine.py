@@ -45,7 +45,7 @@ from schemas.versions import INDEX_BITS, envelope_floor, version_of
 from sinks.batch import SinkBatch, write_batch
 from sinks.records import event_record
 from sinks.republish import WriteBack
-from sinks.rows import EventRow
+from sinks.rows import FilterRow, TombstoneRow
 from sinks.writer import FirstWrites
 from streams.outputs import tombstone_headers
 from streams.process import TombstoneOut
@@ -373,7 +373,7 @@ class NewestWinsMachine(RuleBasedStateMachine):
                 if rec.key is None or rec.key.startswith(b"~"):
                     continue
                 row = event_record(Msg(rec))  # type: ignore[arg-type]
-                alive = isinstance(row, EventRow)
+                alive = row is not None and not isinstance(row, TombstoneRow | FilterRow)
                 last[Identity.from_key(rec.key).event_id] = row.version if alive else None  # type: ignore[union-attr]
         assert {k: v for k, v in last.items() if v is not None} == stored
 

@@ -13,7 +13,7 @@ from schemas.codec import decode, decode_underlying, encode
 from schemas.deletes import ORIGIN_HEADER, VERSION_HEADER, filter_key
 from schemas.identity import Identity
 from sinks.records import SINK_ORIGIN, event_record
-from sinks.rows import EventRow, FilterRow, TombstoneRow
+from sinks.rows import EventRow, FilterRow, TombstoneRow, decoded
 
 _times = st.datetimes(
     min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
@@ -41,9 +41,12 @@ def test_a_canonical_event_reads_as_fastavro_with_logical_types_reads_it(
         [(ORIGIN_HEADER, SINK_ORIGIN)] if from_sink else None
     )
     msg = Message(topic="events", partition=3, offset=7, key=b"k", value=value, headers=headers)
-    row = event_record(msg)
+    read = event_record(msg)
+    assert read is not None and not isinstance(read, TombstoneRow | FilterRow)
+    row = decoded(read)  # the compiled reader's EncodedEvent, its columns read back
     assert row == EventRow.from_record(decode(value)[1], 3, from_sink=from_sink)
-    assert isinstance(row, EventRow) and row.time == time and row.time.tzinfo is UTC
+    assert row.time == time and row.time.tzinfo is UTC
+    assert read.received_at == received_at and read.received_at.tzinfo is UTC
 
 
 def test_only_the_current_schema_is_read_without_logical_types() -> None:

@@ -4,7 +4,7 @@ sink reads them back: what `event_history` and `ingest_envelopes` are built from
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from confluent_kafka import Message
 
@@ -13,7 +13,7 @@ from schemas.history import REPLAY_OF_HEADER, REQUEST_HEADER
 from schemas.topics import TopicNames
 from sinks.history import envelopes_of
 from sinks.records import event_record
-from sinks.rows import EventRow
+from sinks.rows import FilterRow, TombstoneRow, Version
 from streams.outputs import to_messages
 from streams.process import Position, process_envelope
 
@@ -55,11 +55,16 @@ def test_versions_and_dead_letters_carry_their_request() -> None:
     assert dict(dead[4] or [])[REQUEST_HEADER] == b"req-7"
 
     rows = [event_record(_as_read(m)) for m in versions]
-    assert all(isinstance(r, EventRow) for r in rows)
-    assert [(r.request_id, r.replay_of) for r in rows if isinstance(r, EventRow)] == [
+    assert all(_is_version(r) for r in rows)
+    assert [(r.request_id, r.replay_of) for r in rows if _is_version(r)] == [
         ("req-7", None), (None, replayed)
     ]  # fmt: skip
     assert decode(dead[3], "DeadLetter")[1]["event_id"] == "c"
+
+
+def _is_version(row: object) -> TypeGuard[Version]:
+    """Whether the sink read `row` as a version (an `EventRow` or a compiled `EncodedEvent`)."""
+    return row is not None and not isinstance(row, TombstoneRow | FilterRow)
 
 
 def test_the_sink_records_one_envelope_row_per_request_and_position() -> None:
@@ -68,7 +73,7 @@ def test_the_sink_records_one_envelope_row_per_request_and_position() -> None:
     two = process_envelope(_envelope("req-2", _item("a", GOOD)), later)
     messages = [*to_messages(one, 2, TOPICS), *to_messages(two, 2, TOPICS)]
     rows = [event_record(_as_read(m)) for m in messages]
-    envelopes = envelopes_of([r for r in rows if isinstance(r, EventRow)])
+    envelopes = envelopes_of([r for r in rows if _is_version(r)])
     assert [(key[2], key[3], request, ids) for key, (request, ids) in envelopes.items()] == [
         (2, 40, "req-1", ["a", "b"]), (2, 41, "req-2", ["a"])
     ]  # fmt: skip
@@ -85,7 +90,7 @@ def test_only_an_envelopes_first_version_carries_its_request() -> None:
 def test_an_envelope_split_across_batches_keeps_its_ids_and_the_first_its_request() -> None:
     envelope = _envelope("req-4", *(_item(f"e{i}", GOOD) for i in range(4)))
     messages = to_messages(process_envelope(envelope, AT), 2, TOPICS)
-    rows = [r for r in (event_record(_as_read(m)) for m in messages) if isinstance(r, EventRow)]
+    rows = [r for r in (event_record(_as_read(m)) for m in messages) if _is_version(r)]
     first, second = envelopes_of(rows[:2]), envelopes_of(rows[2:])
     assert list(first.values()) == [("req-4", ["e0", "e1"])]
     assert list(second.values()) == [(None, ["e2", "e3"])]  # found by position when read
