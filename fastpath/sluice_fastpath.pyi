@@ -83,15 +83,28 @@ class EncodedEvent:
         """The record's fields in schema order, times as int microseconds, read from `row`:
         what `canonical_event` answers of the message it came from."""
 
-def encoded_event(
-    payload: bytes,
-    head: bytes,
-    partition: int,
-    from_sink: bool,
-    request_id: str | None,
-    replay_of: str | None,
-    moment: Callable[[int], datetime],
-) -> EncodedEvent | None:
-    """The version a `CanonicalEvent` message of `partition` holds, its row encoded; None for
-    what `canonical_event` declines, a time no datetime holds or a schema id past int4.
-    `moment` makes the datetime of a receipt time (once per run of equal times)."""
+class EventReader:
+    """Reads current `CanonicalEvent` messages into `EncodedEvent`s (see src/sink.rs): the
+    header names of a version's request, replayed dead letter and origin, the origin value
+    of the sink's own write-backs, and `moment`, which makes the datetime of a receipt time
+    in microseconds (called once per run of equal times)."""
+
+    def __init__(
+        self,
+        request_header: str,
+        replay_header: str,
+        origin_header: str,
+        own_origin: bytes,
+        moment: Callable[[int], datetime],
+    ) -> None: ...
+    def read(
+        self,
+        payload: bytes,
+        head: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes | None]] | None,
+    ) -> EncodedEvent | None:
+        """The version `payload` (of `partition`, with `headers`) holds, its row encoded; None
+        for what `canonical_event` declines, a time no datetime holds, a schema id past int4,
+        or headers `sinks.records.version_headers` reads otherwise (text values, bytes that
+        are not UTF-8)."""

@@ -29,14 +29,22 @@ from sinks.rows import EventRow, FilterRow, TombstoneRow, Version, moment
 SINK_ORIGIN = b"sink"
 
 try:  # Sluice's own extension (fastpath/): a current CanonicalEvent read in Rust
+    from sluice_fastpath import EventReader
     from sluice_fastpath import canonical_event as _compiled_canonical_event
-    from sluice_fastpath import encoded_event as _encoded_event
 except ImportError:  # not built: every version is read by fastavro
     _compiled_canonical_event = None  # type: ignore[assignment]
-    _encoded_event = None  # type: ignore[assignment]
+    EventReader = None  # type: ignore[assignment,misc]
 
 COMPILED = _compiled_canonical_event is not None
 """Whether the sink reads current `CanonicalEvent`s with the compiled reader."""
+
+_ENCODED = (
+    None
+    if EventReader is None
+    else EventReader(REQUEST_HEADER, REPLAY_OF_HEADER, ORIGIN_HEADER, SINK_ORIGIN, moment)
+)
+"""The compiled reader of versions into `EncodedEvent`s, with the headers `version_headers`
+reads and the datetimes `EventRow.from_fields` makes."""
 
 
 def message_header(msg: Message, name: str) -> bytes | None:
@@ -79,10 +87,8 @@ def event_record(msg: Message) -> Version | TombstoneRow | FilterRow | None:
     partition = int(msg.partition() or 0)
     if value is None:
         return None if is_filter_key(key) else tombstone_row(key or b"", msg)
-    if _encoded_event is not None:  # the common case, compiled, its row encoded for COPY
-        own, request_id, replay_of = version_headers(msg)
-        encoded = _encoded_event(value, wire_header("CanonicalEvent"), partition, own,
-                                 request_id, replay_of, moment)  # fmt: skip
+    if _ENCODED is not None:  # the common case, compiled, its row encoded for COPY
+        encoded = _ENCODED.read(value, wire_header("CanonicalEvent"), partition, msg.headers())
         if encoded is not None:
             return encoded
     if _compiled_canonical_event is not None:  # compiled, a value COPY would not take as is

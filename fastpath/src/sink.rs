@@ -18,7 +18,7 @@
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::avro::Reader;
 
@@ -305,67 +305,138 @@ impl EncodedEvent {
     }
 }
 
-/// The last receipt time answered, in microseconds, and the datetime made of it: the
-/// versions of one envelope share it, so a batch makes one datetime per envelope.
-static MOMENT: Mutex<Option<(i64, Py<PyAny>)>> = Mutex::new(None);
-
-/// `received_at` as the datetime `moment` makes of it, the last one made when equal.
-fn moment_of(py: Python<'_>, moment: &Bound<'_, PyAny>, received_at: i64) -> PyResult<Py<PyAny>> {
-    let mut held = MOMENT.lock().ok();
-    if let Some(Some((at, value))) = held.as_deref() {
-        if *at == received_at {
-            return Ok(value.clone_ref(py));
-        }
-    }
-    let value = moment.call1((received_at,))?.unbind();
-    if let Some(slot) = held.as_deref_mut() {
-        *slot = Some((received_at, value.clone_ref(py)));
-    }
-    Ok(value)
+/// Reads versions into `EncodedEvent`s: the header names it looks for and the function
+/// that makes a receipt time's datetime, given once (`sinks.records`), and the last datetime
+/// made: the versions of one envelope share their receipt time, so a batch makes one per
+/// envelope.
+#[pyclass(frozen, module = "sluice_fastpath")]
+pub struct EventReader {
+    request_header: String,
+    replay_header: String,
+    origin_header: String,
+    own_origin: Vec<u8>,
+    moment: Py<PyAny>,
+    last_moment: Mutex<Option<(i64, Py<PyAny>)>>,
 }
 
-/// The version a `CanonicalEvent` message of `partition` holds, its row encoded for COPY;
-/// None for anything `canonical_event` declines, or a value `copy_row` would not send.
-/// `moment` makes the datetime of a receipt time in microseconds (called once per run of
-/// equal times); the headers' values are the caller's (`sinks.records.version_headers`).
-#[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn encoded_event(
-    py: Python<'_>,
-    payload: &[u8],
-    head: &[u8],
-    partition: i32,
+/// A version's headers as `sinks.records.version_headers` reads them.
+struct Headers {
     from_sink: bool,
     request_id: Option<Py<PyString>>,
     replay_of: Option<Py<PyString>>,
-    moment: &Bound<'_, PyAny>,
-) -> PyResult<Option<EncodedEvent>> {
-    let Some(body) = payload.strip_prefix(head) else {
-        return Ok(None);
-    };
-    let Some(e) = read_event(&mut Reader::new(body, 0)) else {
-        return Ok(None);
-    };
-    let Some(row) = copy_row(&e, partition) else {
-        return Ok(None);
-    };
-    Ok(Some(EncodedEvent {
-        tenant: shared(py, 0, e.tenant).unbind(),
-        family: shared(py, 1, e.family).unbind(),
-        event_id: PyString::new(py, e.event_id).unbind(),
-        version: e.version,
-        partition,
-        received_at: moment_of(py, moment, e.received_at)?,
-        from_sink,
-        request_id,
-        replay_of,
-        row: PyBytes::new(py, &row).unbind(),
-    }))
+}
+
+impl EventReader {
+    /// `received_at` as the datetime `moment` makes of it, the last one made when equal.
+    fn moment_of(&self, py: Python<'_>, received_at: i64) -> PyResult<Py<PyAny>> {
+        let mut held = self.last_moment.lock().ok();
+        if let Some(Some((at, value))) = held.as_deref() {
+            if *at == received_at {
+                return Ok(value.clone_ref(py));
+            }
+        }
+        let value = self.moment.bind(py).call1((received_at,))?.unbind();
+        if let Some(slot) = held.as_deref_mut() {
+            *slot = Some((received_at, value.clone_ref(py)));
+        }
+        Ok(value)
+    }
+
+    /// The headers (a list of (name, value) pairs, or None), each name's last value
+    /// winning; None for what the Python path reads otherwise: a value that is text rather
+    /// than bytes, or bytes that are not UTF-8 (it replaces them), or another container.
+    fn headers(&self, py: Python<'_>, raw: &Bound<'_, PyAny>) -> Option<Headers> {
+        let mut found = Headers { from_sink: false, request_id: None, replay_of: None };
+        if raw.is_none() {
+            return Some(found);
+        }
+        let list = raw.cast::<PyList>().ok()?;
+        for pair in list.iter() {
+            let (name, value): (Bound<'_, PyString>, Bound<'_, PyAny>) = pair.extract().ok()?;
+            let name = name.to_str().ok()?;
+            let wanted = [&self.request_header, &self.replay_header, &self.origin_header];
+            if !wanted.iter().any(|w| w.as_str() == name) {
+                continue;
+            }
+            let text = if value.is_none() {
+                None
+            } else {
+                let bytes = value.cast::<PyBytes>().ok()?.as_bytes();
+                Some((bytes, std::str::from_utf8(bytes).ok()?))
+            };
+            if name == self.request_header {
+                found.request_id = text.map(|(_, t)| PyString::new(py, t).unbind());
+            } else if name == self.replay_header {
+                found.replay_of = text.map(|(_, t)| PyString::new(py, t).unbind());
+            } else {
+                found.from_sink = text.is_some_and(|(b, _)| b == self.own_origin.as_slice());
+            }
+        }
+        Some(found)
+    }
+}
+
+#[pymethods]
+impl EventReader {
+    #[new]
+    fn new(
+        request_header: String,
+        replay_header: String,
+        origin_header: String,
+        own_origin: Vec<u8>,
+        moment: Py<PyAny>,
+    ) -> Self {
+        EventReader {
+            request_header,
+            replay_header,
+            origin_header,
+            own_origin,
+            moment,
+            last_moment: Mutex::new(None),
+        }
+    }
+
+    /// The version a `CanonicalEvent` message of `partition` holds, its row encoded for
+    /// COPY; None for anything `canonical_event` declines, a value `copy_row` would not
+    /// send, or headers `headers` does not read.
+    fn read(
+        &self,
+        py: Python<'_>,
+        payload: &[u8],
+        head: &[u8],
+        partition: i32,
+        headers: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<EncodedEvent>> {
+        let Some(body) = payload.strip_prefix(head) else {
+            return Ok(None);
+        };
+        let Some(e) = read_event(&mut Reader::new(body, 0)) else {
+            return Ok(None);
+        };
+        let Some(row) = copy_row(&e, partition) else {
+            return Ok(None);
+        };
+        let Some(found) = self.headers(py, headers) else {
+            return Ok(None);
+        };
+        Ok(Some(EncodedEvent {
+            tenant: shared(py, 0, e.tenant).unbind(),
+            family: shared(py, 1, e.family).unbind(),
+            event_id: PyString::new(py, e.event_id).unbind(),
+            version: e.version,
+            partition,
+            received_at: self.moment_of(py, e.received_at)?,
+            from_sink: found.from_sink,
+            request_id: found.request_id,
+            replay_of: found.replay_of,
+            row: PyBytes::new(py, &row).unbind(),
+        }))
+    }
 }
 
 /// Adds the sink's functions to the module (one line in `lib.rs`).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canonical_event, m)?)?;
-    m.add_function(wrap_pyfunction!(encoded_event, m)?)?;
+    m.add_class::<EventReader>()?;
     m.add_class::<EncodedEvent>()
 }

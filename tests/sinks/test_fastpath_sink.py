@@ -19,6 +19,8 @@ from psycopg.adapt import AdaptersMap, Transformer
 from psycopg.pq import Format
 
 from schemas.codec import SCHEMA_IDS, CodecError, decode_underlying, encode, wire_header
+from schemas.deletes import ORIGIN_HEADER
+from schemas.history import REPLAY_OF_HEADER, REQUEST_HEADER
 from schemas.topics import TopicNames
 from sinks import records
 from sinks.bulk import EVENT_TYPES, JsonTextBinaryDumper, copy_event_rows
@@ -26,7 +28,7 @@ from sinks.rows import EventRow, decoded, moment
 
 sluice_fastpath = pytest.importorskip("sluice_fastpath")
 canonical_event = sluice_fastpath.canonical_event
-encoded_event = sluice_fastpath.encoded_event
+EventReader = sluice_fastpath.EventReader
 EncodedEvent = sluice_fastpath.EncodedEvent
 
 HEAD = wire_header("CanonicalEvent")
@@ -163,6 +165,13 @@ def _psycopg_row(row: EventRow) -> bytes:
     return bytes(out)
 
 
+READER = EventReader(REQUEST_HEADER, REPLAY_OF_HEADER, ORIGIN_HEADER, records.SINK_ORIGIN, moment)
+
+
+def _encoded(payload: bytes, partition: int = 0, headers: Any = None) -> Any:
+    return READER.read(payload, HEAD, partition, headers)
+
+
 TIMES = st.integers(-62_135_596_800_000_000, 253_402_300_799_999_999)
 """The microseconds a datetime holds (years 1 to 9999): what the Python path can store."""
 
@@ -179,7 +188,9 @@ def test_an_encoded_row_is_the_bytes_psycopg_makes_of_the_python_paths_row(
     record: dict[str, Any], partition: int, from_sink: bool, request: str | None
 ) -> None:
     payload = _written(record)
-    encoded = encoded_event(payload, HEAD, partition, from_sink, request, None, moment)
+    headers = [(ORIGIN_HEADER, b"sink")] if from_sink else []
+    headers += [] if request is None else [(REQUEST_HEADER, request.encode())]
+    encoded = _encoded(payload, partition, headers)
     fields = canonical_event(payload, HEAD)
     assert encoded is not None and fields is not None
     python = EventRow.from_fields(fields, partition, from_sink=from_sink, request_id=request)
@@ -195,7 +206,7 @@ def test_what_the_python_path_could_not_store_is_not_encoded(
     """A time no datetime holds, a schema id past int4: declined, and the Python path raises
     or lets PostgreSQL refuse, as it did before."""
     payload = _written(record)
-    encoded = encoded_event(payload, HEAD, partition, False, None, None, moment)
+    encoded = _encoded(payload, partition)
     try:
         python = EventRow.from_fields(canonical_event(payload, HEAD), partition)  # type: ignore[arg-type]
     except OverflowError:
@@ -210,7 +221,7 @@ def test_times_one_past_a_datetimes_range_are_declined() -> None:
     for time in (-62_135_596_800_000_001, 253_402_300_800_000_000):
         for field in ("time", "received_at"):
             payload = _written({**_sample(), field: time})
-            assert encoded_event(payload, HEAD, 0, False, None, None, moment) is None
+            assert _encoded(payload) is None
             with pytest.raises(OverflowError):
                 moment(time)
 
@@ -223,7 +234,7 @@ def test_a_batch_of_encoded_rows_is_stored_as_the_python_paths_rows_are(
                 "data_json": f'{{"n": {i}, "t": "\u00e9\\n"}}', "attributes_json":
                 '{"k": 1}' if i % 3 else None, "schema_id": None if i % 5 else i,
                 "time": 1_700_000_000_000_000 + i} for i in range(50)]  # fmt: skip
-    encoded = [encoded_event(_written(r), HEAD, 7, False, None, None, moment) for r in samples]
+    encoded = [_encoded(_written(r), 7) for r in samples]
     assert all(isinstance(e, EncodedEvent) for e in encoded)
     with psycopg.connect(database_url) as conn, conn.cursor() as cur:
         tables = []
@@ -236,3 +247,34 @@ def test_a_batch_of_encoded_rows_is_stored_as_the_python_paths_rows_are(
         assert diff.fetchall() == []
         stored = cur.execute(f"SELECT count(*), count(subject), count(attributes) FROM {tables[0]}")
         assert stored.fetchone() == (50, 25, 33)
+
+
+HEADER_VALUES = st.none() | st.binary(max_size=6) | TEXT.map(str.encode) | st.just(b"sink") | TEXT
+HEADERS = st.none() | st.lists(st.tuples(
+    st.sampled_from([REQUEST_HEADER, REPLAY_OF_HEADER, ORIGIN_HEADER, "other"]), HEADER_VALUES
+), max_size=5)  # fmt: skip
+
+
+@settings(max_examples=400)
+@given(HEADERS)
+def test_headers_are_read_as_version_headers_reads_them_or_declined(headers: Any) -> None:
+    """Each name's last value wins; text values and bytes that are not UTF-8 (which the
+    Python path decodes with replacement) are declined, and only those."""
+    payload = _written(_sample())
+    msg = Message(topic="events", partition=1, offset=0, key=b"k", value=payload, headers=headers)
+    encoded = _encoded(payload, 1, msg.headers())
+    wanted = [v for n, v in headers or [] if n != "other"]
+    plain = all(v is None or (isinstance(v, bytes) and _is_utf8(v)) for v in wanted)
+    assert (encoded is not None) == plain
+    if encoded is not None:
+        assert (encoded.from_sink, encoded.request_id, encoded.replay_of) == (
+            records.version_headers(msg)
+        )
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
