@@ -102,9 +102,10 @@ class EventReader:
         payload: bytes,
         head: bytes,
         partition: int,
-        headers: list[tuple[str, bytes | None]] | None,
+        headers: object,
     ) -> EncodedEvent | None:
-        """The version `payload` (of `partition`, with `headers`) holds, its row encoded; None
-        for what `canonical_event` declines, a time no datetime holds, a schema id past int4,
-        or headers `sinks.records.version_headers` reads otherwise (text values, bytes that
-        are not UTF-8)."""
+        """The version `payload` (of `partition`, with `headers`: a message's list of (name,
+        value) pairs, or None) holds, its row encoded; None for what `canonical_event`
+        declines, a time no datetime holds, a schema id past int4, or headers that
+        `sinks.records.version_headers` reads otherwise (another container, text values,
+        bytes that are not UTF-8)."""

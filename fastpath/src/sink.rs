@@ -346,7 +346,11 @@ impl EventReader {
     /// winning; None for what the Python path reads otherwise: a value that is text rather
     /// than bytes, or bytes that are not UTF-8 (it replaces them), or another container.
     fn headers(&self, py: Python<'_>, raw: &Bound<'_, PyAny>) -> Option<Headers> {
-        let mut found = Headers { from_sink: false, request_id: None, replay_of: None };
+        let mut found = Headers {
+            from_sink: false,
+            request_id: None,
+            replay_of: None,
+        };
         if raw.is_none() {
             return Some(found);
         }
@@ -354,7 +358,11 @@ impl EventReader {
         for pair in list.iter() {
             let (name, value): (Bound<'_, PyString>, Bound<'_, PyAny>) = pair.extract().ok()?;
             let name = name.to_str().ok()?;
-            let wanted = [&self.request_header, &self.replay_header, &self.origin_header];
+            let wanted = [
+                &self.request_header,
+                &self.replay_header,
+                &self.origin_header,
+            ];
             if !wanted.iter().any(|w| w.as_str() == name) {
                 continue;
             }
