@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
 from ingest.plan import RequestContext, plan_events
 from runtime.kafka import AsyncProducer, producer_config
@@ -29,9 +29,11 @@ from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
 from schemas.validators import validator_for
 from schemas.versions import version_of
+from sinks import records
 from sinks.consumer import Sink
 from sinks.ingest_reader import IngestRawReader
-from sinks.rows import EventRow, TombstoneRow
+from sinks.records import event_record
+from sinks.rows import EventRow, FilterRow, TombstoneRow, Version
 from sinks.unstorable import Position, Unavailable, unstorable_dead_letters
 from sinks.writer import FirstWrites, write_dead_letters, write_events
 from tests.conftest import eventually, make_settings
@@ -44,18 +46,33 @@ def _row(tenant: str, event_id: str, version: int, data_json: str = '{"n": 1}',
     return EventRow(tenant, "native", event_id, type_, "s", None, T0, data_json, T0, version, 2)
 
 
+def _as_read(row: EventRow) -> Version:
+    """`row` as the sink reads it from `events`: the compiled reader's `EncodedEvent` when the
+    extension is built (its row already encoded for COPY)."""
+    record = {f: getattr(row, f) for f in ("tenant", "family", "event_id", "type", "source",
+              "subject", "time", "data_json", "received_at", "version")}  # fmt: skip
+    msg = Message(topic="events", partition=row.partition, offset=0, key=b"k",
+                  value=encode("CanonicalEvent", record))  # fmt: skip
+    read = event_record(msg)
+    assert read is not None and not isinstance(read, TombstoneRow | FilterRow)
+    return read
+
+
 @pytest.mark.integration
+@pytest.mark.parametrize("read", [False, True], ids=["decoded", "as-read"])
 @pytest.mark.parametrize("first_writes", [False, True], ids=["staged", "copied-straight-first"])
 def test_refused_versions_become_dead_letters_once_and_the_rest_is_stored(
-    database_url: str, first_writes: bool
+    database_url: str, first_writes: bool, read: bool
 ) -> None:
     tenant = f"uns-{uuid.uuid4().hex[:8]}"
-    rows = [
+    decoded_rows = [
         _row(tenant, "good", 1 << 20),
         _row(tenant, "huge", 2 << 20, '{"n": 1e1000000}'),  # numeric overflow in jsonb
         _row(tenant, "nul", 3 << 20, type_="t\x00"),  # NUL in a text column
         _row(tenant, "also-good", (3 << 20) + 1),
     ]
+    rows = [_as_read(r) for r in decoded_rows] if read else decoded_rows
+    assert not read or not records.COMPILED or not any(isinstance(r, EventRow) for r in rows)
     with psycopg.connect(database_url) as conn:
         for _ in range(2):  # the second time is a redelivery of the same batch
             with conn.transaction():
