@@ -136,58 +136,109 @@ const DATETIME_US: std::ops::RangeInclusive<i64> =
 /// `with_partition`: `EVENT_COLUMNS`, then `kafka_partition`.
 const ROW_FIELDS: i16 = 13;
 
-/// One field of a binary COPY tuple: its length (-1 for NULL), then its bytes.
-fn put_field(out: &mut Vec<u8>, value: Option<&[u8]>) -> Option<()> {
+/// Where a row's bytes go: counted first (`usize`), then written into the Python bytes
+/// made of exactly that length (`Filling`), so both passes follow one field order.
+trait Out {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Out for usize {
+    fn put(&mut self, bytes: &[u8]) {
+        *self += bytes.len();
+    }
+}
+
+/// A buffer being filled from its start.
+struct Filling<'a> {
+    buffer: &'a mut [u8],
+    at: usize,
+}
+
+impl Out for Filling<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buffer[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+}
+
+/// One field of a binary COPY tuple: its length (-1 for NULL), then its bytes; a `jsonb`
+/// field's bytes open with version byte 1, then the JSON text unparsed (as
+/// `sinks.bulk.JsonTextBinaryDumper` dumps it). Lengths fit `i32` (`copy_row` checks).
+fn put_field(out: &mut impl Out, version: &[u8], value: Option<&[u8]>) {
     match value {
-        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        None => out.put(&(-1i32).to_be_bytes()),
         Some(bytes) => {
-            out.extend_from_slice(&i32::try_from(bytes.len()).ok()?.to_be_bytes());
-            out.extend_from_slice(bytes);
-        }
-    }
-    Some(())
-}
-
-/// A `jsonb` field in binary: version byte 1, then the JSON text unparsed (as
-/// `sinks.bulk.JsonTextBinaryDumper` dumps it).
-fn put_jsonb(out: &mut Vec<u8>, text: Option<&str>) -> Option<()> {
-    match text {
-        None => put_field(out, None),
-        Some(text) => {
-            out.extend_from_slice(&i32::try_from(text.len() + 1).ok()?.to_be_bytes());
-            out.push(1);
-            out.extend_from_slice(text.as_bytes());
-            Some(())
+            out.put(&((version.len() + bytes.len()) as i32).to_be_bytes());
+            out.put(version);
+            out.put(bytes);
         }
     }
 }
 
-/// `e`'s row of `events` as one binary COPY tuple, the bytes psycopg's `write_row` makes of
-/// the same values on a UTF-8 connection; None for a value the Python path would not send
-/// (a time no datetime holds, a schema id past `int4`).
-fn copy_row(e: &Event<'_>, partition: i32) -> Option<Vec<u8>> {
-    if !DATETIME_US.contains(&e.time) || !DATETIME_US.contains(&e.received_at) {
-        return None;
-    }
-    let schema_id = e.schema_id.map(i32::try_from).transpose().ok()?;
-    let texts = e.tenant.len() + e.family.len() + e.event_id.len() + e.type_.len();
-    let mut out = Vec::with_capacity(2 + 13 * 4 + 40 + texts + e.source.len() + e.data_json.len());
-    out.extend_from_slice(&ROW_FIELDS.to_be_bytes());
+const TEXT: &[u8] = b"";
+const JSONB: &[u8] = &[1];
+
+/// `e`'s row of `events` with `partition`, as one binary COPY tuple into `out`.
+fn put_row(out: &mut impl Out, e: &Event<'_>, schema_id: Option<i32>, partition: i32) {
+    out.put(&ROW_FIELDS.to_be_bytes());
     for text in [e.tenant, e.family, e.event_id, e.type_, e.source] {
-        put_field(&mut out, Some(text.as_bytes()))?;
+        put_field(out, TEXT, Some(text.as_bytes()));
     }
-    put_field(&mut out, e.subject.map(str::as_bytes))?;
-    put_field(&mut out, Some(&(e.time - PG_EPOCH_US).to_be_bytes()))?;
-    put_jsonb(&mut out, Some(e.data_json))?;
-    put_field(&mut out, Some(&(e.received_at - PG_EPOCH_US).to_be_bytes()))?;
-    put_field(&mut out, Some(&e.version.to_be_bytes()))?;
-    put_jsonb(&mut out, e.attributes_json)?;
+    put_field(out, TEXT, e.subject.map(str::as_bytes));
+    put_field(out, TEXT, Some(&(e.time - PG_EPOCH_US).to_be_bytes()));
+    put_field(out, JSONB, Some(e.data_json.as_bytes()));
     put_field(
-        &mut out,
+        out,
+        TEXT,
+        Some(&(e.received_at - PG_EPOCH_US).to_be_bytes()),
+    );
+    put_field(out, TEXT, Some(&e.version.to_be_bytes()));
+    put_field(out, JSONB, e.attributes_json.map(str::as_bytes));
+    put_field(
+        out,
+        TEXT,
         schema_id.map(i32::to_be_bytes).as_ref().map(|b| &b[..]),
-    )?;
-    put_field(&mut out, Some(&partition.to_be_bytes()))?;
-    Some(out)
+    );
+    put_field(out, TEXT, Some(&partition.to_be_bytes()));
+}
+
+/// `e`'s row of `events` as Python bytes, the binary COPY tuple psycopg's `write_row` makes
+/// of the same values on a UTF-8 connection, written once into the bytes object; None for
+/// a value the Python path would not send (a time no datetime holds, a schema id past
+/// `int4`) or a text past `i32`'s length.
+fn copy_row<'py>(
+    py: Python<'py>,
+    e: &Event<'_>,
+    partition: i32,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let texts = [
+        e.tenant,
+        e.family,
+        e.event_id,
+        e.type_,
+        e.source,
+        e.data_json,
+    ];
+    let longest = texts
+        .iter()
+        .chain(&e.subject)
+        .chain(&e.attributes_json)
+        .map(|t| t.len());
+    let (Some(schema_id), true) = (
+        e.schema_id.map(i32::try_from).transpose().ok(),
+        DATETIME_US.contains(&e.time)
+            && DATETIME_US.contains(&e.received_at)
+            && longest.max().unwrap_or(0) < i32::MAX as usize,
+    ) else {
+        return Ok(None);
+    };
+    let mut length = 0usize;
+    put_row(&mut length, e, schema_id, partition);
+    let row = PyBytes::new_with(py, length, |buffer| {
+        put_row(&mut Filling { buffer, at: 0 }, e, schema_id, partition);
+        Ok(())
+    })?;
+    Ok(Some(row))
 }
 
 /// A cursor over one binary COPY tuple that `copy_row` made.
@@ -327,6 +378,16 @@ struct Headers {
 }
 
 impl EventReader {
+    /// A header's value, bytes read as UTF-8 (Some(None) for no value); None for text or
+    /// bytes that are not UTF-8, which `version_headers` reads otherwise.
+    fn plain_value<'b>(value: &'b Bound<'_, PyAny>) -> Option<Option<&'b str>> {
+        if value.is_none() {
+            return Some(None);
+        }
+        let bytes = value.cast::<PyBytes>().ok()?.as_bytes();
+        Some(Some(std::str::from_utf8(bytes).ok()?))
+    }
+
     /// `received_at` as the datetime `moment` makes of it, the last one made when equal.
     fn moment_of(&self, py: Python<'_>, received_at: i64) -> PyResult<Py<PyAny>> {
         let mut held = self.last_moment.lock().ok();
@@ -358,27 +419,18 @@ impl EventReader {
         for pair in list.iter() {
             let (name, value): (Bound<'_, PyString>, Bound<'_, PyAny>) = pair.extract().ok()?;
             let name = name.to_str().ok()?;
-            let wanted = [
-                &self.request_header,
-                &self.replay_header,
-                &self.origin_header,
-            ];
-            if !wanted.iter().any(|w| w.as_str() == name) {
-                continue;
-            }
-            let text = if value.is_none() {
-                None
-            } else {
-                let bytes = value.cast::<PyBytes>().ok()?.as_bytes();
-                Some((bytes, std::str::from_utf8(bytes).ok()?))
-            };
-            if name == self.request_header {
-                found.request_id = text.map(|(_, t)| PyString::new(py, t).unbind());
+            let slot = if name == self.request_header {
+                &mut found.request_id
             } else if name == self.replay_header {
-                found.replay_of = text.map(|(_, t)| PyString::new(py, t).unbind());
+                &mut found.replay_of
+            } else if name == self.origin_header {
+                let text = Self::plain_value(&value)?;
+                found.from_sink = text.is_some_and(|t| t.as_bytes() == self.own_origin.as_slice());
+                continue;
             } else {
-                found.from_sink = text.is_some_and(|(b, _)| b == self.own_origin.as_slice());
-            }
+                continue;
+            };
+            *slot = Self::plain_value(&value)?.map(|t| PyString::new(py, t).unbind());
         }
         Some(found)
     }
@@ -421,10 +473,10 @@ impl EventReader {
         let Some(e) = read_event(&mut Reader::new(body, 0)) else {
             return Ok(None);
         };
-        let Some(row) = copy_row(&e, partition) else {
+        let Some(found) = self.headers(py, headers) else {
             return Ok(None);
         };
-        let Some(found) = self.headers(py, headers) else {
+        let Some(row) = copy_row(py, &e, partition)? else {
             return Ok(None);
         };
         Ok(Some(EncodedEvent {
@@ -437,7 +489,7 @@ impl EventReader {
             from_sink: found.from_sink,
             request_id: found.request_id,
             replay_of: found.replay_of,
-            row: PyBytes::new(py, &row).unbind(),
+            row: row.unbind(),
         }))
     }
 }
