@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,7 +36,7 @@ from store.latency_bins import bin_of
 log = logging.getLogger(__name__)
 
 BATCH_WAIT_SECONDS = 0.05
-"""Longest wait to fill a poll: `consume` returns at `sink_batch_size` messages per writer or
+"""Longest wait to fill a poll: `consume` returns at `sink_batch_size` messages (one lane's) or
 after this. Under load batches fill well before it; at low rates it bounds the latency the sink
 adds (0.5 s here made half of the end-to-end p50 at half load)."""
 
@@ -78,7 +78,8 @@ def commit_durable(consumer: Consumer, offsets: list[TopicPartition] | None = No
     log.warning("offsets left uncommitted; their rows are stored and may be rewritten")
 
 
-def consumer_config(settings: Settings) -> dict[str, Any]:
+def consumer_config(settings: Settings, lane: int = 0, lanes: int = 1) -> dict[str, Any]:
+    """The consumer of one of a sink's `lanes` (`Sink.run`): they share the prefetch."""
     return {
         **client_config(settings),
         "group.id": settings.sink_group,
@@ -89,16 +90,21 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         # A crashed sink's partitions move to a live one after this, not the default 45 s.
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,
-        # What librdkafka fetches ahead of the sink (its default is 64 MB): about one poll
-        # of events, enough to keep a poll ready while the last one is written. A sink
-        # behind a backlog otherwise held ~55 MB more than it needed (1.89x its memory
-        # before a 10x burst, draining ~1.8M events afterwards).
-        "queued.max.messages.kbytes": settings.sink_prefetch_kbytes,
-        # What one fetch may bring of a partition (librdkafka's default is 1 MB): the
+        # Range assignment gives a member the same partition numbers of every topic, so an
+        # identity's records on `events` and `events.dlq` reach one lane, in order. (The
+        # default lists roundrobin too, which a member could be handed on its own.)
+        "partition.assignment.strategy": "range",
+        # What librdkafka fetches ahead of the sink (its default is 64 MB), shared by its
+        # lanes: about one poll of events, enough to keep a poll ready while the last one
+        # is written. A sink behind a backlog otherwise held ~55 MB more than it needed
+        # (1.89x its memory before a 10x burst, draining ~1.8M events afterwards).
+        "queued.max.messages.kbytes": max(1, settings.sink_prefetch_kbytes // lanes),
+        # What one fetch may bring of a partition (librdkafka's default is 1 MB; a lane has
+        # 1/lanes of the partitions and of the prefetch, so the share is the same): the
         # prefetch refills in one round trip to the broker instead of one per MB. With 1 MB
         # the sink waited on refills between polls, a quarter of its main thread's time.
         "max.partition.fetch.bytes": _fetch_bytes(settings),
-        "client.id": "sluice-sink",
+        "client.id": "sluice-sink" if lanes == 1 else f"sluice-sink-{lane}",
     }
 
 
@@ -110,23 +116,15 @@ def _fetch_bytes(settings: Settings) -> int:
 
 POLL_CHUNK = 4096
 """Messages taken from librdkafka at a time while a poll fills. Each chunk is decoded into
-its writers' batches before the next is taken, so a poll's raw messages are never held all
+the poll's batch before the next is taken, so a poll's raw messages are never held all
 at once beside their rows: a 40,000-message poll held ~25 MB of them at the sink's peak,
 while it drained a backlog."""
 
 
-def take_poll(
-    consumer: Consumer, size: int, wait: float, ways: int, topics: TopicNames
-) -> list[SinkBatch]:
-    """Up to `size` messages, taken within `wait` seconds, decoded into at most `ways` batches
-    by partition number, each in poll order.
-
-    An identity has the same partition number on `events` and `events.dlq`, so all of
-    an identity's records (versions, deletes, dead letters) and a partition's copy of a
-    delete by filter fall in one batch: batches can be written by separate transactions
-    at once, and each keeps the order the single-writer sink relied on.
-    """
-    batches = [SinkBatch() for _ in range(ways)]
+def take_poll(consumer: Consumer, size: int, wait: float, topics: TopicNames) -> SinkBatch | None:
+    """Up to `size` messages, taken within `wait` seconds, decoded into one batch in poll
+    order (None: nothing was taken)."""
+    batch = SinkBatch()
     deadline = time.monotonic() + wait
     taken = 0
     while taken < size:
@@ -134,21 +132,21 @@ def take_poll(
         chunk = consumer.consume(want, max(0.0, deadline - time.monotonic()))
         for msg in chunk:
             if msg.error() is None:
-                batches[(msg.partition() or 0) % ways].take(msg, topics)
+                batch.take(msg, topics)
         taken += len(chunk)
         if len(chunk) < want:  # the wait is over: librdkafka had no more
             break
         del chunk
-    return [batch for batch in batches if batch.offsets()]
+    return batch if batch.offsets() else None
 
 
 @dataclass
 class _Writing:
-    """A poll's batches being written by the writer threads (one each, on its own
-    connection); their offsets are committed when all of them are durable."""
+    """A lane's poll being written by its writer thread; its offsets are committed once it is
+    durable."""
 
-    futures: list[Future[tuple[psycopg.Connection[Any], WriteResult]]]
-    batches: list[SinkBatch]
+    future: Future[tuple[psycopg.Connection[Any], WriteResult]]
+    batch: SinkBatch
     began: float
 
 
@@ -161,6 +159,7 @@ class Sink:
         self._settings = settings
         self._topics = TopicNames.for_prefix(settings.topic_prefix)
         self._stopping = threading.Event()
+        self._counting = threading.Lock()
         self.rows_written = 0
         self.monitor = SinkMonitor(settings)
         self._write_backs = WriteBackProducer(producer_config(settings), self._topics.events)
@@ -171,82 +170,99 @@ class Sink:
         self._stopping.set()
 
     def run(self) -> None:
-        """Consume, decode and write batches; commit each batch's offsets once it is durable.
+        """Run `sink_writers` lanes at once, each its own consumer of the sink's group (so
+        its own partitions), its own PostgreSQL connection and its own commits, until
+        `stop()`; a lane that fails stops the others and its error is raised.
 
-        Pipelined: while PostgreSQL applies poll N (writer threads wait on it, without
-        the GIL), this thread consumes and decodes poll N+1. Poll N's own offsets, not
-        the consumer's position, are committed after its transactions, so nothing is
-        committed before it is stored.
+        Why lanes, not one consumer split by partition: librdkafka hands a backlog out one
+        partition at a time (a fetched partition's messages are queued together, and each
+        is drained before the next), so a poll of a backlog held one partition, and only
+        one writer of a poll split by partition number had rows to write. PostgreSQL then
+        stored them in one backend while the other waited (`make bench`, 2026-12-07: one
+        writer idle ~40 % of the time). Each lane's consumer has partitions of its own, so
+        every lane has rows whenever they wait for it.
 
-        Parallel: poll N is split by partition number (`take_poll`) into one batch per
-        writer, each written in its own transaction on its own connection. PostgreSQL
-        applies a batch in one backend, which costs more CPU per row than decoding it
-        here; with `sink_writers` backends it is no longer the one busy core. The poll's
-        offsets are committed once every one of its batches is durable.
+        The group's range assignment gives a lane the same partition numbers of `events`
+        and `events.dlq`, so all of an identity's records (versions, deletes, dead
+        letters) and a partition's copy of a delete by filter are in one lane, in order,
+        as in one sink of several (`consumer_config`).
         """
-        consumer = Consumer(consumer_config(self._settings))
-        consumer.subscribe([self._topics.events, self._topics.dlq])
-        ways = self._settings.sink_writers
-        # `sink_batch_size` bounds a transaction: a poll fills one per writer (20,000 per
-        # writer against 10,000 made the sink 10-20 % faster in `make bench`).
-        poll_size = self._settings.sink_batch_size * ways
-        self._conns = [self._connect() for _ in range(ways)]
-        first_writes = [FirstWrites() for _ in range(ways)]
+        lanes = self._settings.sink_writers
+        consumers = []
+        for lane in range(lanes):  # all subscribe before any polls: they join the group together
+            consumer = Consumer(consumer_config(self._settings, lane, lanes))
+            consumer.subscribe([self._topics.events, self._topics.dlq])
+            consumers.append(consumer)
         self.monitor.start()
-        writing: _Writing | None = None
         try:
-            with ThreadPoolExecutor(ways, thread_name_prefix="sink-write") as writers:
-                while not self._stopping.is_set():
-                    batches = take_poll(consumer, poll_size, BATCH_WAIT_SECONDS, ways, self._topics)
-                    if writing is not None:
-                        self._finish(consumer, writing)
-                        writing = None
-                    if batches:
-                        # Poll N-1 is finished: each connection serves one batch at a time.
-                        futures = [
-                            writers.submit(
-                                self._write_until_durable, self._conns[i], batch, first_writes[i]
-                            )
-                            for i, batch in enumerate(batches)  # at most one per writer
-                        ]
-                        writing = _Writing(futures, batches, time.monotonic())
-                if writing is not None:
-                    self._finish(consumer, writing)
+            with ThreadPoolExecutor(lanes, thread_name_prefix="sink-lane") as pool:
+                running = [pool.submit(self._lane, i, c) for i, c in enumerate(consumers)]
+                wait(running, return_when=FIRST_EXCEPTION)
+                self._stopping.set()  # one lane failed, or all were stopped
+            for future in running:
+                future.result()  # raises a lane's error
         finally:
             self.monitor.stop()
-            consumer.close()
-            for conn in self._conns:
-                conn.close()
 
-    def _finish(self, consumer: Consumer, writing: _Writing) -> None:
-        """Wait until all of `writing` is durable, then commit its offsets and count it."""
-        written = WriteResult()
-        for index, future in enumerate(writing.futures):
-            self._conns[index], result = future.result()  # a writer may have reconnected
-            written.add(result)
-        batches = writing.batches
-        commit_durable(consumer, [tp for batch in batches for tp in batch.offsets()])
-        self._record_latency(batches)
-        self.rows_written += sum(len(b) for b in batches)
+    def _lane(self, lane: int, consumer: Consumer) -> None:
+        """Consume, decode and write polls; commit each poll's offsets once it is durable.
+
+        Pipelined: while PostgreSQL applies poll N (the lane's writer thread waits on it,
+        without the GIL), the lane consumes and decodes poll N+1. Poll N's own offsets,
+        not the consumer's position, are committed after its transaction, so nothing is
+        committed before it is stored.
+        """
+        conn = self._connect()
+        first_writes = FirstWrites()
+        writing: _Writing | None = None
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix=f"sink-write-{lane}") as writer:
+                while not self._stopping.is_set():
+                    # `sink_batch_size` bounds a transaction (20,000 against 10,000 made
+                    # the sink 10-20 % faster in `make bench`).
+                    batch = take_poll(
+                        consumer, self._settings.sink_batch_size, BATCH_WAIT_SECONDS, self._topics
+                    )
+                    if writing is not None:
+                        conn = self._finish(consumer, writing, lane)
+                        writing = None
+                    if batch is not None:
+                        future = writer.submit(self._write_until_durable, conn, batch, first_writes)
+                        writing = _Writing(future, batch, time.monotonic())
+                if writing is not None:
+                    conn = self._finish(consumer, writing, lane)
+        finally:
+            consumer.close()
+            conn.close()
+
+    def _finish(self, consumer: Consumer, writing: _Writing, lane: int) -> psycopg.Connection[Any]:
+        """Wait until `writing` is durable, then commit its offsets and count it; the lane's
+        connection (its writer may have reconnected)."""
+        conn, written = writing.future.result()
+        batch = writing.batch
+        commit_durable(consumer, batch.offsets())
+        self._record_latency(conn, batch)
+        with self._counting:
+            self.rows_written += len(batch)
         self.monitor.batch_done(
-            events=sum(len(b.upserts()) for b in batches),
-            tombstones=sum(len(b.tombstones()) for b in batches),
-            dead_letters=sum(len(b.dead_letters()) for b in batches),
-            undecodable=sum(b.undecodable for b in batches),
+            events=len(batch.upserts()),
+            tombstones=len(batch.tombstones()),
+            dead_letters=len(batch.dead_letters()),
+            undecodable=batch.undecodable,
             seconds=time.monotonic() - writing.began,
             refused=written.refused,
             reconstructed=written.reconstructed,
         )
-        self._prune_history()
+        if lane == 0:
+            self._prune_history(conn)
+        return conn
 
-    def _record_latency(self, batches: list[SinkBatch]) -> None:
+    def _record_latency(self, conn: psycopg.Connection[Any], batch: SinkBatch) -> None:
         """Add the committed versions' acceptance → queryable latencies to the overview's
         histogram (`sink_latency`): one statement per poll, after the commit that made them
         queryable. Versions of one request share their received time, so the work per
         event is one count; the sink's own write-backs are not new acceptances."""
-        received = Counter(
-            (v.tenant, v.received_at) for b in batches for v in b.upserts() if not v.from_sink
-        )
+        received = Counter((v.tenant, v.received_at) for v in batch.upserts() if not v.from_sink)
         if not received:
             return
         now = time.time()
@@ -255,11 +271,11 @@ class Sink:
         for (tenant, at), count in received.items():
             histogram[(tenant, bucket, bin_of((now - at.timestamp()) * 1000))] += count
         try:
-            add_latency(self._conns[0], histogram)
+            add_latency(conn, histogram)
         except psycopg.Error as exc:  # a figure lost, never a batch held back
             log.warning("could not record the overview's latency: %s", exc)
 
-    def _prune_history(self) -> None:
+    def _prune_history(self, conn: psycopg.Connection[Any]) -> None:
         """Once a minute, between polls, drop a bounded slice of history rows past their
         retention (`SLUICE_HISTORY_RETENTION_SECONDS`; 0 keeps them), and of the overview's
         figures past theirs (`SLUICE_FIGURES_RETENTION_SECONDS`; 0 keeps them)."""
@@ -273,7 +289,7 @@ class Sink:
             if retention <= 0:
                 continue
             try:
-                gone = prune(self._conns[0], retention, HISTORY_PRUNE_ROWS)
+                gone = prune(conn, retention, HISTORY_PRUNE_ROWS)
             except psycopg.Error as exc:  # housekeeping: the next minute tries again
                 log.warning("could not prune %s rows: %s", what, exc)
                 continue

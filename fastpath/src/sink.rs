@@ -31,6 +31,10 @@ static RECENT: Mutex<[Option<Held>; 2]> = Mutex::new([None, None]);
 type Held = (String, Py<PyString>);
 
 /// `text` as a Python string, the one held in `slot` of `RECENT` when it is equal.
+///
+/// The lock is held only while no Python code can run (making a `str` and dropping one
+/// never call back into Python), so a thread never waits on it while another waits for the
+/// GIL it holds (see `EventReader::moment_of`).
 fn shared<'py>(py: Python<'py>, slot: usize, text: &str) -> Bound<'py, PyString> {
     let Ok(mut recent) = RECENT.lock() else {
         return PyString::new(py, text);
@@ -389,17 +393,24 @@ impl EventReader {
     }
 
     /// `received_at` as the datetime `moment` makes of it, the last one made when equal.
+    ///
+    /// `moment` is called with the lock released: Python may switch threads inside it, and
+    /// a second thread reading then would wait on the lock holding the GIL, which the
+    /// first needs back (two sink lanes deadlocked so).
     fn moment_of(&self, py: Python<'_>, received_at: i64) -> PyResult<Py<PyAny>> {
-        let mut held = self.last_moment.lock().ok();
-        if let Some(Some((at, value))) = held.as_deref() {
-            if *at == received_at {
-                return Ok(value.clone_ref(py));
+        if let Ok(held) = self.last_moment.lock() {
+            if let Some((at, value)) = held.as_ref() {
+                if *at == received_at {
+                    return Ok(value.clone_ref(py));
+                }
             }
         }
         let value = self.moment.bind(py).call1((received_at,))?.unbind();
-        if let Some(slot) = held.as_deref_mut() {
-            *slot = Some((received_at, value.clone_ref(py)));
-        }
+        let replaced = match self.last_moment.lock() {
+            Ok(mut held) => held.replace((received_at, value.clone_ref(py))),
+            Err(_) => None,
+        };
+        drop(replaced); // released after the lock: a drop may run Python code too
         Ok(value)
     }
 

@@ -1,5 +1,5 @@
-"""The sink's loop: a poll is split by partition across writers, and its offsets are
-committed only once every writer's transaction is durable."""
+"""The sink's loop: lanes, each its own consumer of the group (its own partitions), its
+own connection and commits; a poll's offsets are committed only once it is durable."""
 
 from __future__ import annotations
 
@@ -49,37 +49,32 @@ class _Polled:
         return taken
 
 
-def _covered(batches: list[SinkBatch]) -> list[list[tuple[str, int, int]]]:
-    return [sorted((tp.topic, tp.partition, tp.offset) for tp in b.offsets()) for b in batches]
+def _covered(batch: SinkBatch | None) -> list[tuple[str, int, int]]:
+    assert batch is not None
+    return sorted((tp.topic, tp.partition, tp.offset) for tp in batch.offsets())
 
 
-def test_a_poll_keeps_each_partition_number_in_one_batch() -> None:
+def test_a_poll_covers_the_next_offset_of_each_partition_it_took() -> None:
     polled = [_message("events", p, o) for o, p in enumerate([0, 1, 2, 3, 1, 0, 2])]
-    polled.append(_message("events.dlq", 1, 0))  # a dead letter goes with its identity's events
-    batches = take_poll(_Polled(polled), 100, 0.0, 2, TOPICS)  # type: ignore[arg-type]
-    assert _covered(batches) == [
-        [("events", 0, 6), ("events", 2, 7)],
-        [("events", 1, 5), ("events", 3, 4), ("events.dlq", 1, 1)],
-    ]
-    assert [b.undecodable for b in batches] == [4, 4]  # empty values: skipped, still covered
-    one = take_poll(_Polled(polled), 100, 0.0, 1, TOPICS)  # type: ignore[arg-type]
-    assert [b.undecodable for b in one] == [8]
-    only_3 = [m for m in polled if m.partition() == 3]
-    assert _covered(take_poll(_Polled(only_3), 100, 0.0, 2, TOPICS)) == [  # type: ignore[arg-type]
-        [("events", 3, 4)]
-    ]
-    assert take_poll(_Polled([]), 100, 0.0, 2, TOPICS) == []  # type: ignore[arg-type]
+    polled.append(_message("events.dlq", 1, 0))
+    batch = take_poll(_Polled(polled), 100, 0.0, TOPICS)  # type: ignore[arg-type]
+    assert _covered(batch) == [
+        ("events", 0, 6), ("events", 1, 5), ("events", 2, 7), ("events", 3, 4),
+        ("events.dlq", 1, 1),
+    ]  # fmt: skip
+    assert batch is not None and batch.undecodable == 8  # empty values: skipped, still covered
+    assert take_poll(_Polled([]), 100, 0.0, TOPICS) is None  # type: ignore[arg-type]
 
 
 def test_a_poll_is_taken_in_chunks_and_stops_at_its_size() -> None:
     queued = [_message("events", n % 4, n // 4) for n in range(2 * POLL_CHUNK + 10)]
     source = _Polled(queued)
-    batches = take_poll(source, 2 * POLL_CHUNK + 5, 0.0, 2, TOPICS)  # type: ignore[arg-type]
+    batch = take_poll(source, 2 * POLL_CHUNK + 5, 0.0, TOPICS)  # type: ignore[arg-type]
     assert source.asked == [POLL_CHUNK, POLL_CHUNK, 5]  # never the whole poll at once
-    assert sum(b.undecodable for b in batches) == 2 * POLL_CHUNK + 5
+    assert batch is not None and batch.undecodable == 2 * POLL_CHUNK + 5
     assert len(source.queued) == 5  # the rest waits for the next poll
     short = _Polled(queued[: POLL_CHUNK + 3])
-    take_poll(short, 10 * POLL_CHUNK, 0.0, 2, TOPICS)  # type: ignore[arg-type]
+    take_poll(short, 10 * POLL_CHUNK, 0.0, TOPICS)  # type: ignore[arg-type]
     assert short.asked == [POLL_CHUNK, POLL_CHUNK]  # a short chunk ends the poll
 
 
@@ -140,18 +135,20 @@ def two_writer_settings(kafka_bootstrap: str, database_url: str) -> Iterator[Set
 
 
 @pytest.mark.integration
-def test_writers_apply_partitions_apart_and_offsets_wait_for_the_rows(
+def test_lanes_apply_partitions_apart_and_offsets_wait_for_the_rows(
     two_writer_settings: Settings, database_url: str
 ) -> None:
     """A partition whose rows PostgreSQL cannot apply yet (here: a row lock) holds back
-    neither the other writer's partitions nor, wrongly, its own offsets."""
+    neither the other lane's partitions nor, wrongly, its own offsets. (Range assignment
+    gives the first and the last partition to different lanes of two.)"""
     settings, tenant = two_writer_settings, f"cons-{uuid.uuid4().hex[:8]}"
-    free_id, held_id = (_id_in(tenant, p, settings.partitions) for p in (0, 1))
+    held = settings.partitions - 1
+    free_id, held_id = (_id_in(tenant, p, settings.partitions) for p in (0, held))
     with psycopg.connect(database_url) as conn, conn.transaction():
-        write_events(conn, [_row(tenant, held_id, 1, 1 << 20)], [])
+        write_events(conn, [_row(tenant, held_id, held, 1 << 20)], [])
     # Both versions are on `events` before the sink starts: its first poll holds both.
     _produce(settings, _row(tenant, free_id, 0, 1 << 20))
-    held_offset = _produce(settings, _row(tenant, held_id, 1, 2 << 20))
+    held_offset = _produce(settings, _row(tenant, held_id, held, 2 << 20))
 
     def version(conn: psycopg.Connection[Any], event_id: str) -> int | None:
         found = conn.execute(
@@ -169,15 +166,15 @@ def test_writers_apply_partitions_apart_and_offsets_wait_for_the_rows(
         thread.start()
         try:
             with psycopg.connect(database_url, autocommit=True) as look:
-                # The free partition's writer commits while the other one waits on the lock.
+                # The free partition's lane commits while the other one waits on the lock.
                 eventually(lambda: version(look, free_id) == 1 << 20, timeout=60)
                 time.sleep(1.0)  # room for a premature commit to happen, if it would
                 assert version(look, held_id) == 1 << 20
-                assert _committed(settings, 1) <= held_offset  # not past the unstored row
+                assert _committed(settings, held) <= held_offset  # not past the unstored row
             lock.rollback()
             with psycopg.connect(database_url, autocommit=True) as look:
                 eventually(lambda: version(look, held_id) == 2 << 20, timeout=60)
-            eventually(lambda: _committed(settings, 1) == held_offset + 1, timeout=30)
+            eventually(lambda: _committed(settings, held) == held_offset + 1, timeout=30)
         finally:
             sink.stop()
             thread.join(30)
@@ -189,6 +186,45 @@ def test_the_sink_fetches_ahead_only_what_it_is_allowed() -> None:
     assert consumer_config(Settings())["queued.max.messages.kbytes"] == 16_384
     config = consumer_config(Settings(sink_prefetch_kbytes=4096))
     assert config["queued.max.messages.kbytes"] == 4096
+    lanes = [consumer_config(Settings(sink_prefetch_kbytes=4096), n, 2) for n in range(2)]
+    assert [c["queued.max.messages.kbytes"] for c in lanes] == [2048, 2048]  # shared
+    assert lanes[0]["client.id"] != lanes[1]["client.id"]
+
+
+@pytest.mark.integration
+def test_a_lane_is_assigned_the_same_partition_numbers_of_events_and_dead_letters(
+    kafka_bootstrap: str, database_url: str
+) -> None:
+    """An identity's versions, deletes and dead letters must reach one lane, in order. With
+    three partitions round-robin assignment would split them; the lanes' range does not."""
+    settings = replace(make_settings(kafka_bootstrap, database_url), partitions=3)
+    ensure_topics(settings)
+    topics = TopicNames.for_prefix(settings.topic_prefix)
+    lanes = [Consumer(consumer_config(settings, n, 2)) for n in range(2)]
+    try:
+        for consumer in lanes:
+            consumer.subscribe([topics.events, topics.dlq])
+
+        def assigned() -> list[dict[str, set[int]]]:
+            for consumer in lanes:
+                consumer.poll(0.2)
+            found: list[dict[str, set[int]]] = []
+            for consumer in lanes:
+                by_topic: dict[str, set[int]] = {topics.events: set(), topics.dlq: set()}
+                for tp in consumer.assignment():
+                    by_topic[tp.topic].add(tp.partition)
+                found.append(by_topic)
+            return found
+
+        eventually(lambda: sum(len(a[topics.events]) for a in assigned()) == 3
+                   and all(a[topics.events] for a in assigned()), timeout=60)  # fmt: skip
+        final = assigned()
+        for lane in final:
+            assert lane[topics.events] == lane[topics.dlq]
+        assert final[0][topics.events].isdisjoint(final[1][topics.events])
+    finally:
+        for consumer in lanes:
+            consumer.close()
 
 
 def test_one_fetch_may_bring_a_partition_s_share_of_the_prefetch() -> None:

@@ -4,7 +4,10 @@ whatever it answers, fastavro answers the same; whatever it cannot read exactly,
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -279,3 +282,45 @@ def _is_utf8(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+_THREADS_READING = """
+import sys, threading, time
+from sinks import records
+from tests.sinks.test_fastpath_sink import HEAD, _written
+
+def slow_moment(at):  # lets Python switch threads inside the callback, as any call may
+    time.sleep(0)
+    return records.moment(at)
+
+reader = records.EventReader("r", "p", "o", b"sink", slow_moment)
+payloads = [_written({
+    "tenant": "t", "family": "native", "event_id": str(n), "type": "a", "source": "s",
+    "subject": None, "time": 0, "data_json": "{}", "received_at": n, "version": n,
+    "attributes_json": None, "schema_id": None,
+}) for n in range(400)]  # each a new received time: `moment` is called for every one
+
+def read():
+    for _ in range(50):
+        for payload in payloads:
+            assert reader.read(payload, HEAD, 0, None) is not None
+
+threads = [threading.Thread(target=read) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("read", file=sys.stderr)
+"""
+
+
+@pytest.mark.skipif(not records.COMPILED, reason="the extension is not built")
+def test_one_reader_serves_two_threads_without_a_deadlock() -> None:
+    """The sink's lanes share one `EventReader`: a thread switch inside `moment` must not
+    leave the other thread waiting on the reader's lock while it holds the GIL."""
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS_READING], capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "read" in done.stderr
