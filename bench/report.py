@@ -64,8 +64,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     for label, stage, raw, goal in (
         ("door events/s (255/request)", "door", "door_raw", 0.5),
-        ("stream events/s", "stream", "stream_raw", 0.25),
-        ("sink rows/s", "sink", "sink_raw", 0.5),
+        ("stream events/s", "stream", "stream_raw", 0.7),  # issue 19 (first 0.25)
+        ("sink rows/s", "sink", "sink_raw", 0.8),  # issue 19 (first 0.5)
     ):
         value, base = _get(results, stage, "per_second"), _get(results, raw, "per_second")
         r = _ratio(value, base)
@@ -105,14 +105,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         "<= ~85 µs",
         None if cpu is None else cpu <= 85,
     )
+    add(*_pipeline_cpu_row(results))
+    whole, door = _get(results, "sustained", "per_second"), _get(results, "door", "per_second")
+    add("whole pipeline ÷ door, events/s", whole, door, _ratio(whole, door), "(information)", None)
     p99 = _get(results, "e2e", "queryable_ms", "p99")
-    add(
+    add(  # issue 19 (first 1,000 ms)
         "end-to-end p99 ms at half load",
         p99,
-        1000.0,
-        _ratio(p99, 1000.0),
-        "<= 1000 ms",
-        None if p99 is None else p99 <= 1000,
+        E2E_P99_GOAL_MS,
+        _ratio(p99, E2E_P99_GOAL_MS),
+        f"<= {E2E_P99_GOAL_MS:g} ms",
+        None if p99 is None else p99 <= E2E_P99_GOAL_MS,
     )
     add(*_memory_row(results))
     add(*_burst_row(results))
@@ -127,6 +130,35 @@ def cpu_total(results: dict[str, Any]) -> float | None:
         _get(results, "sink", "cpu_us_per_unit", "sink"),
     )
     return None if any(p is None for p in parts) else float(sum(parts))
+
+
+E2E_P99_GOAL_MS = 250.0
+"""Issue 19: acceptance → queryable p99 at half the sustainable rate, at most this."""
+
+PIPELINE_CPU_GOAL = 15.0
+"""Issue 19: every process's CPU per event while the whole pipeline runs, at most this."""
+
+
+def raw_stages_cpu(results: dict[str, Any]) -> float | None:
+    """What the raw baselines of this run cost per event, each stage measured alone: the
+    producer loop and its broker, the consume→produce loop (its broker not counted) and the
+    binary COPY with PostgreSQL's share. The pipeline does each stage's work and more, so
+    this is below what any pipeline on this machine can cost."""
+    return _sum(
+        _get(results, "door_raw", "cpu_us_per_unit"),
+        _get(results, "door_raw", "kafka_cpu_us_per_event"),
+        _get(results, "stream_raw", "cpu_us_per_unit"),
+        _get(results, "sink_raw", "cpu_us_per_unit"),
+        _get(results, "sink_raw", "server_cpu_us_per_unit"),
+    )
+
+
+def _pipeline_cpu_row(results: dict[str, Any]) -> tuple[str, Any, Any, Any, str, bool | None]:
+    value = _get(results, "sustained", "cpu_us_per_event_total")
+    floor = raw_stages_cpu(results)
+    return ("whole pipeline CPU µs/event, every process (baseline: the raw stages' sum)",
+            value, floor, _ratio(value, floor), f"<= {PIPELINE_CPU_GOAL:g} µs",
+            None if value is None else value <= PIPELINE_CPU_GOAL)  # fmt: skip
 
 
 CONTRACTS_GOAL = 0.8
