@@ -160,6 +160,8 @@ class Sink:
         self._topics = TopicNames.for_prefix(settings.topic_prefix)
         self._stopping = threading.Event()
         self._counting = threading.Lock()
+        self._writing_since: list[float | None] = [None] * settings.sink_writers
+        """When each lane's write in flight began (None: none in flight)."""
         self.rows_written = 0
         self.monitor = SinkMonitor(settings)
         self._write_backs = WriteBackProducer(producer_config(settings), self._topics.events)
@@ -229,6 +231,7 @@ class Sink:
                     if batch is not None:
                         future = writer.submit(self._write_until_durable, conn, batch, first_writes)
                         writing = _Writing(future, batch, time.monotonic())
+                        self._writing_since[lane] = writing.began
                 if writing is not None:
                     conn = self._finish(consumer, writing, lane)
         finally:
@@ -239,6 +242,7 @@ class Sink:
         """Wait until `writing` is durable, then commit its offsets and count it; the lane's
         connection (its writer may have reconnected)."""
         conn, written = writing.future.result()
+        self._writing_since[lane] = None
         batch = writing.batch
         commit_durable(consumer, batch.offsets())
         self._record_latency(conn, batch)
@@ -252,10 +256,20 @@ class Sink:
             seconds=time.monotonic() - writing.began,
             refused=written.refused,
             reconstructed=written.reconstructed,
+            progress=not self._a_lane_is_stuck(),
         )
         if lane == 0:
             self._prune_history(conn)
         return conn
+
+    def _a_lane_is_stuck(self) -> bool:
+        """Whether a lane's write has been in flight for longer than the watchdog allows:
+        the other lanes' commits then do not count as the sink's progress."""
+        limit = self._settings.watchdog_stall_seconds
+        now = time.monotonic()
+        return limit > 0 and any(
+            began is not None and now - began > limit for began in self._writing_since
+        )
 
     def _record_latency(self, conn: psycopg.Connection[Any], batch: SinkBatch) -> None:
         """Add the committed versions' acceptance → queryable latencies to the overview's

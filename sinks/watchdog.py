@@ -1,9 +1,10 @@
 """What the sink reports (Prometheus) and the watchdog that restarts it when it is stuck.
 
-The sink's loop is synchronous and single-threaded, so the watchdog is a thread beside
-it (see `runtime.metrics`): it measures the sink group's lag from Kafka and exits the
-process when no batch was committed for `SLUICE_WATCHDOG_STALL_SECONDS` while work
-waited all along (lag above zero). Exiting is safe: the offsets committed never cover
+The watchdog is a thread beside the sink's lanes (see `runtime.metrics`): it measures the
+sink group's lag from Kafka and exits the process when no batch was committed for
+`SLUICE_WATCHDOG_STALL_SECONDS` while work waited all along (lag above zero). A lane whose
+write has taken longer than that holds the others' commits back from counting as progress,
+so one stuck lane restarts the sink too. Exiting is safe: the offsets committed never cover
 rows not yet in PostgreSQL.
 """
 
@@ -85,10 +86,11 @@ class SinkMonitor:
 
     def batch_done(
         self, *, events: int, tombstones: int, dead_letters: int, undecodable: int, seconds: float,
-        refused: int = 0, reconstructed: int = 0,
+        refused: int = 0, reconstructed: int = 0, progress: bool = True,
     ) -> None:  # fmt: skip
         """A batch is in PostgreSQL and its offsets are committed; `refused` of its versions
-        were dead-lettered instead, `reconstructed` of them without their original bytes."""
+        were dead-lettered instead, `reconstructed` of them without their original bytes.
+        `progress` False: counted, but not as the sink's progress (another lane is stuck)."""
         for kind, count in zip(
             ROW_KINDS, (events, tombstones, dead_letters, undecodable), strict=True
         ):
@@ -98,7 +100,8 @@ class SinkMonitor:
             self._original.inc(refused - reconstructed)
             self._reconstructed.inc(reconstructed)
         self._latency.observe(seconds)
-        self.watchdog.progress()
+        if progress:
+            self.watchdog.progress()
 
     def write_retried(self) -> None:
         self._retries.inc()

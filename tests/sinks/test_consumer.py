@@ -181,6 +181,51 @@ def test_lanes_apply_partitions_apart_and_offsets_wait_for_the_rows(
     assert not thread.is_alive()
 
 
+@pytest.mark.integration
+def test_one_stuck_lane_stalls_the_sink_while_the_others_commit(
+    two_writer_settings: Settings, database_url: str
+) -> None:
+    """A lane whose write outlasts the watchdog's window holds the other lanes' commits
+    back from counting as progress, so the watchdog restarts the sink as it would a sink
+    of one lane stuck so."""
+    settings = replace(two_writer_settings, watchdog_stall_seconds=3.0)
+    tenant = f"stuck-{uuid.uuid4().hex[:8]}"
+    held = settings.partitions - 1
+    free_id, held_id = (_id_in(tenant, p, settings.partitions) for p in (0, held))
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        write_events(conn, [_row(tenant, held_id, held, 1 << 20)], [])
+    _produce(settings, _row(tenant, held_id, held, 2 << 20))
+    sink = Sink(settings)
+    stalls: list[str] = []
+    sink.monitor.watchdog._on_stall = stalls.append  # instead of exiting the process
+    with psycopg.connect(database_url) as lock:
+        lock.execute(
+            "SELECT 1 FROM events WHERE tenant = %s AND event_id = %s FOR UPDATE",
+            (tenant, held_id),
+        )
+        thread = threading.Thread(target=sink.run, name="test-sink", daemon=True)
+        thread.start()
+        try:
+            version = 1 << 20
+            deadline = time.monotonic() + 45
+            while not stalls and time.monotonic() < deadline:  # the free lane keeps committing
+                version += 1
+                _produce(settings, _row(tenant, free_id, 0, version))
+                time.sleep(0.5)
+            assert stalls == ["sink"]
+            with psycopg.connect(database_url, autocommit=True) as look:
+                stored = look.execute(
+                    "SELECT version FROM events WHERE tenant = %s AND event_id = %s",
+                    (tenant, free_id),
+                ).fetchone()
+            assert stored is not None and stored[0] > 1 << 20  # it did commit meanwhile
+        finally:
+            lock.rollback()
+            sink.stop()
+            thread.join(30)
+    assert not thread.is_alive()
+
+
 def test_the_sink_fetches_ahead_only_what_it_is_allowed() -> None:
     # librdkafka's own default (64 MB) let a sink behind a backlog hold ~55 MB more.
     assert consumer_config(Settings())["queued.max.messages.kbytes"] == 16_384
