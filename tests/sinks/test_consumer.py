@@ -3,6 +3,7 @@ own connection and commits; a poll's offsets are committed only once it is durab
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -134,6 +135,45 @@ def two_writer_settings(kafka_bootstrap: str, database_url: str) -> Iterator[Set
     yield settings
 
 
+@contextlib.contextmanager
+def _stored_and_locked(
+    database_url: str, tenant: str, event_id: str, partition: int
+) -> Iterator[psycopg.Connection[Any]]:
+    """Version 1 << 20 of `event_id` stored, and its row locked by the connection given
+    (until it rolls back, at the latest on leaving)."""
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        write_events(conn, [_row(tenant, event_id, partition, 1 << 20)], [])
+    with psycopg.connect(database_url) as lock:
+        lock.execute(
+            "SELECT 1 FROM events WHERE tenant = %s AND event_id = %s FOR UPDATE",
+            (tenant, event_id),
+        )
+        try:
+            yield lock
+        finally:
+            lock.rollback()
+
+
+@contextlib.contextmanager
+def _running(sink: Sink) -> Iterator[None]:
+    """`sink` running on a thread of its own; stopped, and seen to stop, on leaving."""
+    thread = threading.Thread(target=sink.run, name="test-sink", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sink.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def _version(conn: psycopg.Connection[Any], tenant: str, event_id: str) -> int | None:
+    found = conn.execute(
+        "SELECT version FROM events WHERE tenant = %s AND event_id = %s", (tenant, event_id)
+    ).fetchone()
+    return None if found is None else int(found[0])
+
+
 @pytest.mark.integration
 def test_lanes_apply_partitions_apart_and_offsets_wait_for_the_rows(
     two_writer_settings: Settings, database_url: str
@@ -144,41 +184,19 @@ def test_lanes_apply_partitions_apart_and_offsets_wait_for_the_rows(
     settings, tenant = two_writer_settings, f"cons-{uuid.uuid4().hex[:8]}"
     held = settings.partitions - 1
     free_id, held_id = (_id_in(tenant, p, settings.partitions) for p in (0, held))
-    with psycopg.connect(database_url) as conn, conn.transaction():
-        write_events(conn, [_row(tenant, held_id, held, 1 << 20)], [])
-    # Both versions are on `events` before the sink starts: its first poll holds both.
-    _produce(settings, _row(tenant, free_id, 0, 1 << 20))
-    held_offset = _produce(settings, _row(tenant, held_id, held, 2 << 20))
-
-    def version(conn: psycopg.Connection[Any], event_id: str) -> int | None:
-        found = conn.execute(
-            "SELECT version FROM events WHERE tenant = %s AND event_id = %s", (tenant, event_id)
-        ).fetchone()
-        return None if found is None else int(found[0])
-
-    sink = Sink(settings)
-    with psycopg.connect(database_url) as lock:  # holds the stored row until it commits
-        lock.execute(
-            "SELECT 1 FROM events WHERE tenant = %s AND event_id = %s FOR UPDATE",
-            (tenant, held_id),
-        )
-        thread = threading.Thread(target=sink.run, name="test-sink", daemon=True)
-        thread.start()
-        try:
-            with psycopg.connect(database_url, autocommit=True) as look:
-                # The free partition's lane commits while the other one waits on the lock.
-                eventually(lambda: version(look, free_id) == 1 << 20, timeout=60)
-                time.sleep(1.0)  # room for a premature commit to happen, if it would
-                assert version(look, held_id) == 1 << 20
-                assert _committed(settings, held) <= held_offset  # not past the unstored row
+    with _stored_and_locked(database_url, tenant, held_id, held) as lock:
+        # Both versions are on `events` before the sink starts: its first polls hold both.
+        _produce(settings, _row(tenant, free_id, 0, 1 << 20))
+        held_offset = _produce(settings, _row(tenant, held_id, held, 2 << 20))
+        with _running(Sink(settings)), psycopg.connect(database_url, autocommit=True) as look:
+            # The free partition's lane commits while the other one waits on the lock.
+            eventually(lambda: _version(look, tenant, free_id) == 1 << 20, timeout=60)
+            time.sleep(1.0)  # room for a premature commit to happen, if it would
+            assert _version(look, tenant, held_id) == 1 << 20
+            assert _committed(settings, held) <= held_offset  # not past the unstored row
             lock.rollback()
-            with psycopg.connect(database_url, autocommit=True) as look:
-                eventually(lambda: version(look, held_id) == 2 << 20, timeout=60)
+            eventually(lambda: _version(look, tenant, held_id) == 2 << 20, timeout=60)
             eventually(lambda: _committed(settings, held) == held_offset + 1, timeout=30)
-        finally:
-            sink.stop()
-            thread.join(30)
-    assert not thread.is_alive()
 
 
 @pytest.mark.integration
@@ -192,38 +210,25 @@ def test_one_stuck_lane_stalls_the_sink_while_the_others_commit(
     tenant = f"stuck-{uuid.uuid4().hex[:8]}"
     held = settings.partitions - 1
     free_id, held_id = (_id_in(tenant, p, settings.partitions) for p in (0, held))
-    with psycopg.connect(database_url) as conn, conn.transaction():
-        write_events(conn, [_row(tenant, held_id, held, 1 << 20)], [])
-    _produce(settings, _row(tenant, held_id, held, 2 << 20))
     sink = Sink(settings)
     stalls: list[str] = []
     sink.monitor.watchdog._on_stall = stalls.append  # instead of exiting the process
-    with psycopg.connect(database_url) as lock:
-        lock.execute(
-            "SELECT 1 FROM events WHERE tenant = %s AND event_id = %s FOR UPDATE",
-            (tenant, held_id),
-        )
-        thread = threading.Thread(target=sink.run, name="test-sink", daemon=True)
-        thread.start()
-        try:
-            version = 1 << 20
-            deadline = time.monotonic() + 45
-            while not stalls and time.monotonic() < deadline:  # the free lane keeps committing
-                version += 1
-                _produce(settings, _row(tenant, free_id, 0, version))
-                time.sleep(0.5)
+    with _stored_and_locked(database_url, tenant, held_id, held) as lock:
+        _produce(settings, _row(tenant, held_id, held, 2 << 20))
+        with _running(sink):
+            try:
+                version = 1 << 20
+                deadline = time.monotonic() + 45
+                while not stalls and time.monotonic() < deadline:  # the free lane commits
+                    version += 1
+                    _produce(settings, _row(tenant, free_id, 0, version))
+                    time.sleep(0.5)
+            finally:
+                lock.rollback()  # the stuck lane may finish now, and the sink stop
             assert stalls == ["sink"]
             with psycopg.connect(database_url, autocommit=True) as look:
-                stored = look.execute(
-                    "SELECT version FROM events WHERE tenant = %s AND event_id = %s",
-                    (tenant, free_id),
-                ).fetchone()
-            assert stored is not None and stored[0] > 1 << 20  # it did commit meanwhile
-        finally:
-            lock.rollback()
-            sink.stop()
-            thread.join(30)
-    assert not thread.is_alive()
+                stored = _version(look, tenant, free_id)
+            assert stored is not None and stored > 1 << 20  # it did commit meanwhile
 
 
 def test_the_sink_fetches_ahead_only_what_it_is_allowed() -> None:
