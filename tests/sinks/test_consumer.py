@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from runtime.kafka import producer_config
 from runtime.settings import Settings
@@ -174,6 +175,25 @@ def _version(conn: psycopg.Connection[Any], tenant: str, event_id: str) -> int |
     return None if found is None else int(found[0])
 
 
+def _lanes_assigned(settings: Settings, lanes: int) -> None:
+    """Wait until the sink's group has `lanes` members, each with partitions of `events`:
+    a lane that joined first holds every partition until the others join."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    events = TopicNames.for_prefix(settings.topic_prefix).events
+
+    def split() -> bool:
+        try:
+            group = admin.describe_consumer_groups([settings.sink_group])[settings.sink_group]
+            members = group.result(10).members
+        except KafkaException:
+            return False
+        return len(members) == lanes and all(
+            any(tp.topic == events for tp in m.assignment.topic_partitions) for m in members
+        )
+
+    eventually(split, timeout=60)
+
+
 @pytest.mark.integration
 def test_lanes_apply_partitions_apart_and_offsets_wait_for_the_rows(
     two_writer_settings: Settings, database_url: str
@@ -184,19 +204,22 @@ def test_lanes_apply_partitions_apart_and_offsets_wait_for_the_rows(
     settings, tenant = two_writer_settings, f"cons-{uuid.uuid4().hex[:8]}"
     held = settings.partitions - 1
     free_id, held_id = (_id_in(tenant, p, settings.partitions) for p in (0, held))
-    with _stored_and_locked(database_url, tenant, held_id, held) as lock:
-        # Both versions are on `events` before the sink starts: its first polls hold both.
+    with (
+        _stored_and_locked(database_url, tenant, held_id, held) as lock,
+        _running(Sink(settings)),
+        psycopg.connect(database_url, autocommit=True) as look,
+    ):
+        _lanes_assigned(settings, 2)
         _produce(settings, _row(tenant, free_id, 0, 1 << 20))
         held_offset = _produce(settings, _row(tenant, held_id, held, 2 << 20))
-        with _running(Sink(settings)), psycopg.connect(database_url, autocommit=True) as look:
-            # The free partition's lane commits while the other one waits on the lock.
-            eventually(lambda: _version(look, tenant, free_id) == 1 << 20, timeout=60)
-            time.sleep(1.0)  # room for a premature commit to happen, if it would
-            assert _version(look, tenant, held_id) == 1 << 20
-            assert _committed(settings, held) <= held_offset  # not past the unstored row
-            lock.rollback()
-            eventually(lambda: _version(look, tenant, held_id) == 2 << 20, timeout=60)
-            eventually(lambda: _committed(settings, held) == held_offset + 1, timeout=30)
+        # The free partition's lane commits while the other one waits on the lock.
+        eventually(lambda: _version(look, tenant, free_id) == 1 << 20, timeout=60)
+        time.sleep(1.0)  # room for a premature commit to happen, if it would
+        assert _version(look, tenant, held_id) == 1 << 20
+        assert _committed(settings, held) <= held_offset  # not past the unstored row
+        lock.rollback()
+        eventually(lambda: _version(look, tenant, held_id) == 2 << 20, timeout=60)
+        eventually(lambda: _committed(settings, held) == held_offset + 1, timeout=30)
 
 
 @pytest.mark.integration
@@ -213,22 +236,22 @@ def test_one_stuck_lane_stalls_the_sink_while_the_others_commit(
     sink = Sink(settings)
     stalls: list[str] = []
     sink.monitor.watchdog._on_stall = stalls.append  # instead of exiting the process
-    with _stored_and_locked(database_url, tenant, held_id, held) as lock:
+    with _stored_and_locked(database_url, tenant, held_id, held) as lock, _running(sink):
+        _lanes_assigned(settings, 2)
         _produce(settings, _row(tenant, held_id, held, 2 << 20))
-        with _running(sink):
-            try:
-                version = 1 << 20
-                deadline = time.monotonic() + 45
-                while not stalls and time.monotonic() < deadline:  # the free lane commits
-                    version += 1
-                    _produce(settings, _row(tenant, free_id, 0, version))
-                    time.sleep(0.5)
-            finally:
-                lock.rollback()  # the stuck lane may finish now, and the sink stop
-            assert stalls == ["sink"]
-            with psycopg.connect(database_url, autocommit=True) as look:
-                stored = _version(look, tenant, free_id)
-            assert stored is not None and stored > 1 << 20  # it did commit meanwhile
+        try:
+            version = 1 << 20
+            deadline = time.monotonic() + 45
+            while not stalls and time.monotonic() < deadline:  # the free lane commits
+                version += 1
+                _produce(settings, _row(tenant, free_id, 0, version))
+                time.sleep(0.5)
+        finally:
+            lock.rollback()  # the stuck lane may finish now, and the sink stop
+        assert stalls == ["sink"]
+        with psycopg.connect(database_url, autocommit=True) as look:
+            stored = _version(look, tenant, free_id)
+        assert stored is not None and stored > 1 << 20  # it did commit meanwhile
 
 
 def test_the_sink_fetches_ahead_only_what_it_is_allowed() -> None:
