@@ -159,10 +159,9 @@ class Sink:
         self._settings = settings
         self._topics = TopicNames.for_prefix(settings.topic_prefix)
         self._stopping = threading.Event()
-        self._counting = threading.Lock()
+        self._pruning = threading.Lock()
         self._writing_since: list[float | None] = [None] * settings.sink_writers
         """When each lane's write in flight began (None: none in flight)."""
-        self.rows_written = 0
         self.monitor = SinkMonitor(settings)
         self._write_backs = WriteBackProducer(producer_config(settings), self._topics.events)
         self._originals = IngestRawReader.from_settings(settings, self._topics.ingest_raw)
@@ -239,15 +238,13 @@ class Sink:
             conn.close()
 
     def _finish(self, consumer: Consumer, writing: _Writing, lane: int) -> psycopg.Connection[Any]:
-        """Wait until `writing` is durable, then commit its offsets and count it; the lane's
-        connection (its writer may have reconnected)."""
+        """Wait until `writing` is durable, then commit its offsets, count it and prune when
+        due; the lane's connection (its writer may have reconnected)."""
         conn, written = writing.future.result()
         self._writing_since[lane] = None
         batch = writing.batch
         commit_durable(consumer, batch.offsets())
         self._record_latency(conn, batch)
-        with self._counting:
-            self.rows_written += len(batch)
         self.monitor.batch_done(
             events=len(batch.upserts()),
             tombstones=len(batch.tombstones()),
@@ -258,8 +255,7 @@ class Sink:
             reconstructed=written.reconstructed,
             progress=not self._a_lane_is_stuck(),
         )
-        if lane == 0:
-            self._prune_history(conn)
+        self._prune_history(conn)
         return conn
 
     def _a_lane_is_stuck(self) -> bool:
@@ -292,10 +288,13 @@ class Sink:
     def _prune_history(self, conn: psycopg.Connection[Any]) -> None:
         """Once a minute, between polls, drop a bounded slice of history rows past their
         retention (`SLUICE_HISTORY_RETENTION_SECONDS`; 0 keeps them), and of the overview's
-        figures past theirs (`SLUICE_FIGURES_RETENTION_SECONDS`; 0 keeps them)."""
-        if time.monotonic() - self._pruned_at < HISTORY_PRUNE_EVERY_SECONDS:
-            return
-        self._pruned_at = time.monotonic()
+        figures past theirs (`SLUICE_FIGURES_RETENTION_SECONDS`; 0 keeps them). Whichever lane
+        finishes a poll first once the minute is up prunes, on its own connection.
+        """
+        with self._pruning:
+            if time.monotonic() - self._pruned_at < HISTORY_PRUNE_EVERY_SECONDS:
+                return
+            self._pruned_at = time.monotonic()
         for what, retention, prune in (
             ("event history", self._settings.history_retention_seconds, prune_history),
             ("overview figure", self._settings.figures_retention_seconds, prune_figures),

@@ -254,6 +254,31 @@ def test_one_stuck_lane_stalls_the_sink_while_the_others_commit(
         assert stored is not None and stored > 1 << 20  # it did commit meanwhile
 
 
+@pytest.mark.integration
+def test_history_is_pruned_by_whichever_lane_commits(
+    two_writer_settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the last partition's lane has rows here (range assignment, members ordered by
+    their client ids, gives it the second lane): pruning must not wait for another lane."""
+    pruned: list[float] = []
+
+    def prune(conn: psycopg.Connection[Any], retention: float, rows: int) -> int:
+        pruned.append(retention)
+        return 0
+
+    monkeypatch.setattr("sinks.consumer.HISTORY_PRUNE_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr("sinks.consumer.prune_history", prune)
+    settings, tenant = two_writer_settings, f"prune-{uuid.uuid4().hex[:8]}"
+    last = settings.partitions - 1
+    event_id = _id_in(tenant, last, settings.partitions)
+    with _running(Sink(settings)), psycopg.connect(database_url, autocommit=True) as look:
+        _lanes_assigned(settings, 2)
+        _produce(settings, _row(tenant, event_id, last, 1 << 20))
+        eventually(lambda: _version(look, tenant, event_id) == 1 << 20, timeout=60)
+        eventually(lambda: pruned, timeout=30)
+    assert pruned[0] == settings.history_retention_seconds
+
+
 def test_the_sink_fetches_ahead_only_what_it_is_allowed() -> None:
     # librdkafka's own default (64 MB) let a sink behind a backlog hold ~55 MB more.
     assert consumer_config(Settings())["queued.max.messages.kbytes"] == 16_384
