@@ -279,6 +279,27 @@ def test_history_is_pruned_by_whichever_lane_commits(
     assert pruned[0] == settings.history_retention_seconds
 
 
+@pytest.mark.integration
+def test_a_failed_lane_stops_the_others_and_its_error_is_raised(
+    two_writer_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stopped: list[int] = []
+
+    def lane(self: Sink, index: int, consumer: Consumer) -> None:
+        try:
+            if index == 1:
+                raise RuntimeError("lane 1 broke")
+            assert self._stopping.wait(30)  # the failure stops this lane too
+            stopped.append(index)
+        finally:
+            consumer.close()
+
+    monkeypatch.setattr(Sink, "_lane", lane)
+    with pytest.raises(RuntimeError, match="lane 1 broke"):
+        Sink(two_writer_settings).run()
+    assert stopped == [0]
+
+
 def test_the_sink_fetches_ahead_only_what_it_is_allowed() -> None:
     # librdkafka's own default (64 MB) let a sink behind a backlog hold ~55 MB more.
     assert consumer_config(Settings())["queued.max.messages.kbytes"] == 16_384
