@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,9 +37,20 @@ from store.latency_bins import bin_of
 log = logging.getLogger(__name__)
 
 BATCH_WAIT_SECONDS = 0.05
-"""Longest wait to fill a poll: `consume` returns at `sink_batch_size` messages (one lane's) or
-after this. Under load batches fill well before it; at low rates it bounds the latency the sink
-adds (0.5 s here made half of the end-to-end p50 at half load)."""
+"""Longest wait to fill a poll: it ends at `sink_batch_size` messages (one lane's) or after
+this. While the lane's writer is busy with the poll before, this is how long a poll may gather;
+at low rates it bounds the latency the sink adds (0.5 s here made half of the end-to-end p50 at
+half load)."""
+
+BATCH_LEAST_SECONDS = 0.01
+"""Shortest wait to fill a poll: once it holds a message and this has passed, a poll ends as
+soon as the lane's writer is idle. So a poll gathers while the poll before it is written (the
+busier PostgreSQL, the larger the polls), and a lane that keeps up does not hold what it took
+for the rest of `BATCH_WAIT_SECONDS`: in `make bench`'s half-rate phase that wait was most of
+the time an event spent in the sink."""
+
+IDLE_CHECK_SECONDS = 0.005
+"""How often a filling poll looks whether the lane's writer has become idle."""
 
 
 HISTORY_PRUNE_EVERY_SECONDS = 60.0
@@ -121,23 +133,47 @@ at once beside their rows: a 40,000-message poll held ~25 MB of them at the sink
 while it drained a backlog."""
 
 
-def take_poll(consumer: Consumer, size: int, wait: float, topics: TopicNames) -> SinkBatch | None:
-    """Up to `size` messages, taken within `wait` seconds, decoded into one batch in poll
-    order (None: nothing was taken)."""
+def take_poll(
+    consumer: Consumer,
+    size: int,
+    wait: float,
+    topics: TopicNames,
+    *,
+    idle: Callable[[], bool] | None = None,
+    least: float = 0.0,
+) -> SinkBatch | None:
+    """Up to `size` messages, decoded into one batch in poll order (None: nothing was taken).
+
+    Messages librdkafka already holds are taken at once, up to `size`. Beyond those the poll
+    waits for more until `wait` seconds have passed or, when `idle` is given, until it holds
+    a message, `least` seconds have passed and `idle()` is true (the lane's writer has nothing
+    left to write).
+    """
     batch = SinkBatch()
-    deadline = time.monotonic() + wait
+    began = time.monotonic()
+    deadline, settled = began + wait, began + least
     taken = 0
     while taken < size:
         want = min(POLL_CHUNK, size - taken)
-        chunk = consumer.consume(want, max(0.0, deadline - time.monotonic()))
+        now = time.monotonic()
+        until = deadline if idle is None else min(deadline, max(settled, now + IDLE_CHECK_SECONDS))
+        chunk = consumer.consume(want, max(0.0, until - now))
         for msg in chunk:
             if msg.error() is None:
                 batch.take(msg, topics)
-        taken += len(chunk)
-        if len(chunk) < want:  # the wait is over: librdkafka had no more
-            break
+        got = len(chunk)
         del chunk
+        taken += got
+        if got == want:  # librdkafka may hold more already
+            continue
+        now = time.monotonic()
+        if now >= deadline or (idle is not None and taken and now >= settled and idle()):
+            break
     return batch if batch.offsets() else None
+
+
+def _always() -> bool:
+    return True
 
 
 @dataclass
@@ -222,8 +258,10 @@ class Sink:
                     # `sink_batch_size` bounds a transaction (20,000 against 10,000 made
                     # the sink 10-20 % faster in `make bench`).
                     batch = take_poll(
-                        consumer, self._settings.sink_batch_size, BATCH_WAIT_SECONDS, self._topics
-                    )
+                        consumer, self._settings.sink_batch_size, BATCH_WAIT_SECONDS, self._topics,
+                        idle=_always if writing is None else writing.future.done,
+                        least=BATCH_LEAST_SECONDS,
+                    )  # fmt: skip
                     if writing is not None:
                         conn = self._finish(consumer, writing, lane)
                         writing = None

@@ -77,7 +77,60 @@ def test_a_poll_is_taken_in_chunks_and_stops_at_its_size() -> None:
     assert len(source.queued) == 5  # the rest waits for the next poll
     short = _Polled(queued[: POLL_CHUNK + 3])
     take_poll(short, 10 * POLL_CHUNK, 0.0, TOPICS)  # type: ignore[arg-type]
-    assert short.asked == [POLL_CHUNK, POLL_CHUNK]  # a short chunk ends the poll
+    assert short.asked == [POLL_CHUNK, POLL_CHUNK]  # a short chunk past the wait ends the poll
+
+
+class _Trickle:
+    """librdkafka's side of `take_poll` at a low rate: a message becomes ready every `every`
+    seconds from `after` on; `consume` hands out at most the number asked for and, with fewer
+    ready, waits out its timeout first."""
+
+    def __init__(self, every: float, after: float = 0.0) -> None:
+        self.began = time.monotonic() + after
+        self.every = every
+        self.handed = 0
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        time.sleep(timeout)
+        ready = max(0, int((time.monotonic() - self.began) / self.every) + 1)
+        out = [_message("events", 0, n) for n in range(self.handed, ready)][:num_messages]
+        self.handed += len(out)
+        return out
+
+
+def _timed_poll(source: _Trickle, **kwargs: Any) -> tuple[float, SinkBatch | None]:
+    began = time.monotonic()
+    batch = take_poll(source, 10_000, 30.0, TOPICS, **kwargs)  # type: ignore[arg-type]
+    return time.monotonic() - began, batch
+
+
+def test_a_poll_ends_once_it_holds_messages_and_its_writer_is_idle() -> None:
+    seconds, batch = _timed_poll(_Trickle(every=0.001), idle=lambda: True)
+    assert seconds < 5.0  # not the 30 s wait
+    assert batch is not None and batch.undecodable >= 1
+
+
+def test_a_poll_gathers_while_its_writer_is_busy() -> None:
+    source = _Trickle(every=0.001)
+    free_at = time.monotonic() + 0.3
+    seconds, batch = _timed_poll(source, idle=lambda: time.monotonic() >= free_at)
+    assert 0.3 <= seconds < 5.0
+    assert batch is not None and batch.undecodable == source.handed > 100
+
+
+def test_a_poll_waits_its_least_and_for_a_message_before_it_ends() -> None:
+    seconds, batch = _timed_poll(_Trickle(every=0.001), idle=lambda: True, least=0.3)
+    assert 0.3 <= seconds < 5.0
+    seconds, batch = _timed_poll(_Trickle(every=0.001, after=0.3), idle=lambda: True)
+    assert 0.3 <= seconds < 5.0  # an idle writer ends no poll that holds nothing
+    assert batch is not None and batch.undecodable >= 1
+
+
+def test_without_idle_a_poll_waits_its_whole_wait() -> None:
+    began = time.monotonic()
+    batch = take_poll(_Trickle(every=0.001), 10_000, 0.3, TOPICS)  # type: ignore[arg-type]
+    assert time.monotonic() - began >= 0.3
+    assert batch is not None and batch.undecodable > 100
 
 
 def test_a_sink_refuses_fewer_than_one_writer() -> None:
