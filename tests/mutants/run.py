@@ -275,10 +275,9 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             Patch(
                 "sinks/consumer.py",
-                "        written = WriteResult()\n",
-                "        commit_durable(consumer,"
-                " [t for b in writing.batches for t in b.offsets()])\n"
-                "        written = WriteResult()\n",
+                "                        future = writer.submit(self._write_until_durable,",
+                "                        commit_soon(consumer, batch.offsets())\n"
+                "                        future = writer.submit(self._write_until_durable,",
             ),
         ),
         ("tests/sinks/test_consumer.py",),

@@ -26,7 +26,7 @@ from schemas.topics import TopicNames
 from sinks.batch import SinkBatch
 from sinks.consumer import POLL_CHUNK, Sink, consumer_config, take_poll
 from sinks.rows import EventRow
-from sinks.writer import write_events
+from sinks.writer import WriteResult, write_events
 from tests.conftest import eventually, make_settings
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -245,6 +245,65 @@ def _lanes_assigned(settings: Settings, lanes: int) -> None:
         )
 
     eventually(split, timeout=60)
+
+
+class _Lane:
+    """librdkafka's side of one lane: poll k of `polls` arrives once k polls were stored,
+    and every commit is recorded with whether it waited for the broker's answer and how
+    many polls were stored at that moment."""
+
+    def __init__(self, polls: list[list[Message]], stored: list[int]) -> None:
+        self.polls, self.stored, self.handed = polls, stored, 0
+        self.commits: list[tuple[list[tuple[int, int]], bool, int]] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        if self.handed < len(self.polls) and len(self.stored) >= self.handed:
+            self.handed += 1
+            return self.polls[self.handed - 1]
+        time.sleep(timeout)
+        return []
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        at = sorted((tp.partition, tp.offset) for tp in offsets)
+        self.commits.append((at, asynchronous, len(self.stored)))
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("events", p) for p in (0, 1, 2)]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.integration
+def test_a_lane_commits_each_poll_after_it_is_stored_and_waits_only_for_its_last_commit(
+    database_url: str,
+) -> None:
+    """A lane does not wait for the broker's answer to each commit (it writes the next poll
+    meanwhile), but a poll's offsets are never sent before its rows are stored, and a
+    stopping lane's last commit, covering each partition it holds, waits for the answer."""
+    polls = [[_message("events", 0, 0), _message("events", 1, 0)],
+             [_message("events", 0, 1)], [_message("events", 0, 2)]]  # fmt: skip
+    stored: list[int] = []
+    lane = _Lane(polls, stored)
+    sink = Sink(Settings(database_url=database_url))
+
+    def write(conn: Any, batch: SinkBatch, first: Any) -> tuple[Any, WriteResult, float]:
+        stored.append(batch.undecodable)
+        return conn, WriteResult(), time.time()
+
+    sink._write_until_durable = write  # type: ignore[method-assign]
+    thread = threading.Thread(target=sink._lane, args=(0, lane), daemon=True)
+    thread.start()
+    eventually(lambda: len(lane.commits) == 3, timeout=30)
+    sink.stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert lane.commits == [
+        ([(0, 1), (1, 1)], True, 1),  # each poll's own offsets, once it is stored
+        ([(0, 2)], True, 2),
+        ([(0, 3)], True, 3),
+        ([(0, 3), (1, 1)], False, 3),  # the last: every partition, answered
+    ]
 
 
 @pytest.mark.integration
