@@ -268,6 +268,10 @@ _DETAILS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("load average as each phase began", ("meta", "load_average_by_phase")),
     ("end to end: offered events/s", ("e2e", "offered_per_second")),
     ("end to end: acceptance → queryable ms", ("e2e", "queryable_ms")),
+    (
+        "end to end: the sink's own figure, request received → committed ms (its histogram)",
+        ("e2e", "committed_ms"),
+    ),
     ("end to end: door latency ms", ("e2e", "door_latency_ms")),
     ("end to end: by stage ms", ("e2e", "stages_ms")),
     ("burst: offered events/s", ("burst", "offered_per_second")),

@@ -48,6 +48,8 @@ def test_every_phase_runs_and_is_reported(
     assert len(with_contracts["rounds"]) == 2 and with_contracts["ratio"] > 0
     assert results["sink_raw"]["units"] == results["sink"]["rows"]
     assert results["e2e"]["missing"] == 0 and results["burst"]["missing"] == 0
+    committed = results["e2e"]["committed_ms"]  # the sink's histogram: every event, once
+    assert committed["events"] == results["e2e"]["accepted"] and committed["p99"] > 0
     assert results["burst"]["answers"]["other"] == 0
     for name, rss in results["burst"]["rss_mb"].items():  # before, during and after: every sample
         parts = (rss["before"], rss["peak_while_offered"], rss["peak_draining_after"])
