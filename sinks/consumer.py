@@ -223,17 +223,23 @@ class _SideConnection:
     """A lane's second PostgreSQL connection, for what is not an event (the overview's
     latency figures, pruning), used by the lane's own thread while its writer holds the
     first. Its commits do not wait for the WAL to be flushed (`synchronous_commit = off`):
-    a crash loses a figure at most. Opened when first needed and again once broken; the
-    lane never waits for it: without it the figure or the pruning is skipped."""
+    a crash loses a figure at most. Opened when first needed and again once broken (at most
+    every `RETRY_SECONDS`); without it the figure or the pruning is skipped."""
+
+    RETRY_SECONDS = 10.0
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._conn: psycopg.Connection[Any] | None = None
+        self._tried = -self.RETRY_SECONDS
 
     def get(self) -> psycopg.Connection[Any] | None:
         if self._conn is not None and not self._conn.broken and not self._conn.closed:
             return self._conn
         self.close()
+        if time.monotonic() - self._tried < self.RETRY_SECONDS:
+            return None
+        self._tried = time.monotonic()
         try:
             self._conn = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=5,

@@ -24,7 +24,7 @@ from schemas.codec import encode
 from schemas.identity import Identity, partition_for
 from schemas.topics import TopicNames
 from sinks.batch import SinkBatch
-from sinks.consumer import POLL_CHUNK, Sink, consumer_config, take_poll
+from sinks.consumer import POLL_CHUNK, Sink, _SideConnection, consumer_config, take_poll
 from sinks.rows import EventRow
 from sinks.writer import WriteResult, write_events
 from tests.conftest import eventually, make_settings
@@ -291,7 +291,7 @@ def test_a_lane_commits_each_poll_after_it_is_stored_and_waits_only_for_its_last
         stored.append(batch.undecodable)
         return conn, WriteResult(), time.time()
 
-    sink._write_until_durable = write  # type: ignore[method-assign]
+    sink._write_until_durable = write  # type: ignore[method-assign,assignment]
     thread = threading.Thread(target=sink._lane, args=(0, lane), daemon=True)
     thread.start()
     eventually(lambda: len(lane.commits) == 3, timeout=30)
@@ -469,3 +469,29 @@ def test_one_fetch_may_bring_a_partition_s_share_of_the_prefetch() -> None:
         ]
         == 1 << 20
     )
+
+
+@pytest.mark.integration
+def test_a_lane_s_side_connection_does_not_wait_for_the_wal(database_url: str) -> None:
+    side = _SideConnection(database_url)
+    conn = side.get()
+    assert conn is not None and side.get() is conn
+    assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    side.close()
+
+
+def test_a_lane_s_side_connection_is_retried_only_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tries: list[str] = []
+
+    def refuse(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+        tries.append(url)
+        raise psycopg.OperationalError("refused")
+
+    monkeypatch.setattr("sinks.consumer.psycopg.connect", refuse)
+    side = _SideConnection("postgresql://127.0.0.1:1/none")
+    assert side.get() is None and side.get() is None
+    assert len(tries) == 1  # not once per poll while PostgreSQL is away
+    monkeypatch.setattr(_SideConnection, "RETRY_SECONDS", 0.0)
+    assert side.get() is None and len(tries) == 2
