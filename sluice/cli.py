@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from typing import Any
@@ -62,6 +63,13 @@ def main(log_level: str) -> None:
     install_key_redaction()
 
 
+def _freeze_imports() -> None:
+    """Leave what a service has imported (modules, functions, classes: ~75,000 objects) out of
+    the cycle collector's full collections, which walked them every time: in `make bench` a
+    full collection paused the sink 20-200 ms, all its threads at once (2026-12-07)."""
+    gc.freeze()
+
+
 @main.command()
 def migrate() -> None:
     """Apply pending database migrations."""
@@ -90,6 +98,7 @@ def api() -> None:
     """Serve the HTTP front door."""
     from producer_api.app import run
 
+    _freeze_imports()
     run(_with_topic_schema_ids(_settings()))
 
 
@@ -102,6 +111,7 @@ def worker(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is None:
         from streams.worker import run
 
+        _freeze_imports()
         run(_with_topic_schema_ids(_settings()))
 
 
@@ -110,6 +120,7 @@ def sink() -> None:
     """Run the Kafka → PostgreSQL sink."""
     from sluice.runners import run_sink
 
+    _freeze_imports()
     run_sink(_with_topic_schema_ids(_settings()))
 
 
