@@ -353,6 +353,7 @@ class Sink:
                         self._writing_since[lane] = writing.began
                     if done is not None:  # while the next poll is written
                         self._account(done, side)
+                        del done  # its rows, so a lane holds two polls at most, not three
                 if writing is not None:
                     done = self._finish(consumer, writing, lane, sent)
                     conn = done.conn
