@@ -178,8 +178,9 @@ class KafkaLauncher:
             raise ValueError("a Kafka cluster needs at least one node")
         self.workdir = Path(workdir).resolve()
         self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+        ports = _free_ports(2 * nodes)
         self.nodes = [
-            _Node(i, self.workdir / f"node-{i}", _free_port(), _free_port())
+            _Node(i, self.workdir / f"node-{i}", ports[2 * i - 2], ports[2 * i - 1])
             for i in range(1, nodes + 1)
         ]
         self._libs: Path | None = None
@@ -363,12 +364,17 @@ class KafkaLauncher:
             self.stop(timeout=10.0)
 
 
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """`count` different TCP ports on 127.0.0.1 that nothing listens on right now. All are
+    held bound until each is known: one at a time, the kernel may hand the same port out
+    twice, and a node's listener and controller then shared one (Kafka refused to format)."""
+    with contextlib.ExitStack() as held:
+        ports: list[int] = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
 
 
 def _tail(text: str, lines: int) -> str:

@@ -116,3 +116,11 @@ def test_services_named_by_the_environment_win(
         assert pg.source == "environment" and pg.launcher is None
         assert "secret" not in pg.describe() and "***" in pg.describe()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cluster_s_ports_are_all_different(tmp_path: Path) -> None:
+    """Each node's listener and controller get ports no other gets: taken one at a time, the
+    kernel once handed the same port out twice, and Kafka refused to format that node."""
+    launcher = KafkaLauncher(tmp_path / "kafka", nodes=3)
+    ports = [p for n in launcher.nodes for p in (n.broker_port, n.controller_port)]
+    assert len(set(ports)) == 6
