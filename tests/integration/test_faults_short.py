@@ -18,7 +18,7 @@ import pytest
 from runtime.metrics import STALLED_EXIT_CODE
 from runtime.settings import settings_env
 from sluice.launchers.kafka import KafkaLauncher
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually, free_ports
 from tests.faults.check import figure, wait_for_dead_letters, wait_until_landed
 from tests.faults.load import LoadGenerator
 from tests.faults.pipeline import own_postgres, pipeline
@@ -86,7 +86,7 @@ def test_a_stuck_sink_exits_for_a_restart_and_metrics_are_served(
 ) -> None:
     """The sink serves its metrics; blocked by a table lock while its lag grows, its
     watchdog exits it (code 70) so a supervisor restarts it; restarted, it catches up."""
-    sink_port, worker_port = free_port(), free_port()
+    sink_port, worker_port = free_ports(2)
     with pipeline(
         kafka_bootstrap, database_url, tmp_path / "logs", watchdog_stall_seconds=4.0,
         sink_metrics_port=sink_port, worker_metrics_port=worker_port,
