@@ -3,7 +3,6 @@ run Sluice's own processes against them. Unit tests cannot reach the network by 
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import time
 import uuid
@@ -44,18 +43,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` different free ports: held bound together until all are known (one at a time,
-    the kernel may hand the same port out twice)."""
-    with contextlib.ExitStack() as held:
-        ports: list[int] = []
-        for _ in range(count):
-            s = held.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-        return ports
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:

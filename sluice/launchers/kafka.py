@@ -178,7 +178,7 @@ class KafkaLauncher:
             raise ValueError("a Kafka cluster needs at least one node")
         self.workdir = Path(workdir).resolve()
         self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
-        ports = _free_ports(2 * nodes)
+        ports = free_ports(2 * nodes)
         self.nodes = [
             _Node(i, self.workdir / f"node-{i}", ports[2 * i - 2], ports[2 * i - 1])
             for i in range(1, nodes + 1)
@@ -364,7 +364,7 @@ class KafkaLauncher:
             self.stop(timeout=10.0)
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """`count` different TCP ports on 127.0.0.1 that nothing listens on right now. All are
     held bound until each is known: one at a time, the kernel may hand the same port out
     twice, and a node's listener and controller then shared one (Kafka refused to format)."""

@@ -17,8 +17,8 @@ import pytest
 
 from runtime.metrics import STALLED_EXIT_CODE
 from runtime.settings import settings_env
-from sluice.launchers.kafka import KafkaLauncher
-from tests.conftest import eventually, free_ports
+from sluice.launchers.kafka import KafkaLauncher, free_ports
+from tests.conftest import eventually
 from tests.faults.check import figure, wait_for_dead_letters, wait_until_landed
 from tests.faults.load import LoadGenerator
 from tests.faults.pipeline import own_postgres, pipeline
